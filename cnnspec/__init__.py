@@ -1,0 +1,57 @@
+"""cnnspec: a declarative model-spec compiler and runner for convolutional networks.
+
+    spec = cnnspec.load("specs/small_cnn.yaml")   # YAML → validated Spec (no torch)
+    graph = cnnspec.check(spec)                    # shapes, params, MACs, receptive field (no torch)
+    model = cnnspec.build(spec)                    # torch.nn.Module
+    run = cnnspec.train(spec, out="runs/small")    # trains; returns the run directory
+    onnx_path = cnnspec.export(run)                # ONNX + parity gate
+
+Torch is imported only by build, train and export.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cnnspec.check.checker import check
+from cnnspec.errors import CnnspecError, DataError, ExportError, ShapeError, SpecError
+from cnnspec.spec.load import load, loads
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from cnnspec.build import build
+    from cnnspec.export import export
+    from cnnspec.train import train
+
+__all__ = [
+    "CnnspecError",
+    "DataError",
+    "ExportError",
+    "ShapeError",
+    "SpecError",
+    "__version__",
+    "build",
+    "check",
+    "export",
+    "load",
+    "loads",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # build, train and export need torch: import them only when asked for.
+    if name == "build":
+        from cnnspec.build import build
+
+        return build
+    if name == "train":
+        from cnnspec.train import train
+
+        return train
+    if name == "export":
+        from cnnspec.export import export
+
+        return export
+    raise AttributeError(name)

@@ -1,0 +1,135 @@
+"""The static checker: shapes, parameter and MAC counts, receptive field; no torch."""
+
+from __future__ import annotations
+
+from graphlib import CycleError, TopologicalSorter
+
+from cnnspec.check.data import check_data
+from cnnspec.check.expand import INPUT, Expander
+from cnnspec.check.graph import Graph, Node
+from cnnspec.errors import Diagnostic, ShapeError
+from cnnspec.layers import Shape, ShapeProblem
+from cnnspec.layers.base import fmt_shape
+from cnnspec.spec.model import Spec
+
+
+def check(spec: Spec) -> Graph:
+    """Check every shape of `spec`; raises ShapeError listing every problem."""
+    graph, diagnostics = analyse(spec)
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors:
+        raise ShapeError(errors)
+    return graph
+
+
+def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
+    """Check `spec` and return the graph (as far as it could be built) and every diagnostic."""
+    expander = Expander(spec)
+    output = expander.run()
+    expander.resolve_all()
+    diagnostics = expander.diagnostics
+    raw = expander.nodes
+    graph = Graph(spec, spec.model.input.shape, output=output)
+
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for node in raw.values():
+        sorter.add(node.id, *(i for i in node.inputs if i != INPUT))
+    try:
+        order = [n for n in sorter.static_order() if n in raw]
+    except CycleError as exc:
+        cycle = exc.args[1]
+        first = raw[cycle[0]]
+        diagnostics.append(
+            Diagnostic(
+                f"the layers form a cycle: {' → '.join(cycle)}",
+                spec.source.locate(first.path),
+                hint="a layer can only read layers that do not read it back",
+            )
+        )
+        return graph, diagnostics
+
+    shapes: dict[str, Shape] = {INPUT: spec.model.input.shape}
+    fields: dict[str, tuple[tuple[int, int], tuple[float, float]]] = {INPUT: ((1, 1), (1.0, 1.0))}
+    built: dict[str, Node] = {}
+    for node_id in order:
+        node = raw[node_id]
+        if any(i not in shapes for i in node.inputs):
+            continue  # an input already failed; its error is reported
+        ins = tuple(shapes[i] for i in node.inputs)
+        layer = node.layer
+        try:
+            out = layer.output_shape(ins)
+            params = layer.params(ins)
+            macs = layer.macs(ins, out)
+            window = layer.window(ins, out)
+        except ShapeProblem as problem:
+            path = node.path + ((problem.field,) if problem.field else ())
+            notes = problem.notes + tuple(f"{i} is {fmt_shape(shapes[i])}" for i in node.inputs if i != INPUT and len(node.inputs) > 1)
+            notes += tuple(f"in a block used at {t}" for t in reversed(node.trace))
+            if "." in node.id:  # expanded from sugar: the location alone does not say which layer
+                notes = (f"in layer '{node.id}'",) + notes
+            diagnostics.append(
+                Diagnostic(
+                    problem.message,
+                    spec.source.locate(path, key=False),
+                    notes=notes,
+                    hint=problem.hint,
+                )
+            )
+            continue
+        rf_in = tuple(max(fields[i][0][a] for i in node.inputs) for a in (0, 1))
+        jump_in = tuple(max(fields[i][1][a] for i in node.inputs) for a in (0, 1))
+        main = ins[0]
+        if window.global_ and len(main) == 3:
+            kernel = (main[1], main[2])
+        else:
+            kernel = window.kernel
+        rf = tuple(int(round(rf_in[a] + (kernel[a] - 1) * jump_in[a])) for a in (0, 1))
+        jump = tuple(jump_in[a] * window.stride[a] for a in (0, 1))
+        fields[node_id] = ((rf[0], rf[1]), (jump[0], jump[1]))
+        shapes[node_id] = out
+        built[node_id] = Node(
+            id=node_id,
+            layer=layer,
+            inputs=tuple(node.inputs),
+            input_shapes=ins,
+            output_shape=out,
+            params=params,
+            trainable_params=params if layer.trainable() else 0,
+            macs=macs,
+            receptive_field=(rf[0], rf[1]),
+            stride=(jump[0], jump[1]),
+            location=spec.source.locate(node.path),
+        )
+    # Keep the order the user wrote where the graph allows it.
+    graph.nodes = [built[n] for n in raw if n in built] if _declared_order_ok(raw, built) else [built[n] for n in order if n in built]
+    diagnostics += _unused(raw, output, spec)
+    diagnostics += check_data(spec)
+    return graph, diagnostics
+
+
+def _declared_order_ok(raw: dict[str, object], built: dict[str, Node]) -> bool:
+    seen = {INPUT}
+    for node_id in raw:
+        if node_id not in built:
+            continue
+        if any(i not in seen for i in built[node_id].inputs):
+            return False
+        seen.add(node_id)
+    return True
+
+
+def _unused(raw: dict, output: str, spec: Spec) -> list[Diagnostic]:  # type: ignore[type-arg]
+    used = {i for node in raw.values() for i in node.inputs} | {output}
+    out = []
+    for node_id, node in raw.items():
+        if node_id not in used:
+            out.append(
+                Diagnostic(
+                    f"the output of '{node_id}' is never used",
+                    spec.source.locate(node.path),
+                    hint="remove it, or list it in a later layer's inputs",
+                    severity="warning",
+                )
+            )
+    return out

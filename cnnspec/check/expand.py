@@ -1,0 +1,251 @@
+"""Expand the layer list (residual, repeat, blocks) into a flat graph of named nodes.
+
+Expansion is purely syntactic: ids are given, `inputs` are resolved lexically
+(innermost scope first), and no shape is needed yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from cnnspec.errors import Diagnostic, Location, suggest
+from cnnspec.layers import LayerKind
+from cnnspec.spec.source import SourceMap
+
+if TYPE_CHECKING:
+    from cnnspec.layers.sugar import Block
+    from cnnspec.spec.layers import LayerItemBase
+    from cnnspec.spec.model import Spec
+
+INPUT = "input"
+Path = tuple[Hashable, ...]
+
+
+@dataclass
+class Scope:
+    """Names visible to `inputs`: local id → full node id, falling back to the parent scope."""
+
+    prefix: str
+    parent: Scope | None = None
+    names: dict[str, str] = field(default_factory=dict)
+
+    def lookup(self, name: str) -> str | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.names:
+                return scope.names[name]
+            scope = scope.parent
+        return None
+
+    def visible(self) -> list[str]:
+        out: list[str] = []
+        scope: Scope | None = self
+        while scope is not None:
+            out += list(scope.names)
+            scope = scope.parent
+        return out
+
+
+@dataclass
+class RawNode:
+    """A primitive layer with its full id and still-unresolved input names."""
+
+    id: str
+    layer: LayerKind
+    inputs: list[str]  # full ids (already resolved) or names to resolve in `scope`
+    path: Path  # YAML path of the layer's parameters
+    scope: Scope | None  # None when `inputs` are already full ids
+    trace: tuple[Location, ...] = ()  # block uses this node came through, innermost last
+
+
+class Expander:
+    """Collects the flat node list of a spec's model, and the problems found on the way."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.source: SourceMap = spec.source
+        self.nodes: dict[str, RawNode] = {}
+        self.diagnostics: list[Diagnostic] = []
+        self.root = Scope("")
+        self._trace: list[Location] = []
+        self._block_stack: list[str] = []
+
+    # -- helpers used by sugar kinds ------------------------------------------------
+    def loc(self, path: Path, *, key: bool = False) -> Location:
+        return self.source.locate(path, key=key)
+
+    def error(self, message: str, path: Path, *, hint: str | None = None, notes: Sequence[str] = ()) -> None:
+        notes = tuple(notes) + tuple(f"in a block used at {t}" for t in reversed(self._trace))
+        self.diagnostics.append(Diagnostic(message, self.loc(path), notes=notes, hint=hint))
+
+    def child_scope(self, prefix: str) -> Scope:
+        return Scope(prefix, parent=self._current)
+
+    def add_node(self, node_id: str, layer: LayerKind, inputs: list[str | None], path: Path, scope: Scope | None) -> str:
+        if node_id in self.nodes:
+            self.error(f"two layers are named '{node_id}'", path, hint="give each layer a unique id")
+            return node_id
+        resolved = [i if i is not None else INPUT for i in inputs]
+        self.nodes[node_id] = RawNode(node_id, layer, resolved, path, scope, tuple(self._trace))
+        return node_id
+
+    # -- the walk -------------------------------------------------------------------
+    def run(self) -> str:
+        self._current = self.root
+        items = self.spec.model.layers
+        return self.expand_list(items, ("model", "layers"), self.root, INPUT)
+
+    def expand_list(
+        self,
+        items: Sequence[LayerItemBase],
+        list_path: Path,
+        scope: Scope,
+        prev: str | None,
+        *,
+        names: Sequence[str] | None = None,
+    ) -> str:
+        """Expand `items` in `scope`, the first reading `prev`; returns the last output's id."""
+        outer = self._current
+        self._current = scope
+        out = prev or INPUT
+        for index, item in enumerate(items):
+            layer = item.layer
+            path = list_path + (index, item.kind_name)
+            local = layer.id or f"{item.kind_name}_{index}"
+            if local == INPUT:
+                self.error("'input' names the model's input; choose another id", path + ("id",))
+            if names is not None:
+                full = names[index]
+            else:
+                full = f"{scope.prefix}.{local}" if scope.prefix else local
+            if layer.id is not None:
+                if layer.id in scope.names:
+                    self.error(f"id '{layer.id}' is used twice", path + ("id",), hint="give each layer a unique id")
+                scope.names[layer.id] = full
+            reads: list[str | None] = list(layer.inputs) if layer.inputs is not None else [out]
+            if layer.sugar:
+                if layer.inputs is not None and len(layer.inputs) != 1:
+                    self.error(f"{item.kind_name} reads one input", path + ("inputs",))
+                first = self._resolve(reads[0] or INPUT, scope, path) if layer.inputs else out
+                out = layer.expand(self, path, full, first)
+            else:
+                if layer.many_inputs and layer.inputs is None:
+                    self.error(
+                        f"{item.kind_name} merges several layers: list their ids in `inputs`",
+                        path,
+                        hint=f"e.g. {item.kind_name}: {{inputs: [a, b]}}",
+                    )
+                node_scope = scope if layer.inputs is not None else None
+                out = self.add_node(full, layer, reads, path, node_scope)
+        self._current = outer
+        return out
+
+    def _resolve(self, name: str, scope: Scope, path: Path) -> str:
+        if name == INPUT:
+            return INPUT
+        full = scope.lookup(name)
+        if full is None:
+            self.error(
+                f"unknown layer id '{name}' in inputs",
+                path + ("inputs",),
+                hint=suggest(name, scope.visible()) or "ids are given with `id:`; `input` is the model input",
+            )
+            return INPUT
+        return full
+
+    def resolve_all(self) -> None:
+        """Turn names in `inputs` into full node ids (after all nodes are known, so forward references work)."""
+        for node in self.nodes.values():
+            if node.scope is not None:
+                node.inputs = [self._resolve(n, node.scope, node.path) for n in node.inputs]
+                node.scope = None
+
+    # -- named blocks ---------------------------------------------------------------
+    def expand_block(self, use: Block, path: Path, name: str, prev: str | None) -> str:
+        from cnnspec.spec.errors_map import diagnostics_from
+        from cnnspec.spec.layers import LayerItem
+
+        blocks = self.spec.model.blocks
+        if use.name not in blocks:
+            self.error(
+                f"unknown block '{use.name}'",
+                path + ("name",),
+                hint=suggest(use.name, list(blocks)) or "define it under model.blocks",
+            )
+            return prev or INPUT
+        if use.name in self._block_stack:
+            self.error(f"block '{use.name}' uses itself", path + ("name",))
+            return prev or INPUT
+        block = blocks[use.name]
+        block_path: Path = ("model", "blocks", use.name)
+        values = dict(block.params)
+        for arg, value in use.args.items():
+            if arg not in block.params:
+                self.error(
+                    f"block '{use.name}' has no parameter '{arg}'",
+                    path + ("args", arg),
+                    hint=suggest(arg, list(block.params)) or f"its parameters: {', '.join(block.params) or 'none'}",
+                )
+            values[arg] = value
+        missing = [k for k, v in values.items() if v is None]
+        if missing:
+            self.error(f"block '{use.name}' needs a value for {', '.join(missing)}", path, hint="pass it in `args`")
+            return prev or INPUT
+        raw = _substitute(block.layers, values, self, block_path + ("layers",))
+        try:
+            items = TypeAdapter(list[LayerItem]).validate_python(raw)
+        except ValidationError as exc:
+            root_model = _layer_list_model()
+            for d in diagnostics_from(exc, {"layers": raw}, self.source.sub(block_path), root_model):
+                self.diagnostics.append(
+                    Diagnostic(d.message, d.location, notes=(f"in block '{use.name}' used at {self.loc(path)}",), hint=d.hint)
+                )
+            return prev or INPUT
+        self._trace.append(self.loc(path))
+        self._block_stack.append(use.name)
+        # A block of one unnamed layer is that layer: it takes the block's name.
+        names = [name] if len(items) == 1 and items[0].layer.id is None else None
+        out = self.expand_list(items, block_path + ("layers",), self.child_scope(name), prev, names=names)
+        self._block_stack.pop()
+        self._trace.pop()
+        return out
+
+
+_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+_INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substitute(value: Any, values: dict[str, Any], expander: Expander, path: Path) -> Any:
+    """Replace '$name' by the argument's value and '${name}' inside strings by its text."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, values, expander, path + (k,)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values, expander, path + (i,)) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        match = _REF.match(value)
+        names = [match.group(1)] if match else _INTERP.findall(value)
+        for n in names:
+            if n not in values:
+                expander.error(
+                    f"'${n}' is not a parameter of this block",
+                    path,
+                    hint=suggest(n, list(values)) or f"declare it under params: {n}: DEFAULT",
+                )
+                return value
+        if match:
+            return values[match.group(1)]
+        return _INTERP.sub(lambda m: str(values[m.group(1)]), value)
+    return value
+
+
+def _layer_list_model() -> Any:
+    from pydantic import create_model
+
+    from cnnspec.spec.layers import LayerItem
+
+    return create_model("BlockLayers", layers=(list[LayerItem], ...))

@@ -1,0 +1,105 @@
+"""A torchvision backbone with its classifier cut off, known statically by a table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from pydantic import Field
+
+from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, Window, register
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneFacts:
+    features: int  # length of the feature vector once the classifier is cut off
+    params: int  # parameters without the classifier
+    gmacs_224: float  # torchvision's GFLOPS figure (really multiply-accumulates) at 224×224
+    classifier: str  # attribute path of the classifier that is replaced by Identity
+
+
+# Checked against torchvision by tests/check/test_backbone_table.py.
+BACKBONES: dict[str, BackboneFacts] = {
+    "resnet18": BackboneFacts(512, 11_176_512, 1.814, "fc"),
+    "resnet34": BackboneFacts(512, 21_284_672, 3.664, "fc"),
+    "resnet50": BackboneFacts(2048, 23_508_032, 4.089, "fc"),
+    "resnet101": BackboneFacts(2048, 42_500_160, 7.801, "fc"),
+    "mobilenet_v2": BackboneFacts(1280, 2_223_872, 0.301, "classifier"),
+    "mobilenet_v3_small": BackboneFacts(576, 927_008, 0.057, "classifier"),
+    "mobilenet_v3_large": BackboneFacts(960, 2_971_952, 0.217, "classifier"),
+    "efficientnet_b0": BackboneFacts(1280, 4_007_548, 0.386, "classifier"),
+    "efficientnet_b1": BackboneFacts(1280, 6_513_184, 0.687, "classifier"),
+    "convnext_tiny": BackboneFacts(768, 27_820_128, 4.456, "classifier.2"),
+    "regnet_y_400mf": BackboneFacts(440, 3_903_144, 0.402, "fc"),
+    "shufflenet_v2_x1_0": BackboneFacts(1024, 1_253_604, 0.145, "fc"),
+    "densenet121": BackboneFacts(1024, 6_953_856, 2.834, "classifier"),
+}
+
+BackboneName = Literal[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "convnext_tiny",
+    "regnet_y_400mf",
+    "shufflenet_v2_x1_0",
+    "densenet121",
+]
+
+
+@register
+class Torchvision(LayerKind):
+    """A torchvision model without its classifier; outputs a feature vector."""
+
+    kind: ClassVar[str] = "torchvision"
+    model: BackboneName = Field(description="torchvision model name.")
+    weights: str = Field(
+        "none",
+        description="'none' (random init), a torchvision weights name (DEFAULT, IMAGENET1K_V1, …; needs the "
+        "torch hub cache or network), or a local .pth/.safetensors file of the model's state_dict.",
+        min_length=1,
+    )
+    freeze: bool = Field(False, description="Freeze the backbone's parameters (train only what follows).")
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        c, h, w = self.image(inputs)
+        if c != 3:
+            raise ShapeProblem(
+                f"torchvision {self.model} expects 3 input channels, got {c}",
+                hint="set model.input.channels: 3 and use an RGB dataset",
+            )
+        return (BACKBONES[self.model].features,)
+
+    def params(self, inputs: Sequence[Shape]) -> int:
+        return BACKBONES[self.model].params
+
+    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
+        # Scaled from torchvision's 224×224 figure: convolution cost grows with the pixel count.
+        _, h, w = inputs[0]
+        return round(BACKBONES[self.model].gmacs_224 * 1e9 * (h * w) / (224 * 224))
+
+    def trainable(self) -> bool:
+        return not self.freeze
+
+    def window(self, inputs: Sequence[Shape], output: Shape) -> Window:
+        return Window(global_=True)
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from cnnspec.build.backbone import build_backbone
+
+        return build_backbone(self.model, self.weights, self.freeze, BACKBONES[self.model].classifier)
+
+    def weights_file(self) -> Path | None:
+        if self.weights.endswith((".pth", ".pt", ".safetensors")):
+            return Path(self.weights)
+        return None

@@ -1,0 +1,150 @@
+"""A layer kind is one class: its fields, shape rule, counts, receptive-field step and builder.
+
+`@register` adds a class to the registry under its YAML name; the spec's layer list
+is a discriminated union built from that registry, so adding a layer kind means
+adding one class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from pydantic import Field
+
+from cnnspec.spec.base import StrictModel
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from cnnspec.check.expand import Expander
+
+Shape = tuple[int, ...]
+"""A per-sample tensor shape without the batch axis: (C, H, W) for images, (F,) for vectors."""
+
+ID_PATTERN = r"^[A-Za-z0-9_]+$"
+
+
+class ShapeProblem(Exception):
+    """Raised by a shape rule; the checker turns it into a located diagnostic."""
+
+    def __init__(self, message: str, *, notes: Sequence[str] = (), hint: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.notes = tuple(notes)
+        self.hint = hint
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Window:
+    """How a layer moves the receptive field: an effective kernel and a stride per spatial axis.
+
+    `global_` means every output sees the whole input (adaptive/global pooling, flatten).
+    A stride below 1 (upsampling) is written as a fraction.
+    """
+
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[float, float] = (1.0, 1.0)
+    global_: bool = False
+
+
+class LayerKind(StrictModel):
+    """Base of every layer kind. Subclasses set `kind` and implement the rules."""
+
+    kind: ClassVar[str]
+    many_inputs: ClassVar[bool] = False
+    # Sugar kinds (residual, repeat, block) expand into other layers before checking.
+    sugar: ClassVar[bool] = False
+
+    id: str | None = Field(
+        None,
+        description="Name of this layer: other layers refer to it in `inputs`; it names the module in state_dict and ONNX.",
+        pattern=ID_PATTERN,
+        max_length=64,
+    )
+    inputs: list[str] | None = Field(
+        None,
+        description="Ids of the layers this one reads; default: the previous layer. Merge kinds (add, concat) take several.",
+        min_length=1,
+    )
+
+    # --- static rules (pure Python, no torch) ---------------------------------
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        """The output shape for the given input shapes; raise ShapeProblem when they do not fit."""
+        return self.single(inputs)
+
+    def params(self, inputs: Sequence[Shape]) -> int:
+        """Number of learnable parameters."""
+        return 0
+
+    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
+        """Multiply-accumulates per sample (convolutions and matrix products only)."""
+        return 0
+
+    def window(self, inputs: Sequence[Shape], output: Shape) -> Window:
+        """The receptive-field step of this layer."""
+        return Window()
+
+    def trainable(self) -> bool:
+        """Whether this layer's parameters are trained (frozen backbones are not)."""
+        return True
+
+    # --- torch ----------------------------------------------------------------
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        """The torch module for this layer (torch is imported inside)."""
+        raise NotImplementedError(f"{self.kind} has no torch builder")
+
+    # --- sugar ----------------------------------------------------------------
+    def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
+        """Sugar kinds add their layers to `expander` and return the id of their output."""
+        raise NotImplementedError
+
+    # --- helpers --------------------------------------------------------------
+    def single(self, inputs: Sequence[Shape]) -> Shape:
+        if len(inputs) != 1:
+            raise ShapeProblem(f"{self.kind} takes one input, got {len(inputs)}", field="inputs")
+        return inputs[0]
+
+    def image(self, inputs: Sequence[Shape]) -> tuple[int, int, int]:
+        shape = self.single(inputs)
+        if len(shape) != 3:
+            raise ShapeProblem(
+                f"{self.kind} expects an image (C×H×W) but its input is a vector of {shape[0]} features",
+                hint="put it before `flatten`/`linear`, or drop it",
+            )
+        return shape[0], shape[1], shape[2]
+
+    def vector(self, inputs: Sequence[Shape]) -> int:
+        shape = self.single(inputs)
+        if len(shape) != 1:
+            raise ShapeProblem(
+                f"{self.kind} expects a vector but its input is {fmt_shape(shape)}",
+                hint="add `flatten` (or `global_avgpool`) before it",
+            )
+        return shape[0]
+
+
+L = TypeVar("L", bound=type[LayerKind])
+
+REGISTRY: dict[str, type[LayerKind]] = {}
+
+
+def register(cls: L) -> L:
+    """Class decorator: make a layer kind available under `cls.kind`; refuses a duplicate name."""
+    name = cls.kind
+    if name in REGISTRY and REGISTRY[name] is not cls:
+        raise ValueError(f"layer kind '{name}' is already registered by {REGISTRY[name].__qualname__}")
+    REGISTRY[name] = cls
+    return cls
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def pair(v: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    return (int(v[0]), int(v[1]))

@@ -1,0 +1,170 @@
+"""Linear layers and normalisation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, ClassVar
+
+from pydantic import Field
+
+from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, fmt_shape, register
+from cnnspec.layers.conv import PositiveInt
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Eps = Annotated[float, Field(gt=0, le=1)]
+Momentum = Annotated[float, Field(ge=0, le=1)]
+
+
+@register
+class Linear(LayerKind):
+    """Fully connected layer (torch.nn.Linear); in_features is inferred."""
+
+    kind: ClassVar[str] = "linear"
+    out_features: PositiveInt = Field(description="Number of output features.")
+    bias: bool = Field(True, description="Add a learnable bias.")
+    in_features: PositiveInt | None = Field(None, description="Input features; inferred. When written, it is checked.")
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        shape = self.single(inputs)
+        if len(shape) != 1:
+            raise ShapeProblem(
+                f"linear expects a vector but its input is {fmt_shape(shape)}",
+                hint="add `flatten` or `global_avgpool` before it",
+            )
+        if self.in_features is not None and self.in_features != shape[0]:
+            raise ShapeProblem(
+                f"linear expects in_features={self.in_features} but its input has {shape[0]} features",
+                hint="drop in_features and let cnnspec infer it",
+                field="in_features",
+            )
+        return (self.out_features,)
+
+    def params(self, inputs: Sequence[Shape]) -> int:
+        return inputs[0][0] * self.out_features + (self.out_features if self.bias else 0)
+
+    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
+        return inputs[0][0] * self.out_features
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from torch import nn
+
+        return nn.Linear(inputs[0][0], self.out_features, bias=self.bias)
+
+
+class _BatchNorm(LayerKind):
+    rank: ClassVar[int]
+    eps: Eps = Field(1e-5, description="Added to the variance for numerical stability.")
+    momentum: Momentum = Field(0.1, description="Running-statistics update rate (PyTorch convention).")
+    affine: bool = Field(True, description="Learn a scale and shift per channel.")
+    num_features: PositiveInt | None = Field(None, description="Channels; inferred. When written, it is checked.")
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        shape = self.single(inputs)
+        if len(shape) != self.rank:
+            want = "an image (C×H×W)" if self.rank == 3 else "a vector"
+            other = "batchnorm1d" if self.rank == 3 else "batchnorm2d"
+            raise ShapeProblem(f"{self.kind} expects {want} but its input is {fmt_shape(shape)}", hint=f"use {other}")
+        if self.num_features is not None and self.num_features != shape[0]:
+            raise ShapeProblem(
+                f"{self.kind} expects num_features={self.num_features} but its input has {shape[0]}",
+                hint="drop num_features and let cnnspec infer it",
+                field="num_features",
+            )
+        return shape
+
+    def params(self, inputs: Sequence[Shape]) -> int:
+        return 2 * inputs[0][0] if self.affine else 0
+
+
+@register
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over the channels of an image (torch.nn.BatchNorm2d)."""
+
+    kind: ClassVar[str] = "batchnorm2d"
+    rank: ClassVar[int] = 3
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from torch import nn
+
+        return nn.BatchNorm2d(inputs[0][0], eps=self.eps, momentum=self.momentum, affine=self.affine)
+
+
+@register
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation over the features of a vector (torch.nn.BatchNorm1d)."""
+
+    kind: ClassVar[str] = "batchnorm1d"
+    rank: ClassVar[int] = 1
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from torch import nn
+
+        return nn.BatchNorm1d(inputs[0][0], eps=self.eps, momentum=self.momentum, affine=self.affine)
+
+
+@register
+class LayerNorm(LayerKind):
+    """Layer normalisation over the whole per-sample shape (torch.nn.LayerNorm)."""
+
+    kind: ClassVar[str] = "layernorm"
+    eps: Eps = Field(1e-5, description="Added to the variance for numerical stability.")
+    elementwise_affine: bool = Field(True, description="Learn a scale and shift per element.")
+    normalized_shape: list[PositiveInt] | None = Field(
+        None, description="Inferred as the input's shape. When written, it is checked."
+    )
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        shape = self.single(inputs)
+        if self.normalized_shape is not None and tuple(self.normalized_shape) != shape:
+            raise ShapeProblem(
+                f"layernorm expects normalized_shape={self.normalized_shape} but its input is {fmt_shape(shape)}",
+                hint="drop normalized_shape and let cnnspec infer it",
+                field="normalized_shape",
+            )
+        return shape
+
+    def params(self, inputs: Sequence[Shape]) -> int:
+        return 2 * math.prod(inputs[0]) if self.elementwise_affine else 0
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from torch import nn
+
+        return nn.LayerNorm(list(inputs[0]), eps=self.eps, elementwise_affine=self.elementwise_affine)
+
+
+@register
+class GroupNorm(LayerKind):
+    """Group normalisation (torch.nn.GroupNorm); channels are split into num_groups."""
+
+    kind: ClassVar[str] = "groupnorm"
+    num_groups: PositiveInt = Field(description="Number of channel groups; must divide the channels.")
+    eps: Eps = Field(1e-5, description="Added to the variance for numerical stability.")
+    affine: bool = Field(True, description="Learn a scale and shift per channel.")
+    num_channels: PositiveInt | None = Field(None, description="Channels; inferred. When written, it is checked.")
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        c, h, w = self.image(inputs)
+        if self.num_channels is not None and self.num_channels != c:
+            raise ShapeProblem(
+                f"groupnorm expects num_channels={self.num_channels} but its input has {c}",
+                hint="drop num_channels and let cnnspec infer it",
+                field="num_channels",
+            )
+        if c % self.num_groups:
+            raise ShapeProblem(
+                f"num_groups={self.num_groups} does not divide the {c} channels",
+                hint="use a number of groups that divides the channels",
+                field="num_groups",
+            )
+        return (c, h, w)
+
+    def params(self, inputs: Sequence[Shape]) -> int:
+        return 2 * inputs[0][0] if self.affine else 0
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from torch import nn
+
+        return nn.GroupNorm(self.num_groups, inputs[0][0], eps=self.eps, affine=self.affine)

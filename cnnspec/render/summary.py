@@ -1,0 +1,157 @@
+"""The summary table: rows computed from the checked graph, rendered as text, JSON, Markdown or a plot."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cnnspec.check.graph import Graph
+from cnnspec.layers.base import fmt_shape
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    kind: str
+    output_shape: list[int]
+    params: int
+    trainable: bool
+    macs: int
+    receptive_field: int | list[int]  # one number when square, else [H, W]
+    stride: float | list[float]  # effective stride (jump) in input pixels
+    inputs: list[str]
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    input_shape: list[int]
+    output_shape: list[int]
+    total_params: int
+    trainable_params: int
+    macs: int
+    layers: list[Row]
+
+
+def _square(pair: tuple[Any, Any]) -> Any:
+    a, b = pair
+    if isinstance(a, float):
+        a, b = (int(a) if a.is_integer() else round(a, 4)), (int(b) if b.is_integer() else round(b, 4))
+    return a if a == b else [a, b]
+
+
+def summarize(graph: Graph) -> Summary:
+    rows = [
+        Row(
+            id=n.id,
+            kind=n.kind,
+            output_shape=list(n.output_shape),
+            params=n.params,
+            trainable=n.trainable_params == n.params,
+            macs=n.macs,
+            receptive_field=_square(n.receptive_field),
+            stride=_square(n.stride),
+            inputs=list(n.inputs),
+        )
+        for n in graph.nodes
+    ]
+    return Summary(
+        name=graph.spec.name,
+        input_shape=list(graph.input_shape),
+        output_shape=list(graph.output_shape),
+        total_params=graph.total_params,
+        trainable_params=graph.trainable_params,
+        macs=graph.macs,
+        layers=rows,
+    )
+
+
+def human(n: float) -> str:
+    """1234567 → '1.23 M'."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:g}"
+
+
+def _rf(v: int | list[int] | float | list[float]) -> str:
+    return "×".join(str(x) for x in v) if isinstance(v, list) else str(v)
+
+
+def to_json(summary: Summary) -> str:
+    return json.dumps(asdict(summary), indent=2) + "\n"
+
+
+def to_markdown(summary: Summary) -> str:
+    lines = [
+        f"**{summary.name}** — input {fmt_shape(tuple(summary.input_shape))} → output {fmt_shape(tuple(summary.output_shape))}",
+        "",
+        "| id | kind | output shape | params | MACs | receptive field | stride |",
+        "|---|---|---|--:|--:|--:|--:|",
+    ]
+    for r in summary.layers:
+        lines.append(
+            f"| `{r.id}` | {r.kind} | {fmt_shape(tuple(r.output_shape))} | {r.params:,} | {r.macs:,} | {_rf(r.receptive_field)} | {_rf(r.stride)} |"
+        )
+    lines += [
+        "",
+        f"Total params: {summary.total_params:,} · trainable: {summary.trainable_params:,} · MACs: {summary.macs:,} ({human(summary.macs)})",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def to_text(summary: Summary) -> Any:
+    """A rich renderable table, like Keras' model.summary() or torchinfo."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{summary.name}", title_justify="left", show_lines=False)
+    for col, justify in (
+        ("id", "left"),
+        ("kind", "left"),
+        ("output shape", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("RF", "right"),
+        ("stride", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in summary.layers:
+        params = f"{r.params:,}" + ("" if r.trainable else " (frozen)")
+        table.add_row(r.id, r.kind, fmt_shape(tuple(r.output_shape)), params, human(r.macs), _rf(r.receptive_field), _rf(r.stride))
+    totals = Text(
+        f"Input: {fmt_shape(tuple(summary.input_shape))}   Output: {fmt_shape(tuple(summary.output_shape))}\n"
+        f"Total params: {summary.total_params:,}   Trainable params: {summary.trainable_params:,}   "
+        f"Non-trainable params: {summary.total_params - summary.trainable_params:,}\n"
+        f"MACs per image: {summary.macs:,} ({human(summary.macs)})"
+    )
+    return Group(table, totals)
+
+
+def plot(summary: Summary, path: str) -> None:
+    """Receptive field and feature-map size per conv/pool stage (seed §12), written as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [r for r in summary.layers if len(r.output_shape) == 3 and (r.kind.startswith(("conv", "maxpool", "avgpool")) or r.kind == "shortcut")]
+    stages = [r for r in stages if r.kind != "shortcut"]
+    xs = list(range(1, len(stages) + 1))
+    rf = [max(r.receptive_field) if isinstance(r.receptive_field, list) else r.receptive_field for r in stages]
+    size = [r.output_shape[1] for r in stages]
+    fig, ax = plt.subplots(figsize=(max(6, len(xs) * 0.35), 4))
+    ax.plot(xs, rf, marker="o", label="Receptive field (px)")
+    ax.plot(xs, size, marker="s", label="Feature map size (H)")
+    ax.set_xlabel("Conv/Pool stage")
+    ax.set_ylabel("Size (pixels)")
+    ax.set_title(f"{summary.name}: receptive field vs. spatial resolution")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([r.id for r in stages], rotation=60, ha="right", fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

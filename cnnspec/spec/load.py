@@ -1,0 +1,43 @@
+"""Load a spec: YAML text → plain data with positions → validated `Spec`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cnnspec.errors import Diagnostic, Location, SpecError
+from cnnspec.spec.errors_map import diagnostics_from
+from cnnspec.spec.model import Spec
+from cnnspec.spec.source import SourceMap, parse_yaml, read_spec_text
+
+
+def load(path: str | Path) -> Spec:
+    """Read and validate a spec file; raises SpecError with every problem located."""
+    return loads(read_spec_text(path), str(path))
+
+
+def loads(text: str, file: str = "<string>") -> Spec:
+    """Validate spec text; `file` names it in messages."""
+    data, source = parse_yaml(text, file)
+    return from_data(data, source)
+
+
+def from_data(data: Any, source: SourceMap) -> Spec:
+    """Validate already-parsed data against the schema."""
+    if data is None:
+        raise SpecError(Diagnostic("the spec is empty", Location(source.file, 1, 1), hint="a spec needs at least `name` and `model`"))
+    if not isinstance(data, dict):
+        raise SpecError(
+            Diagnostic(
+                f"a spec is a mapping of keys (name, model, …), not a {type(data).__name__}",
+                source.locate(()),
+            )
+        )
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(diagnostics_from(exc, data, source, Spec)) from None
+    spec._source = source
+    return spec

@@ -1,0 +1,298 @@
+"""The spec: pydantic models for every top-level section (no torch here)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Discriminator, Field, PrivateAttr, Tag
+
+from cnnspec.spec.base import StrictModel
+from cnnspec.spec.layers import LayerItem, _normalise, _tag
+from cnnspec.spec.source import SourceMap
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Size = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+
+
+# --- model ----------------------------------------------------------------------------
+
+
+class InputSpec(StrictModel):
+    """Shape of one input image."""
+
+    channels: PositiveInt = Field(description="Image channels: 3 for RGB, 1 for grey.")
+    height: PositiveInt = Field(description="Image height in pixels.")
+    width: PositiveInt = Field(description="Image width in pixels.")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+class BlockSpec(StrictModel):
+    """A reusable, parameterised list of layers; use it with `- block: {name: NAME, args: {...}}`."""
+
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameter names with default values (null = required). Layers refer to them as '$NAME'.",
+    )
+    layers: list[Any] = Field(description="The block's layers, checked after its parameters are filled in.", min_length=1)
+
+
+class ModelSpec(StrictModel):
+    """The network: an input shape and a list of layers."""
+
+    input: InputSpec = Field(description="Shape of one input image (C×H×W).")
+    blocks: dict[str, BlockSpec] = Field(default_factory=dict, description="Named reusable blocks.")
+    layers: list[LayerItem] = Field(description="The layers, in order; each reads the previous one unless it names `inputs`.", min_length=1)
+
+
+# --- data -----------------------------------------------------------------------------
+
+DatasetName = Literal["cifar10", "cifar100", "mnist", "fashion_mnist", "svhn", "image_folder", "digits", "synthetic"]
+
+
+class DatasetSpec(StrictModel):
+    """Which images to train on."""
+
+    name: DatasetName = Field(
+        description="cifar10, cifar100, mnist, fashion_mnist, svhn (torchvision); image_folder (your own "
+        "ROOT/train/CLASS/*.png, optional ROOT/val and ROOT/test); digits (scikit-learn's 8×8 digits, offline); "
+        "synthetic (random images, for smoke tests and benchmarks)."
+    )
+    root: str = Field("./data", description="Folder the dataset lives in (or is downloaded to).")
+    download: bool = Field(True, description="Download a torchvision dataset when it is not in root.")
+    num_samples: PositiveInt = Field(2048, description="synthetic only: number of training images.")
+    num_classes: PositiveInt = Field(10, description="synthetic only: number of classes.")
+
+
+class Normalize(StrictModel):
+    """Per-channel mean and standard deviation, on the 0–1 pixel scale."""
+
+    mean: list[float] = Field(description="Per-channel mean.", min_length=1)
+    std: list[Annotated[float, Field(gt=0)]] = Field(description="Per-channel standard deviation.", min_length=1)
+
+
+class RandomCrop(StrictModel):
+    """Pad, then crop a random size×size window (torchvision RandomCrop)."""
+
+    size: Size = Field(description="Crop size: n or [H, W].")
+    padding: Annotated[int, Field(ge=0)] = Field(0, description="Pixels of padding on each side before cropping.")
+    padding_mode: Literal["constant", "reflect", "edge"] = Field("constant", description="How padding is filled.")
+
+
+class HorizontalFlip(StrictModel):
+    """Flip left-right with probability p."""
+
+    p: Fraction = Field(0.5, description="Probability of flipping.")
+
+
+class VerticalFlip(StrictModel):
+    """Flip top-bottom with probability p."""
+
+    p: Fraction = Field(0.5, description="Probability of flipping.")
+
+
+class RandomResizedCrop(StrictModel):
+    """Crop a random area and aspect ratio, resize to size (torchvision RandomResizedCrop)."""
+
+    size: Size = Field(description="Output size: n or [H, W].")
+    scale: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = Field(
+        [0.08, 1.0], description="Range of the cropped area as a fraction of the image."
+    )
+    ratio: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)] = Field(
+        [3 / 4, 4 / 3], description="Range of aspect ratios."
+    )
+
+
+class ColorJitter(StrictModel):
+    """Random brightness, contrast, saturation and hue (torchvision ColorJitter)."""
+
+    brightness: Annotated[float, Field(ge=0)] = Field(0.0, description="Factor drawn from [1−b, 1+b].")
+    contrast: Annotated[float, Field(ge=0)] = Field(0.0, description="Factor drawn from [1−c, 1+c].")
+    saturation: Annotated[float, Field(ge=0)] = Field(0.0, description="Factor drawn from [1−s, 1+s].")
+    hue: Annotated[float, Field(ge=0, le=0.5)] = Field(0.0, description="Hue shift drawn from [−h, h].")
+
+
+class RandomGrayscale(StrictModel):
+    """Turn an image grey with probability p."""
+
+    p: Fraction = Field(0.1, description="Probability of greying.")
+
+
+class Cutout(StrictModel):
+    """Zero a random size×size square (DeVries & Taylor, 2017)."""
+
+    size: PositiveInt = Field(description="Side of the square, in pixels.")
+    p: Fraction = Field(1.0, description="Probability of cutting.")
+
+
+class MixUp(StrictModel):
+    """Blend pairs of images and their labels (torchvision.transforms.v2.MixUp), per batch."""
+
+    alpha: Annotated[float, Field(gt=0)] = Field(0.2, description="Beta(alpha, alpha) mixing parameter.")
+
+
+class CutMix(StrictModel):
+    """Paste a patch of one image into another, mixing labels by area (torchvision.transforms.v2.CutMix)."""
+
+    alpha: Annotated[float, Field(gt=0)] = Field(1.0, description="Beta(alpha, alpha) mixing parameter.")
+
+
+AUGMENTS: dict[str, type[StrictModel]] = {
+    "random_crop": RandomCrop,
+    "horizontal_flip": HorizontalFlip,
+    "vertical_flip": VerticalFlip,
+    "random_resized_crop": RandomResizedCrop,
+    "color_jitter": ColorJitter,
+    "random_grayscale": RandomGrayscale,
+    "cutout": Cutout,
+    "mixup": MixUp,
+    "cutmix": CutMix,
+}
+
+
+class AugmentItemBase(StrictModel):
+    """One augmentation step; `.op` is its settings, `.name` its kind."""
+
+    @property
+    def name(self) -> str:
+        return next(iter(type(self).model_fields))
+
+    @property
+    def op(self) -> StrictModel:
+        return getattr(self, self.name)  # type: ignore[no-any-return]
+
+
+def _augment_wrapper(name: str, cls: type[StrictModel]) -> Any:
+    from pydantic import create_model
+
+    return create_model(  # type: ignore[call-overload]
+        f"{cls.__name__}Augment",
+        __base__=AugmentItemBase,
+        __doc__=cls.__doc__,
+        **{name: (cls, Field(description=(cls.__doc__ or name).strip()))},
+    )
+
+
+AUGMENT_WRAPPERS = {name: _augment_wrapper(name, cls) for name, cls in AUGMENTS.items()}
+BARE_AUGMENTS = sorted(n for n, c in AUGMENTS.items() if all(not f.is_required() for f in c.model_fields.values()))
+
+AugmentItem = Annotated[
+    Union[tuple(Annotated[w, Tag(k)] for k, w in AUGMENT_WRAPPERS.items())],  # type: ignore[valid-type]  # noqa: UP007
+    Discriminator(
+        _tag,
+        custom_error_type="augment_kind",
+        custom_error_message="an augmentation is `- NAME: {PARAMS}` or a bare `- NAME`",
+    ),
+    BeforeValidator(_normalise),
+]
+
+
+class DataSpec(StrictModel):
+    """Where the images come from and how they are augmented."""
+
+    dataset: DatasetSpec = Field(description="The dataset.")
+    batch_size: PositiveInt = Field(128, description="Images per optimizer step, per process.")
+    eval_batch_size: PositiveInt | None = Field(None, description="Images per evaluation batch; default 2×batch_size.")
+    val_split: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.1, description="Fraction of the training set held out for validation when the dataset has no validation split."
+    )
+    normalize: Literal["auto", "none"] | Normalize = Field(
+        "auto", description="'auto' (mean/std computed once from the training set), 'none', or {mean, std}."
+    )
+    resize: Size | None = Field(None, description="Resize every image to this size first (train and test).")
+    augment: list[AugmentItem] = Field(default_factory=list, description="Training augmentations, applied in order.")
+    num_workers: Annotated[int, Field(ge=0)] = Field(2, description="image_folder only: DataLoader worker processes.")
+
+
+# --- optimisation ---------------------------------------------------------------------
+
+
+class OptimizerSpec(StrictModel):
+    """The optimizer."""
+
+    name: Literal["sgd", "adam", "adamw"] = Field("sgd", description="sgd, adam or adamw.")
+    lr: Annotated[float, Field(gt=0)] = Field(0.1, description="Learning rate (peak, after warm-up).")
+    momentum: Fraction = Field(0.9, description="sgd only: momentum.")
+    nesterov: bool = Field(False, description="sgd only: Nesterov momentum.")
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = Field(
+        [0.9, 0.999], description="adam/adamw: coefficients of the running averages."
+    )
+    weight_decay: Annotated[float, Field(ge=0)] = Field(0.0, description="L2 penalty (decoupled for adamw).")
+    decay_norms_and_biases: bool = Field(True, description="Apply weight decay to normalisation weights and biases too.")
+
+
+class ScheduleSpec(StrictModel):
+    """The learning-rate schedule, updated every optimizer step."""
+
+    name: Literal["constant", "cosine", "step", "multistep", "onecycle"] = Field(
+        "constant", description="constant, cosine (to min_lr), step, multistep or onecycle."
+    )
+    warmup_epochs: Annotated[float, Field(ge=0)] = Field(0.0, description="Linear warm-up from 0 before the schedule.")
+    min_lr: Annotated[float, Field(ge=0)] = Field(0.0, description="cosine: final learning rate.")
+    step_size: PositiveInt = Field(30, description="step: epochs between decays.")
+    milestones: list[PositiveInt] = Field(default_factory=list, description="multistep: epochs at which to decay.")
+    gamma: Annotated[float, Field(gt=0, le=1)] = Field(0.1, description="step/multistep: decay factor.")
+    pct_start: Annotated[float, Field(gt=0, lt=1)] = Field(0.3, description="onecycle: fraction of steps spent rising.")
+
+
+class EarlyStopping(StrictModel):
+    """Stop when a validation metric stops improving."""
+
+    metric: Literal["val_accuracy", "val_loss"] = Field("val_loss", description="Metric to watch.")
+    patience: PositiveInt = Field(5, description="Epochs without improvement before stopping.")
+    min_delta: Annotated[float, Field(ge=0)] = Field(0.0, description="Smallest change that counts as improvement.")
+
+
+class Unfreeze(StrictModel):
+    """Unfreeze frozen backbone layers later in training, with a smaller learning rate (seed §7)."""
+
+    epoch: PositiveInt = Field(description="Epoch (1-based) from which the backbone trains.")
+    lr_scale: Annotated[float, Field(gt=0, le=1)] = Field(0.1, description="Backbone learning rate = lr × lr_scale.")
+
+
+class TrainSpec(StrictModel):
+    """How to train."""
+
+    epochs: PositiveInt = Field(10, description="Number of passes over the training set.")
+    amp: Literal["auto", "fp16", "bf16", "off"] = Field(
+        "auto", description="Mixed precision: auto (fp16 on CUDA, off on CPU), fp16, bf16 or off."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when present.")
+    seed: Annotated[int, Field(ge=0)] = Field(0, description="Random seed for weights, shuffling and augmentation.")
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="Cross-entropy label smoothing.")
+    grad_clip: Annotated[float, Field(gt=0)] | None = Field(None, description="Clip the gradient norm to this value.")
+    channels_last: bool = Field(False, description="Use the channels-last memory format (faster convs on GPUs).")
+    compile: bool = Field(False, description="torch.compile the model.")
+    early_stopping: EarlyStopping | None = Field(None, description="Stop when validation stops improving.")
+    unfreeze: Unfreeze | None = Field(None, description="Unfreeze a frozen torchvision backbone at an epoch.")
+    sync_batchnorm: bool = Field(False, description="Distributed runs: synchronise batchnorm statistics across processes.")
+
+
+class ExportSpec(StrictModel):
+    """How to export to ONNX."""
+
+    opset: Annotated[int, Field(ge=13, le=23)] = Field(18, description="ONNX opset version.")
+    dynamic_batch: bool = Field(True, description="Let the batch axis vary.")
+    fp16: bool = Field(False, description="Store weights in fp16 (half the size; looser parity bound).")
+
+
+class Spec(StrictModel):
+    """A cnnspec model spec."""
+
+    name: str = Field(description="Name of the model.", min_length=1, max_length=200)
+    description: str | None = Field(None, description="What this spec is for.")
+    model: ModelSpec = Field(description="The network.")
+    data: DataSpec | None = Field(None, description="The data; required for training.")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="The optimizer.")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The learning-rate schedule.")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="Training settings.")
+    export: ExportSpec = Field(default_factory=ExportSpec, description="ONNX export settings.")
+
+    _source: SourceMap | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> SourceMap:
+        return self._source or SourceMap("<spec>")

@@ -1,0 +1,39 @@
+"""Load and check spec files, collecting diagnostics instead of stopping at the first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnspec.check.checker import analyse
+from cnnspec.check.graph import Graph
+from cnnspec.errors import CnnspecError, Diagnostic
+from cnnspec.spec.load import load
+
+
+def validate_file(path: str | Path) -> tuple[Graph | None, list[Diagnostic]]:
+    """Every diagnostic for one spec file; the graph when loading succeeded."""
+    try:
+        spec = load(path)
+    except CnnspecError as exc:
+        return None, exc.diagnostics
+    graph, diagnostics = analyse(spec)
+    return graph, diagnostics
+
+
+def github_annotation(d: Diagnostic) -> str:
+    """A GitHub Actions workflow command that annotates the line in a pull request."""
+
+    def esc(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return esc(text).replace(":", "%3A").replace(",", "%2C")
+
+    parts = []
+    if d.location is not None:
+        parts.append(f"file={prop(d.location.file)}")
+        if d.location.line:
+            parts += [f"line={d.location.line}", f"col={d.location.col}"]
+    body = d.message + "".join(f"\nnote: {n}" for n in d.notes) + (f"\nhint: {d.hint}" if d.hint else "")
+    level = "error" if d.severity == "error" else "warning"
+    return f"::{level} {','.join(parts)}::{esc(body)}"
