@@ -1,0 +1,135 @@
+"""The run directory: the contract between train, evaluate, export and predict.
+
+    RUN/
+      spec.yaml          the resolved spec that was trained (overrides applied)
+      run.json           RunInfo: hashes, class names, input shape, normalisation, device
+      metrics.jsonl      one object per epoch
+      checkpoints/       last.safetensors, best.safetensors (model weights),
+                         last.state.pt (training state, torch.load(weights_only=True))
+      result.json        test_accuracy, test_loss, best_epoch, epochs, wall_seconds, device, amp
+      curves.png
+      model.onnx         after export
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from cnnspec.errors import CheckpointError
+from cnnspec.spec.base import StrictModel
+
+if TYPE_CHECKING:
+    from cnnspec.build.graph_module import SpecModule
+    from cnnspec.check.graph import Graph
+    from cnnspec.spec.model import Spec
+
+
+class RunInfo(StrictModel):
+    """What a trained model needs beside its weights (stored as RUN/run.json)."""
+
+    spec_name: str
+    spec_hash: str = Field(description="sha256 of the whole resolved spec.")
+    architecture_hash: str = Field(description="sha256 of model: only; resuming needs it unchanged.")
+    cnnspec_version: str
+    input_shape: list[int]
+    class_names: list[str]
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    dataset: str | None = None
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.yaml"
+
+    @property
+    def info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.json"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def weights(self, which: str = "best") -> Path:
+        return self.checkpoints / f"{which}.safetensors"
+
+    @property
+    def state(self) -> Path:
+        return self.checkpoints / "last.state.pt"
+
+    @property
+    def onnx(self) -> Path:
+        return self.root / "model.onnx"
+
+
+def _canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def spec_hash(spec: Spec) -> str:
+    return hashlib.sha256(_canonical(spec.model_dump(mode="json"))).hexdigest()
+
+
+def architecture_hash(spec: Spec) -> str:
+    return hashlib.sha256(_canonical(spec.model.model_dump(mode="json"))).hexdigest()
+
+
+def read_info(run: str | Path) -> RunInfo:
+    paths = RunPaths(Path(run))
+    if not paths.info.is_file():
+        raise CheckpointError(f"{run} is not a cnnspec run directory (no run.json)", hint="pass the folder `cnnspec train --out` wrote")
+    try:
+        return RunInfo.model_validate_json(paths.info.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CheckpointError(f"{paths.info} is damaged: {exc}") from None
+
+
+@dataclass
+class TrainedModel:
+    spec: Spec
+    graph: Graph
+    model: SpecModule  # eval mode, on the CPU
+    info: RunInfo
+    paths: RunPaths
+
+
+def load_trained(run: str | Path, which: str = "best") -> TrainedModel:
+    """The trained model of a run directory, weights loaded through safetensors only."""
+    from cnnspec.build import build
+    from cnnspec.check.checker import check
+    from cnnspec.spec.load import load
+    from cnnspec.train.checkpoint import load_weights
+
+    paths = RunPaths(Path(run))
+    info = read_info(run)
+    spec = load(paths.spec)
+    graph = check(spec)
+    model = build(graph)
+    weights = paths.weights(which)
+    if not weights.is_file():
+        weights = paths.weights("last")
+    load_weights(model, weights)
+    model.eval()
+    return TrainedModel(spec, graph, model, info, paths)
