@@ -40,8 +40,8 @@ def _tag(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         key = next(iter(value))
         return key if isinstance(key, str) else None
-    if isinstance(value, LayerItemBase):
-        return value.kind_name
+    if isinstance(value, StrictModel):  # a wrapper being serialised: its one field is the tag
+        return next(iter(type(value).model_fields))
     return None
 
 

@@ -1,0 +1,33 @@
+"""Write a validated spec back to YAML (for the run directory's resolved spec)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from cnnspec.spec.model import Spec
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def spec_data(spec: Spec) -> dict[str, Any]:
+    """The spec as plain data, defaults included so the run records exactly what was used."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    return _plain(data)  # type: ignore[no-any-return]
+
+
+def dump_spec(spec: Spec) -> str:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    buf = io.StringIO()
+    yaml.dump(spec_data(spec), buf)
+    return buf.getvalue()
