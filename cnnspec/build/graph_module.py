@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from cnnspec.check.checker import check
 from cnnspec.check.expand import INPUT
-from cnnspec.check.graph import Graph
+from cnnspec.check.graph import Graph, Node
+from cnnspec.errors import CnnspecError, Diagnostic, SpecError
 from cnnspec.spec.model import Spec
 
 
-def _attach(root: nn.Module, dotted: str, module: nn.Module) -> None:
-    """Register `module` at a dotted path, creating plain containers on the way (like torchvision's names)."""
+def _attach(root: nn.Module, node: Node, module: nn.Module) -> None:
+    """Register `module` at the node's dotted id, creating plain containers on the way (like torchvision's names)."""
     parent = root
-    *parents, last = dotted.split(".")
-    for part in parents:
+    *parents, last = node.id.split(".")
+    for part in [*parents, last]:
+        # nn.Module's own attributes (forward, training, to, …) cannot name a submodule.
+        if part not in parent._modules and hasattr(parent, part):
+            raise SpecError(
+                Diagnostic(
+                    f"the id '{part}' clashes with torch.nn.Module's attribute of that name",
+                    node.location,
+                    notes=(f"in layer '{node.id}'",) if "." in node.id else (),
+                    hint=f"rename it, e.g. '{part}_'",
+                )
+            )
+        if part == last:
+            break
         child = parent._modules.get(part)
         if child is None:
             child = nn.Module()
@@ -24,10 +39,20 @@ def _attach(root: nn.Module, dotted: str, module: nn.Module) -> None:
     parent.add_module(last, module)
 
 
+def _build_node(node: Node) -> nn.Module:
+    """The node's torch module; errors the layer's builder raises are pointed at the node's YAML."""
+    try:
+        return node.layer.build(node.input_shapes)
+    except CnnspecError as exc:
+        located = [d if d.location is not None else dataclasses.replace(d, location=node.location) for d in exc.diagnostics]
+        raise type(exc)(located) from None
+
+
 class SpecModule(nn.Module):
     """The network a spec describes: one submodule per layer, named by the layer's id.
 
     `forward` runs the nodes in graph order; each reads the outputs its `inputs` name.
+    Ids from sugar are dotted (`layer2.0.conv1`), so state_dict keys trace back to the YAML.
     """
 
     def __init__(self, graph: Graph):
@@ -37,14 +62,11 @@ class SpecModule(nn.Module):
         self.output_shape = tuple(graph.output_shape)
         self._order: list[tuple[str, tuple[str, ...]]] = []
         self._modules_by_id: dict[str, nn.Module] = {}
-        consumers: dict[str, int] = {}
         for node in graph.nodes:
-            module = node.layer.build(node.input_shapes)
-            _attach(self, node.id, module)
+            module = _build_node(node)
+            _attach(self, node, module)
             self._modules_by_id[node.id] = module
             self._order.append((node.id, node.inputs))
-            for i in node.inputs:
-                consumers[i] = consumers.get(i, 0) + 1
         self._output = graph.output
         # Free each intermediate once its last reader has run (keeps activation memory like nn.Sequential).
         last_use: dict[str, int] = {}
@@ -52,7 +74,8 @@ class SpecModule(nn.Module):
             for i in inputs:
                 last_use[i] = step
         self._release = [
-            tuple(i for i in inputs if last_use.get(i) == step and i != self._output) for step, (_, inputs) in enumerate(self._order)
+            tuple(i for i in set(inputs) if last_use.get(i) == step and i != self._output)
+            for step, (_, inputs) in enumerate(self._order)
         ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes)
@@ -64,11 +87,19 @@ class SpecModule(nn.Module):
         return values[self._output]
 
     def layer(self, node_id: str) -> nn.Module:
-        """The module of the layer with this id."""
+        """The module of the layer with this (full, dotted) id."""
         return self._modules_by_id[node_id]
+
+    def layer_ids(self) -> list[str]:
+        """Every layer's id, in execution order."""
+        return [node_id for node_id, _ in self._order]
 
 
 def build(spec_or_graph: Spec | Graph) -> SpecModule:
-    """Build the torch module for a spec (checked first) or an already-checked graph."""
+    """Build the torch module for a spec (checked first) or an already-checked graph.
+
+    Raises ShapeError when the spec does not check, SpecError or CheckpointError when a
+    layer cannot be built (e.g. torchvision weights that cannot be loaded).
+    """
     graph = spec_or_graph if isinstance(spec_or_graph, Graph) else check(spec_or_graph)
     return SpecModule(graph)
