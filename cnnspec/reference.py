@@ -59,7 +59,8 @@ def conv2d(
     c_out, c_group, kh, kw = w.shape
     if c_in != c_group * groups or c_out % groups:
         raise ValueError(
-            f"groups={groups} needs C_in = {c_group}·{groups} and C_out divisible by {groups}; got C_in={c_in}, C_out={c_out}"
+            f"groups={groups} needs C_in = {c_group}·{groups} and C_out divisible by {groups}; "
+            f"got C_in={c_in}, C_out={c_out}"
         )
     ph, pw = _pair(padding)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))

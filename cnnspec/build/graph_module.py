@@ -44,7 +44,7 @@ def _build_node(node: Node) -> nn.Module:
     try:
         return node.layer.build(node.input_shapes)
     except CnnspecError as exc:
-        located = [d if d.location is not None else dataclasses.replace(d, location=node.location) for d in exc.diagnostics]
+        located = [d if d.location else dataclasses.replace(d, location=node.location) for d in exc.diagnostics]
         raise type(exc)(located) from None
 
 

@@ -23,7 +23,6 @@ class Concat(nn.Module):
         return torch.cat(xs, dim=1)
 
 
-
 class Shortcut(nn.Sequential):
     """A residual shortcut: its layers applied to the first input (empty = identity).
 
