@@ -91,6 +91,10 @@ class Torchvision(LayerKind):
     def trainable(self) -> bool:
         return not self.freeze
 
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape] | None:
+        # Only the ResNets are tabulated; other backbones' tensors are known once built.
+        return resnet_tensors(self.model) if self.model in RESNET_STAGES else None
+
     def window(self, inputs: Sequence[Shape], output: Shape) -> Window:
         return Window(global_=True)
 
@@ -103,3 +107,38 @@ class Torchvision(LayerKind):
         if self.weights.endswith((".pth", ".pt", ".safetensors")):
             return Path(self.weights)
         return None
+
+
+# torchvision's ResNets: (block, blocks per stage); the stages have 64, 128, 256, 512 planes.
+RESNET_STAGES: dict[str, tuple[str, tuple[int, int, int, int]]] = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+}
+
+
+def resnet_tensors(model: str) -> dict[str, Shape]:
+    """state_dict shapes of a torchvision ResNet with its `fc` cut off (torchvision/models/resnet.py)."""
+    from cnnspec.layers.dense import batchnorm_tensors
+
+    block, counts = RESNET_STAGES[model]
+    expansion = 1 if block == "basic" else 4
+    out: dict[str, Shape] = {"conv1.weight": (64, 3, 7, 7)} | batchnorm_tensors(64, prefix="bn1.")
+    inplanes = 64
+    for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), counts, strict=True), start=1):
+        for i in range(count):
+            p = f"layer{stage}.{i}."
+            stride = 2 if stage > 1 and i == 0 else 1
+            if block == "basic":
+                convs = [(planes, inplanes, 3), (planes, planes, 3)]
+            else:
+                convs = [(planes, inplanes, 1), (planes, planes, 3), (planes * expansion, planes, 1)]
+            for j, (c_out, c_in, k) in enumerate(convs, start=1):
+                out[f"{p}conv{j}.weight"] = (c_out, c_in, k, k)
+                out |= batchnorm_tensors(c_out, prefix=f"{p}bn{j}.")
+            if stride != 1 or inplanes != planes * expansion:
+                out[f"{p}downsample.0.weight"] = (planes * expansion, inplanes, 1, 1)
+                out |= batchnorm_tensors(planes * expansion, prefix=f"{p}downsample.1.")
+            inplanes = planes * expansion
+    return out

@@ -91,6 +91,14 @@ class LayerKind(StrictModel):
         """Whether this layer's parameters are trained (frozen backbones are not)."""
         return True
 
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape] | None:
+        """The built module's state_dict entries (parameters and buffers) by local name and shape.
+
+        Computed statically (no torch) so `cnnspec diff` can tell which checkpoint tensors still
+        fit; None when a kind cannot know them without building the module.
+        """
+        return {} if self.params(inputs) == 0 else None
+
     # --- torch ----------------------------------------------------------------
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         """The torch module for this layer (torch is imported inside)."""

@@ -82,6 +82,7 @@ class Conv2d(LayerKind):
         check_groups(self, self.groups, c, self.out_channels)
         k, s, d = pair(self.kernel_size), pair(self.stride), pair(self.dilation)
         pad = self._padding()
+        self._check_padding_mode((h, w), k, d, pad)
         if pad is None:
             if s != (1, 1):
                 raise ShapeProblem(
@@ -98,6 +99,24 @@ class Conv2d(LayerKind):
             )
         return (self.out_channels, h_out, w_out)
 
+    def _check_padding_mode(
+        self, size: tuple[int, int], k: tuple[int, int], d: tuple[int, int], pad: tuple[int, int] | None
+    ) -> None:
+        # torch: reflect padding must be smaller than the input, circular at most the input.
+        if self.padding_mode not in ("reflect", "circular"):
+            return
+        for axis in (0, 1):
+            # padding: same pads d·(k−1) in all, the larger half on the right.
+            widest = pad[axis] if pad is not None else d[axis] * (k[axis] - 1) - d[axis] * (k[axis] - 1) // 2
+            need = widest + 1 if self.padding_mode == "reflect" else widest
+            if size[axis] < need:
+                raise ShapeProblem(
+                    f"{self.padding_mode} padding of {widest} needs an input {'HW'[axis]} of at least {need}, "
+                    f"got {size[axis]}",
+                    hint="pad less, or use padding_mode: zeros or replicate",
+                    field="padding_mode",
+                )
+
     def params(self, inputs: Sequence[Shape]) -> int:
         c = inputs[0][0]
         k = pair(self.kernel_size)
@@ -111,6 +130,11 @@ class Conv2d(LayerKind):
     def window(self, inputs: Sequence[Shape], output: Shape) -> Window:
         k, s, d = pair(self.kernel_size), pair(self.stride), pair(self.dilation)
         return Window((d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), (float(s[0]), float(s[1])))
+
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
+        k = pair(self.kernel_size)
+        out = {"weight": (self.out_channels, inputs[0][0] // self.groups, k[0], k[1])}
+        return out | ({"bias": (self.out_channels,)} if self.bias else {})
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
@@ -179,6 +203,11 @@ class ConvTranspose2d(LayerKind):
     def window(self, inputs: Sequence[Shape], output: Shape) -> Window:
         k, s = pair(self.kernel_size), pair(self.stride)
         return Window(k, (1.0 / s[0], 1.0 / s[1]))
+
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
+        k = pair(self.kernel_size)  # torch stores transposed weights as (in, out/groups, kH, kW)
+        out = {"weight": (inputs[0][0], self.out_channels // self.groups, k[0], k[1])}
+        return out | ({"bias": (self.out_channels,)} if self.bias else {})
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn

@@ -48,6 +48,10 @@ class Linear(LayerKind):
     def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
         return inputs[0][0] * self.out_features
 
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
+        out = {"weight": (self.out_features, inputs[0][0])}
+        return out | ({"bias": (self.out_features,)} if self.bias else {})
+
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
 
@@ -77,6 +81,17 @@ class _BatchNorm(LayerKind):
 
     def params(self, inputs: Sequence[Shape]) -> int:
         return 2 * inputs[0][0] if self.affine else 0
+
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
+        return batchnorm_tensors(inputs[0][0], affine=self.affine)
+
+
+def batchnorm_tensors(channels: int, *, affine: bool = True, prefix: str = "") -> dict[str, Shape]:
+    """state_dict entries of torch.nn.BatchNorm{1,2}d: scale and shift, running statistics and step count."""
+    out: dict[str, Shape] = {}
+    if affine:
+        out |= {f"{prefix}weight": (channels,), f"{prefix}bias": (channels,)}
+    return out | {f"{prefix}running_mean": (channels,), f"{prefix}running_var": (channels,), f"{prefix}num_batches_tracked": ()}
 
 
 @register
@@ -129,6 +144,9 @@ class LayerNorm(LayerKind):
     def params(self, inputs: Sequence[Shape]) -> int:
         return 2 * math.prod(inputs[0]) if self.elementwise_affine else 0
 
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
+        return {"weight": tuple(inputs[0]), "bias": tuple(inputs[0])} if self.elementwise_affine else {}
+
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
 
@@ -163,6 +181,9 @@ class GroupNorm(LayerKind):
 
     def params(self, inputs: Sequence[Shape]) -> int:
         return 2 * inputs[0][0] if self.affine else 0
+
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
+        return {"weight": (inputs[0][0],), "bias": (inputs[0][0],)} if self.affine else {}
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn

@@ -91,6 +91,14 @@ class Projection(LayerKind):
         s = float(self._stride(inputs[0], inputs[1]) or 1)
         return Window((1, 1), (s, s))
 
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
+        from cnnspec.layers.dense import batchnorm_tensors
+
+        if self._stride(inputs[0], inputs[1]) is None:
+            return {}
+        c_in, c_out = inputs[0][0], inputs[1][0]  # Shortcut(conv, bn) is a Sequential: entries 0 and 1
+        return {"0.weight": (c_out, c_in, 1, 1)} | batchnorm_tensors(c_out, prefix="1.")
+
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
 
