@@ -91,7 +91,8 @@ def batchnorm_tensors(channels: int, *, affine: bool = True, prefix: str = "") -
     out: dict[str, Shape] = {}
     if affine:
         out |= {f"{prefix}weight": (channels,), f"{prefix}bias": (channels,)}
-    return out | {f"{prefix}running_mean": (channels,), f"{prefix}running_var": (channels,), f"{prefix}num_batches_tracked": ()}
+    stats: dict[str, Shape] = {f"{prefix}running_mean": (channels,), f"{prefix}running_var": (channels,)}
+    return out | stats | {f"{prefix}num_batches_tracked": ()}
 
 
 @register
