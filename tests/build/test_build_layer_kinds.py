@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _build_helpers import assert_agrees, make_spec, run_with_hooks
 
 import cnnspec
 from cnnspec.layers import REGISTRY
 from cnnspec.layers.backbone import BACKBONES
-
-from _build_helpers import assert_agrees, make_spec, run_with_hooks
 
 # kind -> (input shape C,H,W; layers; blocks). Each uses non-default parameters where the kind has them.
 EXAMPLES: dict[str, tuple[tuple[int, int, int], str, str]] = {
@@ -48,7 +47,10 @@ EXAMPLES: dict[str, tuple[tuple[int, int, int], str, str]] = {
     "identity": ((3, 4, 4), "- identity", ""),
     "maxpool2d": (
         (2, 11, 10),
-        "- maxpool2d: {kernel_size: 3, stride: 2, padding: 1, dilation: 2, ceil_mode: true}\n- maxpool2d: {kernel_size: 2}",
+        """
+        - maxpool2d: {kernel_size: 3, stride: 2, padding: 1, dilation: 2, ceil_mode: true}
+        - maxpool2d: {kernel_size: 2}
+        """,
         "",
     ),
     "avgpool2d": (
@@ -150,7 +152,10 @@ EXAMPLES: dict[str, tuple[tuple[int, int, int], str, str]] = {
     ),
     "torchvision": (
         (3, 32, 32),
-        "- torchvision: {id: backbone, model: resnet18, weights: none, freeze: true}\n- linear: {id: fc, out_features: 4}",
+        """
+        - torchvision: {id: backbone, model: resnet18, weights: none, freeze: true}
+        - linear: {id: fc, out_features: 4}
+        """,
         "",
     ),
 }
