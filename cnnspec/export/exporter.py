@@ -1,0 +1,115 @@
+"""Run directory → self-describing, gate-checked ONNX file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+import cnnspec
+from cnnspec.atomic import atomic_path
+from cnnspec.errors import ExportError
+from cnnspec.export.fp16 import fp16_weights
+from cnnspec.export.gate import Parity, run_gate
+from cnnspec.export.metadata import ModelMetadata, attach, color_of
+from cnnspec.export.onnx_export import to_onnx
+from cnnspec.layers.base import pair
+from cnnspec.run import RunPaths, TrainedModel, load_trained
+from cnnspec.spec.dump import dump_spec
+
+# protobuf cannot serialise a single message of 2 GiB or more.
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+@dataclass
+class ExportReport:
+    """What `export_run` wrote and the figures of its gate."""
+
+    path: Path
+    metadata: ModelMetadata
+    parity: list[Parity]
+    bytes: int
+    dynamo_error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def metadata_for(trained: TrainedModel, exporter: str) -> ModelMetadata:
+    """The metadata an exported run carries: preprocessing, classes, provenance."""
+    info, spec = trained.info, trained.spec
+    resize = list(pair(spec.data.resize)) if spec.data is not None and spec.data.resize is not None else None
+    settings = spec.export
+    return ModelMetadata(
+        input_shape=list(info.input_shape),
+        class_names=list(info.class_names),
+        mean=list(info.mean) if info.mean is not None else None,
+        std=list(info.std) if info.std is not None else None,
+        resize=resize,
+        color=color_of(info.input_shape[0]),
+        spec_name=info.spec_name,
+        spec_hash=info.spec_hash,
+        architecture_hash=info.architecture_hash,
+        cnnspec_version=cnnspec.__version__,
+        trained_with=info.cnnspec_version,
+        dataset=info.dataset,
+        exporter=exporter,
+        weights_dtype="float16" if settings.fp16 else "float32",
+        dynamic_batch=settings.dynamic_batch,
+        opset=settings.opset,
+        spec=dump_spec(spec),
+    )
+
+
+def _check_run(trained: TrainedModel) -> None:
+    info, graph = trained.info, trained.graph
+    if list(info.input_shape) != list(graph.input_shape):
+        raise ExportError(
+            f"{trained.paths.info}: input_shape {info.input_shape} does not match the spec's {list(graph.input_shape)}"
+        )
+    classes = graph.output_shape
+    if len(classes) != 1:
+        raise ExportError(
+            f"the model's output is {'×'.join(map(str, classes))}, not a vector of class logits",
+            hint="end the model with flatten and linear layers",
+        )
+    if len(info.class_names) != classes[0]:
+        raise ExportError(
+            f"{trained.paths.info} names {len(info.class_names)} classes but the model has {classes[0]} outputs"
+        )
+
+
+def export_run(run: str | Path, out: str | Path | None = None, which: str = "best") -> ExportReport:
+    """Export a run's weights (`which`: best, falling back to last) to ONNX, gate it, and write it atomically.
+
+    Nothing is written when the gate fails: the file is built and checked under a
+    temporary name beside `out` and moved into place only afterwards.
+    """
+    trained = load_trained(run, which)
+    _check_run(trained)
+    settings = trained.spec.export
+    target = Path(out) if out is not None else RunPaths(Path(run)).onnx
+    exported = to_onnx(trained.model, tuple(trained.info.input_shape), settings.opset, settings.dynamic_batch)
+    model = exported.model
+    if settings.fp16:
+        fp16_weights(model)
+    meta = metadata_for(trained, exported.exporter)
+    if trained.spec.description:
+        model.doc_string = trained.spec.description
+    attach(model, meta)
+    if model.ByteSize() >= _PROTOBUF_LIMIT:
+        raise ExportError(
+            f"the model needs {model.ByteSize() / 2**30:.1f} GiB, beyond a single ONNX file's 2 GiB",
+            hint="models this large need external data files, which cnnspec export does not write yet",
+        )
+    with atomic_path(target) as tmp:
+        onnx.save(model, str(tmp))
+        parity = run_gate(tmp, trained.model, meta, fp16=settings.fp16, where=str(target))
+        # Record the gate's figures in the file itself; the graph is unchanged.
+        meta.parity = {"provider": "CPUExecutionProvider", "batches": [p.to_json() for p in parity]}
+        attach(model, meta)
+        onnx.save(model, str(tmp))
+        size = tmp.stat().st_size
+    notes = []
+    if exported.dynamo_error:
+        notes.append(f"the dynamo exporter failed ({exported.dynamo_error}); used the TorchScript exporter")
+    return ExportReport(target, meta, parity, size, exported.dynamo_error, notes)
