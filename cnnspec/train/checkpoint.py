@@ -48,7 +48,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
             meta = f.metadata() or {}
         state = load_file(str(p))
     except Exception as exc:  # safetensors raises several types for a damaged header
-        raise CheckpointError(f"{p} is not a readable safetensors file: {exc}", hint="it may be truncated or damaged") from None
+        raise CheckpointError(
+            f"{p} is not a readable safetensors file: {exc}", hint="it may be truncated or damaged"
+        ) from None
     stored = meta.get(HASH_KEY)
     if stored is not None and stored != _digest(state):
         raise CheckpointError(f"{p} is damaged: its content does not match the hash stored when it was written")
@@ -84,3 +86,35 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{p} does not hold a state_dict of tensors")
     return state
+
+
+# --- training state (resume) ----------------------------------------------------------
+
+STATE_FORMAT = 1
+
+
+def save_state(path: str | Path, state: dict) -> None:
+    """Write the training state atomically with torch.save; it must hold only tensors and plain
+    Python values so that `torch.load(weights_only=True)` reads it back without running code."""
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | Path) -> dict:
+    """Read a training state written by `save_state` (weights_only: no code runs)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"no training state at {p}", hint="the run has not finished an epoch yet: start it again")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise CheckpointError(
+            f"{p} cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{p} is not a cnnspec training state (format {STATE_FORMAT})")
+    return state
+
+
+def all_finite(model: nn.Module) -> bool:
+    """True when every floating-point parameter and buffer is finite (checked before any save)."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())

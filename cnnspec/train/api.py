@@ -1,0 +1,89 @@
+"""The public entry points: `train` a spec into a run directory, `evaluate_run` a trained one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnspec.spec.model import Spec
+
+
+def train(
+    spec_or_path: Spec | str | Path | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    progress: bool | None = None,
+) -> Path:
+    """Train a spec and return its run directory.
+
+    `out` defaults to runs/<spec name>; an earlier run there is replaced. `resume` continues
+    the run in that directory from its last checkpoint (with `spec_or_path` None, its own
+    spec.yaml); `overrides` are `KEY=VALUE` strings validated like the file. `progress`: None
+    draws a bar on a terminal and plain lines elsewhere, False is silent.
+
+    Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises KeyboardInterrupt.
+    """
+    from cnnspec.train.loop import Trainer
+    from cnnspec.train.progress import make_reporter
+    from cnnspec.train.setup import prepare
+    from cnnspec.train.signals import StopFlag, stop_on_signals
+
+    reporter = make_reporter(progress)
+    stop = StopFlag()
+    stop.on_request = lambda: reporter.message("stopping after this step to save the state (Ctrl-C again to abort)")
+    with stop_on_signals(stop):
+        session = prepare(spec_or_path, out, resume, overrides, reporter)
+        Trainer(session, reporter, stop).fit()
+    return session.paths.root
+
+
+def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -> dict[str, Any]:
+    """Evaluate a run's weights on its test (or val) split; writes evaluation.json and confusion_matrix.png."""
+    from cnnspec.errors import DataError
+    from cnnspec.run import load_trained
+    from cnnspec.train.augment import BatchAugment
+    from cnnspec.train.datasets import load_data
+    from cnnspec.train.evaluation import confusion_matrix, evaluate_model, per_class_accuracy, plot_confusion
+    from cnnspec.train.precision import resolve
+    from cnnspec.train.records import write_json
+
+    trained = load_trained(run, which)
+    spec, info, paths = trained.spec, trained.info, trained.paths
+    data = load_data(spec)
+    source = data.test if split == "test" else data.val
+    if source is None:
+        raise DataError(f"{spec.data.dataset.name if spec.data else 'the dataset'} has no {split} split to evaluate on")
+    if data.class_names != info.class_names:
+        raise DataError("the dataset's classes differ from the ones this run was trained on")
+    precision = resolve(spec.train)
+    model = trained.model.to(precision.device)
+    prepare = BatchAugment(
+        [],
+        channels=spec.model.input.channels,
+        mean=info.mean,
+        std=info.std,
+        num_classes=len(info.class_names),
+        device=precision.device,
+    ).normalize
+    batch_size = (spec.data.eval_batch_size or 2 * spec.data.batch_size) if spec.data else 256
+    result = evaluate_model(model, source, prepare, batch_size=batch_size, precision=precision)
+    k = len(info.class_names)
+    matrix = confusion_matrix(result.labels, result.predictions, k)
+    per_class = per_class_accuracy(matrix)
+    report: dict[str, Any] = {
+        "split": split,
+        "weights": which,
+        "images": len(result.labels),
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+        "per_class_accuracy": dict(zip(info.class_names, per_class, strict=True)),
+        "confusion_matrix": matrix.tolist(),
+    }
+    write_json(paths.root / "evaluation.json", report)
+    plot_confusion(
+        matrix, info.class_names, paths.root / "confusion_matrix.png", f"{info.spec_name}: {split} ({which} weights)"
+    )
+    return report

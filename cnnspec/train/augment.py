@@ -1,0 +1,278 @@
+"""Batched augmentation on the training device: whole batches, per-image random parameters.
+
+A batch arrives as uint8 `(N, C, H, W)`; it becomes float in [0, 1], goes through the
+spec's augmentations in order (each draws its own parameters per image from torch's
+global RNG, so a seed and the saved RNG state make a run reproducible), is normalised,
+and finally mixup/cutmix mix images and labels across the batch
+(torchvision.transforms.v2 MixUp/CutMix).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnspec.layers.base import pair
+from cnnspec.spec.base import StrictModel
+from cnnspec.spec.model import (
+    ColorJitter,
+    CutMix,
+    Cutout,
+    HorizontalFlip,
+    MixUp,
+    RandomCrop,
+    RandomGrayscale,
+    RandomResizedCrop,
+    VerticalFlip,
+)
+
+ImageOp = Callable[[torch.Tensor], torch.Tensor]
+
+_LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
+
+
+def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, device=device) * (high - low) + low
+
+
+def random_crop(
+    x: torch.Tensor, size: tuple[int, int], padding: int = 0, padding_mode: str = "constant"
+) -> torch.Tensor:
+    """Pad every image, then crop a size window at a random offset per image."""
+    if padding:
+        mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[padding_mode]
+        x = F.pad(x, (padding,) * 4, mode=mode)
+    n, c, h, w = x.shape
+    th, tw = size
+    dev = x.device
+    oy = torch.randint(0, h - th + 1, (n,), device=dev)
+    ox = torch.randint(0, w - tw + 1, (n,), device=dev)
+    rows = (oy[:, None] + torch.arange(th, device=dev))[:, None, :, None]  # (N, 1, th, 1)
+    cols = (ox[:, None] + torch.arange(tw, device=dev))[:, None, None, :]  # (N, 1, 1, tw)
+    batch = torch.arange(n, device=dev)[:, None, None, None]
+    chan = torch.arange(c, device=dev)[None, :, None, None]
+    return x[batch, chan, rows, cols]
+
+
+def flip(x: torch.Tensor, p: float, dim: int) -> torch.Tensor:
+    """Flip each image along `dim` (3: left-right, 2: top-bottom) with probability p."""
+    mask = (torch.rand(x.shape[0], device=x.device) < p)[:, None, None, None]
+    return torch.where(mask, x.flip(dim), x)
+
+
+def random_resized_crop(
+    x: torch.Tensor, size: tuple[int, int], scale: Sequence[float], ratio: Sequence[float], attempts: int = 10
+) -> torch.Tensor:
+    """torchvision's RandomResizedCrop per image: area and aspect ratio drawn like its get_params,
+    the crop resampled bilinearly to `size` with one grid_sample for the whole batch."""
+    n, _, h, w = x.shape
+    dev = x.device
+    area = float(h * w)
+    target = area * _uniform(n * attempts, scale[0], scale[1], dev).view(n, attempts)
+    log_r = _uniform(n * attempts, math.log(ratio[0]), math.log(ratio[1]), dev).view(n, attempts)
+    aspect = torch.exp(log_r)
+    cw = torch.sqrt(target * aspect).round()
+    ch = torch.sqrt(target / aspect).round()
+    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = ok.float().argmax(dim=1)  # first attempt that fits
+    pick = torch.arange(n, device=dev)
+    cw, ch, found = cw[pick, first], ch[pick, first], ok.any(dim=1)
+    # Fallback (as torchvision): the whole image, its aspect ratio clamped into `ratio`.
+    in_ratio = w / h
+    if in_ratio < min(ratio):
+        fw, fh = float(w), float(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        fw, fh = float(round(h * max(ratio))), float(h)
+    else:
+        fw, fh = float(w), float(h)
+    cw = torch.where(found, cw, torch.full_like(cw, fw))
+    ch = torch.where(found, ch, torch.full_like(ch, fh))
+    top = torch.floor(torch.rand(n, device=dev) * (h - ch + 1))
+    left = torch.floor(torch.rand(n, device=dev) * (w - cw + 1))
+    top = torch.where(found, top, torch.floor((h - ch) / 2))
+    left = torch.where(found, left, torch.floor((w - cw) / 2))
+    # Map output coordinates [-1, 1] (pixel edges, align_corners=False) onto the crop box.
+    theta = torch.zeros((n, 2, 3), device=dev, dtype=x.dtype)
+    theta[:, 0, 0] = cw / w
+    theta[:, 0, 2] = (2 * left + cw) / w - 1
+    theta[:, 1, 1] = ch / h
+    theta[:, 1, 2] = (2 * top + ch) / h - 1
+    grid = F.affine_grid(theta, [n, x.shape[1], size[0], size[1]], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """Luminance (N, 1, H, W) of RGB images; grey images are returned as they are."""
+    if x.shape[1] != 3:
+        return x
+    r, g, b = x.unbind(dim=1)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(dim=1)
+    maxc, _ = x.max(dim=1)
+    minc, _ = x.min(dim=1)
+    delta = maxc - minc
+    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return torch.stack((h, s, maxc), dim=1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(dim=1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    choices = (
+        torch.stack((v, q, p, p, t, v), dim=1),
+        torch.stack((t, v, v, q, p, p), dim=1),
+        torch.stack((p, p, t, v, v, q), dim=1),
+    )
+    idx = i.unsqueeze(1)
+    return torch.cat([c.gather(1, idx) for c in choices], dim=1)
+
+
+def color_jitter(x: torch.Tensor, op: ColorJitter) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue with per-image factors, in a random order per batch
+    (torchvision draws the order per call too). Saturation and hue leave grey images alone."""
+    n = x.shape[0]
+    dev = x.device
+
+    def factor(amount: float) -> torch.Tensor:
+        return _uniform(n, max(0.0, 1 - amount), 1 + amount, dev)[:, None, None, None]
+
+    def brightness(z: torch.Tensor) -> torch.Tensor:
+        return (z * factor(op.brightness)).clamp_(0, 1)
+
+    def contrast(z: torch.Tensor) -> torch.Tensor:
+        mean = grayscale(z).mean(dim=(1, 2, 3), keepdim=True)
+        f = factor(op.contrast)
+        return (f * z + (1 - f) * mean).clamp_(0, 1)
+
+    def saturation(z: torch.Tensor) -> torch.Tensor:
+        f = factor(op.saturation)
+        return (f * z + (1 - f) * grayscale(z)).clamp_(0, 1)
+
+    def hue(z: torch.Tensor) -> torch.Tensor:
+        shift = _uniform(n, -op.hue, op.hue, dev)[:, None, None]
+        hsv = _rgb_to_hsv(z)
+        hsv = torch.stack(((hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]), dim=1)
+        return _hsv_to_rgb(hsv)
+
+    steps: list[ImageOp] = []
+    if op.brightness > 0:
+        steps.append(brightness)
+    if op.contrast > 0:
+        steps.append(contrast)
+    if op.saturation > 0 and x.shape[1] == 3:
+        steps.append(saturation)
+    if op.hue > 0 and x.shape[1] == 3:
+        steps.append(hue)
+    for k in torch.randperm(len(steps)).tolist():
+        x = steps[k](x)
+    return x
+
+
+def random_grayscale(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Replace each RGB image by its luminance (kept 3-channel) with probability p."""
+    if x.shape[1] != 3:
+        return x
+    mask = (torch.rand(x.shape[0], device=x.device) < p)[:, None, None, None]
+    return torch.where(mask, grayscale(x).expand_as(x), x)
+
+
+def cutout(x: torch.Tensor, size: int, p: float, fill: torch.Tensor) -> torch.Tensor:
+    """Fill a size×size square (centre anywhere in the image, clipped at the border) with `fill`,
+    per image with probability p (DeVries & Taylor, 2017). `fill` is the dataset mean, so after
+    normalisation the square is 0, as in the paper."""
+    n, _, h, w = x.shape
+    dev = x.device
+    cy = torch.randint(0, h, (n,), device=dev)[:, None, None]
+    cx = torch.randint(0, w, (n,), device=dev)[:, None, None]
+    apply = (torch.rand(n, device=dev) < p)[:, None, None]
+    rows = torch.arange(h, device=dev)[None, :, None]
+    cols = torch.arange(w, device=dev)[None, None, :]
+    half = size // 2
+    inside = (rows >= cy - half) & (rows < cy - half + size) & (cols >= cx - half) & (cols < cx - half + size)
+    mask = (inside & apply).unsqueeze(1)  # (N, 1, H, W)
+    return torch.where(mask, fill.view(1, -1, 1, 1).to(x.dtype), x)
+
+
+class BatchAugment:
+    """The spec's augmentation list as one callable over (uint8 images, labels) batches."""
+
+    def __init__(
+        self,
+        items: Sequence[StrictModel],
+        *,
+        channels: int,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        num_classes: int,
+        device: torch.device,
+    ):
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) if mean is not None else None
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) if std is not None else None
+        fill = self.mean.flatten() if self.mean is not None else torch.zeros(channels, device=device)
+        self.ops: list[ImageOp] = []
+        mixers: list[torch.nn.Module] = []
+        for op in items:
+            if type(op) in _IMAGE_OPS:
+                self.ops.append(_IMAGE_OPS[type(op)](op, fill))
+            elif type(op) in _MIXERS:
+                from torchvision.transforms import v2
+
+                mixers.append(getattr(v2, _MIXERS[type(op)])(alpha=op.alpha, num_classes=num_classes))  # type: ignore[attr-defined]
+            else:
+                raise NotImplementedError(f"no batch augmentation for {type(op).__name__}")
+        self.mix: torch.nn.Module | None = None
+        if len(mixers) == 1:
+            self.mix = mixers[0]
+        elif mixers:
+            from torchvision.transforms import v2
+
+            # Both listed: one of them per batch, as torchvision's recipe does.
+            self.mix = v2.RandomChoice(mixers)
+        self.num_classes = num_classes
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) → normalised float, no augmentation (for evaluation)."""
+        x = images.float().div_(255.0)
+        if self.mean is not None and self.std is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a training batch; labels come back as class indices, or as (N, K)
+        probabilities when mixup/cutmix is on."""
+        x = images.float().div_(255.0)
+        for op in self.ops:
+            x = op(x)
+        if self.mean is not None and self.std is not None:
+            x = (x - self.mean) / self.std
+        if self.mix is not None:
+            x, labels = self.mix(x, labels)
+        return x, labels
+
+
+# Each per-image augmentation kind → a function of (settings, cutout fill) giving the batch op.
+_IMAGE_OPS: dict[type[StrictModel], Callable[[Any, torch.Tensor], ImageOp]] = {
+    RandomCrop: lambda op, fill: lambda x: random_crop(x, pair(op.size), op.padding, op.padding_mode),
+    HorizontalFlip: lambda op, fill: lambda x: flip(x, op.p, 3),
+    VerticalFlip: lambda op, fill: lambda x: flip(x, op.p, 2),
+    RandomResizedCrop: lambda op, fill: lambda x: random_resized_crop(x, pair(op.size), op.scale, op.ratio),
+    ColorJitter: lambda op, fill: lambda x: color_jitter(x, op),
+    RandomGrayscale: lambda op, fill: lambda x: random_grayscale(x, op.p),
+    Cutout: lambda op, fill: lambda x: cutout(x, op.size, op.p, fill),
+}
+# Batch-level kinds: they mix images and labels, after every per-image op and normalisation.
+_MIXERS: dict[type[StrictModel], str] = {MixUp: "MixUp", CutMix: "CutMix"}

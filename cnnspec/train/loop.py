@@ -1,0 +1,466 @@
+"""The training loop: one screen of steps, plus the bookkeeping that makes it resumable.
+
+Reproducibility: the data order of epoch e is a permutation drawn from a generator
+seeded with (seed, e); every other random draw (augmentation, dropout, mixup) comes
+from torch's global RNG, whose state is saved with each checkpoint. Resuming restores
+weights, optimizer, scaler, RNG and the step count, and skips the batches already done,
+so on a CPU a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnspec.build import build
+from cnnspec.errors import TrainingError
+from cnnspec.train.augment import BatchAugment
+from cnnspec.train.checkpoint import STATE_FORMAT, all_finite, load_state, save_state, save_weights
+from cnnspec.train.evaluation import evaluate_model
+from cnnspec.train.optim import Schedule, make_optimizer, param_groups
+from cnnspec.train.precision import Precision, resolve
+from cnnspec.train.progress import Reporter
+from cnnspec.train.records import plot_curves, read_metrics, write_json, write_metrics
+from cnnspec.train.setup import Session
+from cnnspec.train.signals import StopFlag
+from cnnspec.train.sources import Source, TensorSource
+
+# Steps between host syncs (loss check, progress) on a GPU; a CPU syncs every step anyway.
+CUDA_SYNC_EVERY = 20
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled indices of epoch `epoch` (1-based): a pure function of (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+@dataclass
+class EpochTally:
+    """Running sums of one epoch; kept on the device and saved on an interrupt."""
+
+    batches: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    skipped: int = 0
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
+    correct: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "seen": self.seen,
+            "seconds": self.seconds,
+            "skipped": self.skipped,
+            "loss_sum": self.loss_sum.cpu(),
+            "correct": self.correct.cpu(),
+        }
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any], device: torch.device) -> EpochTally:
+        return cls(
+            s["batches"], s["seen"], s["seconds"], s["skipped"], s["loss_sum"].to(device), s["correct"].to(device)
+        )
+
+
+class Trainer:
+    """Trains a Session's model; `fit()` runs to the end (or to early stopping) and returns result.json's data."""
+
+    def __init__(self, session: Session, reporter: Reporter, stop: StopFlag):
+        self.s = session
+        self.spec = session.spec
+        assert self.spec.data is not None  # prepare() refuses a spec without data
+        self.data_spec = self.spec.data
+        self.t = self.spec.train
+        self.paths = session.paths
+        self.reporter = reporter
+        self.stop = stop
+        self.precision: Precision = resolve(self.t)
+        device = self.precision.device
+
+        torch.manual_seed(self.t.seed)
+        self.model = build(session.graph).to(device)
+        if self.t.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if self.t.sync_batchnorm:
+            reporter.message("train.sync_batchnorm only matters in distributed runs; ignored in one process")
+        self.forward: nn.Module = torch.compile(self.model) if self.t.compile else self.model  # type: ignore[assignment]
+        self.backbone = [
+            self.model.layer(n.id)
+            for n in session.graph.nodes
+            if n.kind == "torchvision" and getattr(n.layer, "freeze", False)
+        ]
+        if self.t.unfreeze is not None and not self.backbone:
+            raise TrainingError(
+                "train.unfreeze is set but no torchvision layer has freeze: true",
+                hint="freeze a backbone (`- torchvision: {model: resnet18, freeze: true}`) or remove train.unfreeze",
+            )
+        lr_scale = self.t.unfreeze.lr_scale if self.t.unfreeze is not None else 1.0
+        self.optimizer = make_optimizer(
+            param_groups(self.model, self.spec.optimizer, self.backbone, lr_scale), self.spec.optimizer
+        )
+        self.scaler = self.precision.scaler()
+
+        self.train_source: Source = session.data.train
+        self.val_source = session.data.val
+        self.test_source = session.data.test
+        if session.data.in_memory:  # one copy on the device, for the whole run
+            self.train_source = _to(self.train_source, device)
+            self.val_source = _to(self.val_source, device) if self.val_source is not None else None
+            self.test_source = _to(self.test_source, device) if self.test_source is not None else None
+        n = len(self.train_source)
+        self.batch_size = self.data_spec.batch_size
+        # The last partial batch is dropped (a batch of 1 breaks batchnorm); a set smaller than a batch is one batch.
+        self.steps_per_epoch = max(n // self.batch_size, 1)
+        self.schedule = Schedule(self.spec.schedule, self.spec.optimizer.lr, self.steps_per_epoch, self.t.epochs)
+        info = session.info
+        self.num_classes = len(info.class_names)
+        self.augment = BatchAugment(
+            [item.op for item in self.data_spec.augment],
+            channels=self.spec.model.input.channels,
+            mean=info.mean,
+            std=info.std,
+            num_classes=self.num_classes,
+            device=device,
+        )
+        self.eval_batch_size = self.data_spec.eval_batch_size or 2 * self.batch_size
+        self.monitor = self.t.early_stopping.metric if self.t.early_stopping is not None else "val_accuracy"
+        self.params = list(self.model.parameters())
+
+        # Progress through the run; all of it is in the training state.
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps taken
+        self.tally = EpochTally()
+        self.best: float | None = None
+        self.best_loss = math.inf  # val_loss of the best epoch (tie-breaker)
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.wall = 0.0
+        self.skipped_total = 0
+        self.stopped_early = False
+        self.history: list[dict[str, Any]] = []
+        if session.resumed:
+            self._restore()
+        else:
+            self.tally = EpochTally(loss_sum=self.tally.loss_sum.to(device), correct=self.tally.correct.to(device))
+
+    # --- the loop -------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Train to train.epochs (or early stopping), test the best weights, write result.json."""
+        self._started, self._wall_before = time.perf_counter(), self.wall
+        try:
+            while self.epoch < self.t.epochs and not self.stopped_early:
+                self._train_epoch(self.epoch + 1)
+                self._end_epoch(self.epoch + 1)
+                if self.stop.requested and self.epoch < self.t.epochs and not self.stopped_early:
+                    self.reporter.message(
+                        f"interrupted after epoch {self.epoch}; state saved in {self.paths.checkpoints}"
+                    )
+                    raise KeyboardInterrupt
+            self._tick()
+            return self._finish()
+        finally:
+            self.reporter.close()
+
+    def _tick(self) -> None:
+        """Bring the run's total wall time (over all resumes) up to now."""
+        self.wall = self._wall_before + time.perf_counter() - self._started
+
+    def _train_epoch(self, epoch: int) -> None:
+        device = self.precision.device
+        self._set_frozen(epoch)
+        self.model.train()
+        order = epoch_order(len(self.train_source), self.t.seed, epoch)[: self.steps_per_epoch * self.batch_size]
+        tally = self.tally
+        self.reporter.start_epoch(epoch, self.t.epochs, self.steps_per_epoch, tally.batches)
+        sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
+        bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        batches = self.train_source.batches(order, self.batch_size, device, start=tally.batches)
+        t0 = time.perf_counter()
+        seconds_before = tally.seconds
+        lr = self.schedule.apply(self.optimizer, self.step)
+        while True:
+            if self.stop.requested:
+                tally.seconds = seconds_before + time.perf_counter() - t0
+                self._interrupt(epoch)
+            try:
+                images, labels = next(batches)
+            except StopIteration:
+                break
+            except Exception:
+                if self.stop.requested:  # e.g. DataLoader workers killed by the same Ctrl-C
+                    tally.seconds = seconds_before + time.perf_counter() - t0
+                    self._interrupt(epoch)
+                raise
+            lr = self.schedule.apply(self.optimizer, self.step)
+            try:
+                loss, correct, skipped = self._step(images, labels)
+            except torch.OutOfMemoryError:
+                raise TrainingError(
+                    f"CUDA ran out of memory at batch size {self.batch_size} (epoch {epoch}, step {tally.batches + 1})",
+                    hint=f"lower data.batch_size (e.g. --set data.batch_size={max(self.batch_size // 2, 1)}), "
+                    "or use mixed precision (--set train.amp=fp16 or bf16)",
+                ) from None
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), tally.batches + 1, bad_step)
+            tally.loss_sum += loss.detach().double() * labels.shape[0]
+            tally.correct += correct
+            tally.seen += labels.shape[0]
+            tally.skipped += skipped
+            tally.batches += 1
+            self.step += 1
+            if tally.batches % sync_every == 0 or tally.batches == self.steps_per_epoch:
+                self._check_finite(epoch, bad_step)
+                seconds = seconds_before + time.perf_counter() - t0
+                self.reporter.update(
+                    tally.batches,
+                    float(tally.loss_sum) / tally.seen,
+                    float(tally.correct) / tally.seen,
+                    tally.seen / max(seconds, 1e-9),
+                )
+        tally.seconds = seconds_before + time.perf_counter() - t0
+        self._check_finite(epoch, bad_step)
+        self.last_lr = lr
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One optimizer step; returns the loss, the number of correct predictions, and 1 if AMP skipped it."""
+        x, target = self.augment(images, labels)
+        if self.t.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.precision.autocast():
+            logits = self.forward(x)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=self.t.label_smoothing)
+        self.scaler.scale(loss).backward()
+        if self.t.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.params, self.t.grad_clip)
+        skipped = 0
+        if self.scaler.is_enabled():
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            skipped = int(self.scaler.get_scale() < scale)  # the scale drops exactly when the step was skipped
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        hard = target.argmax(dim=1) if target.ndim == 2 else target  # mixup/cutmix: the dominant class
+        correct = (logits.detach().argmax(dim=1) == hard).sum()
+        return loss.detach(), correct, skipped
+
+    def _check_finite(self, epoch: int, bad_step: torch.Tensor) -> None:
+        step = int(bad_step)
+        if step >= 0:
+            where = (
+                f"the last checkpoint (epoch {self.epoch})"
+                if self.epoch
+                else "no checkpoint (none was finished)"
+            )
+            raise TrainingError(
+                f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; training stopped",
+                hint=f"kept {where}; lower optimizer.lr, add train.grad_clip, or check the data normalisation",
+            )
+
+    def _set_frozen(self, epoch: int) -> None:
+        """Frozen backbones train from train.unfreeze.epoch on, at lr × lr_scale."""
+        if not self.backbone:
+            return
+        unfreeze = self.t.unfreeze
+        trainable = unfreeze is not None and epoch >= unfreeze.epoch
+        for module in self.backbone:
+            for p in module.parameters():
+                p.requires_grad_(trainable)
+        if trainable and unfreeze is not None and epoch == unfreeze.epoch and self.tally.batches == 0:
+            self.reporter.message(f"epoch {epoch}: backbone unfrozen, lr × {unfreeze.lr_scale}")
+
+    # --- after each epoch ---------------------------------------------------------------
+
+    def _end_epoch(self, epoch: int) -> None:
+        tally = self.tally
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": self.last_lr,
+            "train_loss": float(tally.loss_sum) / max(tally.seen, 1),
+            "train_accuracy": float(tally.correct) / max(tally.seen, 1),
+            "val_loss": None,
+            "val_accuracy": None,
+            "images_per_second": tally.seen / max(tally.seconds, 1e-9),
+            "seconds": tally.seconds,
+            "skipped_steps": tally.skipped,
+        }
+        if self.val_source is not None:
+            val = self._evaluate(self.val_source)
+            record["val_loss"], record["val_accuracy"] = val.loss, val.accuracy
+        self.skipped_total += tally.skipped
+        self.epoch = epoch
+        self.tally = EpochTally(loss_sum=torch.zeros_like(tally.loss_sum), correct=torch.zeros_like(tally.correct))
+        self.history.append(record)
+        self._tick()
+        improved = self._track_best(record)
+        if not all_finite(self.model):
+            raise TrainingError(
+                f"the weights hold NaN or inf after epoch {epoch}; training stopped",
+                hint=f"kept the checkpoint of epoch {epoch - 1}; lower optimizer.lr or add train.grad_clip",
+            )
+        if improved:
+            save_weights(self.model, self.paths.weights("best"), {"epoch": str(epoch)})
+        self._save(epoch)
+        write_metrics(self.paths, self.history)
+        self.reporter.end_epoch(record, self.t.epochs)
+
+    def _track_best(self, record: dict[str, Any]) -> bool:
+        """Update the best epoch and early stopping; True when this epoch is the new best."""
+        value = record.get(self.monitor)
+        if value is None:  # no validation split: the latest epoch is the best one known
+            self.best_epoch = record["epoch"]
+            return True
+        es = self.t.early_stopping
+        delta = es.min_delta if es is not None else 0.0
+        loss = record["val_loss"]
+        better = (
+            self.best is None
+            or (self.monitor == "val_loss" and value < self.best - delta)
+            or (self.monitor == "val_accuracy" and value > self.best + delta)
+            # A small validation set saturates at 100%: among equal accuracies the lower loss wins.
+            or (self.monitor == "val_accuracy" and value == self.best and loss < self.best_loss)
+        )
+        if better:
+            self.best, self.best_loss, self.best_epoch, self.bad_epochs = value, loss, record["epoch"], 0
+        else:
+            self.bad_epochs += 1
+            if es is not None and self.bad_epochs >= es.patience:
+                self.stopped_early = True
+                self.reporter.message(
+                    f"early stopping: {self.monitor} has not improved for {self.bad_epochs} epochs "
+                    f"(best {self.best:.4f} at epoch {self.best_epoch})"
+                )
+        return better
+
+    def _evaluate(self, source: Source) -> Any:
+        return evaluate_model(
+            self.forward,
+            source,
+            self.augment.normalize,
+            batch_size=self.eval_batch_size,
+            precision=self.precision,
+            channels_last=self.t.channels_last,
+        )
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        rng: dict[str, Any] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": STATE_FORMAT,
+            "architecture_hash": self.s.info.architecture_hash,
+            "spec_hash": self.s.info.spec_hash,
+            "epoch": epoch,
+            "step": self.step,
+            "tally": self.tally.to_state(),
+            # A copy of the weights: the state alone resumes a run, and can never disagree with them.
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "best": self.best,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "wall_seconds": self.wall,
+            "skipped_total": self.skipped_total,
+        }
+
+    def _save(self, epoch: int) -> None:
+        save_weights(self.model, self.paths.weights("last"), {"epoch": str(epoch)})
+        save_state(self.paths.state, self._state(epoch))
+
+    def _interrupt(self, epoch: int) -> None:
+        """Save a mid-epoch state (weights are finite: checked here) and stop with KeyboardInterrupt."""
+        if all_finite(self.model):
+            self._tick()
+            self._save(self.epoch)
+            where = f"epoch {epoch}, step {self.tally.batches} of {self.steps_per_epoch}"
+            self.reporter.message(f"interrupted at {where}; state saved in {self.paths.checkpoints}")
+        raise KeyboardInterrupt
+
+    def _restore(self) -> None:
+        state = load_state(self.paths.state)
+        if state["architecture_hash"] != self.s.info.architecture_hash:
+            from cnnspec.errors import CheckpointError
+
+            raise CheckpointError(f"{self.paths.state} belongs to a different architecture than {self.paths.spec}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.epoch = state["epoch"]
+        self.step = state["step"]
+        self.tally = EpochTally.from_state(state["tally"], self.precision.device)
+        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+        self.best_loss = state["best_loss"]
+        self.stopped_early = state["stopped_early"]
+        self.wall = state["wall_seconds"]
+        self.skipped_total = state["skipped_total"]
+        self.history = [m for m in read_metrics(self.paths) if m["epoch"] <= self.epoch]
+        at = (
+            f"epoch {self.epoch + 1}, step {self.tally.batches + 1}"
+            if self.tally.batches
+            else f"epoch {self.epoch + 1}"
+        )
+        if self.epoch < self.t.epochs and not self.stopped_early:
+            self.reporter.message(f"resuming {self.paths.root} at {at} (step {self.step} overall)")
+
+    # --- the end --------------------------------------------------------------------------
+
+    def _finish(self) -> dict[str, Any]:
+        """Test the best weights, write result.json and curves.png."""
+        best = self.paths.weights("best")
+        if best.is_file():
+            from cnnspec.train.checkpoint import load_weights
+
+            load_weights(self.model, best)
+        result: dict[str, Any] = {
+            "test_accuracy": None,
+            "test_loss": None,
+            "best_epoch": self.best_epoch,
+            "best_" + self.monitor: self.best,
+            "epochs": self.epoch,
+            "stopped_early": self.stopped_early,
+            "wall_seconds": round(self.wall, 3),
+            "device": _device_name(self.precision.device),
+            "amp": self.precision.amp,
+            "skipped_steps": self.skipped_total,
+            "images_per_second": _mean([m["images_per_second"] for m in self.history]),
+        }
+        if self.test_source is not None:
+            test = self._evaluate(self.test_source)
+            result["test_accuracy"], result["test_loss"] = test.accuracy, test.loss
+        write_json(self.paths.result, result)
+        if self.history:
+            plot_curves(self.history, self.paths.curves)
+        return result
+
+
+def _to(source: Source, device: torch.device) -> Source:
+    return source.to(device) if isinstance(source, TensorSource) else source
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    import os
+
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"

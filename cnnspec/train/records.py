@@ -1,0 +1,75 @@
+"""What a run leaves for people: metrics.jsonl, result.json, curves.png, sample images."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from cnnspec.atomic import atomic_write_text, atomic_write_with
+from cnnspec.run import RunPaths
+
+
+def write_metrics(paths: RunPaths, history: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl (one object per epoch) atomically: a kill never leaves half a line."""
+    atomic_write_text(paths.metrics, "".join(json.dumps(m) + "\n" for m in history))
+
+
+def read_metrics(paths: RunPaths) -> list[dict[str, Any]]:
+    if not paths.metrics.is_file():
+        return []
+    lines = paths.metrics.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss and accuracy per epoch, train and validation, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
+        ax.plot(epochs, [m[f"train_{key}"] for m in history], marker="o", label="train")
+        val = [(m["epoch"], m[f"val_{key}"]) for m in history if m.get(f"val_{key}") is not None]
+        if val:
+            ax.plot([e for e, _ in val], [v for _, v in val], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "class"
+
+
+def write_samples(folder: Path, images: list[tuple[Any, int, int]], class_names: list[str]) -> list[Path]:
+    """Save test images as PNGs named CLASS_idxINDEX.png (for `cnnspec predict RUN/samples`)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    written = []
+    for image, label, index in images:
+        array = image.permute(1, 2, 0).numpy()  # (H, W, C) uint8
+        pil = Image.fromarray(array[:, :, 0], mode="L") if array.shape[2] == 1 else Image.fromarray(array, mode="RGB")
+        path = folder / f"{_safe(class_names[label])}_idx{index}.png"
+        atomic_write_with(path, _png_writer(pil))
+        written.append(path)
+    return written
+
+
+def _png_writer(image: Any) -> Any:
+    return lambda tmp: image.save(tmp, format="PNG")
