@@ -21,6 +21,7 @@ class BackboneFacts:
     params: int  # parameters without the classifier
     gmacs_224: float  # torchvision's GFLOPS figure (really multiply-accumulates) at 224×224
     classifier: str  # attribute path of the classifier that is replaced by Identity
+    min_size: int = 1  # smallest input H and W: unpadded downsampling (convnext's stem, densenet's pools) needs this
 
 
 # Checked against torchvision by tests/check/test_backbone_table.py.
@@ -34,10 +35,10 @@ BACKBONES: dict[str, BackboneFacts] = {
     "mobilenet_v3_large": BackboneFacts(960, 2_971_952, 0.217, "classifier"),
     "efficientnet_b0": BackboneFacts(1280, 4_007_548, 0.386, "classifier"),
     "efficientnet_b1": BackboneFacts(1280, 6_513_184, 0.687, "classifier"),
-    "convnext_tiny": BackboneFacts(768, 27_820_128, 4.456, "classifier.2"),
+    "convnext_tiny": BackboneFacts(768, 27_820_128, 4.456, "classifier.2", min_size=32),
     "regnet_y_400mf": BackboneFacts(440, 3_903_144, 0.402, "fc"),
     "shufflenet_v2_x1_0": BackboneFacts(1024, 1_253_604, 0.145, "fc"),
-    "densenet121": BackboneFacts(1024, 6_953_856, 2.834, "classifier"),
+    "densenet121": BackboneFacts(1024, 6_953_856, 2.834, "classifier", min_size=29),
 }
 
 BackboneName = Literal[
@@ -77,6 +78,12 @@ class Torchvision(LayerKind):
             raise ShapeProblem(
                 f"torchvision {self.model} expects 3 input channels, got {c}",
                 hint="set model.input.channels: 3 and use an RGB dataset",
+            )
+        smallest = BACKBONES[self.model].min_size
+        if min(h, w) < smallest:
+            raise ShapeProblem(
+                f"torchvision {self.model} needs an input of at least {smallest}×{smallest}, got {h}×{w}",
+                hint="resize the images (data.resize) or downsample less before the backbone",
             )
         return (BACKBONES[self.model].features,)
 
