@@ -1,0 +1,186 @@
+"""`cnnspec export`, `cnnspec predict` and `cnnspec bench`: thin wrappers over cnnspec.export.
+
+torch is imported inside export and bench only; predict needs onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from cnnspec.export.bench import BenchResult
+    from cnnspec.export.exporter import ExportReport
+    from cnnspec.export.predict import PredictResult
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class DeviceChoice(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Which(StrEnum):
+    best = "best"
+    last = "last"
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated batch sizes such as 1,64, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise typer.BadParameter(f"batch sizes must be positive integers, got {text!r}")
+    return values
+
+
+def register(app: typer.Typer) -> None:
+    """Add the export, predict and bench commands to the CLI."""
+
+    @app.command()
+    def export(
+        run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.")],
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="ONNX file to write; default RUN/model.onnx.")
+        ] = None,
+        which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
+        format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    ) -> None:
+        """Export a run to ONNX; onnxruntime must match torch at batch 1 and 7 or nothing is written (exit 1)."""
+        from cnnspec.cli import fail
+        from cnnspec.cli import out as stdout
+        from cnnspec.errors import CnnspecError
+        from cnnspec.export.exporter import export_run
+
+        try:
+            report = export_run(run, out, which=which.value)
+        except CnnspecError as exc:
+            raise fail(exc) from None
+        if format is Format.json:
+            stdout.print(json.dumps(_export_json(report), indent=2), markup=False)
+        else:
+            stdout.print(_export_text(report), markup=False)
+
+    @app.command()
+    def predict(
+        model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.")],
+        inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
+        top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image.")] = 5,
+        format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+        device: Annotated[
+            DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
+        ] = DeviceChoice.auto,
+    ) -> None:
+        """Classify images with onnxruntime, preprocessing them as the model's metadata says."""
+        from cnnspec.cli import err, fail
+        from cnnspec.cli import out as stdout
+        from cnnspec.errors import CnnspecError
+        from cnnspec.export.predict import predict as run_predict
+
+        try:
+            result = run_predict(model, inputs, top_k=top_k, device=device.value)
+        except CnnspecError as exc:
+            raise fail(exc) from None
+        if format is Format.json:
+            stdout.print(json.dumps(result.to_json(), indent=2), markup=False)
+            return
+        err.print(f"onnxruntime provider: {result.provider}", markup=False)
+        stdout.print(_predict_text(result), markup=False)
+
+    @app.command()
+    def bench(
+        target: Annotated[Path, typer.Argument(help="Run directory or exported .onnx file.")],
+        batch: Annotated[str, typer.Option("--batch", "-b", help="Comma-separated batch sizes.")] = "1,64",
+        device: Annotated[
+            DeviceChoice, typer.Option("--device", help="auto (GPU when both engines can use it), cpu or cuda.")
+        ] = DeviceChoice.auto,
+        seconds: Annotated[
+            float, typer.Option("--seconds", min=0.0, help="Minimum timing per engine and batch size.")
+        ] = 1.0,
+        format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    ) -> None:
+        """torch eager vs onnxruntime on the same input: latency (median, p90), throughput and their ratio."""
+        from cnnspec.cli import err, fail
+        from cnnspec.cli import out as stdout
+        from cnnspec.errors import CnnspecError
+        from cnnspec.export.bench import bench as run_bench
+
+        sizes = _batches(batch)
+        try:
+            result = run_bench(target, sizes, device=device.value, min_seconds=seconds)
+        except CnnspecError as exc:
+            raise fail(exc) from None
+        if format is Format.json:
+            stdout.print(json.dumps(result.to_json(), indent=2), markup=False)
+            return
+        for note in result.notes:
+            err.print(f"note: {note}", markup=False)
+        stdout.print(_bench_table(result))
+
+
+def _export_json(report: ExportReport) -> dict[str, object]:
+    meta = report.metadata
+    return {
+        "path": str(report.path),
+        "bytes": report.bytes,
+        "exporter": meta.exporter,
+        "opset": meta.opset,
+        "dynamic_batch": meta.dynamic_batch,
+        "weights_dtype": meta.weights_dtype,
+        "parity": [p.to_json() for p in report.parity],
+        "notes": report.notes,
+    }
+
+
+def _export_text(report: ExportReport) -> str:
+    meta = report.metadata
+    batch = "dynamic batch" if meta.dynamic_batch else "batch fixed at 1"
+    lines = [
+        f"wrote {report.path} ({report.bytes / 1e6:.2f} MB; opset {meta.opset}, {batch}, "
+        f"{meta.weights_dtype} weights, torch {meta.exporter} exporter)",
+        "parity vs torch (onnxruntime CPU): "
+        + ", ".join(f"batch {p.batch} max|Δ| = {p.max_abs_diff:.2g}" for p in report.parity)
+        + f" (bound {max(p.bound for p in report.parity):.2g})",
+    ]
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+def _predict_text(result: PredictResult) -> str:
+    lines = []
+    for p in result.predictions:
+        scores = ", ".join(f"{s.name} ({s.probability:.3f})" for s in p.top)
+        lines.append(f"{p.file}: {scores}")
+    return "\n".join(lines)
+
+
+def _bench_table(result: BenchResult) -> object:
+    from rich.table import Table
+
+    where = "GPU" if result.device == "cuda" else f"CPU, {result.threads} threads"
+    table = Table(title=f"{result.name} on {where}", title_justify="left")
+    table.add_column("batch", justify="right")
+    table.add_column("engine")
+    for column in ("median ms", "p90 ms", "images/s", "ORT ÷ torch"):
+        table.add_column(column, justify="right")
+    for r in result.rows:
+        for engine, timing, ratio in (("torch eager", r.torch, ""), (result.provider, r.onnx, f"{r.ratio:.2f}×")):
+            table.add_row(
+                str(r.batch),
+                engine,
+                f"{timing.median_ms:.2f}",
+                f"{timing.p90_ms:.2f}",
+                f"{timing.images_per_second(r.batch):,.0f}",
+                ratio,
+            )
+    return table
