@@ -1,3 +1,4 @@
+# mypy: allow-untyped-defs
 """The numpy reference (seed §2) as an oracle: torch and cnnspec's shape formula both agree with it."""
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def conv2d_naive(x, w, b=None, stride=1, padding=0):
     return y
 
 
-def _arrays(c_in: int, c_out: int, groups: int, k: tuple[int, int], hw: tuple[int, int]):
+def _arrays(
+    c_in: int, c_out: int, groups: int, k: tuple[int, int], hw: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = RNG.standard_normal((2, c_in, *hw)).astype(np.float32)
     w = RNG.standard_normal((c_out, c_in // groups, *k)).astype(np.float32)
     b = RNG.standard_normal(c_out).astype(np.float32)
@@ -74,9 +77,9 @@ def test_conv_matches_torch_and_the_shape_formula(stride: int, padding: int, dil
 
 def test_conv_with_per_axis_stride_padding_dilation() -> None:
     x, w, b = _arrays(4, 2, 2, (3, 5), (12, 15))
-    args = {"stride": (2, 3), "padding": (1, 2), "dilation": (2, 1), "groups": 2}
-    got = reference.conv2d(x, w, b, **args)
-    want = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), **args)
+    got = reference.conv2d(x, w, b, stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=2)
+    xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    want = F.conv2d(xt, wt, bt, stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=2)
     np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
 
 
