@@ -1,4 +1,4 @@
-# mypy: allow-untyped-defs  (the seed's classes are verbatim)
+# mypy: allow-untyped-defs
 """The specs in specs/ against the seed's hand-written PyTorch models and torchvision."""
 
 from __future__ import annotations
