@@ -101,8 +101,39 @@ def to_markdown(summary: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
+class NaturalWidth:
+    """Renders its content at full width when the output is not a terminal.
+
+    Piped output (files, CI logs, `git diff` textconv) would otherwise be squeezed into
+    80 columns, wrapping and cutting cells ("layer1.0.…"); the same spec must always give
+    the same text.
+    """
+
+    def __init__(self, renderable: Any):
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+        from rich.segment import Segment
+
+        if console.is_terminal:
+            yield from console.render(self.renderable, options)
+            return
+        width = max(Measurement.get(console, options.update_width(100_000), self.renderable).maximum, 1)
+        if width > console.width:
+            console.width = width  # Console.print crops to the console's width after rendering
+        for line in console.render_lines(self.renderable, options.update_width(width), pad=False):
+            # No trailing spaces (the padded title): they would show up in `git diff`.
+            while line and not line[-1].text.strip():
+                line.pop()
+            if line:
+                line[-1] = Segment(line[-1].text.rstrip(), line[-1].style, line[-1].control)
+            yield from line
+            yield Segment.line()
+
+
 def to_text(summary: Summary) -> Any:
-    """A rich renderable table, like Keras' model.summary() or torchinfo."""
+    """A rich renderable table, like Keras' model.summary() or torchinfo; never cut when piped."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -127,7 +158,7 @@ def to_text(summary: Summary) -> Any:
         f"Non-trainable params: {summary.total_params - summary.trainable_params:,}\n"
         f"MACs per image: {summary.macs:,} ({human(summary.macs)})"
     )
-    return Group(table, totals)
+    return NaturalWidth(Group(table, totals))
 
 
 def plot(summary: Summary, path: str) -> None:
