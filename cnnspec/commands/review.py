@@ -1,0 +1,129 @@
+"""CLI for reviewing architecture changes: `fmt`, `diff` and `init` (none imports torch)."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnnspec.errors import CnnspecError
+
+
+class DiffFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+def fmt(
+    specs: Annotated[
+        list[Path], typer.Argument(help="Spec files to format in place ('-' reads stdin, writes stdout).")
+    ],
+    check: Annotated[
+        bool, typer.Option("--check", help="Change nothing; exit 1 and name the files that would change.")
+    ] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Change nothing; print what would change as a unified diff.")
+    ] = False,
+) -> None:
+    """Write specs in the canonical layout (key order, one line per layer, indentation); comments are kept."""
+    from cnnspec.atomic import atomic_write_text
+    from cnnspec.cli import err, out
+    from cnnspec.review.fmt import format_file, format_text, unified_diff
+
+    failed = would_change = changed = 0
+    for path in specs:
+        try:
+            if str(path) == "-":
+                from cnnspec.spec.load import loads
+
+                text = sys.stdin.read()
+                loads(text, "<stdin>")
+                sys.stdout.write(format_text(text, "<stdin>"))
+                continue
+            before, after = format_file(path)
+        except CnnspecError as exc:
+            err.print(exc.format(), markup=False)
+            failed += 1
+            continue
+        if before == after:
+            continue
+        if diff:
+            out.print(unified_diff(str(path), before, after), markup=False, end="")
+        if check or diff:
+            would_change += 1
+            err.print(f"would reformat {path}", markup=False)
+        else:
+            atomic_write_text(path, after)
+            changed += 1
+            err.print(f"reformatted {path}", markup=False)
+    files = [p for p in specs if str(p) != "-"]
+    if files and len(files) > 1:
+        verb = "would be reformatted" if check or diff else "reformatted"
+        done = would_change if check or diff else changed
+        err.print(f"{done} of {len(files)} files {verb}" + (f", {failed} refused" if failed else ""), markup=False)
+    if failed or (would_change and check):
+        raise typer.Exit(1)
+
+
+def diff(
+    old: Annotated[
+        str, typer.Argument(help="The old spec: a file, or REV:PATH read with git show (e.g. HEAD~1:specs/x.yaml).")
+    ],
+    new: Annotated[str, typer.Argument(help="The new spec: a file or REV:PATH.")],
+    format: Annotated[
+        DiffFormat, typer.Option("--format", "-f", help="text (coloured), markdown (PR comment) or json.")
+    ] = DiffFormat.text,
+) -> None:
+    """Architecture diff: layers added/removed/changed, shape, params, MACs and receptive-field deltas, checkpoint fit.
+
+    Exit status as diff(1): 0 same architecture, 1 different, 2 trouble (a spec does not load or check).
+    """
+    from cnnspec.cli import err, out
+    from cnnspec.review import report
+    from cnnspec.review.diff import diff_specs
+
+    try:
+        d = diff_specs(old, new)
+    except CnnspecError as exc:
+        err.print(exc.format(), markup=False)
+        raise typer.Exit(2) from None
+    if format is DiffFormat.json:
+        out.print(report.to_json(d), markup=False, end="")
+    elif format is DiffFormat.markdown:
+        out.print(report.to_markdown(d), markup=False, end="")
+    else:
+        out.print(report.to_text(d))
+    if not d.same:
+        raise typer.Exit(1)
+
+
+def init(
+    template: Annotated[
+        str, typer.Argument(help="Template: small-cnn, deeper-cnn, resnet18-transfer or digits.")
+    ] = "small-cnn",
+    path: Annotated[Path | None, typer.Argument(help="File to write (or a folder); default ./TEMPLATE.yaml.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
+) -> None:
+    """Write a starting spec from a template (with the `$schema` line for editors); never overwrites a file."""
+    from cnnspec.cli import err, fail, out
+    from cnnspec.review import templates
+
+    if list_:
+        for name in templates.template_names():
+            out.print(name, markup=False)
+        return
+    try:
+        target = templates.init(template, path)
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    err.print(f"wrote {target} (template {template}); next: cnnspec validate {target}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(fmt)
+    app.command()(diff)
+    app.command()(init)

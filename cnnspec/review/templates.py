@@ -1,0 +1,96 @@
+"""`cnnspec init`: starting specs from the templates shipped in `cnnspec/templates/`.
+
+The templates are copies of the shipped `specs/` (a test keeps them equal, apart from the
+`$schema` line). `init` points that line at the JSON Schema: a relative path to a
+`schemas/cnnspec.schema.json` found in the target's folder or above it, else the schema's URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+from cnnspec.errors import Diagnostic, Location, SpecError, suggest
+
+DEFAULT = "small-cnn"
+SCHEMA_FILE = Path("schemas") / "cnnspec.schema.json"
+SCHEMA_LINE = re.compile(r"^# yaml-language-server: \$schema=.*$", re.MULTILINE)
+
+
+def _folder() -> resources.abc.Traversable:
+    return resources.files("cnnspec").joinpath("templates")
+
+
+def template_names() -> list[str]:
+    """The template names, e.g. `small-cnn` for `templates/small_cnn.yaml`."""
+    return sorted(p.name[: -len(".yaml")].replace("_", "-") for p in _folder().iterdir() if p.name.endswith(".yaml"))
+
+
+def file_name(name: str) -> str:
+    return name.replace("-", "_") + ".yaml"
+
+
+def template_text(name: str) -> str:
+    """A template's text as shipped; raises SpecError naming the templates for an unknown name."""
+    names = template_names()
+    canonical = name.replace("_", "-").removesuffix(".yaml")
+    if canonical not in names:
+        raise SpecError(
+            Diagnostic(
+                f"no template '{name}'",
+                hint=suggest(canonical, names) or f"choose one of: {', '.join(names)}",
+            )
+        )
+    return _folder().joinpath(file_name(canonical)).read_text(encoding="utf-8")
+
+
+def schema_ref(target: Path) -> str:
+    """What the `$schema=` of a spec written to `target` points at."""
+    from cnnspec.spec.schema import SCHEMA_ID
+
+    folder = target.resolve().parent
+    for parent in (folder, *folder.parents):
+        if (parent / SCHEMA_FILE).is_file():
+            return Path(os.path.relpath(parent / SCHEMA_FILE, folder)).as_posix()
+    return SCHEMA_ID
+
+
+def render(name: str, target: Path) -> str:
+    """The template's text with its `$schema` line pointing at the schema from `target`."""
+    line = f"# yaml-language-server: $schema={schema_ref(target)}"
+    text = template_text(name)
+    if SCHEMA_LINE.search(text):
+        return SCHEMA_LINE.sub(lambda _: line, text, count=1)
+    return f"{line}\n{text}"
+
+
+def target_path(name: str, path: Path | None) -> Path:
+    """Where `init` writes: PATH, or PATH/FILE when PATH is a folder, or ./FILE."""
+    canonical = name.replace("_", "-").removesuffix(".yaml")
+    if path is None:
+        return Path(file_name(canonical))
+    if path.is_dir():
+        return path / file_name(canonical)
+    return path
+
+
+def init(name: str = DEFAULT, path: Path | None = None) -> Path:
+    """Write a starting spec from a template; refuses to overwrite an existing file."""
+    target = target_path(name, path)
+    text = render(name, target)
+    if target.exists():
+        raise SpecError(
+            Diagnostic(f"{target} already exists; cnnspec init does not overwrite files", Location(str(target))),
+            hint="choose another path, or delete the file first",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(target, "x", encoding="utf-8") as f:  # "x": fail rather than overwrite a file made meanwhile
+            f.write(text)
+    except FileExistsError:
+        raise SpecError(
+            Diagnostic(f"{target} already exists; cnnspec init does not overwrite files", Location(str(target)))
+        ) from None
+    return target
