@@ -61,17 +61,21 @@ class Projection(LayerKind):
     kind: ClassVar[str] = "shortcut"
     many_inputs: ClassVar[bool] = True
 
-    def _stride(self, x: Shape, target: Shape) -> int | None:
+    def _stride(self, x: Shape, target: Shape) -> tuple[int, int] | None:
         if x == target:
             return None
         if len(x) != 3 or len(target) != 3:
             raise ShapeProblem(f"residual shortcut cannot map {fmt_shape(x)} to {fmt_shape(target)}")
-        if x[1] % target[1] or x[2] % target[2] or x[1] // target[1] != x[2] // target[2]:
+        # Per axis, the smallest stride s with ⌊(H − 1)/s⌋ + 1 = H_target (a 1×1 conv, no padding), as
+        # torchvision's downsample does: 25 → 13 needs s = 2, like the body's padded 3×3 conv.
+        sizes = zip(x[1:], target[1:], strict=True)
+        strides = [next((s for s in range(1, n + 1) if (n - 1) // s + 1 == t), None) for n, t in sizes]
+        if strides[0] is None or strides[1] is None:
             raise ShapeProblem(
                 f"residual body turns {fmt_shape(x)} into {fmt_shape(target)}: no 1×1 conv stride maps one to the other",
                 hint="write the shortcut layers yourself",
             )
-        return x[1] // target[1]
+        return (strides[0], strides[1])
 
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
         self._stride(inputs[0], inputs[1])
@@ -88,8 +92,8 @@ class Projection(LayerKind):
         return inputs[0][0] * output[0] * output[1] * output[2]
 
     def window(self, inputs: Sequence[Shape], output: Shape) -> Window:
-        s = float(self._stride(inputs[0], inputs[1]) or 1)
-        return Window((1, 1), (s, s))
+        s = self._stride(inputs[0], inputs[1]) or (1, 1)
+        return Window((1, 1), (float(s[0]), float(s[1])))
 
     def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
         from cnnspec.layers.dense import batchnorm_tensors
