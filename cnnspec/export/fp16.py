@@ -28,18 +28,17 @@ def fp16_weights(model: onnx.ModelProto) -> int:
     for index, tensor in enumerate(graph.initializer):
         if tensor.data_type != onnx.TensorProto.FLOAT or len(tensor.dims) < 2:
             continue
+        name = tensor.name  # `tensor` is overwritten in place below
         values = numpy_helper.to_array(tensor)
         peak = float(np.abs(values).max()) if values.size else 0.0
         if peak > FP16_MAX:
             raise ExportError(
-                f"weight '{tensor.name}' holds {peak:.3g}, beyond float16's range (±{FP16_MAX:.0f})",
+                f"weight '{name}' holds {peak:.3g}, beyond float16's range (±{FP16_MAX:.0f})",
                 hint="set export.fp16: false",
             )
-        half = numpy_helper.from_array(values.astype(np.float16), name=tensor.name + SUFFIX)
+        half = numpy_helper.from_array(values.astype(np.float16), name=name + SUFFIX)
         graph.initializer[index].CopyFrom(half)
-        casts.append(
-            helper.make_node("Cast", [half.name], [tensor.name], to=onnx.TensorProto.FLOAT, name=f"cast_{tensor.name}")
-        )
+        casts.append(helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT, name=f"cast_{name}"))
         converted += 1
     # value_info of a converted name still says float32, which is what the Cast produces.
     nodes = [*casts, *graph.node]
