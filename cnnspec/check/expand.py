@@ -133,6 +133,8 @@ class Expander:
                     self.error(f"{item.kind_name} reads one input", path + ("inputs",))
                 first = self._resolve(reads[0] or INPUT, scope, path) if layer.inputs else out
                 out = layer.expand(self, path, full, first)
+                if layer.id is not None:
+                    scope.names[layer.id] = out  # a sugar layer's id names its output (e.g. r → r.add)
             else:
                 if layer.many_inputs and layer.inputs is None:
                     self.error(
