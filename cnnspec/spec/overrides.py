@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from cnnspec.errors import Diagnostic, Location, SpecError, suggest
 from cnnspec.spec.errors_map import fields_at
 from cnnspec.spec.load import from_data
@@ -63,6 +65,8 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
         parts, value = parse_override(text)
         node = data
         path: list[Hashable] = []
+        item = False  # node is a list item `{KIND: {...}}` (a layer or an augmentation)
+        params: type[BaseModel] | None = None  # node is the parameter mapping of that KIND
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
             where = ".".join(parts[:depth]) or "the spec"
@@ -80,33 +84,59 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
                 else:
                     node[index] = _as_mapping(node[index], parts[depth + 1], item=True)
                     node = node[index]
+                item = isinstance(node, dict) and len(node) == 1 and _kind_class(next(iter(node))) is not None
+                params = None
                 continue
             if not isinstance(node, dict):
                 raise _fail(text, f"{where} is a single value, it has no key '{part}'")
             if part not in node:
-                valid = fields_at(Spec, path)
-                kinds = [k for k in node if k in valid]
-                if path and isinstance(path[-1], int) and len(node) == 1 and kinds and part in valid:
-                    # A list item `- KIND: {…}` names its kind once; a second kind would be a new item.
-                    raise _fail(
-                        text,
-                        f"{where} is a {kinds[0]}, not a {part}",
-                        hint=f"set its parameters as {where}.{kinds[0]}.PARAM",
-                    )
-                if valid and part not in valid:
-                    raise _fail(
-                        text,
-                        f"unknown key '{part}' in {where}",
-                        hint=suggest(part, valid) or f"valid keys: {', '.join(valid)}",
-                    )
+                _check_new_key(text, node, part, where, path, item, params)
             path.append(part)
             if last:
                 node[part] = value
             else:
                 node[part] = _as_mapping(node.get(part), parts[depth + 1])
                 node = node[part]
+            params = _kind_class(part) if item else None
+            item = False
         located.overrides[tuple(path)] = text
     return data, located
+
+
+def _kind_class(name: Any) -> type[BaseModel] | None:
+    """The layer kind or augmentation class a list item's key names, if any."""
+    from cnnspec.layers import REGISTRY
+    from cnnspec.spec.model import AUGMENTS
+
+    if not isinstance(name, str):
+        return None
+    return REGISTRY.get(name) or AUGMENTS.get(name)
+
+
+def _check_new_key(
+    text: str,
+    node: dict[str, Any],
+    part: str,
+    where: str,
+    path: Sequence[Hashable],
+    item: bool,
+    params: type[BaseModel] | None,
+) -> None:
+    """Refuse a key the schema does not have at this place, suggesting the closest one."""
+    if item:
+        kind = next(iter(node))
+        if _kind_class(part) is not None:
+            raise _fail(text, f"{where} is a {kind}, not a {part}", hint=f"set its parameters as {where}.{kind}.PARAM")
+        raise _fail(
+            text,
+            f"unknown key '{part}' in {where}",
+            hint=f"{where} is `- {kind}`: its parameters go under {where}.{kind}.{part}",
+        )
+    valid = list(params.model_fields) if params is not None else fields_at(Spec, path)
+    if valid and part not in valid:
+        raise _fail(
+            text, f"unknown key '{part}' in {where}", hint=suggest(part, valid) or f"valid keys: {', '.join(valid)}"
+        )
 
 
 def _as_mapping(value: Any, next_key: str, *, item: bool = False) -> Any:

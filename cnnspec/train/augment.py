@@ -51,11 +51,11 @@ def random_crop(
     dev = x.device
     oy = torch.randint(0, h - th + 1, (n,), device=dev)
     ox = torch.randint(0, w - tw + 1, (n,), device=dev)
-    rows = (oy[:, None] + torch.arange(th, device=dev))[:, None, :, None]  # (N, 1, th, 1)
-    cols = (ox[:, None] + torch.arange(tw, device=dev))[:, None, None, :]  # (N, 1, 1, tw)
-    batch = torch.arange(n, device=dev)[:, None, None, None]
-    chan = torch.arange(c, device=dev)[None, :, None, None]
-    return x[batch, chan, rows, cols]
+    # One gather over flattened pixels: far cheaper than 4-D advanced indexing for small images.
+    rows = oy[:, None] + torch.arange(th, device=dev)  # (N, th)
+    cols = ox[:, None] + torch.arange(tw, device=dev)  # (N, tw)
+    flat = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, th * tw).expand(n, c, th * tw)
+    return x.reshape(n, c, h * w).gather(2, flat).view(n, c, th, tw)
 
 
 def flip(x: torch.Tensor, p: float, dim: int) -> torch.Tensor:
@@ -114,31 +114,23 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
 
 
 def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    r, g, b = x.unbind(dim=1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
+    """(N, 3, H, W) RGB in [0, 1] → HSV, hue in [0, 1) (ties pick red, then green, as torchvision)."""
+    maxc, argmax = x.max(dim=1, keepdim=True)
+    minc = x.amin(dim=1, keepdim=True)
     delta = maxc - minc
-    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
-    return torch.stack((h, s, maxc), dim=1)
+    s = delta / maxc.clamp_min(1e-12)
+    d = delta.clamp_min(1e-12)
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    h = torch.where(argmax == 0, (g - b) / d, torch.where(argmax == 1, 2 + (b - r) / d, 4 + (r - g) / d))
+    h = torch.where(delta > 0, (h / 6) % 1, torch.zeros_like(h))
+    return torch.cat((h, s, maxc), dim=1)
 
 
-def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    h, s, v = x.unbind(dim=1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.to(torch.int64) % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    choices = (
-        torch.stack((v, q, p, p, t, v), dim=1),
-        torch.stack((t, v, v, q, p, p), dim=1),
-        torch.stack((p, p, t, v, v, q), dim=1),
-    )
-    idx = i.unsqueeze(1)
-    return torch.cat([c.gather(1, idx) for c in choices], dim=1)
+def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """HSV → RGB with the closed form c = v − v·s·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6."""
+    h, s, v = hsv[:, 0:1], hsv[:, 1:2], hsv[:, 2:3]
+    k = (torch.tensor([5.0, 3.0, 1.0], device=hsv.device, dtype=hsv.dtype).view(1, 3, 1, 1) + h * 6) % 6
+    return v - v * s * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
 def color_jitter(x: torch.Tensor, op: ColorJitter) -> torch.Tensor:
@@ -163,10 +155,9 @@ def color_jitter(x: torch.Tensor, op: ColorJitter) -> torch.Tensor:
         return (f * z + (1 - f) * grayscale(z)).clamp_(0, 1)
 
     def hue(z: torch.Tensor) -> torch.Tensor:
-        shift = _uniform(n, -op.hue, op.hue, dev)[:, None, None]
+        shift = _uniform(n, -op.hue, op.hue, dev)[:, None, None, None]
         hsv = _rgb_to_hsv(z)
-        hsv = torch.stack(((hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]), dim=1)
-        return _hsv_to_rgb(hsv)
+        return _hsv_to_rgb(torch.cat(((hsv[:, 0:1] + shift) % 1.0, hsv[:, 1:]), dim=1))
 
     steps: list[ImageOp] = []
     if op.brightness > 0:

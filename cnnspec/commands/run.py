@@ -1,0 +1,108 @@
+"""`cnnspec train` and `cnnspec evaluate`: thin wrappers over cnnspec.train (torch imported inside)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class Which(str, Enum):
+    best = "best"
+    last = "last"
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the train and evaluate commands to the CLI."""
+
+    @app.command()
+    def train(
+        spec: Annotated[Path | None, typer.Argument(help="Spec file to train (optional with --resume).")] = None,
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out", "-o", help="Run directory; default runs/<spec name>. An earlier run there is replaced."
+            ),
+        ] = None,
+        resume: Annotated[
+            Path | None, typer.Option("--resume", help="Continue the run in this directory from its last checkpoint.")
+        ] = None,
+        overrides: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="Override a spec value, e.g. --set optimizer.lr=0.05 (repeatable)."),
+        ] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    ) -> None:
+        """Train a spec; writes checkpoints, metrics.jsonl, result.json and curves.png to the run directory."""
+        from cnnspec.cli import err, fail, out as stdout
+        from cnnspec.errors import CnnspecError
+        from cnnspec.train import train as run_training
+
+        if out is not None and resume is not None and out.resolve() != resume.resolve():
+            err.print("--out and --resume name different folders; a resumed run stays in its own folder", markup=False)
+            raise typer.Exit(2)
+        try:
+            run = run_training(
+                spec, out=out, resume=resume, overrides=overrides or [], progress=False if quiet else None
+            )
+        except CnnspecError as exc:
+            raise fail(exc) from None
+        except KeyboardInterrupt:
+            target = resume or out
+            again = f"cnnspec train --resume {target}" if target else "cnnspec train --resume RUN"
+            err.print(f"stopped; continue with: {again}", markup=False)
+            raise typer.Exit(130) from None
+        _print_result(run, stdout)
+
+    @app.command()
+    def evaluate(
+        run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.")],
+        which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
+        split: Annotated[Split, typer.Option("--split", help="test or val.")] = Split.test,
+    ) -> None:
+        """Test-set metrics, per-class accuracy and a confusion matrix (RUN/evaluation.json, confusion_matrix.png)."""
+        from cnnspec.cli import fail, out as stdout
+        from cnnspec.errors import CnnspecError
+        from cnnspec.train import evaluate_run
+
+        try:
+            report = evaluate_run(run, which=which.value, split=split.value)
+        except CnnspecError as exc:
+            raise fail(exc) from None
+        from rich.table import Table
+
+        table = Table(title=f"{run}: {split.value} set, {which.value} weights", title_justify="left")
+        table.add_column("class")
+        table.add_column("accuracy", justify="right")
+        table.add_column("images", justify="right")
+        for (name, acc), row in zip(report["per_class_accuracy"].items(), report["confusion_matrix"], strict=True):
+            table.add_row(name, "–" if acc is None else f"{acc:.4f}", str(sum(row)))
+        stdout.print(table)
+        stdout.print(
+            f"accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}  ({report['images']} images)\n"
+            f"wrote {run / 'evaluation.json'} and {run / 'confusion_matrix.png'}",
+            markup=False,
+        )
+
+
+def _print_result(run: Path, console: Console) -> None:
+    import json
+
+    result = json.loads((run / "result.json").read_text(encoding="utf-8"))
+    acc = result.get("test_accuracy")
+    test = f"test accuracy {acc:.4f}, loss {result['test_loss']:.4f}" if acc is not None else "no test split"
+    console.print(
+        f"{run}: {test}; best epoch {result['best_epoch']} of {result['epochs']}, "
+        f"{result['wall_seconds']:.1f}s on {result['device']}, amp {result['amp']}",
+        markup=False,
+    )
