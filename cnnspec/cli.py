@@ -7,15 +7,18 @@ validate, summary, fmt, diff and schema never import torch.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from cnnspec.errors import CnnspecError
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(
     name="cnnspec",
@@ -24,23 +27,38 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def __getattr__(name: str) -> Any:
+    # `out` and `err` are rich consoles for commands that draw tables or progress; made on
+    # first use because importing rich costs more than `cnnspec validate` itself.
+    if name in ("out", "err"):
+        from rich.console import Console
+
+        console = Console(stderr=name == "err", highlight=False, soft_wrap=True)
+        globals()[name] = console
+        return console
+    raise AttributeError(name)
+
+
+def _print(text: str, *, stderr: bool = False, end: str = "\n") -> None:
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(text + end)
 
 
 def fail(exc: CnnspecError) -> typer.Exit:
     """Print a user error the way compilers do and return the exit to raise."""
-    err.print(exc.format(), markup=False)
+    _print(exc.format(), stderr=True)
     return typer.Exit(1)
 
 
-class ValidateFormat(str, Enum):
+class ValidateFormat(StrEnum):
     text = "text"
     json = "json"
     github = "github"
 
 
-class SummaryFormat(str, Enum):
+class SummaryFormat(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
@@ -49,7 +67,9 @@ class SummaryFormat(str, Enum):
 @app.command()
 def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
-    format: Annotated[ValidateFormat, typer.Option("--format", "-f", help="text, json, or github (Actions annotations).")] = ValidateFormat.text,
+    format: Annotated[
+        ValidateFormat, typer.Option("--format", "-f", help="text, json, or github (Actions annotations).")
+    ] = ValidateFormat.text,
 ) -> None:
     """Check spec files statically (schema, shapes, data); exit 1 when any is invalid."""
     from cnnspec.validate import github_annotation, validate_file
@@ -71,19 +91,17 @@ def validate(
             )
         elif format is ValidateFormat.github:
             for d in diagnostics:
-                out.print(github_annotation(d), markup=False)
+                _print(github_annotation(d))
         else:
             for d in diagnostics:
-                err.print(d.format(), markup=False)
+                _print(d.format(), stderr=True)
             if not errors and graph is not None:
-                out.print(
-                    f"{path}: ok ({len(graph.nodes)} layers, {graph.total_params:,} params, output {'×'.join(map(str, graph.output_shape))})",
-                    markup=False,
-                )
+                shape = "×".join(map(str, graph.output_shape))
+                _print(f"{path}: ok ({len(graph.nodes)} layers, {graph.total_params:,} params, output {shape})")
     if format is ValidateFormat.json:
-        out.print(json.dumps(report, indent=2), markup=False)
+        _print(json.dumps(report, indent=2))
     elif format is ValidateFormat.text and len(specs) > 1:
-        out.print(f"{len(specs) - failed} of {len(specs)} specs valid", markup=False)
+        _print(f"{len(specs) - failed} of {len(specs)} specs valid")
     if failed:
         raise typer.Exit(1)
 
@@ -91,8 +109,13 @@ def validate(
 @app.command()
 def summary(
     spec: Annotated[Path, typer.Argument(help="Spec file.")],
-    format: Annotated[SummaryFormat, typer.Option("--format", "-f", help="text, json or markdown.")] = SummaryFormat.text,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw receptive field and feature-map size per stage to this PNG.")] = None,
+    format: Annotated[
+        SummaryFormat, typer.Option("--format", "-f", help="text, json or markdown.")
+    ] = SummaryFormat.text,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw receptive field and feature-map size per stage to this PNG."),
+    ] = None,
 ) -> None:
     """Per-layer table: output shape, params, MACs, receptive field, stride; computed statically."""
     from cnnspec.check.checker import check
@@ -105,14 +128,16 @@ def summary(
         raise fail(exc) from None
     rows = render.summarize(graph)
     if format is SummaryFormat.json:
-        out.print(render.to_json(rows), markup=False, end="")
+        _print(render.to_json(rows), end="")
     elif format is SummaryFormat.markdown:
-        out.print(render.to_markdown(rows), markup=False, end="")
+        _print(render.to_markdown(rows), end="")
     else:
-        out.print(render.to_text(rows))
+        from rich.console import Console
+
+        Console(highlight=False, soft_wrap=False).print(render.to_text(rows))
     if plot is not None:
         render.plot(rows, str(plot))
-        err.print(f"wrote {plot}", markup=False)
+        _print(f"wrote {plot}", stderr=True)
 
 
 @app.command()
@@ -145,4 +170,8 @@ _register_commands()
 
 
 def main() -> None:
+    """The console script."""
+    # The first validator pydantic builds makes it read every installed package's metadata,
+    # looking for plugins (observability hooks): ~20 ms of a `validate` run, for nothing here.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     app()

@@ -10,7 +10,7 @@ Every message has the shape compilers and CI annotators parse::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

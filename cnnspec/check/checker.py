@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from graphlib import CycleError, TopologicalSorter
 
 from cnnspec.check.data import check_data
-from cnnspec.check.expand import INPUT, Expander
+from cnnspec.check.expand import INPUT, Expander, RawNode
 from cnnspec.check.graph import Graph, Node
 from cnnspec.errors import Diagnostic, ShapeError
 from cnnspec.layers import Shape, ShapeProblem
@@ -64,10 +65,12 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
             window = layer.window(ins, out)
         except ShapeProblem as problem:
             path = node.path + ((problem.field,) if problem.field else ())
-            notes = problem.notes + tuple(f"{i} is {fmt_shape(shapes[i])}" for i in node.inputs if i != INPUT and len(node.inputs) > 1)
+            notes = problem.notes + tuple(
+                f"{i} is {fmt_shape(shapes[i])}" for i in node.inputs if i != INPUT and len(node.inputs) > 1
+            )
             notes += tuple(f"in a block used at {t}" for t in reversed(node.trace))
             if "." in node.id:  # expanded from sugar: the location alone does not say which layer
-                notes = (f"in layer '{node.id}'",) + notes
+                notes = (f"in layer '{node.id}'", *notes)
             diagnostics.append(
                 Diagnostic(
                     problem.message,
@@ -80,11 +83,8 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
         rf_in = tuple(max(fields[i][0][a] for i in node.inputs) for a in (0, 1))
         jump_in = tuple(max(fields[i][1][a] for i in node.inputs) for a in (0, 1))
         main = ins[0]
-        if window.global_ and len(main) == 3:
-            kernel = (main[1], main[2])
-        else:
-            kernel = window.kernel
-        rf = tuple(int(round(rf_in[a] + (kernel[a] - 1) * jump_in[a])) for a in (0, 1))
+        kernel = (main[1], main[2]) if window.global_ and len(main) == 3 else window.kernel
+        rf = tuple(round(rf_in[a] + (kernel[a] - 1) * jump_in[a]) for a in (0, 1))
         jump = tuple(jump_in[a] * window.stride[a] for a in (0, 1))
         fields[node_id] = ((rf[0], rf[1]), (jump[0], jump[1]))
         shapes[node_id] = out
@@ -102,13 +102,17 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
             location=spec.source.locate(node.path),
         )
     # Keep the order the user wrote where the graph allows it.
-    graph.nodes = [built[n] for n in raw if n in built] if _declared_order_ok(raw, built) else [built[n] for n in order if n in built]
+    graph.nodes = (
+        [built[n] for n in raw if n in built]
+        if _declared_order_ok(raw, built)
+        else [built[n] for n in order if n in built]
+    )
     diagnostics += _unused(raw, output, spec)
     diagnostics += check_data(spec)
     return graph, diagnostics
 
 
-def _declared_order_ok(raw: dict[str, object], built: dict[str, Node]) -> bool:
+def _declared_order_ok(raw: Mapping[str, object], built: dict[str, Node]) -> bool:
     seen = {INPUT}
     for node_id in raw:
         if node_id not in built:
@@ -119,7 +123,7 @@ def _declared_order_ok(raw: dict[str, object], built: dict[str, Node]) -> bool:
     return True
 
 
-def _unused(raw: dict, output: str, spec: Spec) -> list[Diagnostic]:  # type: ignore[type-arg]
+def _unused(raw: Mapping[str, RawNode], output: str, spec: Spec) -> list[Diagnostic]:
     used = {i for node in raw.values() for i in node.inputs} | {output}
     out = []
     for node_id, node in raw.items():

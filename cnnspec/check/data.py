@@ -61,7 +61,7 @@ def check_data(spec: Spec) -> list[Diagnostic]:
         )
     if data.resize is not None:
         size = pair(data.resize)
-    where = ("data", "resize") if data.resize is not None else ("data", "dataset", "name")
+    where: tuple[str | int, ...] = ("data", "resize") if data.resize is not None else ("data", "dataset", "name")
     for index, item in enumerate(data.augment):
         op = item.op
         if isinstance(op, RandomCrop):
@@ -79,7 +79,7 @@ def check_data(spec: Spec) -> list[Diagnostic]:
         elif isinstance(op, RandomResizedCrop):
             size, where = pair(op.size), ("data", "augment", index, "random_resized_crop", "size")
     if size != (want[1], want[2]):
-        native_note = ()
+        native_note: tuple[str, ...] = ()
         if native:
             native_note = (f"{DATASET_TITLES[name]} is {native[0]}×{native[1]}×{native[2]}",)
         out.append(

@@ -11,15 +11,16 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from cnnspec.errors import Diagnostic, Location, suggest
 from cnnspec.layers import LayerKind
+from cnnspec.spec.errors_map import diagnostics_from
+from cnnspec.spec.layers import LayerItemBase, wrapper
 from cnnspec.spec.source import SourceMap
 
 if TYPE_CHECKING:
     from cnnspec.layers.sugar import Block
-    from cnnspec.spec.layers import LayerItemBase
     from cnnspec.spec.model import Spec
 
 INPUT = "input"
@@ -74,6 +75,7 @@ class Expander:
         self.root = Scope("")
         self._trace: list[Location] = []
         self._block_stack: list[str] = []
+        self._reported: set[tuple[str, Location | None]] = set()
 
     # -- helpers used by sugar kinds ------------------------------------------------
     def loc(self, path: Path, *, key: bool = False) -> Location:
@@ -81,12 +83,21 @@ class Expander:
 
     def error(self, message: str, path: Path, *, hint: str | None = None, notes: Sequence[str] = ()) -> None:
         notes = tuple(notes) + tuple(f"in a block used at {t}" for t in reversed(self._trace))
-        self.diagnostics.append(Diagnostic(message, self.loc(path), notes=notes, hint=hint))
+        self.report(Diagnostic(message, self.loc(path), notes=notes, hint=hint))
+
+    def report(self, diagnostic: Diagnostic) -> None:
+        """Add a diagnostic once: a mistake inside a block used n times is one mistake, not n."""
+        key = (diagnostic.message, diagnostic.location)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.diagnostics.append(diagnostic)
 
     def child_scope(self, prefix: str) -> Scope:
         return Scope(prefix, parent=self._current)
 
-    def add_node(self, node_id: str, layer: LayerKind, inputs: list[str | None], path: Path, scope: Scope | None) -> str:
+    def add_node(
+        self, node_id: str, layer: LayerKind, inputs: list[str | None], path: Path, scope: Scope | None
+    ) -> str:
         if node_id in self.nodes:
             self.error(f"two layers are named '{node_id}'", path, hint="give each layer a unique id")
             return node_id
@@ -115,22 +126,19 @@ class Expander:
         out = prev or INPUT
         for index, item in enumerate(items):
             layer = item.layer
-            path = list_path + (index, item.kind_name)
+            path = (*list_path, index, item.kind_name)
             local = layer.id or f"{item.kind_name}_{index}"
             if local == INPUT:
-                self.error("'input' names the model's input; choose another id", path + ("id",))
-            if names is not None:
-                full = names[index]
-            else:
-                full = f"{scope.prefix}.{local}" if scope.prefix else local
+                self.error("'input' names the model's input; choose another id", (*path, "id"))
+            full = names[index] if names is not None else f"{scope.prefix}.{local}" if scope.prefix else local
             if layer.id is not None:
                 if layer.id in scope.names:
-                    self.error(f"id '{layer.id}' is used twice", path + ("id",), hint="give each layer a unique id")
+                    self.error(f"id '{layer.id}' is used twice", (*path, "id"), hint="give each layer a unique id")
                 scope.names[layer.id] = full
             reads: list[str | None] = list(layer.inputs) if layer.inputs is not None else [out]
             if layer.sugar:
                 if layer.inputs is not None and len(layer.inputs) != 1:
-                    self.error(f"{item.kind_name} reads one input", path + ("inputs",))
+                    self.error(f"{item.kind_name} reads one input", (*path, "inputs"))
                 first = self._resolve(reads[0] or INPUT, scope, path) if layer.inputs else out
                 out = layer.expand(self, path, full, first)
                 if layer.id is not None:
@@ -154,7 +162,7 @@ class Expander:
         if full is None:
             self.error(
                 f"unknown layer id '{name}' in inputs",
-                path + ("inputs",),
+                (*path, "inputs"),
                 hint=suggest(name, scope.visible()) or "ids are given with `id:`; `input` is the model input",
             )
             return INPUT
@@ -169,19 +177,16 @@ class Expander:
 
     # -- named blocks ---------------------------------------------------------------
     def expand_block(self, use: Block, path: Path, name: str, prev: str | None) -> str:
-        from cnnspec.spec.errors_map import diagnostics_from
-        from cnnspec.spec.layers import LayerItem
-
         blocks = self.spec.model.blocks
         if use.name not in blocks:
             self.error(
                 f"unknown block '{use.name}'",
-                path + ("name",),
+                (*path, "name"),
                 hint=suggest(use.name, list(blocks)) or "define it under model.blocks",
             )
             return prev or INPUT
         if use.name in self._block_stack:
-            self.error(f"block '{use.name}' uses itself", path + ("name",))
+            self.error(f"block '{use.name}' uses itself", (*path, "name"))
             return prev or INPUT
         block = blocks[use.name]
         block_path: Path = ("model", "blocks", use.name)
@@ -190,7 +195,7 @@ class Expander:
             if arg not in block.params:
                 self.error(
                     f"block '{use.name}' has no parameter '{arg}'",
-                    path + ("args", arg),
+                    (*path, "args", arg),
                     hint=suggest(arg, list(block.params)) or f"its parameters: {', '.join(block.params) or 'none'}",
                 )
             values[arg] = value
@@ -198,21 +203,25 @@ class Expander:
         if missing:
             self.error(f"block '{use.name}' needs a value for {', '.join(missing)}", path, hint="pass it in `args`")
             return prev or INPUT
-        raw = _substitute(block.layers, values, self, block_path + ("layers",))
+        raw = _substitute(block.layers, values, self, (*block_path, "layers"))
+        # Validated as the layers of a group: that model's schema is built already or cheaply.
+        group = wrapper("group")
+        data = {"group": {"layers": raw}}
         try:
-            items = TypeAdapter(list[LayerItem]).validate_python(raw)
+            items = group.model_validate(data).layer.layers  # type: ignore[attr-defined]
         except ValidationError as exc:
-            root_model = _layer_list_model()
-            for d in diagnostics_from(exc, {"layers": raw}, self.source.sub(block_path), root_model):
-                self.diagnostics.append(
-                    Diagnostic(d.message, d.location, notes=(f"in block '{use.name}' used at {self.loc(path)}",), hint=d.hint)
+            for d in diagnostics_from(exc, data, self.source, group, block_path, strip=1):
+                self.report(
+                    Diagnostic(
+                        d.message, d.location, notes=(f"in block '{use.name}' used at {self.loc(path)}",), hint=d.hint
+                    )
                 )
             return prev or INPUT
         self._trace.append(self.loc(path))
         self._block_stack.append(use.name)
         # A block of one unnamed layer is that layer: it takes the block's name.
         names = [name] if len(items) == 1 and items[0].layer.id is None else None
-        out = self.expand_list(items, block_path + ("layers",), self.child_scope(name), prev, names=names)
+        out = self.expand_list(items, (*block_path, "layers"), self.child_scope(name), prev, names=names)
         self._block_stack.pop()
         self._trace.pop()
         return out
@@ -225,9 +234,9 @@ _INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def _substitute(value: Any, values: dict[str, Any], expander: Expander, path: Path) -> Any:
     """Replace '$name' by the argument's value and '${name}' inside strings by its text."""
     if isinstance(value, dict):
-        return {k: _substitute(v, values, expander, path + (k,)) for k, v in value.items()}
+        return {k: _substitute(v, values, expander, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, values, expander, path + (i,)) for i, v in enumerate(value)]
+        return [_substitute(v, values, expander, (*path, i)) for i, v in enumerate(value)]
     if isinstance(value, str):
         match = _REF.match(value)
         names = [match.group(1)] if match else _INTERP.findall(value)
@@ -243,11 +252,3 @@ def _substitute(value: Any, values: dict[str, Any], expander: Expander, path: Pa
             return values[match.group(1)]
         return _INTERP.sub(lambda m: str(values[m.group(1)]), value)
     return value
-
-
-def _layer_list_model() -> Any:
-    from pydantic import create_model
-
-    from cnnspec.spec.layers import LayerItem
-
-    return create_model("BlockLayers", layers=(list[LayerItem], ...))

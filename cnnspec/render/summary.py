@@ -151,7 +151,9 @@ def to_text(summary: Summary) -> Any:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in summary.layers:
         params = f"{r.params:,}" + ("" if r.trainable else " (frozen)")
-        table.add_row(r.id, r.kind, fmt_shape(tuple(r.output_shape)), params, human(r.macs), _rf(r.receptive_field), _rf(r.stride))
+        table.add_row(
+            r.id, r.kind, fmt_shape(tuple(r.output_shape)), params, human(r.macs), _rf(r.receptive_field), _rf(r.stride)
+        )
     totals = Text(
         f"Input: {fmt_shape(tuple(summary.input_shape))}   Output: {fmt_shape(tuple(summary.output_shape))}\n"
         f"Total params: {summary.total_params:,}   Trainable params: {summary.trainable_params:,}   "
@@ -168,7 +170,11 @@ def plot(summary: Summary, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [r for r in summary.layers if len(r.output_shape) == 3 and (r.kind.startswith(("conv", "maxpool", "avgpool")) or r.kind == "shortcut")]
+    stages = [
+        r
+        for r in summary.layers
+        if len(r.output_shape) == 3 and (r.kind.startswith(("conv", "maxpool", "avgpool")) or r.kind == "shortcut")
+    ]
     stages = [r for r in stages if r.kind != "shortcut"]
     xs = list(range(1, len(stages) + 1))
     rf = [max(r.receptive_field) if isinstance(r.receptive_field, list) else r.receptive_field for r in stages]

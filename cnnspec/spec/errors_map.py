@@ -1,42 +1,84 @@
-"""Turn pydantic validation errors into located, readable diagnostics."""
+"""Turn pydantic validation errors into located, readable diagnostics.
+
+pydantic reports one error per failed union branch and per missing key; a person wants
+one message per mistake. So: errors of the branches of one union are merged into one
+("expected an integer or a list, got 'foo'"); a branch that failed deeper than its type
+wins over the branches whose type did not match; and a missing key that an unknown key
+is a misspelling of is not reported twice.
+"""
 
 from __future__ import annotations
 
 import types
 import typing
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cnnspec.errors import Diagnostic, suggest
+from cnnspec.errors import Diagnostic, Location, suggest
+from cnnspec.spec.dispatch import OneKeyItem
 from cnnspec.spec.source import SourceMap
 
+Path = tuple[Hashable, ...]
 
-def yaml_path(data: Any, loc: Sequence[Hashable]) -> tuple[Hashable, ...]:
+# Error types that mean "this value is not of the branch's type" (as opposed to
+# "it is, but breaks a constraint"), with how to say what was expected.
+_TYPE_ERRORS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "none_required": "null",
+    "literal_error": None,  # said from the error's context: one of 'a', 'b'
+}
+
+
+_NOT_BRANCH = frozenset({"missing", "extra_forbidden", "layer_kind", "augment_kind"})
+
+
+def yaml_path(data: Any, loc: Sequence[Hashable]) -> Path:
     """Follow a pydantic `loc` through the raw data, skipping union tags that are not keys."""
+    return _walk(data, loc)[0]
+
+
+def _walk(data: Any, loc: Sequence[Hashable]) -> tuple[Path, int, Any]:
+    """The YAML path of `loc`, how many elements of `loc` it took (tags in between count), and the node."""
     path: list[Hashable] = []
     node = data
-    for elem in loc:
-        if isinstance(node, dict) and elem in node:
-            node = node[elem]
-            path.append(elem)
-        elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
-            node = node[elem]
-            path.append(elem)
-        # else: a discriminator tag or a model-level error: stay on this node
-    return tuple(path)
+    used = 0
+    for n, elem in enumerate(loc):
+        in_dict = isinstance(node, dict) and elem in node
+        in_list = isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node)
+        if not (in_dict or in_list):
+            continue  # a union tag or a model-level error: stay on this node
+        node = node[elem]
+        path.append(elem)
+        used = n + 1
+    return tuple(path), used, node
 
 
 def _members(tp: Any) -> list[Any]:
-    """Expand Annotated, unions and Optional into the concrete types they allow."""
+    """Expand Annotated, unions and Optional into the concrete types (or OneKeyItem markers) they allow."""
     out: list[Any] = []
     stack = [tp]
     while stack:
         t = stack.pop()
         origin = typing.get_origin(t)
         if origin is typing.Annotated:
-            stack.append(typing.get_args(t)[0])
+            args = typing.get_args(t)
+            marker = next((m for m in args[1:] if isinstance(m, OneKeyItem)), None)
+            stack.append(marker if marker is not None else args[0])
         elif origin is typing.Union or origin is types.UnionType:
             stack.extend(typing.get_args(t))
         else:
@@ -52,8 +94,15 @@ def fields_at(root: type[BaseModel], loc: Sequence[Hashable]) -> list[str]:
         for tp in candidates:
             for t in _members(tp):
                 origin = typing.get_origin(t)
-                if isinstance(t, type) and issubclass(t, BaseModel) and isinstance(elem, str) and elem in t.model_fields:
-                    nxt.append(t.model_fields[elem].annotation)
+                if isinstance(t, OneKeyItem):
+                    # `{NAME: PARAMS}`: stepping into NAME reaches NAME's parameter model.
+                    if isinstance(elem, str) and elem in t.names():
+                        nxt.append(t.wrapper(elem).model_fields[elem].annotation)
+                elif isinstance(t, type) and issubclass(t, BaseModel) and isinstance(elem, str):
+                    if not t.__pydantic_fields_complete__:
+                        t.model_rebuild()  # deferred: its annotations are still forward references
+                    if elem in t.model_fields:
+                        nxt.append(t.model_fields[elem].annotation)
                 elif origin is list and isinstance(elem, int):
                     nxt.append(typing.get_args(t)[0])
                 elif origin is dict and isinstance(elem, str):
@@ -68,7 +117,8 @@ def fields_at(root: type[BaseModel], loc: Sequence[Hashable]) -> list[str]:
     return names
 
 
-def _dotted(loc: Sequence[Hashable]) -> str:
+def dotted(loc: Sequence[Hashable]) -> str:
+    """model.layers[3].conv2d: a path as people read it."""
     out = ""
     for elem in loc:
         if isinstance(elem, int):
@@ -83,50 +133,156 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def diagnostics_from(
-    exc: ValidationError, data: Any, source: SourceMap, root: type[BaseModel], prefix: Sequence[Hashable] = ()
-) -> list[Diagnostic]:
-    """Located diagnostics for every error of a pydantic validation of `data`."""
-    from cnnspec.layers import REGISTRY
-    from cnnspec.spec.model import AUGMENTS
+def _got(value: Any) -> str:
+    """', got VALUE' for values short enough to help; mappings and long lists are left out."""
+    if isinstance(value, dict) or (isinstance(value, list) and len(repr(value)) > 60):
+        return ""
+    return f", got {_short(value)}"
 
-    out: list[Diagnostic] = []
+
+def _lower(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ").replace(" after validation", "")
+    return msg[:1].lower() + msg[1:]
+
+
+def _expected(err: dict[str, Any]) -> str:
+    if err["type"] == "literal_error":
+        return f"one of {err.get('ctx', {}).get('expected', '')}"
+    return _TYPE_ERRORS[err["type"]] or _lower(err["msg"])
+
+
+def diagnostics_from(
+    exc: ValidationError,
+    data: Any,
+    source: SourceMap,
+    root: type[BaseModel],
+    prefix: Sequence[Hashable] = (),
+    *,
+    strip: int = 0,
+) -> list[Diagnostic]:
+    """Located diagnostics for every error of a pydantic validation of `data`.
+
+    `prefix` is prepended to each YAML path (for both the message and `source`), after
+    dropping the first `strip` elements of the path: a block's layers validated as
+    `{group: {layers: ...}}` map back to `model.blocks.NAME.layers`.
+    """
+    found: list[_Found] = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
-        path = yaml_path(data, loc)
-        full = tuple(prefix) + path
-        kind = err["type"]
-        value = err.get("input")
-        where = _dotted(full) or "the spec"
-        hint = None
-        if kind == "extra_forbidden":
-            key = loc[-1]
-            valid = fields_at(root, loc[:-1])
-            message = f"unknown key '{key}' in {_dotted(tuple(prefix) + path[:-1]) or 'the spec'}"
-            hint = suggest(str(key), valid) or (f"valid keys: {', '.join(valid)}" if valid else None)
-            location = source.locate(full, key=True)
-        elif kind in ("layer_kind", "augment_kind"):
-            names = REGISTRY if kind == "layer_kind" else AUGMENTS
-            what = "layer kind" if kind == "layer_kind" else "augmentation"
-            if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value)), str):
-                name = next(iter(value))
-                message = f"unknown {what} '{name}'"
-                hint = suggest(name, list(names)) or f"known: {', '.join(sorted(names))}"
-                location = source.locate(full + (name,), key=True)
-            else:
-                message = f"{where}: {err['msg']}, got {_short(value)}"
-                location = source.locate(full)
-        elif kind == "missing":
-            message = f"missing required key '{loc[-1]}' in {_dotted(tuple(prefix) + path) or 'the spec'}"
-            location = source.locate(full)
+        path, used, node = _walk(data, err["loc"])
+        full = tuple(prefix) + path[strip:]
+        # An error of one branch of a union: its loc goes on past the YAML path with a tag.
+        branch = err["type"] not in _NOT_BRANCH and used < len(err["loc"])
+        found.append(_Found(dict(err), path, full, node, used, branch))
+
+    below = {f.path[:i] for f in found for i in range(len(f.path))}
+    misspelt: dict[Path, set[str]] = {}
+    for f in found:
+        if f.err["type"] == "extra_forbidden":
+            close = _close(str(f.err["loc"][-1]), fields_at(root, f.err["loc"][:-1]))
+            if close:
+                misspelt.setdefault(f.path[:-1], set()).add(close)
+
+    out: list[Diagnostic | Path] = []
+    branches: dict[Path, list[_Found]] = {}
+    for f in found:
+        if f.err["type"] == "missing" and str(f.err["loc"][-1]) in misspelt.get(f.path, set()):
+            continue  # reported once, as the unknown key that misspells it
+        if f.branch:
+            if f.path in below:
+                continue  # another branch had the right type and failed inside: its error is the one
+            if f.path not in branches:
+                branches[f.path] = []
+                out.append(f.path)
+            branches[f.path].append(f)
+            continue
+        out.append(_one(f, source, root, prefix, strip))
+    return [_merge(branches[d], source) if isinstance(d, tuple) else d for d in out]
+
+
+@dataclass(frozen=True)
+class _Found:
+    err: dict[str, Any]
+    path: Path  # in the validated data
+    full: Path  # in the file
+    node: Any  # the value at `path`
+    used: int  # elements of err["loc"] that `path` took
+    branch: bool
+
+
+def _close(name: str, candidates: Sequence[str]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _merge(found: list[_Found], source: SourceMap) -> Diagnostic:
+    first = found[0]
+    value = first.err.get("input")
+    where = dotted(first.full) or "the spec"
+    location = source.locate(first.full)
+    # A branch of the right type that broke a constraint says more than the branches of other types.
+    constraint = [f for f in found if f.err["type"] not in _TYPE_ERRORS]
+    if constraint:
+        return Diagnostic(f"{where}: {_lower(constraint[0].err['msg'])}{_got(value)}", location)
+    expected: list[str] = []
+    for f in found:
+        text = _expected(f.err)
+        if text not in expected:
+            expected.append(text)
+    said = expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1]
+    literal = next((f.err for f in found if f.err["type"] == "literal_error"), None)
+    hint = _literal_hint(literal, value) if literal is not None and isinstance(value, str) else None
+    return Diagnostic(f"{where}: expected {said}{_got(value)}", location, hint=hint)
+
+
+def _literal_hint(err: dict[str, Any], value: str) -> str | None:
+    expected = err.get("ctx", {}).get("expected", "")
+    options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",")]
+    return suggest(value, options)
+
+
+def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[Hashable], strip: int) -> Diagnostic:
+    err, full = f.err, f.full
+    kind = err["type"]
+    loc = tuple(err["loc"])
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    where = dotted(full) or "the spec"
+    hint = None
+    location: Location
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        valid = fields_at(root, loc[:-1])
+        message = f"unknown key '{key}' in {dotted(full[:-1]) or 'the spec'}"
+        hint = suggest(str(key), valid) or (f"valid keys: {', '.join(valid)}" if valid else None)
+        location = source.locate(full, key=True)
+    elif kind in ("layer_kind", "augment_kind"):
+        from cnnspec.layers import REGISTRY
+        from cnnspec.spec.model import AUGMENTS
+
+        names = REGISTRY if kind == "layer_kind" else AUGMENTS
+        what = "layer kind" if kind == "layer_kind" else "augmentation"
+        name = ctx.get("name")
+        if name is not None:
+            message = f"unknown {what} '{name}'"
+            hint = suggest(str(name), list(names)) or f"known: {', '.join(sorted(names))}"
+            location = source.locate((*full, name), key=True) if isinstance(value, dict) else source.locate(full)
         else:
-            msg = err["msg"]
-            msg = msg[0].lower() + msg[1:]
-            message = f"{where}: {msg}, got {_short(value)}"
-            if kind == "literal_error" and isinstance(value, str):
-                expected = err.get("ctx", {}).get("expected", "")
-                options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",")]
-                hint = suggest(value, options)
+            message = f"{where}: {err['msg']}{_got(value)}"
             location = source.locate(full)
-        out.append(Diagnostic(message, location, hint=hint))
-    return out
+    elif kind == "missing":
+        shown = full
+        if isinstance(f.node, str) and f.used < len(loc) - 1 and loc[f.used] == f.node:
+            shown = (*full, f.node)  # a bare `- NAME` item: say which NAME lacks the key
+        message = f"missing required key '{loc[-1]}' in {dotted(shown) or 'the spec'}"
+        location = source.locate(full)
+    elif kind in _TYPE_ERRORS:
+        message = f"{where}: expected {_expected(err)}{_got(value)}"
+        if kind == "literal_error" and isinstance(value, str):
+            hint = _literal_hint(err, value)
+        location = source.locate(full)
+    else:
+        message = f"{where}: {_lower(err['msg'])}{_got(value)}"
+        location = source.locate(full)
+    return Diagnostic(message, location, hint=hint)

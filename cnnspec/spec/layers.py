@@ -1,18 +1,24 @@
-"""The layer list item: a discriminated union built from the layer-kind registry.
+"""The layer list item: `- KIND: {PARAMS}` or a bare `- KIND`, one wrapper model per registered kind.
 
-In YAML a layer is `- KIND: {PARAMS}` or a bare `- KIND`. Each registered kind gets a
-one-field wrapper model named after it, and a callable discriminator picks the
-wrapper by the mapping's single key, so pydantic reports only that kind's errors.
+The wrapper for a kind is created (and its schema built) the first time a spec uses the
+kind; see cnnspec.spec.dispatch for why.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Union
+import functools
+import sys
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, create_model
+from pydantic import Field, ValidationError, create_model
 
 from cnnspec.layers import REGISTRY, LayerKind
 from cnnspec.spec.base import StrictModel
+from cnnspec.spec.dispatch import OneKeyItem, item_name, normalise
+
+# Kept under their old names for callers that import them from here.
+_normalise = normalise
+_tag = item_name
 
 
 class LayerItemBase(StrictModel):
@@ -25,63 +31,59 @@ class LayerItemBase(StrictModel):
         return getattr(self, self.kind_name)  # type: ignore[no-any-return]
 
 
-def _normalise(value: Any) -> Any:
-    """`- relu` and `- relu:` mean `- relu: {}`."""
-    if isinstance(value, str):
-        return {value: {}}
-    if isinstance(value, dict) and len(value) == 1:
-        ((key, params),) = value.items()
-        if params is None:
-            return {key: {}}
-    return value
-
-
-def _tag(value: Any) -> str | None:
-    if isinstance(value, dict) and len(value) == 1:
-        key = next(iter(value))
-        return key if isinstance(key, str) else None
-    if isinstance(value, StrictModel):  # a wrapper being serialised: its one field is the tag
-        return next(iter(type(value).model_fields))
-    return None
-
-
-def _wrapper(kind: str, cls: type[LayerKind]) -> type[LayerItemBase]:
-    wrapper = create_model(  # type: ignore[call-overload]
+@functools.cache
+def wrapper(kind: str) -> type[LayerItemBase]:
+    """The one-field model `{KIND: LayerKindClass}` for a registered kind."""
+    cls = REGISTRY[kind]
+    model = create_model(  # type: ignore[call-overload]
         f"{cls.__name__}Layer",
         __base__=LayerItemBase,
         __doc__=cls.__doc__,
+        __module__=__name__,
         **{kind: (cls, Field(description=(cls.__doc__ or kind).strip().splitlines()[0]))},
     )
-    wrapper.kind_name = kind
-    return wrapper  # type: ignore[no-any-return]
+    model.kind_name = kind
+    return model  # type: ignore[no-any-return]
 
 
-WRAPPERS: dict[str, type[LayerItemBase]] = {kind: _wrapper(kind, cls) for kind, cls in sorted(REGISTRY.items())}
+LAYER_ITEM = OneKeyItem(
+    wrapper=wrapper,
+    names=lambda: REGISTRY,
+    error_type="layer_kind",
+    shape_message="a layer is `- KIND: {PARAMS}` or a bare `- KIND`",
+    definition="LayerItem",
+)
 
-LayerItem = Annotated[
-    Union[tuple(Annotated[w, Tag(k)] for k, w in WRAPPERS.items())],  # type: ignore[valid-type]  # noqa: UP007
-    Discriminator(
-        _tag,
-        custom_error_type="layer_kind",
-        custom_error_message="a layer is `- KIND: {PARAMS}` or a bare `- KIND`",
-    ),
-    BeforeValidator(_normalise),
-]
+LayerItem = Annotated[LayerItemBase, LAYER_ITEM]
 
+# The sugar kinds (residual, repeat, group) hold lists of layers, annotated with the name
+# `LayerItem` that their module cannot import (it would import itself). Give their module
+# the name, so pydantic resolves it when it builds their schema on first use.
 for _cls in REGISTRY.values():
     if _cls.sugar:
-        _cls.model_rebuild(_types_namespace={"LayerItem": LayerItem})
-for _w in WRAPPERS.values():
-    _w.model_rebuild(_types_namespace={"LayerItem": LayerItem})
+        vars(sys.modules[_cls.__module__]).setdefault("LayerItem", LayerItem)
+
 
 def _bare_ok(cls: type[LayerKind]) -> bool:
     if cls.many_inputs:
         return False
     try:
         cls.model_validate({})
-    except ValueError:
+    except ValidationError:
         return False
     return True
 
 
-BARE_KINDS = sorted(k for k, cls in REGISTRY.items() if _bare_ok(cls))
+@functools.cache
+def bare_kinds() -> list[str]:
+    """Kinds that may be written bare (`- relu`): every parameter has a default."""
+    return sorted(k for k, cls in REGISTRY.items() if _bare_ok(cls))
+
+
+def __getattr__(name: str) -> Any:
+    # Built on demand: creating every wrapper costs time `cnnspec validate` need not spend.
+    if name == "WRAPPERS":
+        return {kind: wrapper(kind) for kind in sorted(REGISTRY)}
+    if name == "BARE_KINDS":
+        return bare_kinds()
+    raise AttributeError(name)

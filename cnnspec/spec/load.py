@@ -27,7 +27,11 @@ def loads(text: str, file: str = "<string>") -> Spec:
 def from_data(data: Any, source: SourceMap) -> Spec:
     """Validate already-parsed data against the schema."""
     if data is None:
-        raise SpecError(Diagnostic("the spec is empty", Location(source.file, 1, 1), hint="a spec needs at least `name` and `model`"))
+        raise SpecError(
+            Diagnostic(
+                "the spec is empty", Location(source.file, 1, 1), hint="a spec needs at least `name` and `model`"
+            )
+        )
     if not isinstance(data, dict):
         raise SpecError(
             Diagnostic(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+import functools
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, PrivateAttr, Tag
+from pydantic import Field, PrivateAttr, create_model
 
 from cnnspec.spec.base import StrictModel
-from cnnspec.spec.layers import LayerItem, _normalise, _tag
+from cnnspec.spec.dispatch import OneKeyItem
+from cnnspec.spec.layers import LayerItem
 from cnnspec.spec.source import SourceMap
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -37,7 +39,9 @@ class BlockSpec(StrictModel):
         default_factory=dict,
         description="Parameter names with default values (null = required). Layers refer to them as '$NAME'.",
     )
-    layers: list[Any] = Field(description="The block's layers, checked after its parameters are filled in.", min_length=1)
+    layers: list[Any] = Field(
+        description="The block's layers, checked after its parameters are filled in.", min_length=1
+    )
 
 
 class ModelSpec(StrictModel):
@@ -45,7 +49,9 @@ class ModelSpec(StrictModel):
 
     input: InputSpec = Field(description="Shape of one input image (C×H×W).")
     blocks: dict[str, BlockSpec] = Field(default_factory=dict, description="Named reusable blocks.")
-    layers: list[LayerItem] = Field(description="The layers, in order; each reads the previous one unless it names `inputs`.", min_length=1)
+    layers: list[LayerItem] = Field(
+        description="The layers, in order; each reads the previous one unless it names `inputs`.", min_length=1
+    )
 
 
 # --- data -----------------------------------------------------------------------------
@@ -165,28 +171,34 @@ class AugmentItemBase(StrictModel):
         return getattr(self, self.name)  # type: ignore[no-any-return]
 
 
-def _augment_wrapper(name: str, cls: type[StrictModel]) -> Any:
-    from pydantic import create_model
-
-    return create_model(  # type: ignore[call-overload]
+@functools.cache
+def augment_wrapper(name: str) -> type[AugmentItemBase]:
+    """The one-field model `{NAME: AugmentClass}` for an augmentation."""
+    cls = AUGMENTS[name]
+    return create_model(  # type: ignore[no-any-return, call-overload]
         f"{cls.__name__}Augment",
         __base__=AugmentItemBase,
         __doc__=cls.__doc__,
+        __module__=__name__,
         **{name: (cls, Field(description=(cls.__doc__ or name).strip()))},
     )
 
 
-AUGMENT_WRAPPERS = {name: _augment_wrapper(name, cls) for name, cls in AUGMENTS.items()}
-BARE_AUGMENTS = sorted(n for n, c in AUGMENTS.items() if all(not f.is_required() for f in c.model_fields.values()))
+@functools.cache
+def bare_augments() -> list[str]:
+    """Augmentations that may be written bare (`- horizontal_flip`)."""
+    return sorted(n for n, c in AUGMENTS.items() if all(not f.is_required() for f in c.model_fields.values()))
+
 
 AugmentItem = Annotated[
-    Union[tuple(Annotated[w, Tag(k)] for k, w in AUGMENT_WRAPPERS.items())],  # type: ignore[valid-type]  # noqa: UP007
-    Discriminator(
-        _tag,
-        custom_error_type="augment_kind",
-        custom_error_message="an augmentation is `- NAME: {PARAMS}` or a bare `- NAME`",
+    AugmentItemBase,
+    OneKeyItem(
+        wrapper=augment_wrapper,
+        names=lambda: AUGMENTS,
+        error_type="augment_kind",
+        shape_message="an augmentation is `- NAME: {PARAMS}` or a bare `- NAME`",
+        definition="AugmentItem",
     ),
-    BeforeValidator(_normalise),
 ]
 
 
@@ -197,7 +209,8 @@ class DataSpec(StrictModel):
     batch_size: PositiveInt = Field(128, description="Images per optimizer step, per process.")
     eval_batch_size: PositiveInt | None = Field(None, description="Images per evaluation batch; default 2×batch_size.")
     val_split: Annotated[float, Field(ge=0, lt=1)] = Field(
-        0.1, description="Fraction of the training set held out for validation when the dataset has no validation split."
+        0.1,
+        description="Fraction of the training set held out for validation when the dataset has no validation split.",
     )
     normalize: Literal["auto", "none"] | Normalize = Field(
         "auto", description="'auto' (mean/std computed once from the training set), 'none', or {mean, std}."
@@ -221,7 +234,9 @@ class OptimizerSpec(StrictModel):
         [0.9, 0.999], description="adam/adamw: coefficients of the running averages."
     )
     weight_decay: Annotated[float, Field(ge=0)] = Field(0.0, description="L2 penalty (decoupled for adamw).")
-    decay_norms_and_biases: bool = Field(True, description="Apply weight decay to normalisation weights and biases too.")
+    decay_norms_and_biases: bool = Field(
+        True, description="Apply weight decay to normalisation weights and biases too."
+    )
 
 
 class ScheduleSpec(StrictModel):
@@ -268,7 +283,9 @@ class TrainSpec(StrictModel):
     compile: bool = Field(False, description="torch.compile the model.")
     early_stopping: EarlyStopping | None = Field(None, description="Stop when validation stops improving.")
     unfreeze: Unfreeze | None = Field(None, description="Unfreeze a frozen torchvision backbone at an epoch.")
-    sync_batchnorm: bool = Field(False, description="Distributed runs: synchronise batchnorm statistics across processes.")
+    sync_batchnorm: bool = Field(
+        False, description="Distributed runs: synchronise batchnorm statistics across processes."
+    )
 
 
 class ExportSpec(StrictModel):
@@ -296,3 +313,12 @@ class Spec(StrictModel):
     @property
     def source(self) -> SourceMap:
         return self._source or SourceMap("<spec>")
+
+
+def __getattr__(name: str) -> Any:
+    # Built on demand (see cnnspec.spec.dispatch).
+    if name == "AUGMENT_WRAPPERS":
+        return {n: augment_wrapper(n) for n in AUGMENTS}
+    if name == "BARE_AUGMENTS":
+        return bare_augments()
+    raise AttributeError(name)

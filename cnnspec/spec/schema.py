@@ -9,35 +9,48 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cnnspec.spec.layers import BARE_KINDS
-from cnnspec.spec.model import BARE_AUGMENTS, Spec
+from pydantic.json_schema import models_json_schema
+
+from cnnspec.layers import REGISTRY
+from cnnspec.spec.layers import bare_kinds, wrapper
+from cnnspec.spec.model import AUGMENTS, Spec, augment_wrapper, bare_augments
 
 SCHEMA_ID = "https://cnnspec.dev/schemas/cnnspec.schema.json"
+REF = "#/$defs/{model}"
 
 
-def _allow_bare(node: Any, bare_layers: list[str], bare_augments: list[str]) -> Any:
-    """Let a layer (augmentation) list item also be a bare name, as the loader accepts."""
-    if isinstance(node, dict):
-        out = {k: _allow_bare(v, bare_layers, bare_augments) for k, v in node.items()}
-        one_of = out.get("oneOf")
-        if isinstance(one_of, list) and "discriminator" not in out and one_of and all("$ref" in o for o in one_of):
-            refs = [o["$ref"] for o in one_of]
-            if any(r.endswith("Layer") for r in refs):
-                return {"anyOf": [{"enum": bare_layers, "description": "A layer kind that needs no parameters."}, out]}
-            if any(r.endswith("Augment") for r in refs):
-                return {"anyOf": [{"enum": bare_augments, "description": "An augmentation with default parameters."}, out]}
-        return out
-    if isinstance(node, list):
-        return [_allow_bare(v, bare_layers, bare_augments) for v in node]
-    return node
+def _one_key_items(names: list[str], refs: list[str], bare: list[str], what: str) -> dict[str, Any]:
+    return {
+        "description": f"A {what}: `- NAME: {{PARAMS}}`, or a bare `- NAME` when every parameter has a default.",
+        "anyOf": [
+            {"enum": bare, "description": f"A {what} that needs no parameters."},
+            {"oneOf": [{"$ref": REF.format(model=r)} for r in refs]},
+        ],
+    }
 
 
 def json_schema() -> dict[str, Any]:
     """The spec's JSON Schema (draft 2020-12)."""
-    schema = Spec.model_json_schema(mode="validation")
-    schema = _allow_bare(schema, BARE_KINDS, BARE_AUGMENTS)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+    kinds = sorted(REGISTRY)
+    layer_wrappers = [wrapper(k) for k in kinds]
+    augment_names = list(AUGMENTS)
+    augment_wrappers = [augment_wrapper(n) for n in augment_names]
+    models = [(Spec, "validation"), *((w, "validation") for w in layer_wrappers + augment_wrappers)]
+    _, combined = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
+    defs: dict[str, Any] = combined["$defs"]
+    root = defs.pop("Spec")
+    defs["LayerItem"] = _one_key_items(kinds, [w.__name__ for w in layer_wrappers], bare_kinds(), "layer")
+    defs["AugmentItem"] = _one_key_items(
+        augment_names, [w.__name__ for w in augment_wrappers], bare_augments(), "training augmentation"
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **root,
+        "$defs": dict(sorted(defs.items())),
+    }
 
 
 def json_schema_text() -> str:
+    """The JSON Schema as the text checked in at schemas/cnnspec.schema.json."""
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
