@@ -1,0 +1,139 @@
+"""predict: PNG/JPEG files and folders through the embedded preprocessing, onnxruntime vs torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from _export_helpers import torch_logits, write_image
+from PIL import Image
+from typer.testing import CliRunner
+
+from cnnspec.cli import app
+from cnnspec.export.exporter import ExportReport
+from cnnspec.export.predict import predict
+from cnnspec.export.session import CPU, CUDA, cuda_device_present
+
+runner = CliRunner()
+
+
+def predict_json(*args: str) -> dict:
+    result = runner.invoke(app, ["predict", *args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_predict_on_a_png_gives_the_torch_models_top1(digits_export: ExportReport, tmp_path: Path) -> None:
+    png = write_image(tmp_path / "digit.png", (8, 8), "L", seed=1)
+    report = predict_json(str(digits_export.path), str(png), "--top-k", "3")
+    # torch on the same image, preprocessed by hand: 0–1 pixels, 1×8×8, no normalisation for this run.
+    x = np.asarray(Image.open(png), dtype=np.float32)[None, None] / 255.0
+    want = torch_logits(digits_export.path.parent, x)[0]
+    top = report["predictions"][0]["top"]
+    assert report["predictions"][0]["file"] == str(png)
+    assert top[0]["index"] == int(want.argmax()) and top[0]["class"] == str(int(want.argmax()))
+    assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"] >= top[2]["probability"]
+    assert top[0]["logit"] == pytest.approx(float(want.max()), abs=1e-4)
+    assert report["provider"] in (CPU, CUDA)
+
+
+def test_predict_rgb_model_on_jpeg_and_grey_png(small_cnn_export: ExportReport, tmp_path: Path) -> None:
+    jpg = write_image(tmp_path / "a.jpg", (32, 32), "RGB", seed=2)
+    grey = write_image(tmp_path / "b.png", (32, 32), "L", seed=3)  # grey files are converted to RGB
+    report = predict_json(str(small_cnn_export.path), str(jpg), str(grey), "-k", "1")
+    for entry, path in zip(report["predictions"], (jpg, grey), strict=True):
+        x = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
+        want = torch_logits(small_cnn_export.path.parent, x)[0]
+        assert entry["top"][0]["index"] == int(want.argmax())
+        assert entry["top"][0]["class"] == small_cnn_export.metadata.class_names[int(want.argmax())]
+
+
+def test_predict_resizes_and_normalises_as_training_did(resized_export: ExportReport, tmp_path: Path) -> None:
+    png = write_image(tmp_path / "big.png", (40, 30), "RGB", seed=4)
+    result = predict(resized_export.path, [png], top_k=5)
+    image = Image.open(png).convert("RGB").resize((16, 16), Image.Resampling.BILINEAR)
+    x = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    mean, std = np.array([0.5, 0.4, 0.3])[:, None, None], np.array([0.2, 0.25, 0.3])[:, None, None]
+    want = torch_logits(resized_export.path.parent, ((x - mean) / std)[None].astype(np.float32))[0]
+    got = [s.logit for s in sorted(result.predictions[0].top, key=lambda s: s.index)]
+    assert np.abs(np.array(got) - want).max() <= 1e-4
+    assert result.predictions[0].best.name == "abcde"[int(want.argmax())]
+    assert sum(s.probability for s in result.predictions[0].top) == pytest.approx(1.0)
+
+
+def test_predict_a_folder_reads_its_images_in_order(digits_export: ExportReport, tmp_path: Path) -> None:
+    for name in ("b.png", "a.png", "c.jpeg"):
+        write_image(tmp_path / name, (8, 8), "L", seed=len(name) + ord(name[0]))
+    (tmp_path / "notes.txt").write_text("not an image")
+    result = predict(digits_export.path, [tmp_path], top_k=99)
+    assert [Path(p.file).name for p in result.predictions] == ["a.png", "b.png", "c.jpeg"]
+    assert all(len(p.top) == 10 for p in result.predictions)  # top-k capped at the class count
+
+
+def test_predict_text_output_names_the_provider(digits_export: ExportReport, tmp_path: Path) -> None:
+    png = write_image(tmp_path / "x.png", (8, 8), "L", seed=5)
+    result = runner.invoke(app, ["predict", str(digits_export.path), str(png), "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime provider: " in result.stderr
+    line = result.stdout.strip()
+    assert line.startswith(f"{png}: ") and line.count("(") == 2
+
+
+def test_predict_falls_back_to_the_cpu_provider_without_a_gpu(digits_export: ExportReport, tmp_path: Path) -> None:
+    # onnxruntime-gpu lists CUDAExecutionProvider here although no GPU exists: it must not be used.
+    if cuda_device_present():
+        pytest.skip("a CUDA device is visible on this machine")
+    png = write_image(tmp_path / "x.png", (8, 8), "L", seed=6)
+    assert predict(digits_export.path, [png]).provider == CPU
+    result = runner.invoke(app, ["predict", str(digits_export.path), str(png), "--device", "cuda"])
+    assert result.exit_code == 1 and "CUDA provider is not usable" in result.stderr
+
+
+@pytest.mark.gpu
+def test_predict_uses_the_cuda_provider_on_a_gpu(digits_export: ExportReport, tmp_path: Path) -> None:
+    png = write_image(tmp_path / "x.png", (8, 8), "L", seed=7)
+    result = predict(digits_export.path, [png], device="cuda")
+    assert result.provider == CUDA
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: write_image(d / "big.png", (9, 8), "L", seed=0), "trained without resizing"),
+        (lambda d: (d / "bad.png").write_bytes(b"not a png") and d / "bad.png", "not an image Pillow can decode"),
+        (lambda d: d / "missing.png", "no such file or folder"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", "holds no images"),
+    ],
+)
+def test_predict_bad_input_exits_1_with_a_message(digits_export: ExportReport, tmp_path: Path, make, message) -> None:
+    result = runner.invoke(app, ["predict", str(digits_export.path), str(make(tmp_path))])
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_predict_refuses_an_onnx_file_without_cnnspec_metadata(digits_export: ExportReport, tmp_path: Path) -> None:
+    model = onnx.load(str(digits_export.path))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    png = write_image(tmp_path / "x.png", (8, 8), "L", seed=8)
+    result = runner.invoke(app, ["predict", str(bare), str(png)])
+    assert result.exit_code == 1 and "no cnnspec metadata" in result.stderr
+
+
+def test_predict_does_not_import_torch(digits_export: ExportReport, tmp_path: Path) -> None:
+    png = write_image(tmp_path / "x.png", (8, 8), "L", seed=9)
+    code = (
+        "import sys\n"
+        "from cnnspec.export.predict import predict\n"
+        f"r = predict({str(digits_export.path)!r}, [{str(png)!r}])\n"
+        "assert len(r.predictions) == 1\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
