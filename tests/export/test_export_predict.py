@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,9 @@ def test_predict_uses_the_cuda_provider_on_a_gpu(digits_export: ExportReport, tm
         (lambda d: (d / "empty").mkdir() or d / "empty", "holds no images"),
     ],
 )
-def test_predict_bad_input_exits_1_with_a_message(digits_export: ExportReport, tmp_path: Path, make, message) -> None:
+def test_predict_bad_input_exits_1_with_a_message(
+    digits_export: ExportReport, tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
     result = runner.invoke(app, ["predict", str(digits_export.path), str(make(tmp_path))])
     assert result.exit_code == 1
     assert message in result.stderr and "Traceback" not in result.output
