@@ -23,6 +23,7 @@ load to the same data with the same comments before it is returned.
 
 from __future__ import annotations
 
+import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,7 +71,10 @@ def _hints(cls: type[BaseModel]) -> dict[str, Any]:
     # Sugar kinds name `LayerItem` only for type checkers; resolve it here.
     from cnnspec.spec.layers import LayerItem
 
-    return typing.get_type_hints(cls, localns={"LayerItem": LayerItem}, include_extras=True)
+    try:
+        return typing.get_type_hints(cls, localns={"LayerItem": LayerItem}, include_extras=True)
+    except (NameError, TypeError):  # a name only type checkers see: use pydantic's resolved annotations
+        return {name: f.annotation for name, f in cls.model_fields.items()}
 
 
 def _ctx(annotation: Any) -> Ctx:
@@ -81,7 +85,7 @@ def _ctx(annotation: Any) -> Ctx:
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
         return _ctx(args[0])
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         out = FREE
         for a in args:
             out = out.merge(_ctx(a))

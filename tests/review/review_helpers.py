@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 DATA = Path(__file__).resolve().parent / "data"

@@ -31,7 +31,9 @@ def test_one_out_channels_change_is_reported_exactly(tmp_path: Path) -> None:
     d = diff_specs(str(SMALL), str(new))
     assert not d.same
     assert d.added == [] and d.removed == [] and d.input_change is None
-    assert [(p.new.id, [(c.field, c.old, c.new) for c in p.changes]) for p in d.changed] == [("conv2", [("out_channels", 64, 96)])]
+    assert [(p.new.id, [(c.field, c.old, c.new) for c in p.changes]) for p in d.changed] == [
+        ("conv2", [("out_channels", 64, 96)])
+    ]
     # The shape changes that follow, layer by layer, up to the flatten; the next linear only grows its weights.
     effects = {p.new.id: (p.old.output_shape, p.new.output_shape) for p in d.effects}
     assert effects == {
@@ -47,7 +49,15 @@ def test_one_out_channels_change_is_reported_exactly(tmp_path: Path) -> None:
     assert d.settings == []
     # Checkpoint: exactly the tensors of conv2, bn2 (not its step counter) and linear_9's weight stop fitting.
     reshaped = {t.new_key for t in d.checkpoint.by_status("reshaped")}
-    assert reshaped == {"conv2.weight", "conv2.bias", "bn2.weight", "bn2.bias", "bn2.running_mean", "bn2.running_var", "linear_9.weight"}
+    assert reshaped == {
+        "conv2.weight",
+        "conv2.bias",
+        "bn2.weight",
+        "bn2.bias",
+        "bn2.running_mean",
+        "bn2.running_var",
+        "linear_9.weight",
+    }
     assert d.checkpoint.fitting == 18 - 7 and d.checkpoint.old_total == 18
 
 
@@ -60,7 +70,14 @@ def test_params_delta_equals_the_difference_of_the_summary_totals(tmp_path: Path
     data = json.loads(proc.stdout)
     assert data["totals"]["params"] == {"old": old_total, "new": new_total, "delta": new_total - old_total}
     assert data["totals"]["params"]["delta"] == 271_456  # 9,248 conv + 64 bn + 262,144 linear
-    assert data["changed"] == [{"old_id": "conv2", "id": "conv2", "kind": "conv2d", "changes": [{"field": "out_channels", "old": 64, "new": 96}]}]
+    assert data["changed"] == [
+        {
+            "old_id": "conv2",
+            "id": "conv2",
+            "kind": "conv2d",
+            "changes": [{"field": "out_channels", "old": 64, "new": 96}],
+        }
+    ]
     assert data["added"] == [] and data["removed"] == []
     assert [e["id"] for e in data["effects"]] == ["conv2", "bn2", "relu_6", "maxpool2d_7", "flatten_8", "linear_9"]
     assert data["effects"][4]["output_shape"] == {"old": [4096], "new": [6144]}
@@ -83,7 +100,9 @@ def test_text_and_markdown_name_the_change(tmp_path: Path) -> None:
 
 def test_same_architecture_exits_0_even_when_layout_and_training_differ(tmp_path: Path) -> None:
     other = small_with(tmp_path, "optimizer: {name: sgd, lr: 0.1,", "optimizer: {name: sgd, lr: 0.05,")
-    other.write_text("# reformatted\n" + other.read_text().replace("{id: head, out_features: 10}", "{out_features: 10, id: head}"))
+    other.write_text(
+        "# reformatted\n" + other.read_text().replace("{id: head, out_features: 10}", "{out_features: 10, id: head}")
+    )
     proc = cnnspec("diff", str(SMALL), str(other))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "same architecture" in proc.stdout
@@ -106,7 +125,9 @@ def test_layers_are_matched_by_id_before_position(tmp_path: Path) -> None:
     # Swap the two convolutions' ids: matching by id pairs conv1 with conv1 wherever it is.
     text = SMALL.read_text()
     text = text.replace("{id: conv1, out_channels: 32,", "{id: tmp, out_channels: 32,")
-    text = text.replace("{id: conv2, out_channels: 64,", "{id: conv1, out_channels: 64,").replace("{id: tmp,", "{id: conv2,")
+    text = text.replace("{id: conv2, out_channels: 64,", "{id: conv1, out_channels: 64,").replace(
+        "{id: tmp,", "{id: conv2,"
+    )
     new = tmp_path / "swapped.yaml"
     new.write_text(text)
     d = diff_specs(str(SMALL), str(new))
@@ -129,7 +150,9 @@ def test_removed_layers_and_a_changed_input(tmp_path: Path) -> None:
     old = tmp_path / "old.yaml"
     old.write_text(model_only)
     new = tmp_path / "big.yaml"
-    text = model_only.replace("input: {channels: 3, height: 32, width: 32}", "input: {channels: 3, height: 64, width: 64}")
+    text = model_only.replace(
+        "input: {channels: 3, height: 32, width: 32}", "input: {channels: 3, height: 64, width: 64}"
+    )
     new.write_text(text.replace("    - dropout: {p: 0.2}\n", ""))
     d = diff_specs(str(old), str(new))
     assert d.input_change is not None and (d.input_change.old, d.input_change.new) == ([3, 32, 32], [3, 64, 64])
@@ -147,9 +170,9 @@ def test_is_named_tells_user_ids_from_automatic_ones() -> None:
 
 def test_resnet18_against_itself_with_a_wider_stage(tmp_path: Path) -> None:
     text = (SPECS / "resnet18.yaml").read_text()
-    old_args = "{id: \"1\", name: basic, args: {width: 512}}"
+    old_args = '{id: "1", name: basic, args: {width: 512}}'
     assert old_args in text
-    wide = loads(text.replace(old_args, "{id: \"1\", name: basic, args: {width: 512, stride: 1}}"), "wide.yaml")
+    wide = loads(text.replace(old_args, '{id: "1", name: basic, args: {width: 512, stride: 1}}'), "wide.yaml")
     d = diff_graphs(check(load(SPECS / "resnet18.yaml")), check(wide))
     assert d.same  # writing a default explicitly is the same architecture
     narrow = loads(text.replace("args: {width: 64}", "args: {width: 32}"), "narrow.yaml")

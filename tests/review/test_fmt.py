@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from review_helpers import DATA, ROOT, SPECS, cnnspec
 
 from cnnspec.review.fmt import WIDTH, format_text
 from cnnspec.spec.dump import spec_data
 from cnnspec.spec.load import loads
-from review_helpers import DATA, ROOT, SPECS, cnnspec
 
 SHIPPED = sorted(SPECS.glob("*.yaml"))
 
@@ -88,14 +88,21 @@ model:
   layers:
     - repeat: {id: r, n: 2, layers: [conv2d: {out_channels: 3, kernel_size: 3, padding: 1}, relu]}
     - residual: {activation: relu, body: [conv2d: {out_channels: 4, kernel_size: 3, padding: 1, bias: false}]}
-    - conv2d: {out_channels: 8, kernel_size: 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true, padding_mode: zeros, id: a_long_layer_name}
+    - conv2d: {out_channels: 8, kernel_size: 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true,
+               padding_mode: zeros, id: a_long_layer_name}
     - global_avgpool
 """
     out = format_text(text)
     assert out == format_text(out)
-    assert "    - repeat:\n        id: r\n        n: 2\n        layers:\n          - conv2d: {out_channels: 3, kernel_size: 3, padding: 1}\n          - relu\n" in out
+    assert (
+        "    - repeat:\n        id: r\n        n: 2\n        layers:\n"
+        "          - conv2d: {out_channels: 3, kernel_size: 3, padding: 1}\n          - relu\n"
+    ) in out
     # Declared order: body before activation.
-    assert "    - residual:\n        body:\n          - conv2d: {out_channels: 4, kernel_size: 3, padding: 1, bias: false}\n        activation: relu\n" in out
+    assert (
+        "    - residual:\n        body:\n"
+        "          - conv2d: {out_channels: 4, kernel_size: 3, padding: 1, bias: false}\n        activation: relu\n"
+    ) in out
     assert "    - conv2d:\n        id: a_long_layer_name\n        out_channels: 8\n" in out
     assert max(len(line) for line in out.splitlines()) <= WIDTH
     assert spec_data(loads(out)) == spec_data(loads(text))
@@ -127,7 +134,9 @@ optimizer:
   momentum: 0.8
 """
     out = format_text(text)
-    assert out == """# yaml-language-server: $schema=x.json
+    assert (
+        out
+        == """# yaml-language-server: $schema=x.json
 name: t
 model:
   input: {channels: 1, height: 4, width: 4}
@@ -140,11 +149,14 @@ model:
     - block: {id: b, name: cb, args: {c: 4}}
 optimizer: {lr: 0.1, momentum: 0.8}
 """
+    )
 
 
 def test_commented_out_layer_at_the_end_of_a_list_stays_in_the_list() -> None:
     src = (SPECS / "small_cnn.yaml").read_text(encoding="utf-8")
-    text = src.replace("    - linear: {id: head, out_features: 10}\n", "    - linear: {id: head, out_features: 10}\n    # - softmax\n")
+    text = src.replace(
+        "    - linear: {id: head, out_features: 10}\n", "    - linear: {id: head, out_features: 10}\n    # - softmax\n"
+    )
     out = format_text(text)
     assert "    - linear: {id: head, out_features: 10}\n    # - softmax\ndata:\n" in out
 
@@ -175,7 +187,7 @@ def test_fmt_rewrites_in_place_and_check_names_the_files(tmp_path: Path) -> None
     assert messy.read_text() == (DATA / "messy.yaml").read_text()  # --check changes nothing
 
     shown = cnnspec("fmt", "--diff", str(messy))
-    assert "+name: \"messy\"" in shown.stdout and shown.stdout.startswith("---")
+    assert '+name: "messy"' in shown.stdout and shown.stdout.startswith("---")
 
     write = cnnspec("fmt", str(messy), str(clean))
     assert write.returncode == 0, write.stderr
@@ -191,7 +203,10 @@ def test_fmt_reads_stdin() -> None:
 
 def test_fmt_refuses_a_spec_that_does_not_load(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    text = "name: bad\nmodel:\n  input: {channels: 3, height: 8, width: 8}\n  layers:\n    - conv2d: {out_chanels: 8, kernel_size: 3}\n"
+    text = (
+        "name: bad\nmodel:\n  input: {channels: 3, height: 8, width: 8}\n"
+        "  layers:\n    - conv2d: {out_chanels: 8, kernel_size: 3}\n"
+    )
     bad.write_text(text)
     proc = cnnspec("fmt", str(bad))
     assert proc.returncode == 1

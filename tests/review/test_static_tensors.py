@@ -66,7 +66,16 @@ def test_every_parameterised_kind_matches_torch() -> None:
 
     graph = check(loads(ALL_KINDS))
     kinds = {n.kind for n in graph.nodes if n.params or n.kind.startswith("batchnorm")}
-    assert kinds == {"conv2d", "groupnorm", "batchnorm2d", "shortcut", "conv_transpose2d", "layernorm", "linear", "batchnorm1d"}
+    assert kinds == {
+        "conv2d",
+        "groupnorm",
+        "batchnorm2d",
+        "shortcut",
+        "conv_transpose2d",
+        "layernorm",
+        "linear",
+        "batchnorm1d",
+    }
     built = {k: tuple(v.shape) for k, v in build(graph).state_dict().items()}
     assert static_tensors(graph) == built
     assert "res.downsample.0.weight" in built  # the projection shortcut is there
