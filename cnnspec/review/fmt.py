@@ -200,7 +200,7 @@ def _flowable(node: Node) -> bool:
 
 def _flow(node: Node) -> str:
     if isinstance(node, Scalar):
-        return scalar_text(node)
+        return scalar_text(node, flow=True)
     anchor = f"&{node.anchor} " if node.anchor else ""
     if node.kind == "seq":
         return anchor + "[" + ", ".join(_flow(e.value) for e in node.entries) + "]"

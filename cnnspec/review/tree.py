@@ -157,7 +157,7 @@ class _Builder:
         self.start_line = 0
 
     def build(self) -> Collection:
-        stack: list[tuple[Collection, Scalar | None]] = []
+        stack: list[Collection] = []  # the open collections
         root: Collection | None = None
         pending: list[Scalar | None] = []  # per open mapping: the key waiting for its value
 
@@ -168,7 +168,7 @@ class _Builder:
                     raise ValueError("the document is not a mapping")
                 root = node
                 return
-            parent = stack[-1][0]
+            parent = stack[-1]
             if parent.kind == "seq":
                 entry = Entry(None, node, line, parent.col if not parent.flow else col, parent)
             else:
@@ -197,7 +197,7 @@ class _Builder:
                 kind: Literal["map", "seq"] = "map" if isinstance(event, ev.MappingStartEvent) else "seq"
                 coll = Collection(kind, bool(event.flow_style), sm.line, sm.column, anchor=event.anchor)
                 place(coll, sm.line, sm.column)
-                stack.append((coll, None))
+                stack.append(coll)
                 pending.append(None)
                 continue
             if isinstance(event, (ev.MappingEndEvent, ev.SequenceEndEvent)):
@@ -331,12 +331,14 @@ def flow_safe(s: Scalar) -> bool:
     if s.block is not None or s.multiline:
         return False
     if s.style is None and not s.text.startswith("*"):
-        return bool(s.text) and not _PLAIN_FLOW_UNSAFE.search(s.text)
+        return not _PLAIN_FLOW_UNSAFE.search(s.text)
     return True
 
 
-def scalar_text(s: Scalar) -> str:
+def scalar_text(s: Scalar, *, flow: bool = False) -> str:
     """A one-line source text for the scalar (a multi-line one is re-quoted)."""
+    if flow and s.style is None and not s.text:
+        return "null"  # `key:` is null; inside braces it must be spelt out
     if s.multiline:
         import json
 

@@ -213,3 +213,63 @@ def test_fmt_refuses_a_spec_that_does_not_load(tmp_path: Path) -> None:
     assert f"{bad}:5:" in proc.stderr and "error:" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert bad.read_text() == text
+
+
+def strip_comments(text: str) -> str:
+    lines = []
+    for line in text.splitlines():
+        code = re.sub(r"(^|\s)#.*$", "", line).rstrip()
+        if code.strip():
+            lines.append(code)
+    return "\n".join(lines) + "\n"
+
+
+def relayout(text: str, seed: int) -> str:
+    """The same spec in another layout: block style everywhere, 4-space indents, keys shuffled, `- relu: {}`."""
+    import io
+    import random
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    rng = random.Random(seed)
+
+    def walk(node: object, key: object = None) -> object:
+        if isinstance(node, CommentedMap):
+            items = list(node.items())
+            if key not in ("params", "args"):  # free-form mappings keep the user's order
+                rng.shuffle(items)
+            out = CommentedMap()
+            for k, v in items:
+                out[k] = walk(v, k)
+            out.fa.set_block_style()
+            return out
+        if isinstance(node, CommentedSeq):
+            seq = CommentedSeq()
+            for v in node:
+                if isinstance(v, str) and key in ("layers", "body", "augment") and rng.random() < 0.5:
+                    v = CommentedMap([(v, CommentedMap() if rng.random() < 0.5 else None)])
+                seq.append(walk(v))
+            if all(isinstance(v, (int, float)) for v in seq):
+                seq.fa.set_flow_style()  # a YAML emitter writes `[1, 2]` in either style; keep it short
+            else:
+                seq.fa.set_block_style()
+            return seq
+        return node
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=4, sequence=4, offset=0)
+    buf = io.StringIO()
+    yaml.dump(walk(yaml.load(text)), buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_any_layout_of_a_spec_formats_to_the_same_text(path: Path) -> None:
+    canonical = format_text(strip_comments(path.read_text(encoding="utf-8")))
+    for seed in range(3):
+        other = relayout(canonical, seed)
+        assert other != canonical
+        assert format_text(other) == canonical, f"seed {seed}:\n{other}"
