@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,16 +159,20 @@ def diagnostics_from(
     prefix: Sequence[Hashable] = (),
     *,
     strip: int = 0,
+    skip: Collection[Path] = (),
 ) -> list[Diagnostic]:
     """Located diagnostics for every error of a pydantic validation of `data`.
 
     `prefix` is prepended to each YAML path (for both the message and `source`), after
     dropping the first `strip` elements of the path: a block's layers validated as
-    `{group: {layers: ...}}` map back to `model.blocks.NAME.layers`.
+    `{group: {layers: ...}}` map back to `model.blocks.NAME.layers`. Errors at a path in
+    `skip` are left out (their value was reported already).
     """
     found: list[_Found] = []
     for err in exc.errors():
         path, used, node = _walk(data, err["loc"])
+        if path in skip:
+            continue
         full = tuple(prefix) + path[strip:]
         # An error of one branch of a union: its loc goes on past the YAML path with a tag.
         branch = err["type"] not in _NOT_BRANCH and used < len(err["loc"])

@@ -39,9 +39,18 @@ def from_data(data: Any, source: SourceMap) -> Spec:
                 source.locate(()),
             )
         )
+    problems = list(source.problems)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(diagnostics_from(exc, data, source, Spec)) from None
+        # A value already reported as unreadable is not reported again as the wrong type.
+        found = diagnostics_from(exc, data, source, Spec, skip=source.problem_paths)
+        raise SpecError(sorted(problems + found, key=_position)) from None
+    if problems:
+        raise SpecError(problems)
     spec._source = source
     return spec
+
+
+def _position(d: Diagnostic) -> tuple[int, int]:
+    return (d.location.line, d.location.col) if d.location else (0, 0)

@@ -28,6 +28,9 @@ MAX_ALIAS_NODES = 10_000
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _HEX = re.compile(r"^0x[0-9a-fA-F_]+$")
 _OCT = re.compile(r"^0o[0-7_]+$")
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$")
+# Longer numbers are not hyper-parameters; Python refuses to convert over 4,300 digits anyway.
+MAX_DIGITS = 100
 
 
 @dataclass
@@ -37,6 +40,9 @@ class SourceMap:
     file: str
     values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    # Scalars that could not be read (a number that is not finite); reported with the schema's errors.
+    problems: list[Diagnostic] = field(default_factory=list)
+    problem_paths: set[PathKey] = field(default_factory=set)
 
     def locate(self, path: Sequence[Hashable], *, key: bool = False) -> Location:
         """Position of the node at `path` (its key when `key`), else its nearest ancestor."""
@@ -64,7 +70,8 @@ def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
-def _scalar(event: Any, file: str) -> Any:
+def _scalar(event: Any, source: SourceMap, path: PathKey) -> Any:
+    """The value of a scalar by the YAML 1.2 core schema; a number that is not finite is a problem."""
     value: str = event.value
     if event.style:  # quoted or block scalar: always a string (plain is None or "")
         return value
@@ -73,28 +80,29 @@ def _scalar(event: Any, file: str) -> Any:
         return None
     if low in ("true", "false"):
         return low == "true"
-    if _INT.match(value):
-        return int(value.replace("_", ""))
-    if _HEX.match(value):
-        return int(value[2:].replace("_", ""), 16)
-    if _OCT.match(value):
-        return int(value[2:].replace("_", ""), 8)
+    if _INT.match(value) or _HEX.match(value) or _OCT.match(value):
+        digits = value.replace("_", "")
+        if len(digits) > MAX_DIGITS:
+            message = f"'{value[:20]}…' has more than {MAX_DIGITS} digits"
+            return _problem(source, path, event, message, "no setting needs a number this long")
+        if _INT.match(value):
+            return int(digits)
+        return int(digits[2:], 16 if _HEX.match(value) else 8)
     if low.lstrip("+-") in (".nan", ".inf", "nan", "inf", "infinity"):
-        raise SpecError(
-            Diagnostic(
-                f"'{value}' is not a finite number",
-                Location(file, *_pos(event.start_mark)),
-                hint="write a finite number",
-            )
-        )
-    try:
-        number = float(value.replace("_", ""))
-    except ValueError:
+        return _problem(source, path, event, f"'{value}' is not a finite number")
+    if not _FLOAT.match(value) or len(value) > MAX_DIGITS:
         return value
-    if not math.isfinite(number):
-        raise SpecError(Diagnostic(f"'{value}' is not a finite number", Location(file, *_pos(event.start_mark))))
-    # YAML 1.2 floats need a digit; '1e3' without a dot is a float too.
+    number = float(value.replace("_", ""))
+    if not math.isfinite(number):  # 1e999
+        return _problem(source, path, event, f"'{value}' is not a finite number")
     return number
+
+
+def _problem(source: SourceMap, path: PathKey, event: Any, message: str, hint: str = "write a finite number") -> str:
+    """Record a bad scalar and keep reading: every problem in the file is reported, not only the first."""
+    source.problems.append(Diagnostic(message, Location(source.file, *_pos(event.start_mark)), hint=hint))
+    source.problem_paths.add(path)
+    return str(event.value)
 
 
 def _node_count(value: Any) -> int:
@@ -237,7 +245,7 @@ def _build(events: Iterable[Any], file: str) -> tuple[Any, SourceMap]:
             path = top[1] + (top[2],)
 
         if name == "ScalarEvent":
-            value = _scalar(event, file)
+            value = _scalar(event, source, path)
             if event.anchor:
                 anchors[event.anchor] = (value, 1)
         elif name == "AliasEvent":
