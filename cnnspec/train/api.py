@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnspec.spec.model import Spec
+from cnnspec.train.progress import Reporter
 
 
 def train(
@@ -15,14 +16,15 @@ def train(
     resume: str | Path | None = None,
     overrides: Sequence[str] = (),
     *,
-    progress: bool | None = None,
+    progress: bool | Reporter | None = None,
 ) -> Path:
     """Train a spec and return its run directory.
 
     `out` defaults to runs/<spec name>; an earlier run there is replaced. `resume` continues
     the run in that directory from its last checkpoint (with `spec_or_path` None, its own
     spec.yaml); `overrides` are `KEY=VALUE` strings validated like the file. `progress`: None
-    draws a bar on a terminal and plain lines elsewhere, False is silent.
+    draws a bar on a terminal and plain lines elsewhere, False is silent, a
+    `cnnspec.train.progress.Reporter` receives every update.
 
     Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises KeyboardInterrupt.
     """

@@ -255,11 +255,7 @@ class Trainer:
     def _check_finite(self, epoch: int, bad_step: torch.Tensor) -> None:
         step = int(bad_step)
         if step >= 0:
-            where = (
-                f"the last checkpoint (epoch {self.epoch})"
-                if self.epoch
-                else "no checkpoint (none was finished)"
-            )
+            where = f"the last checkpoint (epoch {self.epoch})" if self.epoch else "no checkpoint (none was finished)"
             raise TrainingError(
                 f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; training stopped",
                 hint=f"kept {where}; lower optimizer.lr, add train.grad_clip, or check the data normalisation",

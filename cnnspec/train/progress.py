@@ -17,7 +17,7 @@ def _fmt_epoch(m: dict[str, Any], epochs: int) -> str:
 
 
 class Reporter:
-    """Silent; the base of the others."""
+    """Silent; the base of the others. Subclass it to receive progress from `cnnspec.train(progress=...)`."""
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int = 0) -> None:
         """A new epoch of `steps` batches starts (`done` of them already ran before a resume)."""
@@ -91,8 +91,11 @@ class RichReporter(Reporter):
             self.task = None
 
 
-def make_reporter(progress: bool | None) -> Reporter:
-    """`None`: a bar on a terminal, plain lines otherwise; `False`: silent; `True`: plain lines."""
+def make_reporter(progress: bool | Reporter | None) -> Reporter:
+    """`None`: a bar on a terminal, plain lines otherwise; `False`: silent; `True`: plain lines;
+    a Reporter instance: that one (e.g. to send progress to your own logger)."""
+    if isinstance(progress, Reporter):
+        return progress
     if progress is False:
         return Reporter()
     if progress is None and sys.stderr.isatty():

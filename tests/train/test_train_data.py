@@ -113,7 +113,8 @@ def test_image_folder_streams_resized_uint8_batches(tmp_path: Path) -> None:
     (tmp_path / "train" / "notes.txt").write_text("not an image")
     spec = loads(
         _spec(
-            f"  dataset: {{name: image_folder, root: '{tmp_path}'}}\n  resize: [6, 5]\n  val_split: 0.2\n  num_workers: 2",
+            f"  dataset: {{name: image_folder, root: '{tmp_path}'}}\n"
+            "  resize: [6, 5]\n  val_split: 0.2\n  num_workers: 2",
             "{channels: 3, height: 6, width: 5}",
             2,
         )
@@ -139,7 +140,7 @@ def test_image_folder_errors(tmp_path: Path) -> None:
             2,
         )
     )
-    with pytest.raises(DataError, match="no .*train folder"):
+    with pytest.raises(DataError, match=r"no .*train folder"):
         load_data(spec)
     (tmp_path / "train" / "a").mkdir(parents=True)
     with pytest.raises(DataError, match="no images in"):

@@ -1,0 +1,203 @@
+"""End to end: `train` writes the run directory the DESIGN describes; evaluate reads it back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import cnnspec
+from cnnspec.cli import app
+from cnnspec.errors import CheckpointError, ShapeError, TrainingError
+from cnnspec.run import RunPaths, architecture_hash, load_trained, read_info, spec_hash
+from cnnspec.spec.load import load
+from cnnspec.train.checkpoint import load_state, read_weights
+
+METRIC_KEYS = {
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "images_per_second",
+    "seconds",
+}
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.train.conftest import DIGITS_FAST
+
+    folder = tmp_path_factory.mktemp("digits")
+    spec = folder / "digits_fast.yaml"
+    spec.write_text(DIGITS_FAST, encoding="utf-8")
+    return cnnspec.train(spec, out=folder / "run", progress=False)
+
+
+def test_run_directory_contract(digits_run: Path) -> None:
+    paths = RunPaths(digits_run)
+    for f in (
+        paths.spec,
+        paths.info,
+        paths.metrics,
+        paths.result,
+        paths.curves,
+        paths.weights("best"),
+        paths.weights("last"),
+        paths.state,
+    ):
+        assert f.is_file(), f
+    metrics = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert all(set(m) >= METRIC_KEYS for m in metrics)
+    assert metrics[1]["train_loss"] < metrics[0]["train_loss"]
+    result = json.loads(paths.result.read_text())
+    assert {"test_accuracy", "test_loss", "best_epoch", "epochs", "wall_seconds", "device", "amp"} <= set(result)
+    assert result["epochs"] == 2 and result["amp"] == "off" and result["device"].startswith("cpu")
+    assert result["test_accuracy"] > 0.5  # two quick epochs already learn the digits
+    with Image.open(paths.curves) as img:
+        assert img.format == "PNG"
+
+
+def test_run_json_and_spec(digits_run: Path) -> None:
+    info = read_info(digits_run)
+    spec = load(RunPaths(digits_run).spec)
+    assert info.class_names == [str(i) for i in range(10)]
+    assert info.input_shape == [1, 8, 8]
+    assert info.dataset == "digits"
+    assert info.spec_hash == spec_hash(spec) and info.architecture_hash == architecture_hash(spec)
+    assert info.mean is not None and info.std is not None and len(info.mean) == 1
+    assert 0.1 < info.mean[0] < 0.5  # digits are mostly dark background, computed from the training set
+
+
+def test_weights_load_and_state_is_weights_only(digits_run: Path) -> None:
+    trained = load_trained(digits_run)
+    assert not trained.model.training
+    state = load_state(RunPaths(digits_run).state)  # torch.load(weights_only=True) inside
+    assert state["epoch"] == 2 and state["tally"]["batches"] == 0
+    last = read_weights(RunPaths(digits_run).weights("last"))
+    assert all(torch.equal(last[k], state["model"][k]) for k in last)
+
+
+def test_samples_are_test_images_named_by_class(digits_run: Path) -> None:
+    files = sorted((digits_run / "samples").glob("*.png"))
+    assert len(files) == 8
+    labels = {f.name.split("_idx")[0] for f in files}
+    assert len(labels) == 8  # one per class first
+    with Image.open(files[0]) as img:
+        assert img.size == (8, 8) and img.mode == "L"
+
+
+def test_evaluate_writes_metrics_and_confusion_matrix(digits_run: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", str(digits_run)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((digits_run / "evaluation.json").read_text())
+    assert report["images"] == 360
+    matrix = torch.tensor(report["confusion_matrix"])
+    assert int(matrix.sum()) == 360
+    assert report["accuracy"] == pytest.approx(float(matrix.diag().sum()) / 360)
+    expected = json.loads((digits_run / "result.json").read_text())["test_accuracy"]
+    assert report["accuracy"] == pytest.approx(expected)
+    assert set(report["per_class_accuracy"]) == {str(i) for i in range(10)}
+    assert (digits_run / "confusion_matrix.png").is_file()
+    assert "accuracy" in result.output
+
+
+def test_cli_train_with_overrides(digits_fast: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(
+        app,
+        ["train", str(digits_fast), "--out", str(out), "--set", "train.epochs=1", "--set", "data.normalize=none", "-q"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output
+    spec = load(out / "spec.yaml")
+    assert spec.train.epochs == 1
+    info = read_info(out)
+    assert info.mean is None and info.std is None
+
+
+def test_cli_reports_bad_overrides_and_exit_1(digits_fast: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["train", str(digits_fast), "--out", str(tmp_path / "x"), "--set", "optimizer.lrr=1"]
+    )
+    assert result.exit_code == 1
+    assert "--set optimizer.lrr=1: error: unknown key 'lrr' in optimizer" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_fresh_run_replaces_an_old_one_but_not_a_foreign_folder(digits_fast: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    cnnspec.train(digits_fast, out=out, overrides=["train.epochs=1"], progress=False)
+    (out / "model.onnx").write_bytes(b"stale")
+    cnnspec.train(digits_fast, out=out, overrides=["train.epochs=1"], progress=False)
+    assert not (out / "model.onnx").exists()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not a cnnspec run"):
+        cnnspec.train(digits_fast, out=foreign, overrides=["train.epochs=1"], progress=False)
+    assert (foreign / "thesis.tex").read_text() == "keep me"
+
+
+def test_model_outputs_must_match_the_classes(digits_fast: Path, tmp_path: Path) -> None:
+    with pytest.raises(ShapeError, match="outputs 7 class scores but digits has 10 classes"):
+        cnnspec.train(
+            digits_fast, out=tmp_path / "r", overrides=["model.layers.6.linear.out_features=7"], progress=False
+        )
+
+
+def test_non_finite_loss_stops_at_once_and_writes_no_weights(digits_fast: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingError) as info:
+        cnnspec.train(digits_fast, out=out, overrides=["optimizer.lr=1e30", "train.epochs=1"], progress=False)
+    message = info.value.diagnostics[0].message
+    assert "non-finite" in message and "epoch 1, step" in message
+    assert not RunPaths(out).weights("last").exists()
+    assert not RunPaths(out).state.exists()
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(digits_fast: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nan2"
+    cnnspec.train(digits_fast, out=out, overrides=["train.epochs=1"], progress=False)
+    paths = RunPaths(out)
+    before = paths.weights("last").read_bytes()
+    with pytest.raises(TrainingError, match="epoch 2, step"):
+        cnnspec.train(resume=out, overrides=["train.epochs=2", "optimizer.lr=1e30"], progress=False)
+    assert paths.weights("last").read_bytes() == before
+    assert all(torch.isfinite(t).all() for t in read_weights(paths.weights("last")).values() if t.is_floating_point())
+    assert load_state(paths.state)["epoch"] == 1
+
+
+def test_resume_refuses_a_changed_architecture(digits_fast: Path, tmp_path: Path) -> None:
+    out = tmp_path / "arch"
+    cnnspec.train(digits_fast, out=out, overrides=["train.epochs=1"], progress=False)
+    with pytest.raises(CheckpointError, match="architecture") as info:
+        cnnspec.train(digits_fast, resume=out, overrides=["model.layers.0.conv2d.out_channels=16"], progress=False)
+    assert info.value.diagnostics[0].hint is not None and "--out" in info.value.diagnostics[0].hint
+    result = CliRunner().invoke(app, ["train", "--resume", str(out), "--set", "model.layers.0.conv2d.out_channels=4"])
+    assert result.exit_code == 1 and "cannot resume" in result.output
+
+
+def test_early_stopping_and_label_smoothing(digits_fast: Path, tmp_path: Path) -> None:
+    out = tmp_path / "early"
+    cnnspec.train(
+        digits_fast,
+        out=out,
+        overrides=[
+            "train.epochs=30",
+            "optimizer.lr=1e-6",  # nothing improves after the first epoch
+            "train.label_smoothing=0.1",
+            "train.early_stopping={metric: val_accuracy, patience: 2, min_delta: 0.5}",
+        ],
+        progress=False,
+    )
+    result = json.loads((out / "result.json").read_text())
+    assert result["stopped_early"] is True
+    assert result["epochs"] == 3 and result["best_epoch"] == 1
