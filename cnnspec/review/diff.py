@@ -70,7 +70,7 @@ class Pair:
 class TensorFit:
     """One state_dict entry of OLD or NEW and what becomes of it."""
 
-    status: str  # kept | renamed | reshaped | dropped | new
+    status: str  # kept | renamed | reshaped | dropped | new | unknown
     old_key: str | None
     new_key: str | None
     old_shape: Shape | None
@@ -215,6 +215,11 @@ def checkpoint_fit(pairs: list[Pair], added: list[Node], removed: list[Node]) ->
                 report.whole.append(p.new.id)  # the same opaque layer (e.g. an unchanged backbone)
                 continue
             report.unknown.append(p.new.id)
+            # The side that is known is listed, its fate unknown (the other side's tensors are not).
+            for name, shape in (old_t or {}).items():
+                report.tensors.append(TensorFit("unknown", f"{p.old.id}.{name}", None, shape, None))
+            for name, shape in (new_t or {}).items():
+                report.tensors.append(TensorFit("unknown", None, f"{p.new.id}.{name}", None, shape))
             continue
         for name in [*old_t, *(k for k in new_t if k not in old_t)]:
             ok, nk = f"{p.old.id}.{name}", f"{p.new.id}.{name}"

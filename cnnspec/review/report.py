@@ -49,8 +49,7 @@ def _tensor_line(t: TensorFit) -> str:
         return f"{t.new_key}: {_shape(t.old_shape)} → {_shape(t.new_shape)}"
     if t.status == "renamed":
         return f"{t.old_key} → {t.new_key} ({_shape(t.new_shape)})"
-    key = t.old_key if t.status == "dropped" else t.new_key
-    return f"{key} ({_shape(t.old_shape if t.status == 'dropped' else t.new_shape)})"
+    return f"{t.old_key or t.new_key} ({_shape(t.old_shape if t.old_shape is not None else t.new_shape)})"
 
 
 _TENSOR_GROUPS = (
@@ -58,7 +57,11 @@ _TENSOR_GROUPS = (
     ("reshaped", "no longer fit (shape changed)"),
     ("dropped", "have no place in NEW"),
     ("new", "start from initialisation"),
+    ("unknown", "may or may not fit (the other side is not known statically)"),
 )
+
+
+_STYLES = {"renamed": "cyan", "reshaped": "yellow", "dropped": "red", "new": "green", "unknown": "dim"}
 
 
 def _totals(d: SpecDiff) -> list[tuple[str, str, str, str]]:
@@ -90,9 +93,9 @@ def _ckpt_summary(d: SpecDiff) -> str:
         f"{ck.fitting} of {ck.old_total} tensors of an OLD checkpoint fit NEW ({fit_values:,} of {old_values:,} values)"
     )
     if ck.whole:
-        text += f"; {', '.join(ck.whole)} carry over whole"
+        text += f"; {', '.join(ck.whole)}: unchanged, all tensors carry over (not listed)"
     if ck.unknown:
-        text += f"; not known statically: {', '.join(ck.unknown)}"
+        text += f"; tensors not known statically for {', '.join(ck.unknown)}"
     return text
 
 
@@ -155,7 +158,7 @@ def to_text(d: SpecDiff) -> Any:
     for status, what in _TENSOR_GROUPS:
         group = d.checkpoint.by_status(status)
         if group:
-            style = {"renamed": "cyan", "reshaped": "yellow", "dropped": "red", "new": "green"}[status]
+            style = _STYLES[status]
             parts.append(Text(f"  {len(group)} {what}:", style=style))
             for t in group[:MAX_LISTED]:
                 parts.append(Text(f"    {_tensor_line(t)}"))

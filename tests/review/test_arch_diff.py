@@ -230,3 +230,19 @@ def test_review_commands_do_not_import_torch(tmp_path: Path, args: tuple[str, ..
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip().splitlines()[-1] == "NO-TORCH", proc.stdout + proc.stderr
+
+
+def test_backbones_whose_tensors_are_not_tabulated(tmp_path: Path) -> None:
+    transfer = SPECS / "resnet18_transfer.yaml"
+    mobile = tmp_path / "mobile.yaml"
+    mobile.write_text(transfer.read_text().replace("model: resnet18,", "model: mobilenet_v2,"))
+    d = diff_specs(str(transfer), str(mobile))
+    assert [(p.new.id, [(c.field, c.old, c.new) for c in p.changes]) for p in d.changed] == [
+        ("backbone", [("model", "resnet18", "mobilenet_v2")])
+    ]
+    ck = d.checkpoint
+    assert ck.unknown == ["backbone"]
+    assert len(ck.by_status("unknown")) == 120  # resnet18 without its fc: known on the OLD side only
+    assert [t.new_key for t in ck.by_status("reshaped")] == ["fc.weight"]  # 512 → 1280 features
+    same = diff_specs(str(mobile), str(mobile))
+    assert same.same and same.checkpoint.whole == ["backbone"] and same.checkpoint.unknown == []
