@@ -228,3 +228,18 @@ def test_an_id_that_clashes_with_a_module_attribute_is_a_located_error() -> None
         cnnspec.build(spec)
     location = info.value.diagnostics[0].location
     assert location is not None and location.file == "test.yaml" and location.line == 5
+
+
+def test_inputs_may_name_a_sugar_layer_meaning_its_output() -> None:
+    spec = make_spec(
+        """
+        - residual: {id: res, activation: relu, body: [conv2d: {out_channels: 3, kernel_size: 3, padding: 1}]}
+        - group: {id: grp, layers: [conv2d: {out_channels: 3, kernel_size: 1}]}
+        - concat: {inputs: [res, grp]}
+        """,
+        (3, 6, 6),
+    )
+    graph = cnnspec.check(spec)
+    assert graph.node(graph.output).inputs == ("res.relu", "grp.conv2d_0")
+    model = cnnspec.build(graph)
+    assert_agrees(graph, model, run_with_hooks(graph, model))

@@ -176,3 +176,17 @@ def test_cnnspec_build_stays_callable_after_submodules_are_imported() -> None:
 
     model = cnnspec.build(cnnspec.load(SPECS / "digits.yaml"))
     assert isinstance(model, SpecModule)
+
+
+def test_resnet18_at_an_odd_size_checks_and_runs_like_torchvision() -> None:
+    """At 200 px layer3 turns 25×25 into 13×13: the auto shortcut is a 1×1 stride-2 conv, as torchvision's."""
+    text = (SPECS / "resnet18.yaml").read_text().replace("height: 224, width: 224", "height: 200, width: 200")
+    graph = cnnspec.check(cnnspec.loads(text, "resnet18_200.yaml"))
+    assert graph.node("layer3.0.downsample").output_shape == (256, 13, 13)
+    model = cnnspec.build(graph)
+    reference = torchvision.models.resnet18()
+    randomise(reference, seed=3)
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(1, 3, 200, 200)
+    with torch.no_grad():
+        assert (model.eval()(x) - reference.eval()(x)).abs().max().item() <= 1e-5
