@@ -21,16 +21,23 @@ def cli_env() -> dict[str, str]:
 
 
 def cnnspec(*args: str, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m cnnspec ARGS` in a subprocess and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "cnnspec", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=120,
-    )
+    """Run `cnnspec ARGS` in this process (Typer's CliRunner) from `cwd`, capturing its output.
+
+    In-process keeps the tests fast; the tests that need the installed `cnnspec` script or a
+    fresh interpreter (no torch imported, git textconv, CI steps) start a real process.
+    """
+    from typer.testing import CliRunner
+
+    from cnnspec.cli import app
+
+    before = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(app, list(args), input=stdin, catch_exceptions=False)
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["cnnspec", *args], result.exit_code, result.stdout, result.stderr)
 
 
 def git(*args: str, cwd: Path) -> str:
