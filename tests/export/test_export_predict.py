@@ -140,3 +140,26 @@ def test_predict_does_not_import_torch(digits_export: ExportReport, tmp_path: Pa
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_trained_digits_run_exports_and_predicts_its_samples(tmp_path: Path) -> None:
+    """The README's main job, shortened: train digits, export, predict RUN/samples."""
+    run = tmp_path / "digits"
+    spec = Path(__file__).parents[2] / "specs" / "digits.yaml"
+    trained = runner.invoke(app, ["train", str(spec), "--out", str(run), "--set", "train.epochs=3", "-q"])
+    assert trained.exit_code == 0, trained.output
+    assert runner.invoke(app, ["export", str(run)]).exit_code == 0
+    report = predict_json(str(run / "model.onnx"), str(run / "samples"), "-k", "1")
+    files = [Path(p["file"]) for p in report["predictions"]]
+    assert files, "the trainer wrote no samples"
+    info = json.loads((run / "run.json").read_text())
+    mean, std = np.array(info["mean"])[:, None, None], np.array(info["std"])[:, None, None]
+    x = np.stack([(np.asarray(Image.open(f), dtype=np.float32)[None] / 255.0 - mean) / std for f in files])
+    want = torch_logits(run, x.astype(np.float32)).argmax(1)
+    got = [p["top"][0]["index"] for p in report["predictions"]]
+    assert got == want.tolist()  # onnxruntime + embedded preprocessing == torch on the same pixels
+    correct = sum(
+        f.name.split("_")[0] == p["top"][0]["class"] for f, p in zip(files, report["predictions"], strict=True)
+    )
+    assert correct >= 0.75 * len(files)  # a 3-epoch digits model labels its samples (names are CLASS_idxN.png)
