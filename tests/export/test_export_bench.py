@@ -73,3 +73,10 @@ def test_bench_rejects_bad_batch_sizes_as_usage_errors(digits_export: ExportRepo
 def test_bench_of_something_else_exits_1(tmp_path: Path) -> None:
     result = runner.invoke(app, ["bench", str(tmp_path / "nothing.onnx")])
     assert result.exit_code == 1 and "neither a run directory nor an ONNX file" in result.stderr
+
+
+@pytest.mark.gpu
+def test_bench_on_a_gpu_compares_the_cuda_provider_with_torch_on_cuda(digits_export: ExportReport) -> None:
+    result = bench(digits_export.path.parent, [1, 64], device="cuda", min_seconds=0.0)
+    assert result.device == "cuda" and result.provider == "CUDAExecutionProvider"
+    assert [r.batch for r in result.rows] == [1, 64]
