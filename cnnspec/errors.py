@@ -97,9 +97,85 @@ class TrainingError(CnnspecError):
     """Training stopped because of a fault (non-finite loss, out of memory)."""
 
 
+# Names people bring from Keras, torchvision or PyTorch's class names, and what cnnspec calls them.
+SYNONYMS: dict[str, str] = {
+    # layer kinds
+    "dense": "linear",
+    "fc": "linear",
+    "maxpooling2d": "maxpool2d",
+    "averagepooling2d": "avgpool2d",
+    "globalaveragepooling2d": "global_avgpool",
+    "gap": "global_avgpool",
+    "batchnormalization": "batchnorm2d",
+    "bn": "batchnorm2d",
+    "conv": "conv2d",
+    "convolution": "conv2d",
+    "deconv": "conv_transpose2d",
+    "conv2dtranspose": "conv_transpose2d",
+    "swish": "silu",
+    "upsampling2d": "upsample",
+    "concatenate": "concat",
+    "cat": "concat",
+    "sum": "add",
+    # parameters
+    "filters": "out_channels",
+    "units": "out_features",
+    "rate": "p",
+    "pool_size": "kernel_size",
+    "strides": "stride",
+    "dilation_rate": "dilation",
+    "use_bias": "bias",
+    "epsilon": "eps",
+    "alpha": "negative_slope",
+    "num_classes": "out_features",
+    # data, optimisation
+    "randomcrop": "random_crop",
+    "randomhorizontalflip": "horizontal_flip",
+    "random_horizontal_flip": "horizontal_flip",
+    "randomverticalflip": "vertical_flip",
+    "random_vertical_flip": "vertical_flip",
+    "randomresizedcrop": "random_resized_crop",
+    "colorjitter": "color_jitter",
+    "learning_rate": "lr",
+    "cosineannealinglr": "cosine",
+    "cosine_annealing": "cosine",
+    "steplr": "step",
+    "multisteplr": "multistep",
+    "onecyclelr": "onecycle",
+    "one_cycle": "onecycle",
+}
+
+
+def _fold(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
 def suggest(name: str, candidates: Sequence[str]) -> str | None:
-    """The closest valid name to a misspelt one, phrased for a hint."""
+    """The closest valid name to a misspelt one, phrased for a hint.
+
+    Tried in order: the same name but for case, '_' and '-' (conv2D, MaxPool2d); a known
+    synonym from Keras or PyTorch (filters → out_channels); a close spelling (difflib);
+    a valid name that starts the given one (cosine_annealing → cosine).
+    """
     import difflib
 
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    options = list(candidates)
+    folded = {_fold(c): c for c in options}
+    if _fold(name) in folded:
+        return f"did you mean '{folded[_fold(name)]}'?"
+    for key in (name.lower(), _fold(name)):
+        if SYNONYMS.get(key) in options:
+            return f"did you mean '{SYNONYMS[key]}'?"
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    starts = [c for c in options if len(c) >= 3 and name.lower().startswith(c.lower())]
+    if starts:
+        return f"did you mean '{max(starts, key=len)}'?"
+    return None
+
+
+def suggested_name(name: str, candidates: Sequence[str]) -> str | None:
+    """The name `suggest` would propose, or None."""
+    hint = suggest(name, candidates)
+    return hint.split("'")[1] if hint else None

@@ -47,7 +47,7 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
                 hint="a layer can only read layers that do not read it back",
             )
         )
-        return graph, diagnostics
+        return graph, diagnostics + check_data(spec)
 
     shapes: dict[str, Shape] = {INPUT: spec.model.input.shape}
     fields: dict[str, tuple[tuple[int, int], tuple[float, float]]] = {INPUT: ((1, 1), (1.0, 1.0))}

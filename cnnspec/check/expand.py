@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from cnnspec.errors import Diagnostic, Location, suggest
+from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
 from cnnspec.layers import LayerKind
 from cnnspec.spec.errors_map import diagnostics_from
 from cnnspec.spec.layers import LayerItemBase, wrapper
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
 
 INPUT = "input"
+# Prefix of an `inputs` name that names no layer (ids cannot contain '?').
+UNRESOLVED = "?"
 Path = tuple[Hashable, ...]
 
 
@@ -76,6 +78,7 @@ class Expander:
         self._trace: list[Location] = []
         self._block_stack: list[str] = []
         self._reported: set[tuple[str, Location | None]] = set()
+        self._duplicate_ids: set[Path] = set()
 
     # -- helpers used by sugar kinds ------------------------------------------------
     def loc(self, path: Path, *, key: bool = False) -> Location:
@@ -99,7 +102,14 @@ class Expander:
         self, node_id: str, layer: LayerKind, inputs: list[str | None], path: Path, scope: Scope | None
     ) -> str:
         if node_id in self.nodes:
-            self.error(f"two layers are named '{node_id}'", path, hint="give each layer a unique id")
+            if path not in self._duplicate_ids:  # else said already, as an id used twice
+                first = self.loc(self.nodes[node_id].path)
+                self.error(
+                    f"two layers are named '{node_id}'",
+                    path,
+                    notes=(f"the first is at {first}",),
+                    hint="give each layer a unique id",
+                )
             return node_id
         resolved = [i if i is not None else INPUT for i in inputs]
         self.nodes[node_id] = RawNode(node_id, layer, resolved, path, scope, tuple(self._trace))
@@ -133,7 +143,12 @@ class Expander:
             full = names[index] if names is not None else f"{scope.prefix}.{local}" if scope.prefix else local
             if layer.id is not None:
                 if layer.id in scope.names:
-                    self.error(f"id '{layer.id}' is used twice", (*path, "id"), hint="give each layer a unique id")
+                    first = scope.names[layer.id]
+                    notes = (f"the first is at {self.loc(self.nodes[first].path)}",) if first in self.nodes else ()
+                    self.error(
+                        f"id '{layer.id}' is used twice", (*path, "id"), notes=notes, hint="give each layer a unique id"
+                    )
+                    self._duplicate_ids.add(path)
                 scope.names[layer.id] = full
             reads: list[str | None] = list(layer.inputs) if layer.inputs is not None else [out]
             if layer.sugar:
@@ -165,7 +180,7 @@ class Expander:
                 (*path, "inputs"),
                 hint=suggest(name, scope.visible()) or "ids are given with `id:`; `input` is the model input",
             )
-            return INPUT
+            return UNRESOLVED + name  # no shape: the layers that read it are not checked further
         return full
 
     def resolve_all(self) -> None:
@@ -191,19 +206,28 @@ class Expander:
         block = blocks[use.name]
         block_path: Path = ("model", "blocks", use.name)
         values = dict(block.params)
+        misspelt = set()
         for arg, value in use.args.items():
             if arg not in block.params:
+                close = suggested_name(arg, list(block.params))
+                misspelt.add(close)
+                listing = f"its parameters: {', '.join(block.params) or 'none'}"
                 self.error(
                     f"block '{use.name}' has no parameter '{arg}'",
                     (*path, "args", arg),
-                    hint=suggest(arg, list(block.params)) or f"its parameters: {', '.join(block.params) or 'none'}",
+                    hint=f"did you mean '{close}'?" if close else listing,
                 )
             values[arg] = value
-        missing = [k for k, v in values.items() if v is None]
+        missing = [k for k, v in values.items() if v is None and k not in misspelt]
         if missing:
             self.error(f"block '{use.name}' needs a value for {', '.join(missing)}", path, hint="pass it in `args`")
             return prev or INPUT
+        if misspelt:
+            return prev or INPUT
+        reported = len(self.diagnostics)
         raw = _substitute(block.layers, values, self, (*block_path, "layers"))
+        if len(self.diagnostics) > reported:
+            return prev or INPUT  # a '$name' is not a parameter: the layers cannot be checked
         # Validated as the layers of a group: that model's schema is built already or cheaply.
         group = wrapper("group")
         data = {"group": {"layers": raw}}

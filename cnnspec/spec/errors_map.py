@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cnnspec.errors import Diagnostic, Location, suggest
+from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
 from cnnspec.spec.dispatch import OneKeyItem
 from cnnspec.spec.source import SourceMap
 
@@ -128,8 +128,18 @@ def dotted(loc: Sequence[Hashable]) -> str:
     return out
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
+def yaml_repr(value: Any) -> str:
+    """A value as it would be written in YAML (true, null, 'text', [1, 2]), at most 60 characters."""
+    if value is True or value is False:
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(yaml_repr(v) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {yaml_repr(v)}" for k, v in value.items()) + "}"
+    else:
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -137,7 +147,7 @@ def _got(value: Any) -> str:
     """', got VALUE' for values short enough to help; mappings and long lists are left out."""
     if isinstance(value, dict) or (isinstance(value, list) and len(repr(value)) > 60):
         return ""
-    return f", got {_short(value)}"
+    return f", got {yaml_repr(value)}"
 
 
 def _lower(msg: str) -> str:
@@ -182,7 +192,7 @@ def diagnostics_from(
     misspelt: dict[Path, set[str]] = {}
     for f in found:
         if f.err["type"] == "extra_forbidden":
-            close = _close(str(f.err["loc"][-1]), fields_at(root, f.err["loc"][:-1]))
+            close = suggested_name(str(f.err["loc"][-1]), fields_at(root, f.err["loc"][:-1]))
             if close:
                 misspelt.setdefault(f.path[:-1], set()).add(close)
 
@@ -211,13 +221,6 @@ class _Found:
     node: Any  # the value at `path`
     used: int  # elements of err["loc"] that `path` took
     branch: bool
-
-
-def _close(name: str, candidates: Sequence[str]) -> str | None:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return close[0] if close else None
 
 
 def _merge(found: list[_Found], source: SourceMap) -> Diagnostic:
@@ -272,9 +275,17 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
             message = f"unknown {what} '{name}'"
             hint = suggest(str(name), list(names)) or f"known: {', '.join(sorted(names))}"
             location = source.locate((*full, name), key=True) if isinstance(value, dict) else source.locate(full)
+        elif isinstance(value, dict) and value:
+            message = f"{where}: {err['msg']}; this item has {len(value)} keys: {', '.join(map(str, value))}"
+            hint = "write each one as its own list item"
+            location = source.locate(full)
         else:
             message = f"{where}: {err['msg']}{_got(value)}"
             location = source.locate(full)
+    elif kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
+        message = f"{where}: an id may hold only letters, digits and '_'{_got(value)}"
+        hint = "ids name modules in state_dict and ONNX: write e.g. conv_1"
+        location = source.locate(full)
     elif kind == "missing":
         shown = full
         if isinstance(f.node, str) and f.used < len(loc) - 1 and loc[f.used] == f.node:

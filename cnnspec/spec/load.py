@@ -35,7 +35,7 @@ def from_data(data: Any, source: SourceMap) -> Spec:
     if not isinstance(data, dict):
         raise SpecError(
             Diagnostic(
-                f"a spec is a mapping of keys (name, model, …), not a {type(data).__name__}",
+                f"a spec is a mapping of keys (name, model, …), not {_KINDS.get(type(data), 'a value')}",
                 source.locate(()),
             )
         )
@@ -50,6 +50,9 @@ def from_data(data: Any, source: SourceMap) -> Spec:
         raise SpecError(problems)
     spec._source = source
     return spec
+
+
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
 
 
 def _position(d: Diagnostic) -> tuple[int, int]:

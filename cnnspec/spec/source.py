@@ -172,15 +172,30 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
         if isinstance(exc, MarkedYAMLError):
-            mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "invalid YAML"
-            where = Location(file, *_pos(mark)) if mark else Location(file)
-            raise SpecError(Diagnostic(f"YAML syntax error: {problem}", where)) from None
+            raise SpecError(_syntax_error(exc, file, text)) from None
         if isinstance(exc, YAMLError):
             raise SpecError(Diagnostic(f"YAML error: {exc}", Location(file, 1, 1))) from None
         if isinstance(exc, RecursionError):
             raise SpecError(Diagnostic(f"nesting deeper than {MAX_DEPTH} levels", Location(file, 1, 1))) from None
         raise
+
+
+def _syntax_error(exc: Any, file: str, text: str) -> Diagnostic:
+    """A YAML syntax error with where the construct it broke started, and a hint for the usual causes."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    where = Location(file, *_pos(mark)) if mark else Location(file, 1, 1)
+    notes: tuple[str, ...] = ()
+    if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+        notes = (f"{exc.context} that starts at {Location(file, *_pos(exc.context_mark))}",)
+    hint = None
+    if "'\\t'" in problem or "\t" in problem:
+        hint = "YAML indents with spaces only: replace the tab"
+    elif "<stream end>" in problem or "end of stream" in problem:
+        hint = "a bracket or quote is never closed"
+    elif "block end" in problem or "mapping values are not allowed" in problem:
+        hint = "check the indentation of this line against the lines above"
+    return Diagnostic(f"YAML syntax error: {problem}", where, notes=notes, hint=hint)
 
 
 def _build(events: Iterable[Any], file: str) -> tuple[Any, SourceMap]:
