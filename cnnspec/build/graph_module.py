@@ -19,11 +19,11 @@ def _attach(root: nn.Module, node: Node, module: nn.Module) -> None:
     parent = root
     *parents, last = node.id.split(".")
     for part in [*parents, last]:
-        # nn.Module's own attributes (forward, training, to, …) cannot name a submodule.
+        # nn.Module's own attributes (forward, training, to, …) and SpecModule's cannot name a submodule.
         if part not in parent._modules and hasattr(parent, part):
             raise SpecError(
                 Diagnostic(
-                    f"the id '{part}' clashes with torch.nn.Module's attribute of that name",
+                    f"the id '{part}' clashes with an attribute of the built torch module of that name",
                     node.location,
                     notes=(f"in layer '{node.id}'",) if "." in node.id else (),
                     hint=f"rename it, e.g. '{part}_'",
