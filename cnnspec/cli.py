@@ -97,7 +97,8 @@ def validate(
                 _print(d.format(), stderr=True)
             if not errors and graph is not None:
                 shape = "×".join(map(str, graph.output_shape))
-                _print(f"{path}: ok ({len(graph.nodes)} layers, {graph.total_params:,} params, output {shape})")
+                n = len(graph.nodes)
+                _print(f"{path}: ok ({n} layer{'s' * (n != 1)}, {graph.total_params:,} params, output {shape})")
     if format is ValidateFormat.json:
         _print(json.dumps(report, indent=2))
     elif format is ValidateFormat.text and len(specs) > 1:

@@ -124,6 +124,25 @@ def _pure_events(text: str) -> Iterator[Any]:
     return YAML(typ="safe", pure=True).parse(text)  # type: ignore[no-any-return]
 
 
+_BRACKETS = re.compile(r"[\[\]{}]")
+# The pure-Python scanner looks ahead over every open flow bracket for a possible `[...]: value`
+# key, which is quadratic: 10,000 nested `[` take seconds. Far deeper than MAX_DEPTH, so no
+# spec is refused by this guard that the event stream would not refuse too.
+FLOW_GUARD = 4 * MAX_DEPTH
+
+
+def _flow_guard(text: str) -> int | None:
+    """Where flow nesting first goes FLOW_GUARD levels deep (an index into `text`), or None."""
+    if text.count("[") + text.count("{") <= FLOW_GUARD:
+        return None
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > FLOW_GUARD:
+            return match.start()
+    return None
+
+
 def _c_parser() -> Any:
     """libyaml's event parser when installed (through PyYAML or ruamel.yaml.clib), else None."""
     try:
@@ -153,8 +172,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse YAML text into plain data and a SourceMap, refusing hostile input.
 
     libyaml's C parser (about 30× faster) reads the text when it is installed; when it
-    finds any problem, ruamel.yaml's pure-Python parser reads the text again and its
-    answer is the one reported, so messages do not depend on what is installed.
+    finds a syntax error, ruamel.yaml's pure-Python parser reads the text again and words
+    the message, so messages do not depend on what is installed.
     """
     if "\x00" in text:
         raise SpecError(Diagnostic("the file is binary, not YAML text", Location(file, 1, 1)))
@@ -162,14 +181,25 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     if parser_class is not None:
         try:
             return _build(_c_events(parser_class, text), file)
-        except Exception:
+        except SpecError:
+            raise  # found in the event stream, which both parsers produce alike (tested)
+        except Exception:  # a syntax error: the reference parser below words the message
             pass
+    # Read only up to absurd flow nesting: the event stream refuses it at MAX_DEPTH, as
+    # libyaml's does, long before the cut; a syntax error at the cut means the same thing.
+    cut = _flow_guard(text)
     try:
-        return _build(_pure_events(text), file)
+        return _build(_pure_events(text if cut is None else text[:cut]), file)
     except SpecError:
         raise
     except Exception as exc:
         from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+        if cut is not None:
+            where = Location(file, text.count("\n", 0, cut) + 1, cut - text.rfind("\n", 0, cut))
+            raise SpecError(
+                Diagnostic(f"nesting deeper than {MAX_DEPTH} levels", where, hint="flatten the spec")
+            ) from None
 
         if isinstance(exc, MarkedYAMLError):
             raise SpecError(_syntax_error(exc, file, text)) from None
@@ -311,30 +341,41 @@ def _short_tag(tag: str) -> str:
 
 
 def read_spec_text(path: str | Path) -> str:
-    """Read a spec file, refusing what cannot be a spec before parsing it."""
+    """Read a spec file, refusing what cannot be a spec before parsing it.
+
+    At most MAX_FILE_BYTES are read, whatever the file claims to be (/dev/zero, a pipe).
+    """
     p = Path(path)
     file = str(path)
     try:
-        size = p.stat().st_size
+        if p.is_dir():
+            raise SpecError(Diagnostic(f"{file} is a folder, not a spec file", Location(file)))
+        with p.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise SpecError(Diagnostic(f"no such file: {file}")) from None
+        raise SpecError(Diagnostic(f"no such file: {file}", Location(file))) from None
     except OSError as exc:
-        raise SpecError(Diagnostic(f"cannot read {file}: {exc.strerror}")) from None
-    if p.is_dir():
-        raise SpecError(Diagnostic(f"{file} is a folder, not a spec file"))
-    if size > MAX_FILE_BYTES:
+        raise SpecError(Diagnostic(f"cannot read {file}: {exc.strerror}", Location(file))) from None
+    if len(data) > MAX_FILE_BYTES:
         raise SpecError(
             Diagnostic(
-                f"the file is {size / 2**20:.1f} MiB; a spec may be at most {MAX_FILE_BYTES // 2**20} MiB",
-                Location(file),
+                f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB: not a spec",
+                Location(file, 1, 1),
+                hint="a spec is a few kilobytes; use `repeat` and `blocks` for long networks",
             )
         )
-    data = p.read_bytes()
+    if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError(Diagnostic("the file is binary, not YAML text", Location(file, 1, 1)))
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # an editor's byte-order mark is not part of the text
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise SpecError(
             Diagnostic(
-                "the file is not UTF-8 text", Location(file, 1, 1), notes=(f"byte {exc.start} cannot be decoded",)
+                "the file is not UTF-8 text",
+                Location(file, line, col),
+                notes=(f"byte {exc.start} (0x{data[exc.start]:02x}) cannot be decoded",),
+                hint="save the file as UTF-8",
             )
         ) from None
