@@ -225,7 +225,11 @@ class Expander:
         if misspelt:
             return prev or INPUT
         reported = len(self.diagnostics)
-        raw = _substitute(block.layers, values, self, (*block_path, "layers"))
+        # Where each value came from: an argument of this use, or the default in `params`.
+        origins = {arg: (*path, "args", arg) for arg in use.args}
+        origins.update({p: (*block_path, "params", p) for p in block.params if p not in use.args})
+        redirects: dict[Path, Path] = {}
+        raw = _substitute(block.layers, values, self, (*block_path, "layers"), origins, redirects)
         if len(self.diagnostics) > reported:
             return prev or INPUT  # a '$name' is not a parameter: the layers cannot be checked
         # Validated as the layers of a group: that model's schema is built already or cheaply.
@@ -234,12 +238,11 @@ class Expander:
         try:
             items = group.model_validate(data).layer.layers  # type: ignore[attr-defined]
         except ValidationError as exc:
-            for d in diagnostics_from(exc, data, self.source, group, block_path, strip=1):
-                self.report(
-                    Diagnostic(
-                        d.message, d.location, notes=(f"in block '{use.name}' used at {self.loc(path)}",), hint=d.hint
-                    )
-                )
+            # A bad value that came in as an argument is reported where the argument is written.
+            source = Redirected(self.source, redirects)
+            for d in diagnostics_from(exc, data, source, group, block_path, strip=1):
+                note = f"in block '{use.name}' used at {self.loc(path)}"
+                self.report(Diagnostic(d.message, d.location, notes=(note,), hint=d.hint))
             return prev or INPUT
         self._trace.append(self.loc(path))
         self._block_stack.append(use.name)
@@ -255,12 +258,22 @@ _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _substitute(value: Any, values: dict[str, Any], expander: Expander, path: Path) -> Any:
-    """Replace '$name' by the argument's value and '${name}' inside strings by its text."""
+def _substitute(
+    value: Any,
+    values: dict[str, Any],
+    expander: Expander,
+    path: Path,
+    origins: dict[str, Path],
+    redirects: dict[Path, Path],
+) -> Any:
+    """Replace '$name' by the argument's value and '${name}' inside strings by its text.
+
+    `redirects` records, for each replaced value, the path of the argument it came from.
+    """
     if isinstance(value, dict):
-        return {k: _substitute(v, values, expander, (*path, k)) for k, v in value.items()}
+        return {k: _substitute(v, values, expander, (*path, k), origins, redirects) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, values, expander, (*path, i)) for i, v in enumerate(value)]
+        return [_substitute(v, values, expander, (*path, i), origins, redirects) for i, v in enumerate(value)]
     if isinstance(value, str):
         match = _REF.match(value)
         names = [match.group(1)] if match else _INTERP.findall(value)
@@ -272,7 +285,25 @@ def _substitute(value: Any, values: dict[str, Any], expander: Expander, path: Pa
                     hint=suggest(n, list(values)) or f"declare it under params: {n}: DEFAULT",
                 )
                 return value
+        if names and names[0] in origins:
+            redirects[path] = origins[names[0]]
         if match:
             return values[match.group(1)]
         return _INTERP.sub(lambda m: str(values[m.group(1)]), value)
     return value
+
+
+class Redirected(SourceMap):
+    """A SourceMap where some paths (block layers' `$name` values) point at another path (the argument)."""
+
+    def __init__(self, base: SourceMap, redirects: dict[Path, Path]):
+        super().__init__(base.file, base.values, base.keys)
+        self.redirects = redirects
+
+    def locate(self, path: Sequence[Hashable], *, key: bool = False) -> Location:
+        p = tuple(path)
+        for n in range(len(p), 0, -1):
+            target = self.redirects.get(p[:n])
+            if target is not None:
+                return super().locate(target + p[n:], key=key and n < len(p))
+        return super().locate(p, key=key)
