@@ -12,7 +12,9 @@ loaded through `cnnspec.loads`. Two properties:
 
 The domain is image stacks followed by an optional vector head: cnnspec is deliberately
 stricter than torch where torch would silently broadcast (linear on an image, groupnorm on a
-vector), so those layouts are not generated here, and the interpreter's sums do not broadcast.
+vector), so those layouts are not generated here, the interpreter's sums do not broadcast,
+and an empty (0×0) output, which torch returns without complaint in a few corners, counts as
+a failure.
 """
 
 from __future__ import annotations
@@ -259,7 +261,10 @@ class TorchRun:
 
     def module(self, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
         self.params += sum(p.numel() for p in m.parameters())
-        return m.eval()(x)
+        out = m.eval()(x)
+        if out.numel() == 0:  # e.g. conv_transpose2d can return 0×0 without an error: useless, so refused
+            raise RuntimeError(f"{type(m).__name__} returned an empty {tuple(out.shape)} tensor")
+        return out
 
     def chain(self, layers: list[Layer], x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
         for layer in layers:
@@ -398,6 +403,20 @@ def test_checker_rejects_exactly_what_torch_cannot_run(case: tuple[tuple[int, in
         ((1, 5, 5), [{"maxpool2d": {"kernel_size": 2, "stride": 2, "padding": 1, "ceil_mode": True}}]),
         ((4, 4, 4), [{"groupnorm": {"num_groups": 3}}]),
         ((2, 4, 4), [{"conv_transpose2d": {"out_channels": 2, "kernel_size": 3, "stride": 2, "output_padding": 2}}]),
+        (
+            (1, 1, 1),
+            [
+                {
+                    "conv_transpose2d": {
+                        "out_channels": 1,
+                        "kernel_size": 1,
+                        "stride": 2,
+                        "padding": 1,
+                        "output_padding": 1,
+                    }
+                }
+            ],
+        ),  # noqa: E501 (0×0)
     ],
 )
 def test_corner_cases_agree(shape: tuple[int, int, int], layers: list[Layer]) -> None:
