@@ -416,7 +416,7 @@ def test_checker_rejects_exactly_what_torch_cannot_run(case: tuple[tuple[int, in
                     }
                 }
             ],
-        ),  # noqa: E501 (0×0)
+        ),  # an empty 0×0 output
     ],
 )
 def test_corner_cases_agree(shape: tuple[int, int, int], layers: list[Layer]) -> None:
