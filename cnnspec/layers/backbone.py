@@ -24,7 +24,7 @@ class BackboneFacts:
     min_size: int = 1  # smallest input H and W: unpadded downsampling (convnext's stem, densenet's pools) needs this
 
 
-# Checked against torchvision by tests/check/test_backbone_table.py.
+# Checked against torchvision by tests/build/test_build_backbones.py.
 BACKBONES: dict[str, BackboneFacts] = {
     "resnet18": BackboneFacts(512, 11_176_512, 1.814, "fc"),
     "resnet34": BackboneFacts(512, 21_284_672, 3.664, "fc"),
