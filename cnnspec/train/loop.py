@@ -130,6 +130,8 @@ class Trainer:
         )
         self.eval_batch_size = self.data_spec.eval_batch_size or 2 * self.batch_size
         self.monitor = self.t.early_stopping.metric if self.t.early_stopping is not None else "val_accuracy"
+        if self.val_source is None and self.t.early_stopping is not None:
+            reporter.message("train.early_stopping has no effect: there is no validation split (data.val_split is 0)")
         self.params = list(self.model.parameters())
 
         # Progress through the run; all of it is in the training state.
