@@ -169,3 +169,29 @@ def test_resuming_a_finished_run_only_rewrites_the_result(uninterrupted: Path) -
     after = _weights(uninterrupted)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert len(_metrics(uninterrupted)) == 3
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_exits_130_with_a_resume_hint(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnspec", "train", str(spec_file), "--out", str(out), "--set", "train.epochs=50"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # the first epoch's line: its checkpoint is written
+        assert first.startswith("epoch 1/50"), first
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert f"stopped; continue with: cnnspec train --resume {out}" in err
+    assert "Traceback" not in err
+    state = load_state(RunPaths(out).state)
+    assert 1 <= state["epoch"] < 50

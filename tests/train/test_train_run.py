@@ -201,3 +201,14 @@ def test_early_stopping_and_label_smoothing(digits_fast: Path, tmp_path: Path) -
     result = json.loads((out / "result.json").read_text())
     assert result["stopped_early"] is True
     assert result["epochs"] == 3 and result["best_epoch"] == 1
+
+
+@pytest.mark.slow
+def test_the_main_job_reaches_97_percent(tmp_path: Path) -> None:
+    # The README's main job: specs/digits.yaml as shipped, on the CPU.
+    spec = Path(__file__).resolve().parents[2] / "specs" / "digits.yaml"
+    run = cnnspec.train(spec, out=tmp_path / "digits", progress=False)
+    result = json.loads((run / "result.json").read_text())
+    assert result["test_accuracy"] >= 0.97
+    assert result["epochs"] == load(spec).train.epochs
+    assert len(list((run / "samples").glob("*.png"))) == 8
