@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
 
 INPUT = "input"
+# More expanded layers than any real network has (ResNet-152: ~500); the limit keeps a
+# three-line spec of nested `repeat`s from expanding into billions of layers.
+MAX_LAYERS = 100_000
+
+
+class _TooLarge(Exception):
+    """Expansion stopped at MAX_LAYERS."""
+
+
 # Prefix of an `inputs` name that names no layer (ids cannot contain '?').
 UNRESOLVED = "?"
 Path = tuple[Hashable, ...]
@@ -111,15 +120,27 @@ class Expander:
                     hint="give each layer a unique id",
                 )
             return node_id
+        if len(self.nodes) >= MAX_LAYERS:
+            self.error(
+                f"the model expands to more than {MAX_LAYERS:,} layers",
+                path,
+                hint="a `repeat` count (or repeats inside repeats) is far larger than intended",
+            )
+            raise _TooLarge
         resolved = [i if i is not None else INPUT for i in inputs]
         self.nodes[node_id] = RawNode(node_id, layer, resolved, path, scope, tuple(self._trace))
         return node_id
 
     # -- the walk -------------------------------------------------------------------
     def run(self) -> str:
+        """Expand the model's layers; returns the id of the output layer."""
         self._current = self.root
         items = self.spec.model.layers
-        return self.expand_list(items, ("model", "layers"), self.root, INPUT)
+        try:
+            return self.expand_list(items, ("model", "layers"), self.root, INPUT)
+        except _TooLarge:
+            self.nodes.clear()  # reported; checking a truncated model would only add noise
+            return INPUT
 
     def expand_list(
         self,
@@ -224,13 +245,12 @@ class Expander:
             return prev or INPUT
         if misspelt:
             return prev or INPUT
-        reported = len(self.diagnostics)
         # Where each value came from: an argument of this use, or the default in `params`.
         origins = {arg: (*path, "args", arg) for arg in use.args}
         origins.update({p: (*block_path, "params", p) for p in block.params if p not in use.args})
         redirects: dict[Path, Path] = {}
         raw = _substitute(block.layers, values, self, (*block_path, "layers"), origins, redirects)
-        if len(self.diagnostics) > reported:
+        if _UNKNOWN in redirects.values():
             return prev or INPUT  # a '$name' is not a parameter: the layers cannot be checked
         # Validated as the layers of a group: that model's schema is built already or cheaply.
         group = wrapper("group")
@@ -268,7 +288,8 @@ def _substitute(
 ) -> Any:
     """Replace '$name' by the argument's value and '${name}' inside strings by its text.
 
-    `redirects` records, for each replaced value, the path of the argument it came from.
+    `redirects` records, for each replaced value, the path of the argument it came from
+    (_UNKNOWN where the name is not a parameter).
     """
     if isinstance(value, dict):
         return {k: _substitute(v, values, expander, (*path, k), origins, redirects) for k, v in value.items()}
@@ -284,6 +305,7 @@ def _substitute(
                     path,
                     hint=suggest(n, list(values)) or f"declare it under params: {n}: DEFAULT",
                 )
+                redirects[path] = _UNKNOWN
                 return value
         if names and names[0] in origins:
             redirects[path] = origins[names[0]]
@@ -291,6 +313,9 @@ def _substitute(
             return values[match.group(1)]
         return _INTERP.sub(lambda m: str(values[m.group(1)]), value)
     return value
+
+
+_UNKNOWN: Path = ("?",)  # in `redirects`: a '$name' that is not a parameter
 
 
 class Redirected(SourceMap):
