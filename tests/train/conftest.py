@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# A digits CNN that trains an epoch in well under a second on 2 CPU cores.
-DIGITS_FAST = """\
-name: digits-fast
-model:
-  input: {channels: 1, height: 8, width: 8}
-  layers:
-    - conv2d: {out_channels: 8, kernel_size: 3, padding: 1}
-    - batchnorm2d
-    - relu
-    - maxpool2d: {kernel_size: 2}
-    - flatten
-    - dropout: {p: 0.1}
-    - linear: {out_features: 10}
-data:
-  dataset: {name: digits}
-  batch_size: 32
-  val_split: 0.1
-  augment:
-    - random_crop: {size: 8, padding: 1}
-optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 1.0e-4}
-schedule: {name: cosine, warmup_epochs: 1}
-train: {epochs: 2, seed: 3}
-"""
+import torch
+from _train_helpers import DIGITS_FAST
 
 
 @pytest.fixture
@@ -36,3 +15,14 @@ def digits_fast(tmp_path: Path) -> Path:
     path = tmp_path / "digits_fast.yaml"
     path.write_text(DIGITS_FAST, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """These tiny models do not gain from a second intra-op thread, and on a machine whose cores
+    are busy two threads spin against each other and run several times slower; the results do
+    not depend on it (resume tests compare runs made with the same count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _train_helpers import THREADS_ENV
 
 import cnnspec
 from cnnspec.run import RunPaths
@@ -133,7 +134,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_with_valid_checkpoints(
 ) -> None:
     out = tmp_path / "killed"
     paths = RunPaths(out)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, **THREADS_ENV, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(spec_file), str(out), *map(str, STOP_AT)],
         env=env,
@@ -174,7 +175,7 @@ def test_resuming_a_finished_run_only_rewrites_the_result(uninterrupted: Path) -
 @pytest.mark.slow
 def test_cli_ctrl_c_exits_130_with_a_resume_hint(spec_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, **THREADS_ENV, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnspec", "train", str(spec_file), "--out", str(out), "--set", "train.epochs=50"],
         env=env,

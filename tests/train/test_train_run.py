@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _train_helpers import DIGITS_FAST
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -31,8 +32,6 @@ METRIC_KEYS = {
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.train.conftest import DIGITS_FAST
-
     folder = tmp_path_factory.mktemp("digits")
     spec = folder / "digits_fast.yaml"
     spec.write_text(DIGITS_FAST, encoding="utf-8")
