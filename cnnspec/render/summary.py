@@ -85,18 +85,19 @@ def to_json(summary: Summary) -> str:
 
 def to_markdown(summary: Summary) -> str:
     lines = [
-        f"**{summary.name}** — input {fmt_shape(tuple(summary.input_shape))} → output {fmt_shape(tuple(summary.output_shape))}",
+        f"**{summary.name}** — input {fmt_shape(tuple(summary.input_shape))}"
+        f" → output {fmt_shape(tuple(summary.output_shape))}",
         "",
         "| id | kind | output shape | params | MACs | receptive field | stride |",
         "|---|---|---|--:|--:|--:|--:|",
     ]
     for r in summary.layers:
-        lines.append(
-            f"| `{r.id}` | {r.kind} | {fmt_shape(tuple(r.output_shape))} | {r.params:,} | {r.macs:,} | {_rf(r.receptive_field)} | {_rf(r.stride)} |"
-        )
+        shape, rf, stride = fmt_shape(tuple(r.output_shape)), _rf(r.receptive_field), _rf(r.stride)
+        lines.append(f"| `{r.id}` | {r.kind} | {shape} | {r.params:,} | {r.macs:,} | {rf} | {stride} |")
     lines += [
         "",
-        f"Total params: {summary.total_params:,} · trainable: {summary.trainable_params:,} · MACs: {summary.macs:,} ({human(summary.macs)})",
+        f"Total params: {summary.total_params:,} · trainable: {summary.trainable_params:,}"
+        f" · MACs: {summary.macs:,} ({human(summary.macs)})",
     ]
     return "\n".join(lines) + "\n"
 
@@ -163,30 +164,45 @@ def to_text(summary: Summary) -> Any:
     return NaturalWidth(Group(table, totals))
 
 
+def stages(summary: Summary) -> list[Row]:
+    """The rows the plot shows: layers that slide a window over a feature map (conv and pooling)."""
+    return [
+        r
+        for r in summary.layers
+        if len(r.output_shape) == 3 and r.kind.startswith(("conv", "maxpool", "avgpool")) and r.kind != "shortcut"
+    ]
+
+
 def plot(summary: Summary, path: str) -> None:
-    """Receptive field and feature-map size per conv/pool stage (seed §12), written as a PNG."""
+    """Receptive field and feature-map size per conv/pool stage (seed §12), written as a PNG.
+
+    The y axis turns logarithmic (base 2) when the two curves span more than 32×, as in a
+    ResNet, where the receptive field grows to hundreds of pixels while maps shrink to 7.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    stages = [
-        r
-        for r in summary.layers
-        if len(r.output_shape) == 3 and (r.kind.startswith(("conv", "maxpool", "avgpool")) or r.kind == "shortcut")
-    ]
-    stages = [r for r in stages if r.kind != "shortcut"]
-    xs = list(range(1, len(stages) + 1))
-    rf = [max(r.receptive_field) if isinstance(r.receptive_field, list) else r.receptive_field for r in stages]
-    size = [r.output_shape[1] for r in stages]
-    fig, ax = plt.subplots(figsize=(max(6, len(xs) * 0.35), 4))
-    ax.plot(xs, rf, marker="o", label="Receptive field (px)")
+    rows = stages(summary)
+    xs = list(range(1, len(rows) + 1))
+    rf = [max(r.receptive_field) if isinstance(r.receptive_field, list) else r.receptive_field for r in rows]
+    size = [r.output_shape[1] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6.4, len(xs) * 0.38), 4.2))
+    ax.plot(xs, rf, marker="o", label="Receptive field")
     ax.plot(xs, size, marker="s", label="Feature map size (H)")
+    values = rf + size
+    if values and max(values) > 32 * max(1, min(values)):
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 8, 16, … rather than 2³, 2⁴
+    for x, y in ((xs[-1], rf[-1]), (xs[-1], size[-1])) if xs else ():
+        ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(6, 0), va="center", fontsize=8)
     ax.set_xlabel("Conv/Pool stage")
     ax.set_ylabel("Size (pixels)")
     ax.set_title(f"{summary.name}: receptive field vs. spatial resolution")
     ax.set_xticks(xs)
-    ax.set_xticklabels([r.id for r in stages], rotation=60, ha="right", fontsize=7)
+    ax.set_xticklabels([f"{x}: {r.id}" for x, r in zip(xs, rows, strict=True)], rotation=60, ha="right", fontsize=7)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
