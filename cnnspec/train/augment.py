@@ -40,9 +40,10 @@ def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Ten
 
 
 def random_crop(
-    x: torch.Tensor, size: tuple[int, int], padding: int = 0, padding_mode: str = "constant"
+    x: torch.Tensor, size: tuple[int, int], padding: int = 0, padding_mode: str = "constant", flip_p: float = 0.0
 ) -> torch.Tensor:
-    """Pad every image, then crop a size window at a random offset per image."""
+    """Pad every image, then crop a size window at a random offset per image; with `flip_p`, also
+    mirror each crop left-right with that probability (one gather does both). Works on uint8."""
     if padding:
         mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[padding_mode]
         x = F.pad(x, (padding,) * 4, mode=mode)
@@ -51,9 +52,13 @@ def random_crop(
     dev = x.device
     oy = torch.randint(0, h - th + 1, (n,), device=dev)
     ox = torch.randint(0, w - tw + 1, (n,), device=dev)
+    steps = torch.arange(tw, device=dev).expand(n, tw)
+    if flip_p > 0:
+        flipped = (torch.rand(n, device=dev) < flip_p)[:, None]
+        steps = torch.where(flipped, tw - 1 - steps, steps)
     # One gather over flattened pixels: far cheaper than 4-D advanced indexing for small images.
     rows = oy[:, None] + torch.arange(th, device=dev)  # (N, th)
-    cols = ox[:, None] + torch.arange(tw, device=dev)  # (N, tw)
+    cols = ox[:, None] + steps  # (N, tw)
     flat = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, th * tw).expand(n, c, th * tw)
     return x.reshape(n, c, h * w).gather(2, flat).view(n, c, th, tw)
 
@@ -211,20 +216,34 @@ class BatchAugment:
         num_classes: int,
         device: torch.device,
     ):
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) if mean is not None else None
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) if std is not None else None
-        fill = self.mean.flatten() if self.mean is not None else torch.zeros(channels, device=device)
+        # x/255 then (x − mean)/std, folded into one multiply-add: x·scale + shift.
+        m = torch.tensor(mean if mean is not None else [0.0] * channels, device=device).view(1, -1, 1, 1)
+        sd = torch.tensor(std if std is not None else [1.0] * channels, device=device).view(1, -1, 1, 1)
+        self.scale, self.shift = 1.0 / (255.0 * sd), -m / sd
+        fill = m.flatten()  # cutout's fill: the mean, 0 after normalisation
+        # Leading ops that only move pixels run on the uint8 batch (a quarter of the bytes);
+        # the float conversion happens before the first op that computes new values.
+        self.pixel_ops: list[ImageOp] = []
         self.ops: list[ImageOp] = []
         mixers: list[torch.nn.Module] = []
+        ops = [op for op in items if type(op) not in _MIXERS]
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            if type(op) not in _IMAGE_OPS:
+                raise NotImplementedError(f"no batch augmentation for {type(op).__name__}")
+            fn = _IMAGE_OPS[type(op)](op, fill)
+            after = ops[i + 1] if i + 1 < len(ops) else None
+            if isinstance(op, RandomCrop) and isinstance(after, HorizontalFlip):
+                fn = _crop_and_flip(op, after)  # the seed's crop + flip recipe: one gather
+                i += 1
+            (self.pixel_ops if not self.ops and type(op) in _MOVES_PIXELS else self.ops).append(fn)
+            i += 1
         for op in items:
-            if type(op) in _IMAGE_OPS:
-                self.ops.append(_IMAGE_OPS[type(op)](op, fill))
-            elif type(op) in _MIXERS:
+            if type(op) in _MIXERS:
                 from torchvision.transforms import v2
 
                 mixers.append(getattr(v2, _MIXERS[type(op)])(alpha=op.alpha, num_classes=num_classes))  # type: ignore[attr-defined]
-            else:
-                raise NotImplementedError(f"no batch augmentation for {type(op).__name__}")
         self.mix: torch.nn.Module | None = None
         if len(mixers) == 1:
             self.mix = mixers[0]
@@ -234,25 +253,37 @@ class BatchAugment:
             # Both listed: one of them per batch, as torchvision's recipe does.
             self.mix = v2.RandomChoice(mixers)
         self.num_classes = num_classes
+        self.normalized = mean is not None
+
+    def _to_float(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, images.float(), self.scale) if self.normalized else images.float().div_(255.0)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) → normalised float, no augmentation (for evaluation)."""
-        x = images.float().div_(255.0)
-        if self.mean is not None and self.std is not None:
-            x = (x - self.mean) / self.std
-        return x
+        return self._to_float(images)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment a training batch; labels come back as class indices, or as (N, K)
         probabilities when mixup/cutmix is on."""
-        x = images.float().div_(255.0)
-        for op in self.ops:
+        x = images
+        for op in self.pixel_ops:
             x = op(x)
-        if self.mean is not None and self.std is not None:
-            x = (x - self.mean) / self.std
+        if self.ops:
+            x = x.float().div_(255.0)
+            for op in self.ops:
+                x = op(x)
+            if self.normalized:
+                x = torch.addcmul(self.shift, x, self.scale * 255.0)
+        else:
+            x = self._to_float(x)
         if self.mix is not None:
             x, labels = self.mix(x, labels)
         return x, labels
+
+
+def _crop_and_flip(crop: RandomCrop, hflip: HorizontalFlip) -> ImageOp:
+    size = pair(crop.size)
+    return lambda x: random_crop(x, size, crop.padding, crop.padding_mode, flip_p=hflip.p)
 
 
 # Each per-image augmentation kind → a function of (settings, cutout fill) giving the batch op.
@@ -267,3 +298,5 @@ _IMAGE_OPS: dict[type[StrictModel], Callable[[Any, torch.Tensor], ImageOp]] = {
 }
 # Batch-level kinds: they mix images and labels, after every per-image op and normalisation.
 _MIXERS: dict[type[StrictModel], str] = {MixUp: "MixUp", CutMix: "CutMix"}
+# Kinds that only move or copy pixels: exact on uint8.
+_MOVES_PIXELS: set[type[StrictModel]] = {RandomCrop, HorizontalFlip, VerticalFlip}

@@ -185,3 +185,36 @@ def test_strong_recipe_runs_on_grey_and_colour() -> None:
         x, _ = aug((torch.rand(8, c, 12, 12) * 255).to(torch.uint8), torch.zeros(8, dtype=torch.long))
         assert x.shape == (8, c, 8, 8)
         assert torch.isfinite(x).all()
+
+
+def _is_window(padded: torch.Tensor, out: torch.Tensor) -> bool:
+    th, tw = out.shape[-2:]
+    return any(
+        torch.equal(padded[:, dy : dy + th, dx : dx + tw], out)
+        for dy in range(padded.shape[1] - th + 1)
+        for dx in range(padded.shape[2] - tw + 1)
+    )
+
+
+def test_crop_and_flip_in_one_gather_on_uint8() -> None:
+    # The seed's recipe (crop with padding, then flip) runs fused on the uint8 batch.
+    images = (torch.rand(24, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8)
+    aug = BatchAugment(
+        [RandomCrop(size=8, padding=2), HorizontalFlip(p=0.5)],
+        channels=3,
+        mean=None,
+        std=None,
+        num_classes=2,
+        device=torch.device("cpu"),
+    )
+    assert len(aug.pixel_ops) == 1 and not aug.ops
+    torch.manual_seed(0)
+    x, _ = aug(images, torch.zeros(24, dtype=torch.long))
+    restored = (x * 255).round().to(torch.uint8)
+    padded = F.pad(images, (2, 2, 2, 2))
+    kinds = []
+    for i in range(24):
+        plain, mirrored = _is_window(padded[i], restored[i]), _is_window(padded[i], restored[i].flip(2))
+        assert plain or mirrored
+        kinds.append(mirrored and not plain)
+    assert any(kinds) and not all(kinds)
