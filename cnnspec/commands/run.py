@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,12 +12,12 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-class Which(str, Enum):
+class Which(StrEnum):
     best = "best"
     last = "last"
 
 
-class Split(str, Enum):
+class Split(StrEnum):
     test = "test"
     val = "val"
 
@@ -44,10 +44,15 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ) -> None:
         """Train a spec; writes checkpoints, metrics.jsonl, result.json and curves.png to the run directory."""
-        from cnnspec.cli import err, fail, out as stdout
+        from cnnspec.cli import err, fail
+        from cnnspec.cli import out as stdout
         from cnnspec.errors import CnnspecError
         from cnnspec.train import train as run_training
+        from cnnspec.train.signals import TrainingInterrupted
 
+        if spec is None and resume is None:
+            err.print("give a spec file to train, or --resume RUN to continue a run", markup=False)
+            raise typer.Exit(2)
         if out is not None and resume is not None and out.resolve() != resume.resolve():
             err.print("--out and --resume name different folders; a resumed run stays in its own folder", markup=False)
             raise typer.Exit(2)
@@ -57,10 +62,11 @@ def register(app: typer.Typer) -> None:
             )
         except CnnspecError as exc:
             raise fail(exc) from None
-        except KeyboardInterrupt:
-            target = resume or out
-            again = f"cnnspec train --resume {target}" if target else "cnnspec train --resume RUN"
-            err.print(f"stopped; continue with: {again}", markup=False)
+        except TrainingInterrupted as exc:
+            err.print(f"stopped; continue with: cnnspec train --resume {exc.run}", markup=False)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:  # a second Ctrl-C: stopped without saving
+            err.print("aborted", markup=False)
             raise typer.Exit(130) from None
         _print_result(run, stdout)
 
@@ -71,7 +77,8 @@ def register(app: typer.Typer) -> None:
         split: Annotated[Split, typer.Option("--split", help="test or val.")] = Split.test,
     ) -> None:
         """Test-set metrics, per-class accuracy and a confusion matrix (RUN/evaluation.json, confusion_matrix.png)."""
-        from cnnspec.cli import fail, out as stdout
+        from cnnspec.cli import fail
+        from cnnspec.cli import out as stdout
         from cnnspec.errors import CnnspecError
         from cnnspec.train import evaluate_run
 

@@ -26,7 +26,8 @@ def train(
     draws a bar on a terminal and plain lines elsewhere, False is silent, a
     `cnnspec.train.progress.Reporter` receives every update.
 
-    Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises KeyboardInterrupt.
+    Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises
+    `cnnspec.train.signals.TrainingInterrupted` (a KeyboardInterrupt) naming the run.
     """
     from cnnspec.train.loop import Trainer
     from cnnspec.train.progress import make_reporter
@@ -57,7 +58,10 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
     data = load_data(spec)
     source = data.test if split == "test" else data.val
     if source is None:
-        raise DataError(f"{spec.data.dataset.name if spec.data else 'the dataset'} has no {split} split to evaluate on")
+        raise DataError(
+            f"{spec.data.dataset.name if spec.data else 'the dataset'} has no {split} split to evaluate on",
+            hint="image_folder: add ROOT/test/CLASS/* images, or use --split val",
+        )
     if data.class_names != info.class_names:
         raise DataError("the dataset's classes differ from the ones this run was trained on")
     precision = resolve(spec.train)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from cnnspec.atomic import atomic_write_with
+from cnnspec.atomic import atomic_write_bytes
 from cnnspec.errors import CheckpointError
 
 HASH_KEY = "cnnspec.sha256"
@@ -25,14 +28,31 @@ def _digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _write(path: str | Path, data: bytes) -> None:
+    """Write a checkpoint atomically; a full disk or a read-only folder is a CheckpointError.
+
+    Serialising to bytes first keeps write failures plain OSErrors (torch.save on a full
+    disk says only "unexpected pos 576 vs 534"); the old file stays until the new one is complete.
+    """
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        folder = Path(path).parent
+        raise CheckpointError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint=f"the previous checkpoint in {folder} is unchanged; free disk space or make the folder "
+            "writable, then continue with `cnnspec train --resume RUN`",
+        ) from None
+
+
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Write the model's state_dict as safetensors, atomically, with a content hash in the metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = dict(metadata or {})
     meta[HASH_KEY] = _digest(state)
-    atomic_write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    _write(path, save(state, metadata=meta))
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -78,7 +98,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
         raise CheckpointError(
-            f"{p} cannot be loaded safely: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            f"{p} cannot be loaded safely: {_load_failure(exc)}",
             hint="only plain state_dict files are accepted (torch.load(weights_only=True))",
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -88,15 +108,61 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in one line.
+
+    torch's first line advises `weights_only=False`, which is exactly what must not be done
+    with a file from elsewhere; the line that names the refused global says what happened.
+    """
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return (
+            f"refused: it asks to call or build {found.group(1)}, which a weights file never needs "
+            "(unpickling it could run code; nothing was run)"
+        )
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 # --- training state (resume) ----------------------------------------------------------
 
 STATE_FORMAT = 1
+STATE_HASH_KEY = "sha256"
+
+
+def _hash_value(value: Any, h: Any) -> None:
+    """Feed a training state (tensors, dicts, lists and plain values) into a hash, in a fixed order."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            h.update(repr(key).encode())
+            _hash_value(value[key], h)
+    elif isinstance(value, list | tuple):
+        h.update(f"L{len(value)}".encode())
+        for item in value:
+            _hash_value(item, h)
+    else:
+        h.update(f"V{value!r}".encode())
+
+
+def _state_digest(state: dict) -> str:
+    h = hashlib.sha256()
+    _hash_value({k: v for k, v in state.items() if k != STATE_HASH_KEY}, h)
+    return h.hexdigest()
 
 
 def save_state(path: str | Path, state: dict) -> None:
-    """Write the training state atomically with torch.save; it must hold only tensors and plain
-    Python values so that `torch.load(weights_only=True)` reads it back without running code."""
-    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+    """Write the training state atomically with torch.save, with a hash of its content; it must hold
+    only tensors and plain Python values so that `torch.load(weights_only=True)` reads it back
+    without running code."""
+    buffer = io.BytesIO()
+    # torch's zip format has no checksum over tensor bytes: the hash is what catches a bit flip.
+    torch.save({**state, STATE_HASH_KEY: _state_digest(state)}, buffer)
+    _write(path, buffer.getvalue())
 
 
 def load_state(path: str | Path) -> dict:
@@ -107,14 +173,20 @@ def load_state(path: str | Path) -> dict:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(
-            f"{p} cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from None
+        raise CheckpointError(f"{p} cannot be read: {_load_failure(exc)}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{p} is not a cnnspec training state (format {STATE_FORMAT})")
+    stored = state.pop(STATE_HASH_KEY, None)
+    if stored is not None and stored != _state_digest(state):
+        raise CheckpointError(
+            f"{p} is damaged: its content does not match the hash stored when it was written",
+            hint="resuming from it would continue from altered weights; start the run again "
+            "(best.safetensors and last.safetensors carry their own hashes: export them if they verify)",
+        )
     return state
 
 
 def all_finite(model: nn.Module) -> bool:
     """True when every floating-point parameter and buffer is finite (checked before any save)."""
-    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+    flags = [torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True  # one device sync, not one per tensor

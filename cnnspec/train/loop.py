@@ -28,7 +28,7 @@ from cnnspec.train.precision import Precision, resolve
 from cnnspec.train.progress import Reporter
 from cnnspec.train.records import plot_curves, read_metrics, write_json, write_metrics
 from cnnspec.train.setup import Session
-from cnnspec.train.signals import StopFlag
+from cnnspec.train.signals import StopFlag, TrainingInterrupted
 from cnnspec.train.sources import Source, TensorSource
 
 # Steps between host syncs (loss check, progress) on a GPU; a CPU syncs every step anyway.
@@ -164,7 +164,7 @@ class Trainer:
                     self.reporter.message(
                         f"interrupted after epoch {self.epoch}; state saved in {self.paths.checkpoints}"
                     )
-                    raise KeyboardInterrupt
+                    raise TrainingInterrupted(self.paths.root)
             self._tick()
             return self._finish()
         finally:
@@ -217,7 +217,7 @@ class Trainer:
             tally.batches += 1
             self.step += 1
             if tally.batches % sync_every == 0 or tally.batches == self.steps_per_epoch:
-                self._check_finite(epoch, bad_step)
+                self._check_finite(epoch, bad_step, sync_every)
                 seconds = seconds_before + time.perf_counter() - t0
                 self.reporter.update(
                     tally.batches,
@@ -226,7 +226,7 @@ class Trainer:
                     tally.seen / max(seconds, 1e-9),
                 )
         tally.seconds = seconds_before + time.perf_counter() - t0
-        self._check_finite(epoch, bad_step)
+        self._check_finite(epoch, bad_step, sync_every)
         self.last_lr = lr
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -254,13 +254,19 @@ class Trainer:
         correct = (logits.detach().argmax(dim=1) == hard).sum()
         return loss.detach(), correct, skipped
 
-    def _check_finite(self, epoch: int, bad_step: torch.Tensor) -> None:
+    def _check_finite(self, epoch: int, bad_step: torch.Tensor, every: int = 1) -> None:
         step = int(bad_step)
+        where = f"the last checkpoint (epoch {self.epoch})" if self.epoch else "no checkpoint (none was finished)"
+        hint = f"kept {where}; lower optimizer.lr, add train.grad_clip, or check the data normalisation"
         if step >= 0:
-            where = f"the last checkpoint (epoch {self.epoch})" if self.epoch else "no checkpoint (none was finished)"
             raise TrainingError(
-                f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; training stopped",
-                hint=f"kept {where}; lower optimizer.lr, add train.grad_clip, or check the data normalisation",
+                f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; training stopped", hint=hint
+            )
+        # The loss can stay finite while the weights overflow: batchnorm turns inf activations into zeros.
+        if not all_finite(self.model):
+            at = f"step {self.tally.batches}" if every == 1 else f"step {self.tally.batches} (checked every {every})"
+            raise TrainingError(
+                f"the weights became non-finite (NaN or inf) at epoch {epoch}, {at}; training stopped", hint=hint
             )
 
     def _set_frozen(self, epoch: int) -> None:
@@ -300,9 +306,10 @@ class Trainer:
         self._tick()
         improved = self._track_best(record)
         if not all_finite(self.model):
+            kept = f"the checkpoint of epoch {epoch - 1}" if epoch > 1 else "no checkpoint (none was finished)"
             raise TrainingError(
                 f"the weights hold NaN or inf after epoch {epoch}; training stopped",
-                hint=f"kept the checkpoint of epoch {epoch - 1}; lower optimizer.lr or add train.grad_clip",
+                hint=f"kept {kept}; lower optimizer.lr or add train.grad_clip",
             )
         if improved:
             save_weights(self.model, self.paths.weights("best"), {"epoch": str(epoch)})
@@ -386,7 +393,7 @@ class Trainer:
             self._save(self.epoch)
             where = f"epoch {epoch}, step {self.tally.batches} of {self.steps_per_epoch}"
             self.reporter.message(f"interrupted at {where}; state saved in {self.paths.checkpoints}")
-        raise KeyboardInterrupt
+        raise TrainingInterrupted(self.paths.root)
 
     def _restore(self) -> None:
         state = load_state(self.paths.state)

@@ -10,7 +10,16 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C/SIGTERM after saving; `run` is the run directory to resume."""
+
+    def __init__(self, run: Path):
+        super().__init__(f"training interrupted; resume with: cnnspec train --resume {run}")
+        self.run = run
 
 
 class StopFlag:
