@@ -34,6 +34,7 @@ def test_digits_split_is_fixed_and_stratified() -> None:
     assert isinstance(a.train, TensorSource) and isinstance(a.test, TensorSource) and isinstance(a.val, TensorSource)
     assert (len(a.train), len(a.val), len(a.test)) == (1293, 144, 360)
     assert a.class_names == [str(i) for i in range(10)]
+    assert isinstance(b.test, TensorSource) and isinstance(b.train, TensorSource)
     assert a.test.images.equal(b.test.images) and a.train.labels.equal(b.train.labels)
     assert a.train.images.dtype == torch.uint8 and a.train.images.shape[1:] == (1, 8, 8)
     assert int(a.train.images.max()) == 255

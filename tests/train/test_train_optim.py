@@ -69,7 +69,7 @@ def _torch_lr(ref: torch.optim.lr_scheduler.OneCycleLR, opt: torch.optim.Optimiz
         ref.last_epoch = k
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # get_lr() outside step() warns; here it is the formula we want
-            values.append(ref.get_lr()[0])  # type: ignore[no-untyped-call]
+            values.append(float(ref.get_lr()[0]))  # type: ignore[no-untyped-call]
     return values[0] + (values[1] - values[0]) * (step - lo)
 
 
