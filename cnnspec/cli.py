@@ -14,15 +14,52 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from cnnspec.errors import CnnspecError
 
 if TYPE_CHECKING:
-    pass
+    from typer import _click as click  # typer's own copy of click, which TyperGroup derives from
+
+
+class Commands(TyperGroup):
+    """The command group. The commands of cnnspec/commands/*.py are added the first time
+    a command that is not built in is asked for (or the list, for --help).
+
+    Turning a typer command into a click command reads its signature and type hints; for
+    every area's commands that is more time than `cnnspec validate` spends on a ResNet.
+    """
+
+    _discovered = False
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        areas = typer.Typer(add_completion=False)
+        register_commands(areas)
+        if not (areas.registered_commands or areas.registered_groups):
+            return
+        found = typer.main.get_command(areas)
+        more = found.commands if isinstance(found, TyperGroup) else {found.name or "": found}
+        for name, command in more.items():
+            self.commands.setdefault(name, command)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._discover()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._discover()
+        return super().list_commands(ctx)
+
 
 app = typer.Typer(
     name="cnnspec",
     help="Declarative CNN specs: validate, summarise, train, export, predict.",
+    cls=Commands,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -155,8 +192,11 @@ def schema(
         out_file.write_text(text, encoding="utf-8")
 
 
-def _register_commands() -> None:
-    # Each area adds its commands; none of these modules imports torch at import time.
+def register_commands(target: typer.Typer) -> None:
+    """Let every module in cnnspec/commands/ add its commands (`register(app)`) to `target`.
+
+    None of these modules imports torch at import time.
+    """
     import importlib
     import pkgutil
 
@@ -164,10 +204,7 @@ def _register_commands() -> None:
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"cnnspec.commands.{info.name}")
-        module.register(app)
-
-
-_register_commands()
+        module.register(target)
 
 
 def main() -> None:
