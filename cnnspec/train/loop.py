@@ -21,7 +21,14 @@ from torch import nn
 from cnnspec.build import build
 from cnnspec.errors import TrainingError
 from cnnspec.train.augment import BatchAugment
-from cnnspec.train.checkpoint import STATE_FORMAT, all_finite, load_state, save_state, save_weights
+from cnnspec.train.checkpoint import (
+    STATE_FORMAT,
+    all_finite,
+    load_state,
+    read_weights,
+    save_state,
+    save_weights,
+)
 from cnnspec.train.evaluation import evaluate_model
 from cnnspec.train.optim import Schedule, make_optimizer, param_groups
 from cnnspec.train.precision import Precision, resolve
@@ -397,6 +404,11 @@ class Trainer:
 
     def _restore(self) -> None:
         state = load_state(self.paths.state)
+        # The state carries its own weights, but a damaged best.safetensors would otherwise
+        # surface only at the very end (the test run) or in an export: refuse it now.
+        for which in ("best", "last"):
+            if self.paths.weights(which).is_file():
+                read_weights(self.paths.weights(which))
         if state["architecture_hash"] != self.s.info.architecture_hash:
             from cnnspec.errors import CheckpointError
 
