@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
 from cnnspec.layers import LayerKind
-from cnnspec.spec.errors_map import diagnostics_from
 from cnnspec.spec.layers import LayerItemBase, wrapper
 from cnnspec.spec.source import SourceMap
 
@@ -258,6 +257,8 @@ class Expander:
         try:
             items = group.model_validate(data).layer.layers  # type: ignore[attr-defined]
         except ValidationError as exc:
+            from cnnspec.spec.errors_map import diagnostics_from  # only on errors: it costs import time
+
             # A bad value that came in as an argument is reported where the argument is written.
             source = Redirected(self.source, redirects)
             for d in diagnostics_from(exc, data, source, group, block_path, strip=1):

@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from cnnspec.errors import Diagnostic, Location, SpecError
-from cnnspec.spec.errors_map import diagnostics_from
 from cnnspec.spec.model import Spec
 from cnnspec.spec.source import SourceMap, parse_yaml, read_spec_text
 
@@ -43,6 +42,8 @@ def from_data(data: Any, source: SourceMap) -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
+        from cnnspec.spec.errors_map import diagnostics_from  # only on errors: it costs import time
+
         # A value already reported as unreadable is not reported again as the wrong type.
         found = diagnostics_from(exc, data, source, Spec, skip=source.problem_paths)
         raise SpecError(sorted(problems + found, key=_position)) from None
