@@ -1,0 +1,53 @@
+"""Fixtures of the reliability tests: one intra-op thread, a small trained run to damage."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from _reliability_helpers import TINY
+
+import cnnspec
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from a second thread, and on busy cores two threads run slower;
+    the kill test's children use one thread too, so in-process and child runs compare exactly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-epoch run (read-only for the tests: they damage copies)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return cnnspec.train(tiny_spec, out=tmp_path_factory.mktemp("trained") / "run", progress=False)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def copy_run(trained_run: Path, tmp_path: Path) -> Callable[[str], Path]:
+    """A fresh copy of the trained run under tmp_path, to damage."""
+
+    def make(name: str = "run") -> Path:
+        target = tmp_path / name
+        shutil.copytree(trained_run, target)
+        return target
+
+    return make
