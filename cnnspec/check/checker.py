@@ -32,22 +32,24 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
     raw = expander.nodes
     graph = Graph(spec, spec.model.input.shape, output=output)
 
-    sorter: TopologicalSorter[str] = TopologicalSorter()
-    for node in raw.values():
-        sorter.add(node.id, *(i for i in node.inputs if i != INPUT))
-    try:
-        order = [n for n in sorter.static_order() if n in raw]
-    except CycleError as exc:
-        cycle = exc.args[1]
-        first = raw[cycle[0]]
-        diagnostics.append(
-            Diagnostic(
-                f"the layers form a cycle: {' → '.join(cycle)}",
-                spec.source.locate(first.path),
-                hint="a layer can only read layers that do not read it back",
+    order = _written_order(raw)
+    if order is None:  # some layer reads one written after it: sort (and find cycles)
+        sorter: TopologicalSorter[str] = TopologicalSorter()
+        for node in raw.values():
+            sorter.add(node.id, *(i for i in node.inputs if i != INPUT))
+        try:
+            order = [n for n in sorter.static_order() if n in raw]
+        except CycleError as exc:
+            cycle = exc.args[1]
+            first = raw[cycle[0]]
+            diagnostics.append(
+                Diagnostic(
+                    f"the layers form a cycle: {' → '.join(cycle)}",
+                    spec.source.locate(first.path),
+                    hint="a layer can only read layers that do not read it back",
+                )
             )
-        )
-        return graph, diagnostics + check_data(spec)
+            return graph, diagnostics + check_data(spec)
 
     shapes: dict[str, Shape] = {INPUT: spec.model.input.shape}
     fields: dict[str, tuple[tuple[int, int], tuple[float, float]]] = {INPUT: ((1, 1), (1.0, 1.0))}
@@ -110,6 +112,17 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
     diagnostics += _unused(raw, output, spec)
     diagnostics += check_data(spec)
     return graph, diagnostics
+
+
+def _written_order(raw: Mapping[str, RawNode]) -> list[str] | None:
+    """The layers as written, when every layer reads only layers written before it (the usual case)."""
+    seen = {INPUT}
+    for node_id, node in raw.items():
+        for i in node.inputs:
+            if i not in seen and i in raw:
+                return None
+        seen.add(node_id)
+    return list(raw)
 
 
 def _declared_order_ok(raw: Mapping[str, object], built: dict[str, Node]) -> bool:
