@@ -52,7 +52,8 @@ def externalise(model_path: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model = onnx.load(str(model_path))
     target = folder / "model.onnx"
-    onnx.save(model, str(target), save_as_external_data=True, location="weights.bin", size_threshold=128)  # shapes stay inline
+    # Small tensors (shapes, which onnxruntime needs inline) stay in the file; weights go out.
+    onnx.save(model, str(target), save_as_external_data=True, location="weights.bin", size_threshold=128)
     return target
 
 
