@@ -263,6 +263,9 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
         valid = fields_at(root, loc[:-1])
         message = f"unknown key '{key}' in {dotted(full[:-1]) or 'the spec'}"
         hint = suggest(str(key), valid) or (f"valid keys: {', '.join(valid)}" if valid else None)
+        if key == "activation" and "inputs" in valid:  # Keras' Conv2D(..., activation="relu")
+            after = f"`- {value}`" if isinstance(value, str) else "an activation layer (`- relu`)"
+            hint = f"activations are layers of their own: add {after} after this one"
         location = source.locate(full, key=True)
     elif kind in ("layer_kind", "augment_kind"):
         from cnnspec.layers import REGISTRY
@@ -276,8 +279,12 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
             hint = suggest(str(name), list(names)) or f"known: {', '.join(sorted(names))}"
             location = source.locate((*full, name), key=True) if isinstance(value, dict) else source.locate(full)
         elif isinstance(value, dict) and value:
-            message = f"{where}: {err['msg']}; this item has {len(value)} keys: {', '.join(map(str, value))}"
+            keys = list(value)
+            message = f"{where}: {err['msg']}; this item has {len(keys)} keys: {', '.join(map(str, keys))}"
             hint = "write each one as its own list item"
+            if value[keys[0]] is None and isinstance(keys[0], str):
+                # `- conv2d:` with its parameters on the next lines at the same indentation
+                hint = f"indent the parameters of `{keys[0]}` two spaces more than `{keys[0]}:` itself"
             location = source.locate(full)
         else:
             message = f"{where}: {err['msg']}{_got(value)}"
@@ -296,6 +303,8 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
         message = f"{where}: expected {_expected(err)}{_got(value)}"
         if kind == "literal_error" and isinstance(value, str):
             hint = _literal_hint(err, value)
+        elif full == ("model", "input") and isinstance(value, list):
+            hint = "write the image shape as a mapping: {channels: C, height: H, width: W}"
         location = source.locate(full)
     else:
         message = f"{where}: {_lower(err['msg'])}{_got(value)}"
