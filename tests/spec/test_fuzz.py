@@ -186,7 +186,9 @@ def mutate(kind: str, name: str, path: Path_, extra: Any) -> tuple[Written, set[
     if kind == "duplicate item":
         new = replaced(data, path, lambda c, k: c.insert(k + 1, json.loads(json.dumps(c[k]))))
         written = write(new)
-        copy = (*path[:-1], path[-1] + 1)
+        last = path[-1]
+        assert isinstance(last, int)
+        copy = (*path[:-1], last + 1)
         return written, allowed_at(written, copy) | allowed_at(written, path)
     if kind == "retype":
         new = replaced(data, path, lambda c, k: c.__setitem__(k, json.loads(json.dumps(extra))))
@@ -233,11 +235,11 @@ def test_write_a_key_twice(case: tuple[str, Path_, Any]) -> None:
 @given(mutation_case("duplicate item"))
 def test_duplicate_a_node(case: tuple[str, Path_, Any]) -> None:
     name, path, extra = case
-    if not isinstance(path[-1], int):  # only list items can be duplicated as a copy
-        path = next((path[:i] for i in range(len(path), 0, -1) if isinstance(path[i - 1], int)), None)  # type: ignore[assignment]
-        if path is None:
-            return fuzz_mutation("duplicate key", (name, case[1], extra))
-    fuzz_mutation("duplicate item", (name, path, extra))
+    # Only list items can be duplicated as a copy: take the innermost one holding the drawn node.
+    items = [path[:i] for i in range(len(path), 0, -1) if isinstance(path[i - 1], int)]
+    if not items:
+        return fuzz_mutation("duplicate key", case)
+    fuzz_mutation("duplicate item", (name, items[0], extra))
 
 
 @pytest.mark.slow

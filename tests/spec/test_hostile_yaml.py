@@ -318,7 +318,7 @@ def test_parsers_agree_on_hostile_and_odd_documents(tmp_path: Path) -> None:
     ]
     agree = 0
     for text in texts:
-        answers = []
+        answers: list[object] = []
         for use_c in (True, False):
             parser = (lambda: C_PARSER) if use_c else (lambda: None)
             original = source._c_parser

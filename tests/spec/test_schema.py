@@ -62,11 +62,12 @@ def test_every_example_spec_points_editors_at_the_schema() -> None:
 def test_schema_rejects_what_the_loader_rejects() -> None:
     """A few invalid documents the editor should flag as well (the schema is not too loose)."""
     validator = jsonschema.Draft202012Validator(schema())
-    good = {"name": "x", "model": {"input": {"channels": 3, "height": 8, "width": 8}, "layers": ["relu"]}}
+    model: dict[str, Any] = {"input": {"channels": 3, "height": 8, "width": 8}, "layers": ["relu"]}
+    good: dict[str, Any] = {"name": "x", "model": model}
     assert not list(validator.iter_errors(good))
     bad_layers = [["rellu"], [{"conv2d": {"out_channels": 8}}], [{"conv2d": {"out_channels": 8, "kernal_size": 3}}]]
     for layers in bad_layers:
-        assert list(validator.iter_errors({**good, "model": {**good["model"], "layers": layers}})), layers
+        assert list(validator.iter_errors({**good, "model": {**model, "layers": layers}})), layers
     assert list(validator.iter_errors({**good, "optimiser": {}}))
 
 
