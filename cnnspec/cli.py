@@ -174,7 +174,10 @@ def summary(
 
         Console(highlight=False, soft_wrap=False).print(render.to_text(rows))
     if plot is not None:
-        render.plot(rows, str(plot))
+        try:
+            render.plot(rows, str(plot))
+        except OSError as exc:
+            raise fail(CnnspecError(f"cannot write {plot}: {exc.strerror or exc}")) from None
         _print(f"wrote {plot}", stderr=True)
 
 
@@ -189,7 +192,10 @@ def schema(
     if out_file is None:
         sys.stdout.write(text)
     else:
-        out_file.write_text(text, encoding="utf-8")
+        try:
+            out_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise fail(CnnspecError(f"cannot write {out_file}: {exc.strerror or exc}")) from None
 
 
 def register_commands(target: typer.Typer) -> None:

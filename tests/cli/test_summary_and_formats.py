@@ -130,3 +130,11 @@ def test_validate_all_example_specs() -> None:
 def test_validate_usage_errors_exit_2() -> None:
     assert invoke("validate")[0] == 2
     assert invoke("validate", "--format", "xml", "specs/small_cnn.yaml")[0] == 2
+
+
+def test_unwritable_outputs_are_user_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    code, _, err = invoke("summary", "specs/small_cnn.yaml", "--plot", str(missing / "rf.png"))
+    assert code == 1 and f"error: cannot write {missing / 'rf.png'}" in err
+    code, _, err = invoke("schema", "--out", str(missing / "schema.json"))
+    assert code == 1 and f"error: cannot write {missing / 'schema.json'}" in err
