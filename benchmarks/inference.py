@@ -14,6 +14,7 @@ The goal on a CPU is onnxruntime ≥ 1.3× torch eager at batch 1.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -43,7 +44,8 @@ def cpu_name() -> str:
 def machine(device: str) -> str:
     if device == "cuda":
         return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU: {cpu_name()}, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"CPU: {cpu_name()}, {n} thread{'s' if n != 1 else ''}"
 
 
 def run_one(name: str, spec: Path, batches: list[int], device: str, seconds: float, folder: Path) -> BenchResult:
@@ -94,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing per engine and batch size")
     parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {', '.join(MODELS)}")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for both engines (default: torch's)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for docs/benchmarks.md)")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batch.split(",")]
+    if args.threads:
+        torch.set_num_threads(args.threads)  # bench gives onnxruntime the same count
     names = [n.strip() for n in args.models.split(",")]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -111,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         where += " (torch sees a GPU but the comparison ran on the CPU)"
     elif first.device == "cpu":
         where += " (no GPU here: the CUDA-provider comparison runs where torch sees one)"
-    print(f"\n{where}; onnxruntime provider: {first.provider}; torch {torch.__version__}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    print(f"\n{where}; onnxruntime provider: {first.provider}; torch {torch.__version__}; load average {load}")
     for note in {n for r in results.values() for n in r.notes if "temporary" not in n}:
         print(f"note: {note}")
     print_table(results, args.markdown)
