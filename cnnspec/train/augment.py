@@ -9,8 +9,9 @@ and finally mixup/cutmix mix images and labels across the batch
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -265,6 +266,10 @@ class BatchAugment:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment a training batch; labels come back as class indices, or as (N, K)
         probabilities when mixup/cutmix is on."""
+        with _one_cpu_thread(images.device):
+            return self._augment(images, labels)
+
+    def _augment(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images
         for op in self.pixel_ops:
             x = op(x)
@@ -279,6 +284,22 @@ class BatchAugment:
         if self.mix is not None:
             x, labels = self.mix(x, labels)
         return x, labels
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run a batch's augmentation in one CPU thread. Its kernels are small and memory-bound: a
+    second thread gains little, and when the cores are shared with other processes the
+    threads wait on each other and a batch takes up to 50× longer. The model keeps its threads."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _crop_and_flip(crop: RandomCrop, hflip: HorizontalFlip) -> ImageOp:
