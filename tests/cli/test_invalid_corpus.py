@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
+from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from cnnspec.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = ROOT / "tests" / "fixtures" / "invalid"
-EXPECTED: dict[str, list[str]] = yaml.safe_load((INVALID / "expected.yaml").read_text(encoding="utf-8"))
+EXPECTED: dict[str, list[str]] = YAML(typ="safe", pure=True).load((INVALID / "expected.yaml").read_text("utf-8"))
 FIXTURES = sorted(p.name for p in INVALID.glob("*.yaml") if p.name != "expected.yaml")
 
 LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<severity>error|warning): (?P<message>.*)$")
@@ -110,3 +110,39 @@ def test_all_invalid_specs_at_once_report_each_file() -> None:
         assert f"{p}:" in result.stderr
     assert f"0 of {len(paths)} specs valid" in result.stdout
     print(f"\nRELIABILITY invalid corpus: {len(paths)} files, {len(paths)} rejected with exit 1, 0 tracebacks")
+
+
+# --- inputs generated here rather than committed -------------------------------------------
+
+
+def generated_inputs(tmp: Path) -> dict[str, Path]:
+    """Binary garbage, other encodings and a 50 MB file: refused before parsing, located at 1:1 or the bad byte."""
+    rng = __import__("random").Random(2)
+    contents = {
+        "random bytes": bytes(rng.randrange(256) for _ in range(2048)),
+        "PNG image": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(48),
+        "NUL in text": b"name: a\x00b\n",
+        "Latin-1 text": "name: caf\u00e9\nmodel: {}\n".encode("latin-1"),
+        "UTF-16 text": "name: x\n".encode("utf-16"),
+    }
+    paths = {}
+    for i, (what, data) in enumerate(contents.items()):
+        paths[what] = tmp / f"generated_{i}.yaml"
+        paths[what].write_bytes(data)
+    big = tmp / "big.yaml"
+    with big.open("wb") as f:
+        chunk = b"# padding\n" * 100_000
+        while f.tell() < 50 * 10**6:
+            f.write(chunk)
+    paths["50 MB file"] = big
+    return paths
+
+
+def test_generated_non_specs_fail_located_without_traceback(tmp_path: Path) -> None:
+    for what, path in generated_inputs(tmp_path).items():
+        result = CliRunner().invoke(app, ["validate", str(path)])
+        assert isinstance(result.exception, SystemExit), (what, result.exception)
+        assert result.exit_code == 1, what
+        assert "Traceback" not in result.output
+        errors, _ = parse(result.stderr, str(path))
+        assert len(errors) == 1 and errors[0].line >= 1 and errors[0].col >= 1, (what, result.stderr)
