@@ -99,14 +99,15 @@ def test_metadata_keeps_resize_and_normalisation(resized_export: ExportReport) -
     assert_matches_torch(resized_export)
 
 
-def test_fp16_weights_halve_the_file_and_pass_the_looser_bound(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_fp16_weights_halve_the_file_and_pass_the_looser_bound(
+    small_cnn_export: ExportReport, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     spec = (Path(__file__).parents[2] / "specs" / "small_cnn.yaml").read_text()
-    fp32_run = make_run(tmp_path_factory, "fp32", spec)
     fp16_run = make_run(
         tmp_path_factory, "fp16", spec.replace("dynamic_batch: true}", "dynamic_batch: true, fp16: true}")
     )
     fp16 = export_run(fp16_run)
-    fp32_bytes = sum(t.ByteSize() for t in onnx.load(str(export_run(fp32_run).path)).graph.initializer)
+    fp32_bytes = sum(t.ByteSize() for t in onnx.load(str(small_cnn_export.path)).graph.initializer)  # same layers
     model = onnx.load(str(fp16.path))
     assert sum(t.ByteSize() for t in model.graph.initializer) < 0.55 * fp32_bytes
     kinds = {t.data_type for t in model.graph.initializer if len(t.dims) >= 2}
@@ -119,13 +120,19 @@ def test_fp16_weights_halve_the_file_and_pass_the_looser_bound(tmp_path_factory:
     assert 0 < diff <= 1e-2 * max(1.0, np.abs(want).max())  # rounded weights: not exact, but close
 
 
-def test_static_batch_and_another_opset(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_static_batch_and_another_opset_through_the_library_function(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     run = make_run(tmp_path_factory, "static", TINY_GREY + "export: {opset: 17, dynamic_batch: false}\n")
-    report = export_run(run)
-    model = onnx.load(str(report.path))
+    path = cnnspec.export(run)
+    assert path == RunPaths(run).onnx
+    model = onnx.load(str(path))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
-    assert report.metadata.dynamic_batch is False and [p.batch for p in report.parity] == [1, 7]
+    meta = from_props({p.key: p.value for p in model.metadata_props}, str(path))
+    assert meta.dynamic_batch is False and [b["batch"] for b in meta.parity["batches"]] == [1, 7]  # type: ignore[index]
+    x = sample_batch(meta, 1, seed=9)
+    assert np.abs(ort_logits(path, x) - torch_logits(run, x)).max() <= FP32_BOUND
 
 
 def test_failed_gate_exits_1_with_figures_and_writes_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -187,7 +194,6 @@ def test_export_cli_reports_the_gate_and_writes_the_file(tmp_path_factory: pytes
     report = json.loads(result.stdout)
     assert Path(report["path"]) == RunPaths(run).onnx and RunPaths(run).onnx.is_file()
     assert [p["batch"] for p in report["parity"]] == [1, 7]
-    assert cnnspec.export(run, run / "again.onnx") == run / "again.onnx"  # the library function
 
 
 def test_export_of_a_folder_that_is_not_a_run_exits_1(tmp_path: Path) -> None:
