@@ -318,10 +318,12 @@ class Trainer:
                 f"the weights hold NaN or inf after epoch {epoch}; training stopped",
                 hint=f"kept {kept}; lower optimizer.lr or add train.grad_clip",
             )
+        # metrics.jsonl before the state: a kill between the two leaves a line that resume drops
+        # (it keeps the epochs up to the state's), never a saved epoch whose line is lost.
+        write_metrics(self.paths, self.history)
         if improved:
             save_weights(self.model, self.paths.weights("best"), {"epoch": str(epoch)})
         self._save(epoch)
-        write_metrics(self.paths, self.history)
         self.reporter.end_epoch(record, self.t.epochs)
 
     def _track_best(self, record: dict[str, Any]) -> bool:
