@@ -14,11 +14,7 @@ from pydantic import Field, ValidationError, create_model
 
 from cnnspec.layers import REGISTRY, LayerKind
 from cnnspec.spec.base import StrictModel
-from cnnspec.spec.dispatch import OneKeyItem, item_name, normalise
-
-# Kept under their old names for callers that import them from here.
-_normalise = normalise
-_tag = item_name
+from cnnspec.spec.dispatch import OneKeyItem
 
 
 class LayerItemBase(StrictModel):
