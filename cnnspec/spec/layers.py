@@ -39,6 +39,7 @@ def wrapper(kind: str) -> type[LayerItemBase]:
         **{kind: (cls, Field(description=(cls.__doc__ or kind).strip().splitlines()[0]))},
     )
     model.kind_name = kind
+    globals()[model.__name__] = model  # found by name: pickle, copy and multiprocessing need that
     return model  # type: ignore[no-any-return]
 
 
@@ -82,4 +83,7 @@ def __getattr__(name: str) -> Any:
         return {kind: wrapper(kind) for kind in sorted(REGISTRY)}
     if name == "BARE_KINDS":
         return bare_kinds()
+    for kind, cls in REGISTRY.items():  # a wrapper asked for by name (unpickling) before its first use
+        if name == f"{cls.__name__}Layer":
+            return wrapper(kind)
     raise AttributeError(name)

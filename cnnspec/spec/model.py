@@ -175,13 +175,15 @@ class AugmentItemBase(StrictModel):
 def augment_wrapper(name: str) -> type[AugmentItemBase]:
     """The one-field model `{NAME: AugmentClass}` for an augmentation."""
     cls = AUGMENTS[name]
-    return create_model(  # type: ignore[no-any-return, call-overload]
+    model = create_model(  # type: ignore[call-overload]
         f"{cls.__name__}Augment",
         __base__=AugmentItemBase,
         __doc__=cls.__doc__,
         __module__=__name__,
         **{name: (cls, Field(description=(cls.__doc__ or name).strip()))},
     )
+    globals()[model.__name__] = model  # found by name: pickle, copy and multiprocessing need that
+    return model  # type: ignore[no-any-return]
 
 
 @functools.cache
@@ -321,4 +323,7 @@ def __getattr__(name: str) -> Any:
         return {n: augment_wrapper(n) for n in AUGMENTS}
     if name == "BARE_AUGMENTS":
         return bare_augments()
+    for augment, cls in AUGMENTS.items():  # a wrapper asked for by name (unpickling) before its first use
+        if name == f"{cls.__name__}Augment":
+            return augment_wrapper(augment)
     raise AttributeError(name)
