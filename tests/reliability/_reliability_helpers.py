@@ -117,3 +117,19 @@ def assert_checkpoints_finite_and_loadable(run: Path) -> int:
 def child_env() -> dict[str, str]:
     """Environment for a `python -m cnnspec` child: this checkout first, one intra-op thread."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def cli_child(args: list[str], log: str) -> None:
+    """`cnnspec ARGS` in a child process (the kill test's target), its output going to `log`.
+
+    Runs in a process forked from a multiprocessing fork server that imported torch and
+    cnnspec once, so twenty children cost seconds, not an interpreter start each.
+    """
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    torch.set_num_threads(1)
+    from cnnspec.cli import app
+
+    app([*args], prog_name="cnnspec")

@@ -1,0 +1,201 @@
+"""SIGKILL at 20 random moments, chained: start → kill → resume → kill → … → resume to the end.
+
+The moments are drawn from a seeded generator: during start-up, at a random point of an
+epoch, and at the k-th checkpoint file being written (the test watches checkpoints/ for the
+atomic writer's `.tmp-` files and kills the moment one appears). After every kill the
+checkpoints verify and load, and nothing already saved is lost; the last resume finishes
+with no temporary file left, and its weights equal an uninterrupted run's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import pytest
+import torch
+from _reliability_helpers import (
+    TINY,
+    assert_checkpoints_finite_and_loadable,
+    cli_child,
+    report,
+    temporaries,
+)
+
+import cnnspec
+from cnnspec.atomic import TMP_PREFIX
+from cnnspec.run import RunPaths, load_trained
+from cnnspec.train.checkpoint import load_state, read_weights
+
+pytestmark = pytest.mark.slow
+
+KILLS = 20
+EPOCHS = 80  # 4 steps and 3 checkpoint files per epoch; the kills use at most ~45 epochs
+SEED = 20
+TIMING = {"seconds", "images_per_second"}
+# Imported once by the fork server; torch._dynamo is what torch.optim imports lazily (4 s).
+PRELOAD = [
+    "_reliability_helpers",
+    "cnnspec.cli",
+    "cnnspec.commands.run",
+    "cnnspec.train.loop",
+    "matplotlib.pyplot",
+    "safetensors.torch",
+    "torch._dynamo",
+]
+
+
+def _context() -> ForkServerContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _wait(condition: Callable[[], bool], proc: BaseProcess, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.exitcode is not None:
+            raise AssertionError(f"the run ended before the kill (exit {proc.exitcode}):\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for the run:\n{log.read_text()}")
+        time.sleep(0.001)
+
+
+def _lines(log: Path, prefix: str) -> int:
+    try:
+        return sum(line.startswith(prefix) for line in log.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def _kill_at_a_write(proc: BaseProcess, checkpoints: Path, skip: int, log: Path) -> None:
+    """Kill `proc` the moment the (skip+1)-th new temporary checkpoint file appears."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 120.0
+    spins = 0
+    while True:
+        for name in os.listdir(checkpoints):
+            if name.startswith(TMP_PREFIX) and name not in seen:
+                seen.add(name)
+                if len(seen) > skip:
+                    os.kill(proc.pid or 0, signal.SIGKILL)
+                    return
+        spins += 1
+        if spins % 256 == 0:
+            if proc.exitcode is not None:
+                raise AssertionError(f"the run ended before the kill (exit {proc.exitcode}):\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("no checkpoint write seen")
+
+
+def _metrics(run: Path) -> list[dict[str, object]]:
+    lines = RunPaths(run).metrics.read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def _check_after_kill(run: Path, previous_epoch: int) -> int:
+    """What a kill leaves loads and verifies, and holds at least what was saved before."""
+    paths = RunPaths(run)
+    state = load_state(paths.state)  # torch.load(weights_only=True) + the state's hash
+    assert torch.load(paths.state, map_location="cpu", weights_only=True)["format"] == 1
+    assert state["epoch"] >= previous_epoch, "a kill lost a saved epoch"
+    read_weights(paths.weights("best"))
+    trained = load_trained(run, "last")  # builds the model, loads last.safetensors strictly
+    assert trained.model is not None
+    assert assert_checkpoints_finite_and_loadable(run) == 3
+    assert len(_metrics(run)) >= state["epoch"]  # every line parses (written atomically)
+    return int(state["epoch"])
+
+
+def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY.replace("epochs: 2", f"epochs: {EPOCHS}"), encoding="utf-8")
+    reference = cnnspec.train(spec, out=tmp_path / "reference", progress=False)
+
+    run = tmp_path / "killed"
+    paths = RunPaths(run)
+    rng = random.Random(SEED)
+    kinds = ["startup"] * 2 + ["epoch"] * 10 + ["write"] * 7
+    rng.shuffle(kinds)
+    kinds = ["epoch", *kinds]  # the first run must save a state before it can be resumed
+    ctx = _context()
+    saved_epochs: list[int] = []
+    mid_write = 0
+    epoch = 0
+    for i, kind in enumerate(kinds):
+        log = tmp_path / f"log{i}.txt"
+        args = ["train", str(spec), "--out", str(run)] if i == 0 else ["train", "--resume", str(run)]
+        proc = ctx.Process(target=cli_child, args=(args, str(log)))
+        proc.start()
+        try:
+            if kind == "startup":
+                time.sleep(rng.uniform(0.0, 0.3))
+                os.kill(proc.pid or 0, signal.SIGKILL)
+            else:
+                if i == 0:
+                    _wait(paths.state.is_file, proc, log)
+                else:
+                    _wait(lambda log=log: _lines(log, "resuming") > 0, proc, log)
+                if kind == "epoch":
+                    target = _lines(log, "epoch ") + rng.randint(0, 2)
+                    _wait(lambda log=log, target=target: _lines(log, "epoch ") >= target, proc, log)
+                    time.sleep(rng.uniform(0.0, 0.05))
+                    os.kill(proc.pid or 0, signal.SIGKILL)
+                else:
+                    _kill_at_a_write(proc, paths.checkpoints, rng.randint(0, 3), log)
+        finally:
+            proc.join(timeout=60)
+            if proc.exitcode is None:
+                proc.kill()
+        assert proc.exitcode == -signal.SIGKILL, f"round {i}: exit {proc.exitcode}\n{log.read_text()}"
+        assert "Traceback" not in log.read_text()
+        if temporaries(paths.checkpoints):  # killed between writing a temporary file and its rename
+            mid_write += 1
+        epoch = _check_after_kill(run, epoch)
+        saved_epochs.append(epoch)
+    assert epoch < EPOCHS, "the kills came too late: the run had already finished"
+    # Seven kills aim at a write (an fsync'd file takes milliseconds); at least one must land inside.
+    assert mid_write >= 1, "no kill landed between a temporary file and its rename"
+
+    log = tmp_path / "final.txt"
+    proc = ctx.Process(target=cli_child, args=(["train", "--resume", str(run)], str(log)))
+    proc.start()
+    proc.join(timeout=300)
+    text = log.read_text()
+    assert proc.exitcode == 0, text
+    assert "Traceback" not in text
+    assert temporaries(run) == [], "a temporary file was left behind"
+
+    ours, ref = read_weights(paths.weights("last")), read_weights(RunPaths(reference).weights("last"))
+    assert ours.keys() == ref.keys()
+    assert [k for k in ref if not torch.equal(ours[k], ref[k])] == [], "weights differ from the uninterrupted run"
+    best, ref_best = read_weights(paths.weights("best")), read_weights(RunPaths(reference).weights("best"))
+    assert all(torch.equal(best[k], ref_best[k]) for k in ref_best)
+    assert _metrics(run) == _metrics(reference)
+    result, expected = (json.loads((r / "result.json").read_text()) for r in (run, reference))
+    assert (result["test_accuracy"], result["test_loss"], result["epochs"]) == (
+        expected["test_accuracy"],
+        expected["test_loss"],
+        EPOCHS,
+    )
+    counts = Counter(kinds)
+    report(
+        "kill-resume",
+        kills=len(kinds),
+        during_startup=counts["startup"],
+        inside_an_epoch=counts["epoch"],
+        at_a_checkpoint_write=counts["write"],
+        left_a_temporary_file=mid_write,
+        saved_epoch_after_each_kill=",".join(map(str, saved_epochs)),
+        lost_checkpoints=0,
+        final_weights_equal=True,
+    )
