@@ -77,6 +77,10 @@ def _lines(log: Path, prefix: str) -> int:
         return 0
 
 
+def _has_lines(log: Path, prefix: str, count: int) -> Callable[[], bool]:
+    return lambda: _lines(log, prefix) >= count
+
+
 def _kill_at_a_write(proc: BaseProcess, checkpoints: Path, skip: int, log: Path) -> None:
     """Kill `proc` the moment the (skip+1)-th new temporary checkpoint file appears."""
     seen: set[str] = set()
@@ -144,10 +148,10 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path: Path)
                 if i == 0:
                     _wait(paths.state.is_file, proc, log)
                 else:
-                    _wait(lambda log=log: _lines(log, "resuming") > 0, proc, log)
+                    _wait(_has_lines(log, "resuming", 1), proc, log)
                 if kind == "epoch":
                     target = _lines(log, "epoch ") + rng.randint(0, 2)
-                    _wait(lambda log=log, target=target: _lines(log, "epoch ") >= target, proc, log)
+                    _wait(_has_lines(log, "epoch ", target), proc, log)
                     time.sleep(rng.uniform(0.0, 0.05))
                     os.kill(proc.pid or 0, signal.SIGKILL)
                 else:
