@@ -27,7 +27,7 @@ def dump_spec(spec: Spec) -> str:
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined,assignment]
     buf = io.StringIO()
     yaml.dump(spec_data(spec), buf)
     return buf.getvalue()
