@@ -1,6 +1,7 @@
 """Training throughput: the seed's own loop (§3–4) against `cnnspec train`, on the same data.
 
     python benchmarks/train_throughput.py                 # ~2 minutes on a 2-core CPU
+    python benchmarks/train_throughput.py --repeat 3      # medians of 3 back-to-back pairs (steadier on busy cores)
     python benchmarks/train_throughput.py --images 50000 --epochs 3 --data-batches 0   # a CIFAR-10-sized epoch
 
 Both sides train the seed's SmallCNN (specs/small_cnn.yaml is the same network) with SGD
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch intra-op threads for both sides (0: torch's default)"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="measure both sides this many times; report medians")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -223,13 +226,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if hasattr(os, "getloadavg"):  # other processes on the same cores change CPU figures a lot
         where += f" (load average before: {os.getloadavg()[0]:.1f})"
     print(f"SmallCNN, {args.images} synthetic 3×32×32 images, batch {args.batch_size}, {args.epochs} epochs; {where}")
-    figures: dict[str, float] = {}
-    figures["seed_train_images_per_second"] = seed_training(images, labels, args, device)
-    figures["cnnspec_train_images_per_second"] = cnnspec_training(args, device=device.type)
-    figures["train_ratio"] = figures["cnnspec_train_images_per_second"] / figures["seed_train_images_per_second"]
-    figures["seed_data_images_per_second"] = seed_data_path(images, labels, args, device)
-    figures["cnnspec_data_images_per_second"] = cnnspec_data_path(images, labels, args, device)
-    figures["data_ratio"] = figures["cnnspec_data_images_per_second"] / figures["seed_data_images_per_second"]
+    # Each repeat measures seed and cnnspec back to back; the reported figure is the median over
+    # repeats, so a burst of load from other processes skews one pair, not the result.
+    runs: dict[str, list[float]] = {k: [] for k in ("seed_train", "cnnspec_train", "seed_data", "cnnspec_data")}
+    for _ in range(args.repeat):
+        runs["seed_train"].append(seed_training(images, labels, args, device))
+        runs["cnnspec_train"].append(cnnspec_training(args, device=device.type))
+        runs["seed_data"].append(seed_data_path(images, labels, args, device))
+        runs["cnnspec_data"].append(cnnspec_data_path(images, labels, args, device))
+    figures: dict[str, float] = {f"{k}_images_per_second": statistics.median(v) for k, v in runs.items()}
+    figures["train_ratio"] = statistics.median(
+        c / s for s, c in zip(runs["seed_train"], runs["cnnspec_train"], strict=True)
+    )
+    figures["data_ratio"] = statistics.median(
+        c / s for s, c in zip(runs["seed_data"], runs["cnnspec_data"], strict=True)
+    )
     if device.type == "cuda":
         figures["cnnspec_fp32_images_per_second"] = figures["cnnspec_train_images_per_second"]
         figures["cnnspec_fp16_images_per_second"] = cnnspec_training(args, amp="fp16", device="cuda")
