@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +30,30 @@ def _digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a failed write of `path` (a full disk, a read-only or foreign folder) into a CheckpointError.
+
+    Every file of a run is written atomically, so what was there before is unchanged.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint=f"free disk space or make {Path(path).parent} writable; files are replaced whole, so the ones "
+            "already there are intact (a stopped run continues with `cnnspec train --resume RUN`)",
+        ) from None
+
+
 def _write(path: str | Path, data: bytes) -> None:
     """Write a checkpoint atomically; a full disk or a read-only folder is a CheckpointError.
 
     Serialising to bytes first keeps write failures plain OSErrors (torch.save on a full
     disk says only "unexpected pos 576 vs 534"); the old file stays until the new one is complete.
     """
-    try:
+    with writing(path):
         atomic_write_bytes(path, data)
-    except OSError as exc:
-        folder = Path(path).parent
-        raise CheckpointError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            hint=f"the previous checkpoint in {folder} is unchanged; free disk space or make the folder "
-            "writable, then continue with `cnnspec train --resume RUN`",
-        ) from None
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnspec.atomic import atomic_write_with
+from cnnspec.train.checkpoint import writing
 from cnnspec.train.precision import Precision
 from cnnspec.train.sources import Source
 
@@ -98,5 +99,8 @@ def plot_confusion(matrix: torch.Tensor, class_names: list[str], path: Path, tit
                     ax.text(j, i, str(count), ha="center", va="center", color="white" if rows[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    try:
+        with writing(path):
+            atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)

@@ -9,11 +9,13 @@ from typing import Any
 
 from cnnspec.atomic import atomic_write_text, atomic_write_with
 from cnnspec.run import RunPaths
+from cnnspec.train.checkpoint import writing
 
 
 def write_metrics(paths: RunPaths, history: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl (one object per epoch) atomically: a kill never leaves half a line."""
-    atomic_write_text(paths.metrics, "".join(json.dumps(m) + "\n" for m in history))
+    with writing(paths.metrics):
+        atomic_write_text(paths.metrics, "".join(json.dumps(m) + "\n" for m in history))
 
 
 def read_metrics(paths: RunPaths) -> list[dict[str, Any]]:
@@ -24,7 +26,8 @@ def read_metrics(paths: RunPaths) -> list[dict[str, Any]]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    with writing(path):
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -46,8 +49,11 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    try:
+        with writing(path):
+            atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def _safe(name: str) -> str:
@@ -58,15 +64,17 @@ def write_samples(folder: Path, images: list[tuple[Any, int, int]], class_names:
     """Save test images as PNGs named CLASS_idxINDEX.png (for `cnnspec predict RUN/samples`)."""
     from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):
-        old.unlink()
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):
+            old.unlink()
     written = []
     for image, label, index in images:
         array = image.permute(1, 2, 0).numpy()  # (H, W, C) uint8
         pil = Image.fromarray(array[:, :, 0], mode="L") if array.shape[2] == 1 else Image.fromarray(array, mode="RGB")
         path = folder / f"{_safe(class_names[label])}_idx{index}.png"
-        atomic_write_with(path, _png_writer(pil))
+        with writing(path):
+            atomic_write_with(path, _png_writer(pil))
         written.append(path)
     return written
 

@@ -21,6 +21,7 @@ from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.spec.overrides import load_with_overrides, override_spec
 from cnnspec.spec.source import read_spec_text
+from cnnspec.train.checkpoint import writing
 from cnnspec.train.datasets import DataBundle, load_data
 from cnnspec.train.progress import Reporter
 from cnnspec.train.records import write_json, write_samples
@@ -116,7 +117,8 @@ def prepare(
             )
         mean, std = previous.mean, previous.std
     else:
-        _fresh_run_dir(paths, reporter)
+        with writing(root):
+            _fresh_run_dir(paths, reporter)
         mean, std = _normalization(spec, data.train)
     info = RunInfo(
         spec_name=spec.name,
@@ -132,14 +134,16 @@ def prepare(
     if previous is None or previous.spec_hash != info.spec_hash:
         if previous is not None:
             reporter.message(f"resuming {root} with a changed spec (same architecture); spec.yaml updated")
-        paths.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(paths.spec, text)
+        with writing(paths.spec):
+            paths.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(paths.spec, text)
         write_json(paths.info, info.model_dump(mode="json"))
     if previous is None and data.test is not None:
         _samples(paths, data.test, data.class_names)
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(paths.checkpoints)
-    remove_stale_temporaries(paths.root)
+    with writing(paths.checkpoints):
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(paths.checkpoints)
+        remove_stale_temporaries(paths.root)
     return Session(spec, graph, paths, data, info, resumed=previous is not None)
 
 

@@ -136,6 +136,9 @@ class FolderSource:
             batch_sampler=_BatchList(batch_list),
             num_workers=min(self.num_workers, len(batch_list)),
             pin_memory=device.type == "cuda",
+            # The workers draw nothing at random; their base seed must not come from the global RNG,
+            # whose stream (augmentation, dropout) a resumed run has to replay exactly.
+            generator=torch.Generator().manual_seed(0),
         )
         for images, labels in loader:
             yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)

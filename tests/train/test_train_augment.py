@@ -218,3 +218,17 @@ def test_crop_and_flip_in_one_gather_on_uint8() -> None:
         assert plain or mirrored
         kinds.append(mirrored and not plain)
     assert any(kinds) and not all(kinds)
+
+
+def test_evaluation_uses_a_centre_crop_or_resize_to_the_training_size() -> None:
+    images = (torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cpu = torch.device("cpu")
+    crop = BatchAugment([RandomCrop(size=8)], channels=3, mean=None, std=None, num_classes=2, device=cpu)
+    torch.testing.assert_close(crop.normalize(images), images[:, :, 2:10, 2:10].float() / 255)
+    rrc = BatchAugment(
+        [RandomResizedCrop(size=6)], channels=3, mean=[0.5] * 3, std=[0.5] * 3, num_classes=2, device=cpu
+    )
+    expected = (TF.resize(images.float() / 255, [6, 6], antialias=True) - 0.5) / 0.5
+    torch.testing.assert_close(rrc.normalize(images), expected, atol=1e-5, rtol=0)
+    same = BatchAugment([RandomCrop(size=12, padding=2)], channels=3, mean=None, std=None, num_classes=2, device=cpu)
+    assert same.normalize(images).shape == (4, 3, 12, 12)
