@@ -101,14 +101,19 @@ def export_run(run: str | Path, out: str | Path | None = None, which: str = "bes
             f"the model needs {model.ByteSize() / 2**30:.1f} GiB, beyond a single ONNX file's 2 GiB",
             hint="models this large need external data files, which cnnspec export does not write yet",
         )
-    with atomic_path(target) as tmp:
-        onnx.save(model, str(tmp))
-        parity = run_gate(tmp, trained.model, meta, fp16=settings.fp16, where=str(target))
-        # Record the gate's figures in the file itself; the graph is unchanged.
-        meta.parity = {"provider": "CPUExecutionProvider", "batches": [p.to_json() for p in parity]}
-        attach(model, meta)
-        onnx.save(model, str(tmp))
-        size = tmp.stat().st_size
+    try:
+        with atomic_path(target) as tmp:
+            onnx.save(model, str(tmp))
+            parity = run_gate(tmp, trained.model, meta, fp16=settings.fp16, where=str(target))
+            # Record the gate's figures in the file itself; the graph is unchanged.
+            meta.parity = {"provider": "CPUExecutionProvider", "batches": [p.to_json() for p in parity]}
+            attach(model, meta)
+            onnx.save(model, str(tmp))
+            size = tmp.stat().st_size
+    except OSError as exc:  # a full disk or a read-only folder: the old file (if any) is unchanged
+        raise ExportError(
+            f"cannot write {target}: {exc.strerror or exc}", hint="free disk space, or choose a folder with --out"
+        ) from None
     notes = []
     if exported.dynamo_error:
         notes.append(f"the dynamo exporter failed ({exported.dynamo_error}); used the TorchScript exporter")
