@@ -1,0 +1,249 @@
+"""Numerics: a NaN batch, an absurd learning rate, overflowing weights, and AMP's skipped steps.
+
+A bad step stops the run with an error naming its epoch and step; no checkpoint with a
+non-finite number is ever written (every checkpoint is scanned afterwards), and the run
+resumes from the last good epoch to the same end as a run that never failed. Faults are
+injected at a known step through test-side hooks: a NaN pixel in one augmented batch, an
+inf written into a batchnorm buffer, inf gradients from a tensor hook.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from _reliability_helpers import (
+    STEPS_PER_EPOCH,
+    TINY,
+    assert_checkpoints_finite_and_loadable,
+    assert_refused,
+    child_env,
+    cli,
+    report,
+)
+from torch import nn
+
+import cnnspec
+import cnnspec.train.loop as loop
+from cnnspec.errors import TrainingError
+from cnnspec.run import RunPaths
+from cnnspec.train.augment import BatchAugment
+from cnnspec.train.checkpoint import load_state, read_weights
+
+EPOCHS = 4
+STEP_NAMED = re.compile(r"at epoch (\d+), step (\d+)")
+DEFAULT_SCALE = 65536.0  # torch.amp.GradScaler's init_scale; it halves on every skipped step
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    path.write_text(TINY.replace("epochs: 2", f"epochs: {EPOCHS}"), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cnnspec.train(spec, out=tmp_path_factory.mktemp("reference") / "run", progress=False)
+
+
+def _epoch_step(global_step: int) -> tuple[int, int]:
+    return (global_step - 1) // STEPS_PER_EPOCH + 1, (global_step - 1) % STEPS_PER_EPOCH + 1
+
+
+def _named_step(message: str) -> tuple[int, int]:
+    found = STEP_NAMED.search(message)
+    assert found, f"the error does not name the epoch and step: {message}"
+    return int(found.group(1)), int(found.group(2))
+
+
+def _same_weights(run: Path, reference: Path) -> bool:
+    ours, ref = read_weights(RunPaths(run).weights("last")), read_weights(RunPaths(reference).weights("last"))
+    return all(torch.equal(ours[k], ref[k]) for k in ref)
+
+
+def _nan_batch_at(monkeypatch: pytest.MonkeyPatch, global_step: int) -> None:
+    """The `global_step`-th training batch reaches the model with one NaN pixel."""
+    calls = [0]
+
+    class NaNAt(BatchAugment):
+        def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x, y = super().__call__(images, labels)
+            calls[0] += 1
+            if calls[0] == global_step:
+                x = x.clone()
+                x[0, 0, 0, 0] = math.nan
+            return x, y
+
+    monkeypatch.setattr(loop, "BatchAugment", NaNAt)
+
+
+def _after_step(monkeypatch: pytest.MonkeyPatch, global_step: int, damage: Callable[[nn.Module], None]) -> None:
+    """Apply `damage` to the model right after optimizer step `global_step`."""
+    real = loop.Trainer._step
+
+    def step(self: loop.Trainer, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        out = real(self, images, labels)
+        if self.step + 1 == global_step:  # self.step counts the steps before this one
+            damage(self.model)
+        return out
+
+    monkeypatch.setattr(loop.Trainer, "_step", step)
+
+
+def _overflowing_gradients(monkeypatch: pytest.MonkeyPatch, steps: set[int]) -> list[int]:
+    """The first conv's weight gradient is inf at the given backward passes (1-based), as an fp16 overflow is."""
+    real_build = loop.build
+    count = [0]
+
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        count[0] += 1
+        return torch.full_like(grad, math.inf) if count[0] in steps else grad
+
+    def build(graph: object) -> nn.Module:
+        model = real_build(graph)  # type: ignore[arg-type]
+        next(p for p in model.parameters() if p.ndim == 4).register_hook(hook)
+        return model
+
+    monkeypatch.setattr(loop, "build", build)
+    return count
+
+
+def _scan(run: Path) -> int:
+    """Every checkpoint the run holds is finite (and loads); returns how many there are."""
+    return assert_checkpoints_finite_and_loadable(run)
+
+
+def test_a_nan_batch_stops_the_run_naming_the_step(
+    spec: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    global_step = 2 * STEPS_PER_EPOCH + 2  # epoch 3, step 2
+    _nan_batch_at(monkeypatch, global_step)
+    result = cli("train", spec, "--out", run, "--quiet")
+    assert_refused(result, "the loss became non-finite (NaN or inf)", "kept the last checkpoint (epoch 2)")
+    assert _named_step(result.stderr) == _epoch_step(global_step) == (3, 2)
+    assert _scan(run) == 3
+    assert load_state(RunPaths(run).state)["epoch"] == 2
+
+    monkeypatch.undo()  # the data is fixed: resume from epoch 2 ends where a clean run ends
+    assert cli("train", "--resume", run, "--quiet").code == 0
+    assert _same_weights(run, reference)
+    report("nan-batch", injected_at="epoch 3 step 2", named=f"epoch {_named_step(result.stderr)[0]} step 2")
+
+
+def test_an_absurd_learning_rate_stops_the_run_naming_the_step(spec: Path, tmp_path: Path) -> None:
+    """A real `python -m cnnspec` process, as a user would run it."""
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnspec", "train", str(spec), "--out", str(run), "--set", "optimizer.lr=1e6"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "non-finite (NaN or inf)" in proc.stderr and "no checkpoint (none was finished)" in proc.stderr
+    epoch, step = _named_step(proc.stderr)
+    assert epoch == 1
+    assert _scan(run) == 0  # nothing was written: the first epoch never finished
+    report("absurd-lr", lr="1e6", stopped_at=f"epoch {epoch} step {step}", message=proc.stderr.splitlines()[-2])
+
+
+def test_an_absurd_learning_rate_on_resume_keeps_the_good_checkpoints(spec: Path, tmp_path: Path) -> None:
+    """Huge but finite weights are still saved (epoch 3 may survive lr=1e6); the first non-finite
+    step stops the run, and the checkpoint of the epoch before it is the one kept."""
+    run = cnnspec.train(spec, out=tmp_path / "run", overrides=["train.epochs=2"], progress=False)
+    result = cli("train", "--resume", run, "--set", "optimizer.lr=1e6", "--set", "train.epochs=4", "--quiet")
+    epoch, _ = _named_step(result.stderr)
+    assert epoch in (3, 4)
+    assert_refused(result, "non-finite (NaN or inf)", f"kept the last checkpoint (epoch {epoch - 1})")
+    assert load_state(RunPaths(run).state)["epoch"] == epoch - 1
+    assert _scan(run) == 3
+
+
+def test_weights_that_overflow_while_the_loss_stays_finite_stop_the_run(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In training mode batchnorm normalises with the batch's statistics, so an inf in its running
+    variance leaves the loss finite: only the check of the weights themselves catches it."""
+    global_step = STEPS_PER_EPOCH + 3  # epoch 2, step 3
+
+    def poison(model: nn.Module) -> None:
+        bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+        assert bn.running_var is not None
+        bn.running_var[0] = math.inf
+
+    _after_step(monkeypatch, global_step, poison)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError) as info:
+        cnnspec.train(spec, out=run, progress=False)
+    message = info.value.format()
+    assert "the weights became non-finite (NaN or inf)" in message
+    assert _named_step(message) == (2, 3)
+    assert _scan(run) == 3
+    assert load_state(RunPaths(run).state)["epoch"] == 1
+
+
+def test_inf_gradients_without_amp_stop_the_run_naming_the_step(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _overflowing_gradients(monkeypatch, {6})
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError) as info:
+        cnnspec.train(spec, out=run, progress=False)
+    assert _named_step(info.value.format()) == _epoch_step(6) == (2, 2)
+    assert _scan(run) == 3
+    assert load_state(RunPaths(run).state)["epoch"] == 1
+
+
+def _amp_run_with_overflows(
+    spec: Path, out: Path, monkeypatch: pytest.MonkeyPatch, steps: set[int], device: str
+) -> tuple[dict[str, object], list[dict[str, object]], float, str]:
+    seen = _overflowing_gradients(monkeypatch, steps)
+    result = cli("train", spec, "--out", out, "--set", "train.amp=fp16", "--set", f"train.device={device}")
+    assert result.code == 0 and result.exception is None, result.output
+    assert seen[0] == EPOCHS * STEPS_PER_EPOCH  # one backward pass per step
+    run_result = json.loads((out / "result.json").read_text())
+    metrics = [json.loads(line) for line in RunPaths(out).metrics.read_text().splitlines()]
+    scale = float(load_state(RunPaths(out).state)["scaler"]["scale"])
+    return run_result, metrics, scale, result.stderr
+
+
+def test_amp_skipped_steps_are_counted_and_reported_on_cpu(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fp16 autocast and GradScaler run on a CPU too: overflowing steps are skipped, not applied,
+    and counted per epoch (metrics.jsonl, the progress line) and per run (result.json)."""
+    steps = {3, 4, 7}  # epoch 1 steps 3 and 4; epoch 2 step 3
+    result, metrics, scale, stderr = _amp_run_with_overflows(spec, tmp_path / "run", monkeypatch, steps, "cpu")
+    assert result["amp"] == "fp16"
+    assert [m["skipped_steps"] for m in metrics] == [2, 1, 0, 0]
+    assert result["skipped_steps"] == 3
+    assert scale == DEFAULT_SCALE * 0.5**3  # the scaler's own record: halved once per skipped step
+    assert "epoch 1/4" in stderr and "skipped 2" in stderr.splitlines()[0]
+    assert _scan(tmp_path / "run") == 3
+    report("amp-skipped-cpu", injected_overflows=len(steps), counted=result["skipped_steps"], scale=scale)
+
+
+@pytest.mark.gpu
+def test_amp_skipped_steps_are_counted_and_reported_on_a_gpu(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real fp16 on CUDA: the GPU path reads the counts every 20 steps, not every step."""
+    steps = {2, 5, 6, 11}
+    result, metrics, scale, _ = _amp_run_with_overflows(spec, tmp_path / "run", monkeypatch, steps, "cuda")
+    assert str(result["device"]).startswith("cuda")
+    assert [m["skipped_steps"] for m in metrics] == [1, 2, 1, 0]
+    assert result["skipped_steps"] == 4
+    assert scale == DEFAULT_SCALE * 0.5**4
+    assert _scan(tmp_path / "run") == 3
+    report("amp-skipped-gpu", injected_overflows=len(steps), counted=result["skipped_steps"], scale=scale)
