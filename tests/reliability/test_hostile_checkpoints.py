@@ -148,6 +148,8 @@ def test_truncated_safetensors_are_refused(copy_run: Callable[[str], Path]) -> N
         best.write_bytes(blob[:cut])
         with pytest.raises(CheckpointError, match="not a readable safetensors file"):
             read_weights(best)
+        with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+            load_state_dict_file(best)  # the reader of torchvision `weights:` files
     best.write_bytes(blob[: len(blob) // 2])
     assert_refused(cli("export", run), "best.safetensors is not a readable safetensors file", "truncated")
     assert_refused(cli("evaluate", run), "best.safetensors is not a readable safetensors file")
