@@ -99,6 +99,7 @@ def test_enospc_while_writing_fails_cleanly_and_keeps_the_previous_checkpoint(
     assert result.code == 0, result.output
     assert _same_weights(run, reference)
     assert _epochs_in_metrics(run) == [1, 2, 3, 4]
+    report("disk-full-patched", file=target, failed_at="epoch 3", kept="epoch 2", resumed_equal=True)
 
 
 def test_enospc_when_exporting_writes_nothing(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -154,7 +154,7 @@ def test_truncated_safetensors_are_refused(copy_run: Callable[[str], Path]) -> N
     assert_refused(cli("export", run), "best.safetensors is not a readable safetensors file", "truncated")
     assert_refused(cli("evaluate", run), "best.safetensors is not a readable safetensors file")
     assert_refused(cli("train", "--resume", run, "--set", "train.epochs=3", "--quiet"), "best.safetensors")
-    report("truncated-safetensors", cuts=len(cuts) + 3, refused=len(cuts) + 3)
+    report("truncated-safetensors", cuts=len(cuts), reader_refusals=2 * len(cuts), command_refusals=3)
 
 
 def _flip(path: Path, offset: int, bit: int) -> bytes:
@@ -167,6 +167,7 @@ def _flip(path: Path, offset: int, bit: int) -> bytes:
 
 def test_a_bit_flip_in_weights_is_refused_by_export_evaluate_and_resume(copy_run: Callable[[str], Path]) -> None:
     rng = random.Random(7)
+    refusals = 0
     for which in ("best", "last"):
         run = copy_run(f"run-{which}")
         path = RunPaths(run).weights(which)
@@ -178,8 +179,10 @@ def test_a_bit_flip_in_weights_is_refused_by_export_evaluate_and_resume(copy_run
         # Resuming reads the state, but checks the weight files first: a damaged best.safetensors
         # would otherwise surface only at the end of training, when the test set is run.
         assert_refused(cli("train", "--resume", run, "--set", "train.epochs=3", "--quiet"), damaged)
+        refusals += 3
         assert not (run / "model.onnx").exists()
         assert len(RunPaths(run).metrics.read_text().splitlines()) == 2  # nothing was trained on
+    report("bit-flip-commands", flipped_weight_files=2, command_refusals=refusals)
 
 
 def test_a_bit_flip_in_the_training_state_is_refused_by_resume(copy_run: Callable[[str], Path]) -> None:
