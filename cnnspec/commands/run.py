@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def train(
-        spec: Annotated[Path | None, typer.Argument(help="Spec file to train (optional with --resume).")] = None,
+        spec: Annotated[
+            Path | None, typer.Argument(help="Spec file to train (optional with --resume).", metavar="SPEC")
+        ] = None,
         out: Annotated[
             Path | None,
             typer.Option(
@@ -35,11 +37,16 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         resume: Annotated[
-            Path | None, typer.Option("--resume", help="Continue the run in this directory from its last checkpoint.")
+            Path | None,
+            typer.Option(
+                "--resume", metavar="RUN", help="Continue the run in this directory from its last checkpoint."
+            ),
         ] = None,
         overrides: Annotated[
             list[str] | None,
-            typer.Option("--set", help="Override a spec value, e.g. --set optimizer.lr=0.05 (repeatable)."),
+            typer.Option(
+                "--set", metavar="KEY=VALUE", help="Override a spec value, e.g. --set optimizer.lr=0.05 (repeatable)."
+            ),
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ) -> None:
@@ -72,7 +79,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def evaluate(
-        run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.")],
+        run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.", metavar="RUN")],
         which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
         split: Annotated[Split, typer.Option("--split", help="test or val.")] = Split.test,
     ) -> None:
