@@ -1,14 +1,14 @@
 """The run directory: the contract between train, evaluate, export and predict.
 
-    RUN/
-      spec.yaml          the resolved spec that was trained (overrides applied)
-      run.json           RunInfo: hashes, class names, input shape, normalisation, device
-      metrics.jsonl      one object per epoch
-      checkpoints/       last.safetensors, best.safetensors (model weights),
-                         last.state.pt (training state, torch.load(weights_only=True))
-      result.json        test_accuracy, test_loss, best_epoch, epochs, wall_seconds, device, amp
-      curves.png
-      model.onnx         after export
+RUN/
+  spec.yaml          the resolved spec that was trained (overrides applied)
+  run.json           RunInfo: hashes, class names, input shape, normalisation, device
+  metrics.jsonl      one object per epoch
+  checkpoints/       last.safetensors, best.safetensors (model weights),
+                     last.state.pt (training state, torch.load(weights_only=True))
+  result.json        test_accuracy, test_loss, best_epoch, epochs, wall_seconds, device, amp
+  curves.png
+  model.onnx         after export
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ def architecture_hash(spec: Spec) -> str:
 def read_info(run: str | Path) -> RunInfo:
     paths = RunPaths(Path(run))
     if not paths.info.is_file():
-        raise CheckpointError(f"{run} is not a cnnspec run directory (no run.json)", hint="pass the folder `cnnspec train --out` wrote")
+        raise CheckpointError(
+            f"{run} is not a cnnspec run directory (no run.json)", hint="pass the folder `cnnspec train --out` wrote"
+        )
     try:
         return RunInfo.model_validate_json(paths.info.read_text(encoding="utf-8"))
     except ValueError as exc:

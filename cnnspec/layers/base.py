@@ -60,13 +60,15 @@ class LayerKind(StrictModel):
 
     id: str | None = Field(
         None,
-        description="Name of this layer: other layers refer to it in `inputs`; it names the module in state_dict and ONNX.",
+        description="Name of this layer: other layers refer to it in `inputs`; "
+        "it names the module in state_dict and ONNX.",
         pattern=ID_PATTERN,
         max_length=64,
     )
     inputs: list[str] | None = Field(
         None,
-        description="Ids of the layers this one reads; default: the previous layer. Merge kinds (add, concat) take several.",
+        description="Ids of the layers this one reads; default: the previous layer. "
+        "Merge kinds (add, concat) take several.",
         min_length=1,
     )
 

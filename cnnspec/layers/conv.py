@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, Window, fmt_shape, pair, register
 
@@ -176,9 +176,7 @@ class ConvTranspose2d(LayerKind):
         p, op = pair(self.padding), pair(self.output_padding)
         for axis in (0, 1):
             if op[axis] >= max(s[axis], d[axis]):
-                raise ShapeProblem(
-                    "output_padding must be smaller than stride or dilation", field="output_padding"
-                )
+                raise ShapeProblem("output_padding must be smaller than stride or dilation", field="output_padding")
         sizes = []
         notes = []
         for axis, size in ((0, h), (1, w)):
@@ -188,7 +186,9 @@ class ConvTranspose2d(LayerKind):
             )
             sizes.append(out)
         if min(sizes) < 1:
-            raise ShapeProblem(f"conv_transpose2d output would be {sizes[0]}×{sizes[1]}", notes=notes, hint="reduce padding")
+            raise ShapeProblem(
+                f"conv_transpose2d output would be {sizes[0]}×{sizes[1]}", notes=notes, hint="reduce padding"
+            )
         return (self.out_channels, sizes[0], sizes[1])
 
     def params(self, inputs: Sequence[Shape]) -> int:

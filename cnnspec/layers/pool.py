@@ -40,7 +40,8 @@ class _WindowPool(LayerKind):
         w_out, w_note = conv_size(w, k[1], s[1], p[1], d[1], "W", ceil=self.ceil_mode)
         if h_out < 1 or w_out < 1:
             raise ShapeProblem(
-                f"{self.kind} output would be {h_out}×{w_out}: its input {fmt_shape((c, h, w))} is smaller than the window",
+                f"{self.kind} output would be {h_out}×{w_out}: "
+                f"its input {fmt_shape((c, h, w))} is smaller than the window",
                 notes=(h_note, w_note),
                 hint="pool less often, or use a smaller kernel_size",
             )

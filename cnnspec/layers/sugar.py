@@ -37,13 +37,15 @@ class Residual(LayerKind):
         from cnnspec.layers.reshape import Add
 
         scope = expander.child_scope(name)
-        body_out = expander.expand_list(self.body, path + ("body",), scope, prev)
+        body_out = expander.expand_list(self.body, (*path, "body"), scope, prev)
         if self.shortcut == "identity":
             short_out = prev
         elif self.shortcut == "auto":
             short_out = expander.add_node(f"{name}.downsample", Projection(), [prev, body_out], path, scope=None)
         else:
-            short_out = expander.expand_list(self.shortcut, path + ("shortcut",), expander.child_scope(f"{name}.shortcut"), prev)
+            short_out = expander.expand_list(
+                self.shortcut, (*path, "shortcut"), expander.child_scope(f"{name}.shortcut"), prev
+            )
         out = expander.add_node(f"{name}.add", Add(), [body_out, short_out], path, scope=None)
         if self.activation:
             act = {"relu": ReLU, "gelu": GELU, "silu": SiLU, "leaky_relu": LeakyReLU}[self.activation]()
@@ -72,7 +74,8 @@ class Projection(LayerKind):
         strides = [next((s for s in range(1, n + 1) if (n - 1) // s + 1 == t), None) for n, t in sizes]
         if strides[0] is None or strides[1] is None:
             raise ShapeProblem(
-                f"residual body turns {fmt_shape(x)} into {fmt_shape(target)}: no 1×1 conv stride maps one to the other",
+                f"residual body turns {fmt_shape(x)} into {fmt_shape(target)}: "
+                "no 1×1 conv stride maps one to the other",
                 hint="write the shortcut layers yourself",
             )
         return (strides[0], strides[1])
@@ -111,7 +114,9 @@ class Projection(LayerKind):
         stride = self._stride(inputs[0], inputs[1])
         if stride is None:
             return Shortcut()
-        return Shortcut(nn.Conv2d(inputs[0][0], inputs[1][0], 1, stride=stride, bias=False), nn.BatchNorm2d(inputs[1][0]))
+        return Shortcut(
+            nn.Conv2d(inputs[0][0], inputs[1][0], 1, stride=stride, bias=False), nn.BatchNorm2d(inputs[1][0])
+        )
 
 
 @register
@@ -129,9 +134,11 @@ class Repeat(LayerKind):
         for i in range(self.n):
             copy = f"{name}.{i}"
             if single:
-                out = expander.expand_list(self.layers, path + ("layers",), expander.child_scope(name), out, names=[copy])
+                out = expander.expand_list(
+                    self.layers, (*path, "layers"), expander.child_scope(name), out, names=[copy]
+                )
             else:
-                out = expander.expand_list(self.layers, path + ("layers",), expander.child_scope(copy), out)
+                out = expander.expand_list(self.layers, (*path, "layers"), expander.child_scope(copy), out)
         assert out is not None
         return out
 
@@ -158,4 +165,4 @@ class Group(LayerKind):
     layers: list[LayerItem] = Field(description="The layers of the group, in order.", min_length=1)
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
-        return expander.expand_list(self.layers, path + ("layers",), expander.child_scope(name), prev)
+        return expander.expand_list(self.layers, (*path, "layers"), expander.child_scope(name), prev)
