@@ -49,12 +49,23 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+        nproc: Annotated[
+            int | None,
+            typer.Option(
+                "--nproc",
+                min=1,
+                metavar="N",
+                help="Train in N processes on this machine (DDP, launched with torchrun): one per GPU, "
+                "or CPU processes (gloo). data.batch_size is per process. See docs/distributed.md.",
+            ),
+        ] = None,
     ) -> None:
         """Train a spec; writes checkpoints, metrics.jsonl, result.json and curves.png to the run directory."""
         from cnnspec.cli import err, fail
         from cnnspec.cli import out as stdout
         from cnnspec.errors import CnnspecError
         from cnnspec.train import train as run_training
+        from cnnspec.train.distributed import PeerFailed, from_env
         from cnnspec.train.signals import TrainingInterrupted
 
         if spec is None and resume is None:
@@ -64,18 +75,33 @@ def register(app: typer.Typer) -> None:
             err.print("--out and --resume name different folders; a resumed run stays in its own folder", markup=False)
             raise typer.Exit(2)
         try:
+            dist = from_env()
+        except CnnspecError as exc:
+            raise fail(exc) from None
+        if nproc is not None and nproc > 1:
+            if dist.enabled:
+                err.print("--nproc starts torchrun itself; under torchrun leave it out", markup=False)
+                raise typer.Exit(2)
+            raise typer.Exit(_launch(nproc, spec, out, resume, overrides or [], quiet))
+        try:
             run = run_training(
                 spec, out=out, resume=resume, overrides=overrides or [], progress=False if quiet else None
             )
+        except PeerFailed:  # rank 0 failed and printed why
+            raise typer.Exit(1) from None
         except CnnspecError as exc:
+            if not dist.is_main:
+                err.print(f"rank {dist.rank}:", markup=False)
             raise fail(exc) from None
         except TrainingInterrupted as exc:
-            err.print(f"stopped; continue with: cnnspec train --resume {exc.run}", markup=False)
+            if dist.is_main:
+                err.print(f"stopped; continue with: cnnspec train --resume {exc.run}", markup=False)
             raise typer.Exit(130) from None
         except KeyboardInterrupt:  # a second Ctrl-C: stopped without saving
             err.print("aborted", markup=False)
             raise typer.Exit(130) from None
-        _print_result(run, stdout)
+        if dist.is_main:
+            _print_result(run, stdout)
 
     @app.command()
     def evaluate(
@@ -107,6 +133,35 @@ def register(app: typer.Typer) -> None:
             f"wrote {run / 'evaluation.json'} and {run / 'confusion_matrix.png'}",
             markup=False,
         )
+
+
+def _launch(
+    nproc: int, spec: Path | None, out: Path | None, resume: Path | None, overrides: list[str], quiet: bool
+) -> int:
+    """`cnnspec train --nproc N ...`: check the spec here (one clear message for a mistake), then run
+    `torchrun --standalone --nproc_per_node N -m cnnspec train ...` with the other arguments."""
+    from cnnspec.check.checker import check
+    from cnnspec.cli import fail
+    from cnnspec.errors import CnnspecError
+    from cnnspec.train.distributed import launch
+    from cnnspec.train.setup import resolve_spec
+
+    try:
+        check(resolve_spec(spec, resume, overrides)[0])
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    args = ["train"]
+    if spec is not None:
+        args.append(str(spec))
+    if out is not None:
+        args += ["--out", str(out)]
+    if resume is not None:
+        args += ["--resume", str(resume)]
+    for item in overrides:
+        args += ["--set", item]
+    if quiet:
+        args.append("--quiet")
+    return launch(nproc, args)
 
 
 def _print_result(run: Path, console: Console) -> None:

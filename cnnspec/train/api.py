@@ -28,18 +28,23 @@ def train(
 
     Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises
     `cnnspec.train.signals.TrainingInterrupted` (a KeyboardInterrupt) naming the run.
+
+    Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK set, WORLD_SIZE > 1) every process calls this
+    and they train one model with DistributedDataParallel; rank 0 alone reports and writes
+    (docs/distributed.md).
     """
+    from cnnspec.train.distributed import from_env, prepare_shared, process_group
     from cnnspec.train.loop import Trainer
     from cnnspec.train.progress import make_reporter
-    from cnnspec.train.setup import prepare
     from cnnspec.train.signals import StopFlag, stop_on_signals
 
-    reporter = make_reporter(progress)
+    dist = from_env()
+    reporter = make_reporter(progress if dist.is_main else False)
     stop = StopFlag()
     stop.on_request = lambda: reporter.message("stopping after this step to save the state (Ctrl-C again to abort)")
-    with stop_on_signals(stop):
-        session = prepare(spec_or_path, out, resume, overrides, reporter)
-        Trainer(session, reporter, stop).fit()
+    with stop_on_signals(stop), process_group(dist):
+        session = prepare_shared(dist, spec_or_path, out, resume, overrides, reporter)
+        Trainer(session, reporter, stop, dist).fit()
     return session.paths.root
 
 

@@ -5,6 +5,10 @@ seeded with (seed, e); every other random draw (augmentation, dropout, mixup) co
 from torch's global RNG, whose state is saved with each checkpoint. Resuming restores
 weights, optimizer, scaler, RNG and the step count, and skips the batches already done,
 so on a CPU a resumed run ends with the same weights as an uninterrupted one.
+
+Distributed (torchrun): the model trains in DistributedDataParallel, each rank on its shard
+of every epoch (cnnspec.train.distributed); sums are reduced before they are recorded, and
+rank 0 alone writes. One process takes none of those paths.
 """
 
 from __future__ import annotations
@@ -29,7 +33,21 @@ from cnnspec.train.checkpoint import (
     save_state,
     save_weights,
 )
-from cnnspec.train.evaluation import evaluate_model
+from cnnspec.train.distributed import (
+    LOCAL,
+    Dist,
+    all_reduce_sum,
+    any_rank,
+    convert_sync_batchnorm,
+    gather,
+    rank_seed,
+    shard_epoch,
+    shard_split,
+    share,
+    steps_per_epoch,
+    wrap,
+)
+from cnnspec.train.evaluation import EvalResult, evaluate_model
 from cnnspec.train.optim import Schedule, make_optimizer, param_groups
 from cnnspec.train.precision import Precision, resolve
 from cnnspec.train.progress import Reporter
@@ -78,8 +96,9 @@ class EpochTally:
 class Trainer:
     """Trains a Session's model; `fit()` runs to the end (or to early stopping) and returns result.json's data."""
 
-    def __init__(self, session: Session, reporter: Reporter, stop: StopFlag):
+    def __init__(self, session: Session, reporter: Reporter, stop: StopFlag, dist: Dist = LOCAL):
         self.s = session
+        self.dist = dist
         self.spec = session.spec
         assert self.spec.data is not None  # prepare() refuses a spec without data
         self.data_spec = self.spec.data
@@ -88,15 +107,26 @@ class Trainer:
         self.reporter = reporter
         self.stop = stop
         self.precision: Precision = resolve(self.t)
+        if dist.enabled and self.precision.device.type == "cuda":  # this rank's GPU (process_group set it)
+            self.precision = Precision(torch.device("cuda", torch.cuda.current_device()), self.precision.amp)
         device = self.precision.device
 
-        torch.manual_seed(self.t.seed)
+        torch.manual_seed(self.t.seed)  # the same initial weights on every rank
         self.model = build(session.graph).to(device)
         if self.t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if self.t.sync_batchnorm:
+        if self.t.sync_batchnorm and dist.enabled:
+            convert_sync_batchnorm(self.model)
+        elif self.t.sync_batchnorm:
             reporter.message("train.sync_batchnorm only matters in distributed runs; ignored in one process")
+        if dist.rank > 0:  # rank 0 keeps a one-process run's stream; the others draw their own augmentation
+            torch.manual_seed(rank_seed(self.t.seed, dist.rank))
         self.forward: nn.Module = torch.compile(self.model) if self.t.compile else self.model  # type: ignore[assignment]
+        # Evaluation runs the plain module; training runs DistributedDataParallel (wrapped per epoch in _wrap).
+        self.eval_forward = self.forward
+        if dist.enabled and self.t.compile:
+            self.eval_forward = torch.compile(self.model)  # type: ignore[assignment]
+        self._wrapped_for: tuple[bool, ...] | None = None
         self.backbone = [
             self.model.layer(n.id)
             for n in session.graph.nodes
@@ -123,7 +153,8 @@ class Trainer:
         n = len(self.train_source)
         self.batch_size = self.data_spec.batch_size
         # The last partial batch is dropped (a batch of 1 breaks batchnorm); a set smaller than a batch is one batch.
-        self.steps_per_epoch = max(n // self.batch_size, 1)
+        # Distributed: batch_size is per process, and every rank takes the same number of steps.
+        self.steps_per_epoch = steps_per_epoch(n, self.batch_size, dist.world_size)
         self.schedule = Schedule(self.spec.schedule, self.spec.optimizer.lr, self.steps_per_epoch, self.t.epochs)
         info = session.info
         self.num_classes = len(info.class_names)
@@ -152,6 +183,7 @@ class Trainer:
         self.wall = 0.0
         self.skipped_total = 0
         self.stopped_early = False
+        self.stop_agreed = False  # distributed: a stop that every rank has seen (at the end of an epoch)
         self.history: list[dict[str, Any]] = []
         if session.resumed:
             self._restore()
@@ -167,7 +199,8 @@ class Trainer:
             while self.epoch < self.t.epochs and not self.stopped_early:
                 self._train_epoch(self.epoch + 1)
                 self._end_epoch(self.epoch + 1)
-                if self.stop.requested and self.epoch < self.t.epochs and not self.stopped_early:
+                stop = self.stop_agreed if self.dist.enabled else self.stop.requested
+                if stop and self.epoch < self.t.epochs and not self.stopped_early:
                     self.reporter.message(
                         f"interrupted after epoch {self.epoch}; state saved in {self.paths.checkpoints}"
                     )
@@ -185,7 +218,12 @@ class Trainer:
         device = self.precision.device
         self._set_frozen(epoch)
         self.model.train()
-        order = epoch_order(len(self.train_source), self.t.seed, epoch)[: self.steps_per_epoch * self.batch_size]
+        take = self.steps_per_epoch * self.batch_size
+        if self.dist.enabled:
+            self._wrap()
+            order = shard_epoch(self.train_source, self.t.seed, epoch, self.dist, take)
+        else:
+            order = epoch_order(len(self.train_source), self.t.seed, epoch)[:take]
         tally = self.tally
         self.reporter.start_epoch(epoch, self.t.epochs, self.steps_per_epoch, tally.batches)
         sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
@@ -195,7 +233,7 @@ class Trainer:
         seconds_before = tally.seconds
         lr = self.schedule.apply(self.optimizer, self.step)
         while True:
-            if self.stop.requested:
+            if self._stop_now(tally.batches, sync_every):
                 tally.seconds = seconds_before + time.perf_counter() - t0
                 self._interrupt(epoch)
             try:
@@ -203,7 +241,9 @@ class Trainer:
             except StopIteration:
                 break
             except Exception:
-                if self.stop.requested:  # e.g. DataLoader workers killed by the same Ctrl-C
+                # e.g. DataLoader workers killed by the same Ctrl-C (a distributed rank cannot save alone:
+                # torchrun's workers have their own session, so a terminal's Ctrl-C does not reach theirs)
+                if self.stop.requested and not self.dist.enabled:
                     tally.seconds = seconds_before + time.perf_counter() - t0
                     self._interrupt(epoch)
                 raise
@@ -226,15 +266,31 @@ class Trainer:
             if tally.batches % sync_every == 0 or tally.batches == self.steps_per_epoch:
                 self._check_finite(epoch, bad_step, sync_every)
                 seconds = seconds_before + time.perf_counter() - t0
-                self.reporter.update(
+                self.reporter.update(  # distributed: rank 0's shard, images/s of all ranks
                     tally.batches,
                     float(tally.loss_sum) / tally.seen,
                     float(tally.correct) / tally.seen,
-                    tally.seen / max(seconds, 1e-9),
+                    tally.seen * self.dist.world_size / max(seconds, 1e-9),
                 )
         tally.seconds = seconds_before + time.perf_counter() - t0
         self._check_finite(epoch, bad_step, sync_every)
         self.last_lr = lr
+
+    def _stop_now(self, done: int, every: int) -> bool:
+        """Stop before the next step? Ranks agree (every `every` steps) so that they stop at the same one."""
+        if not self.dist.enabled:
+            return self.stop.requested
+        return done % every == 0 and any_rank(self.stop.requested, self.precision.device)
+
+    def _wrap(self) -> None:
+        """(Re)wrap the model in DDP when the set of trainable parameters changed (start, unfreezing):
+        DDP's gradient buckets cover the parameters that required grad when it was built."""
+        trainable = tuple(p.requires_grad for p in self.params)
+        if trainable == self._wrapped_for:
+            return
+        ddp = wrap(self.model, self.precision.device)
+        self.forward = torch.compile(ddp) if self.t.compile else ddp  # type: ignore[assignment]
+        self._wrapped_for = trainable
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimizer step; returns the loss, the number of correct predictions, and 1 if AMP skipped it."""
@@ -292,19 +348,25 @@ class Trainer:
 
     def _end_epoch(self, epoch: int) -> None:
         tally = self.tally
+        loss_sum, correct, seen = float(tally.loss_sum), float(tally.correct), tally.seen
+        if self.dist.enabled:  # all ranks' sums (and whether any rank was asked to stop)
+            loss_sum, correct, all_seen, stops = all_reduce_sum(
+                [tally.loss_sum, tally.correct, tally.seen, float(self.stop.requested)], self.precision.device
+            )
+            seen, self.stop_agreed = int(all_seen), stops > 0
         record: dict[str, Any] = {
             "epoch": epoch,
             "lr": self.last_lr,
-            "train_loss": float(tally.loss_sum) / max(tally.seen, 1),
-            "train_accuracy": float(tally.correct) / max(tally.seen, 1),
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
             "val_loss": None,
             "val_accuracy": None,
-            "images_per_second": tally.seen / max(tally.seconds, 1e-9),
+            "images_per_second": seen / max(tally.seconds, 1e-9),
             "seconds": tally.seconds,
-            "skipped_steps": tally.skipped,
+            "skipped_steps": tally.skipped,  # a skipped step is skipped on every rank: not summed
         }
         if self.val_source is not None:
-            val = self._evaluate(self.val_source)
+            val = self._validate(self.val_source)
             record["val_loss"], record["val_accuracy"] = val.loss, val.accuracy
         self.skipped_total += tally.skipped
         self.epoch = epoch
@@ -320,9 +382,10 @@ class Trainer:
             )
         # metrics.jsonl before the state: a kill between the two leaves a line that resume drops
         # (it keeps the epochs up to the state's), never a saved epoch whose line is lost.
-        write_metrics(self.paths, self.history)
-        if improved:
-            save_weights(self.model, self.paths.weights("best"), {"epoch": str(epoch)})
+        if self.dist.is_main:
+            write_metrics(self.paths, self.history)
+            if improved:
+                save_weights(self.model, self.paths.weights("best"), {"epoch": str(epoch)})
         self._save(epoch)
         self.reporter.end_epoch(record, self.t.epochs)
 
@@ -354,9 +417,21 @@ class Trainer:
                 )
         return better
 
+    def _validate(self, source: Source) -> Any:
+        """Validation; distributed, each rank evaluates its share of the split and the sums are reduced,
+        so every rank sees the same figures (and makes the same best-epoch and early-stopping choices)."""
+        if not self.dist.enabled:
+            return self._evaluate(source)
+        part = self._evaluate(shard_split(source, self.dist))
+        n = len(part.labels)
+        loss_sum, correct, total = all_reduce_sum(
+            [part.loss * n if n else 0.0, int((part.predictions == part.labels).sum()), n], self.precision.device
+        )
+        return EvalResult(loss_sum / total, correct / total, part.predictions, part.labels)
+
     def _evaluate(self, source: Source) -> Any:
         return evaluate_model(
-            self.forward,
+            self.eval_forward,
             source,
             self.augment.normalize,
             batch_size=self.eval_batch_size,
@@ -366,7 +441,7 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def _state(self, epoch: int) -> dict[str, Any]:
+    def _state(self, epoch: int, tally: EpochTally | None = None) -> dict[str, Any]:
         rng: dict[str, Any] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -376,7 +451,8 @@ class Trainer:
             "spec_hash": self.s.info.spec_hash,
             "epoch": epoch,
             "step": self.step,
-            "tally": self.tally.to_state(),
+            "world_size": self.dist.world_size,
+            "tally": (tally or self.tally).to_state(),
             # A copy of the weights: the state alone resumes a run, and can never disagree with them.
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
@@ -392,8 +468,33 @@ class Trainer:
         }
 
     def _save(self, epoch: int) -> None:
+        if not self.dist.enabled:
+            save_weights(self.model, self.paths.weights("last"), {"epoch": str(epoch)})
+            save_state(self.paths.state, self._state(epoch))
+            return
+        # Every rank takes part (the sums and RNG states are collected), rank 0 writes.
+        tally = self.tally
+        sums = all_reduce_sum([tally.loss_sum, tally.correct, tally.seen], self.precision.device)
+        rngs = gather(self._rank_rng())
+        if not self.dist.is_main:
+            return
+        total = EpochTally(
+            tally.batches,
+            int(sums[2]),
+            tally.seconds,
+            tally.skipped,
+            torch.tensor(sums[0], dtype=torch.float64),
+            torch.tensor(int(sums[1]), dtype=torch.int64),
+        )
         save_weights(self.model, self.paths.weights("last"), {"epoch": str(epoch)})
-        save_state(self.paths.state, self._state(epoch))
+        save_state(self.paths.state, {**self._state(epoch, total), "rng_ranks": rngs})
+
+    def _rank_rng(self) -> dict[str, torch.Tensor]:
+        """This rank's random state: the CPU generator's and its own GPU's."""
+        rng = {"cpu": torch.get_rng_state()}
+        if self.precision.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.precision.device)
+        return rng
 
     def _interrupt(self, epoch: int) -> None:
         """Save a mid-epoch state (weights are finite: checked here) and stop with KeyboardInterrupt."""
@@ -404,7 +505,7 @@ class Trainer:
             self.reporter.message(f"interrupted at {where}; state saved in {self.paths.checkpoints}")
         raise TrainingInterrupted(self.paths.root)
 
-    def _restore(self) -> None:
+    def _read_state(self) -> dict[str, Any]:
         state = load_state(self.paths.state)
         # The state carries its own weights, but a damaged best.safetensors would otherwise
         # surface only at the very end (the test run) or in an export: refuse it now.
@@ -415,15 +516,30 @@ class Trainer:
             from cnnspec.errors import CheckpointError
 
             raise CheckpointError(f"{self.paths.state} belongs to a different architecture than {self.paths.spec}")
+        return state
+
+    def _restore(self) -> None:
+        # Distributed: rank 0 reads the run directory (the others may be on machines without it) and sends the state.
+        state = share(self.dist, self._read_state) if self.dist.enabled else self._read_state()
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if self.dist.rank == 0:
+            torch.set_rng_state(state["rng"]["cpu"])
+            if "cuda" in state["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        else:
+            self._restore_rank_rng(state)
         self.epoch = state["epoch"]
         self.step = state["step"]
         self.tally = EpochTally.from_state(state["tally"], self.precision.device)
+        if self.dist.rank > 0:  # the saved sums are all ranks' together: rank 0 carries them on
+            self.tally.loss_sum.zero_()
+            self.tally.correct.zero_()
+            self.tally.seen = 0
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            self._rescale_progress(saved_world)
         self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
         self.best_loss = state["best_loss"]
         self.stopped_early = state["stopped_early"]
@@ -438,10 +554,38 @@ class Trainer:
         if self.epoch < self.t.epochs and not self.stopped_early:
             self.reporter.message(f"resuming {self.paths.root} at {at} (step {self.step} overall)")
 
+    def _restore_rank_rng(self, state: dict[str, Any]) -> None:
+        """Ranks other than 0 continue their own saved stream; a rank the saving run did not have
+        starts a fresh one derived from (seed, rank, step)."""
+        saved = state.get("rng_ranks") or []
+        if self.dist.rank < len(saved):
+            torch.set_rng_state(saved[self.dist.rank]["cpu"])
+            if "cuda" in saved[self.dist.rank] and self.precision.device.type == "cuda":
+                torch.cuda.set_rng_state(saved[self.dist.rank]["cuda"], self.precision.device)
+        else:
+            torch.manual_seed(rank_seed(self.t.seed, self.dist.rank, state["step"]))
+
+    def _rescale_progress(self, saved_world: int) -> None:
+        """A state saved by N processes, resumed by M: the same images seen, counted in M-process steps.
+
+        Steps of all ranks together read a prefix of the epoch's order (see shard_epoch), so
+        `batches` steps of N processes are `batches·N/M` steps of M; the step count (which the
+        learning-rate schedule reads) restarts from the completed epochs at M processes' steps per epoch.
+        """
+        batches = min(self.tally.batches * saved_world // self.dist.world_size, self.steps_per_epoch)
+        self.tally.batches = batches
+        self.step = self.epoch * self.steps_per_epoch + batches
+        self.reporter.message(
+            f"the checkpoint was written by {saved_world} process(es), this run has {self.dist.world_size}: "
+            f"{self.steps_per_epoch} steps per epoch from now on"
+        )
+
     # --- the end --------------------------------------------------------------------------
 
     def _finish(self) -> dict[str, Any]:
-        """Test the best weights, write result.json and curves.png."""
+        """Test the best weights, write result.json and curves.png (rank 0 alone, with the weights it wrote)."""
+        if not self.dist.is_main:
+            return {}
         best = self.paths.weights("best")
         if best.is_file():
             from cnnspec.train.checkpoint import load_weights
@@ -456,6 +600,7 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "wall_seconds": round(self.wall, 3),
             "device": _device_name(self.precision.device),
+            "processes": self.dist.world_size,
             "amp": self.precision.amp,
             "skipped_steps": self.skipped_total,
             "images_per_second": _mean([m["images_per_second"] for m in self.history]),
