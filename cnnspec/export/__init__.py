@@ -10,9 +10,9 @@ onnxruntime, numpy and Pillow alone.
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
+
+from cnnspec.callable_package import make_callable
 
 __all__ = ["export"]
 
@@ -28,12 +28,4 @@ def export(run: str | Path, out: str | Path | None = None) -> Path:
     return export_run(run, out).path
 
 
-class _CallableModule(types.ModuleType):
-    # Importing any submodule (cnnspec.export.predict, …) binds this package to the name
-    # `cnnspec.export`, hiding the lazy `cnnspec.export` function of cnnspec/__init__.py;
-    # calling the package therefore does what calling that function does.
-    def __call__(self, run: str | Path, out: str | Path | None = None) -> Path:
-        return export(run, out)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, export)
