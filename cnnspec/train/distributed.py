@@ -171,7 +171,7 @@ def prepare_shared(
     from cnnspec.check.checker import check
     from cnnspec.run import RunPaths
     from cnnspec.train.datasets import load_data
-    from cnnspec.train.setup import Session, prepare
+    from cnnspec.train.setup import Session, prepare, resolve_spec
 
     if not dist.enabled:
         return prepare(spec_or_path, out, resume, overrides, reporter)
@@ -179,6 +179,8 @@ def prepare_shared(
 
     def on_main() -> tuple[Spec, Any, bool, str]:
         nonlocal session
+        # What the spec alone rules out is refused before the run directory is touched.
+        check_supported(resolve_spec(spec_or_path, Path(resume) if resume else None, overrides)[0], None, dist)
         session = prepare(spec_or_path, out, resume, overrides, reporter)
         check_supported(session.spec, len(session.data.train), dist)
         return session.spec, session.info, session.resumed, str(session.paths.root)
@@ -195,11 +197,12 @@ def prepare_shared(
     return Session(spec, graph, RunPaths(Path(root)), data, info, resumed)
 
 
-def check_supported(spec: Spec, train_images: int, dist: Dist) -> None:
-    """Refuse, before any step, what a distributed run of this spec cannot do."""
+def check_supported(spec: Spec, train_images: int | None, dist: Dist) -> None:
+    """Refuse, before any step, what a distributed run of this spec cannot do (`train_images`: None
+    when the data is not loaded yet)."""
     from cnnspec.train.precision import resolve
 
-    if train_images < dist.world_size:
+    if train_images is not None and train_images < dist.world_size:
         raise DataError(
             f"{train_images} training images cannot be shared by {dist.world_size} processes",
             hint="start fewer processes",
@@ -360,7 +363,12 @@ def launch(nproc: int, cli_args: Sequence[str]) -> int:
     from torch.distributed.run import parse_args, run
 
     args = parse_args(["--standalone", "--nproc_per_node", str(nproc), "-m", "cnnspec", *cli_args])
-    quiet = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.distributed.run")]
+    # torchrun's modules set their loggers' levels themselves: quiet each of them.
+    quiet = [
+        logging.getLogger(name)
+        for name in list(logging.Logger.manager.loggerDict)
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"))
+    ]
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)

@@ -1,0 +1,148 @@
+"""Two processes under torchrun (gloo, CPU) train specs/digits.yaml like one process does.
+
+One chain of real runs (each step needs the previous one's run directory):
+
+1. a one-process reference run, batch 128;
+2. `python -m torch.distributed.run --nproc_per_node=2 -m cnnspec train` with batch 64 per
+   process, i.e. the same GLOBAL batch of 128 and the same 10 steps per epoch (data.batch_size
+   is per process, as in DDP): an audit hook in each worker lists what it writes; rank 1 must
+   write nothing, and the run directory must hold the same files as the one-process run's;
+   test accuracy within 1 point of the reference;
+3. its checkpoint resumed in ONE process with more epochs (2 → 1);
+4. `cnnspec train --resume … --nproc 2` with more epochs again (1 → 2, and --nproc end to end);
+5. `cnnspec.export` of the run (weights without DDP's `module.` prefix, parity gate passed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import torch
+
+import cnnspec
+from cnnspec.run import RunPaths
+from cnnspec.train.checkpoint import load_state, read_weights
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "specs" / "digits.yaml"
+EPOCHS = 8
+AUDIT = Path(__file__).with_name("_audit.py")
+
+
+def _env(tmp_path: Path, watch: Path) -> dict[str, str]:
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    shutil.copy(AUDIT, site / "sitecustomize.py")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(
+        OMP_NUM_THREADS="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONPATH=os.pathsep.join([str(site), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        CNNSPEC_AUDIT_ROOT=str(watch),
+    )
+    return env
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _writes(stdout: str) -> dict[str, list[tuple[str, str]]]:
+    """rank → [(event, path)] from the audit lines; every rank that ran reports `done`."""
+    found: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for line in stdout.splitlines():
+        if line.startswith("CNNSPEC_AUDIT "):
+            _, rank, event, path = line.split(" ", 3)
+            found[rank].append((event, path))
+    return found
+
+
+def _listing(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*")}
+
+
+def _result(run: Path) -> dict:
+    return json.loads((run / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_write_on_rank_0_and_resume_anywhere(tmp_path: Path) -> None:
+    work = tmp_path / "work"  # the workers' current folder; everything they write must land under it
+    work.mkdir()
+    env = _env(tmp_path, work)
+
+    # 1. one process, batch 128
+    single = cnnspec.train(SPEC, out=work / "single", overrides=[f"train.epochs={EPOCHS}"], progress=False)
+
+    # 2. two processes under torchrun, 64 per process = the same global batch
+    ddp = work / "ddp"
+    proc = _run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cnnspec"]
+        + ["train", str(SPEC), "--out", str(ddp), "--quiet"]
+        + ["--set", f"train.epochs={EPOCHS}", "--set", "data.batch_size=64"],
+        cwd=work,
+        env=env,
+    )
+    writes = _writes(proc.stdout)
+    assert set(writes) == {"0", "1"}, proc.stdout[-2000:]  # both workers ran the hook to the end
+    assert writes["1"] == [("done", "-")], f"rank 1 wrote: {writes['1']}"
+    rank0 = {path for event, path in writes["0"] if event != "done"}
+    assert str(ddp / "checkpoints" / "last.state.pt") in rank0
+    assert all(Path(p).is_relative_to(ddp) for p in rank0), sorted(rank0)
+    assert _listing(ddp) == _listing(single)
+    assert proc.stdout.count("test accuracy") == 1  # rank 0 alone reports
+
+    result, reference = _result(ddp), _result(single)
+    assert result["processes"] == 2 and reference["processes"] == 1
+    assert result["epochs"] == EPOCHS
+    assert abs(result["test_accuracy"] - reference["test_accuracy"]) <= 0.01, (result, reference)
+    metrics = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == EPOCHS
+    # Reduced over both ranks: each epoch counts 10 global steps of 128 images, not rank 0's 640.
+    assert [round(m["images_per_second"] * m["seconds"]) for m in metrics] == [1280] * EPOCHS
+
+    paths = RunPaths(ddp)
+    state = load_state(paths.state)
+    assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
+    assert state["step"] == EPOCHS * 10  # 1,293 images // (64 × 2)
+    assert not torch.equal(state["rng_ranks"][0]["cpu"], state["rng_ranks"][1]["cpu"])  # own streams
+    weights = read_weights(paths.weights("best"))
+    assert set(weights) == set(read_weights(RunPaths(single).weights("best")))  # no `module.` prefix
+
+    # 3. resume in one process, two more epochs
+    one = work / "one"
+    shutil.copytree(ddp, one)
+    cnnspec.train(resume=one, overrides=[f"train.epochs={EPOCHS + 2}"], progress=False)
+    resumed = _result(one)
+    assert resumed["epochs"] == EPOCHS + 2 and resumed["processes"] == 1
+    # The step count is restated in one process's steps (1,293 // 64 = 20 per epoch) for the schedule.
+    assert load_state(RunPaths(one).state)["step"] == (EPOCHS + 2) * 20
+    assert resumed["test_accuracy"] >= reference["test_accuracy"] - 0.02
+
+    # 4. and back to two processes with --nproc (the launcher runs torchrun itself)
+    proc = _run(
+        [sys.executable, "-m", "cnnspec", "train", "--resume", str(one), "--nproc", "2", "--quiet"]
+        + ["--set", f"train.epochs={EPOCHS + 3}"],
+        cwd=work,
+        env=env,
+    )
+    assert proc.stdout.count("test accuracy") == 1, proc.stdout
+    writes = _writes(proc.stdout)
+    assert writes["1"] == [("done", "-")], f"rank 1 wrote: {writes['1']}"
+    again = _result(one)
+    assert again["epochs"] == EPOCHS + 3 and again["processes"] == 2
+    state = load_state(RunPaths(one).state)
+    assert state["world_size"] == 2 and state["step"] == (EPOCHS + 3) * 10
+
+    # 5. export takes the DDP-written weights as they are
+    model = cnnspec.export(ddp)
+    assert model.is_file() and model.stat().st_size > 0
