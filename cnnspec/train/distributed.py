@@ -202,6 +202,8 @@ def check_supported(spec: Spec, train_images: int | None, dist: Dist) -> None:
     when the data is not loaded yet)."""
     from cnnspec.train.precision import resolve
 
+    if not dist.enabled:
+        return
     if train_images is not None and train_images < dist.world_size:
         raise DataError(
             f"{train_images} training images cannot be shared by {dist.world_size} processes",
@@ -392,4 +394,3 @@ def launch(nproc: int, cli_args: Sequence[str]) -> int:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)
     return 0
-

@@ -45,7 +45,7 @@ def _install(root: str, rank: str) -> None:
 
     def hook(event: str, args: tuple[object, ...]) -> None:
         if event == "open":
-            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            path, mode, flags = (*args, None, None, None)[:3]
             writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & _WRITE_FLAGS
             )

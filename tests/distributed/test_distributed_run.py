@@ -86,9 +86,11 @@ def test_two_processes_train_like_one_write_on_rank_0_and_resume_anywhere(tmp_pa
     # 2. two processes under torchrun, 64 per process = the same global batch
     ddp = work / "ddp"
     proc = _run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cnnspec"]
-        + ["train", str(SPEC), "--out", str(ddp), "--quiet"]
-        + ["--set", f"train.epochs={EPOCHS}", "--set", "data.batch_size=64"],
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cnnspec"),
+            *("train", str(SPEC), "--out", str(ddp), "--quiet"),
+            *("--set", f"train.epochs={EPOCHS}", "--set", "data.batch_size=64"),
+        ],
         cwd=work,
         env=env,
     )
@@ -130,8 +132,10 @@ def test_two_processes_train_like_one_write_on_rank_0_and_resume_anywhere(tmp_pa
 
     # 4. and back to two processes with --nproc (the launcher runs torchrun itself)
     proc = _run(
-        [sys.executable, "-m", "cnnspec", "train", "--resume", str(one), "--nproc", "2", "--quiet"]
-        + ["--set", f"train.epochs={EPOCHS + 3}"],
+        [
+            *(sys.executable, "-m", "cnnspec", "train", "--resume", str(one), "--nproc", "2", "--quiet"),
+            *("--set", f"train.epochs={EPOCHS + 3}"),
+        ],
         cwd=work,
         env=env,
     )
