@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "specs" / "digits.yaml"
 EPOCHS = 8
 AUDIT = Path(__file__).with_name("_audit.py")
+TRAIN = (sys.executable, "-m", "cnnspec", "train", str(SPEC))
 
 
 def _env(tmp_path: Path, watch: Path) -> dict[str, str]:
@@ -150,3 +153,85 @@ def test_two_processes_train_like_one_write_on_rank_0_and_resume_anywhere(tmp_pa
     # 5. export takes the DDP-written weights as they are
     model = cnnspec.export(ddp)
     assert model.is_file() and model.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_nproc_reports_a_user_error_once_and_writes_nothing(tmp_path: Path) -> None:
+    """Rank 0 refuses SyncBatchNorm on CPUs before touching the run directory; rank 1 stays quiet."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [*TRAIN, "--out", str(out), "--nproc", "2", "--set", "train.sync_batchnorm=true", "--set", "train.device=cpu"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("error: train.sync_batchnorm needs GPUs") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_nproc_saves_once_and_stops_every_rank(tmp_path: Path) -> None:
+    """SIGINT to `cnnspec train --nproc 2`: torchrun passes it on, the ranks agree on the step to stop
+    at, rank 0 saves, everyone exits (a rank left waiting in a collective would hang this test)."""
+    out = tmp_path / "run"
+    log = (tmp_path / "stdout").open("w"), (tmp_path / "stderr").open("w")
+    proc = subprocess.Popen(
+        [*TRAIN, "--out", str(out), "--nproc", "2", "--set", "train.epochs=500"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=log[0],
+        stderr=log[1],
+    )
+    try:
+        metrics = out / "metrics.jsonl"
+        for _ in range(1200):
+            if metrics.is_file() and metrics.read_text().count("\n") >= 2:
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for f in log:
+            f.close()
+    stderr = (tmp_path / "stderr").read_text()
+    assert code == 130, stderr
+    assert stderr.count(f"continue with: cnnspec train --resume {out}") == 1, stderr
+    state = load_state(RunPaths(out).state)
+    assert state["world_size"] == 2 and 2 <= state["epoch"] < 500
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (NCCL): this machine has fewer")
+def test_two_gpus_with_nccl_and_sync_batchnorm(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            *TRAIN,
+            "--out",
+            str(out),
+            "--nproc",
+            "2",
+            "--quiet",
+            *("--set", "train.epochs=4", "--set", "data.batch_size=64"),
+            *("--set", "train.sync_batchnorm=true"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = _result(out)
+    assert result["processes"] == 2 and result["device"].startswith("cuda")
+    assert result["test_accuracy"] > 0.9
+    assert set(read_weights(RunPaths(out).weights("best"))) == set(cnnspec.build(cnnspec.load(SPEC)).state_dict())
