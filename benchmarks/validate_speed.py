@@ -13,6 +13,7 @@ Prints
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
@@ -26,9 +27,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cnnspec_command() -> list[str]:
-    """The installed console script when there is one (what users run), else `python -m cnnspec`."""
-    script = shutil.which("cnnspec")
-    return [script] if script else [sys.executable, "-m", "cnnspec"]
+    """The console script pip installed beside this interpreter (what users run), else `python -m cnnspec`.
+
+    Not a version manager's shim found on PATH first (pyenv's is a bash script that costs a
+    process start of its own): that would time the shim, not cnnspec.
+    """
+    script = Path(sys.executable).parent / "cnnspec"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("cnnspec")
+    return [found] if found else [sys.executable, "-m", "cnnspec"]
+
+
+# As on a user's machine, modules run from cached bytecode: the untimed first run writes the
+# caches even where PYTHONDONTWRITEBYTECODE is set for development (as on our machines).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def timed(cmd: list[str], runs: int) -> tuple[float, float]:
@@ -37,12 +50,12 @@ def timed(cmd: list[str], runs: int) -> tuple[float, float]:
     One untimed run first warms the file cache. CPU time is reported too because wall time
     on a shared machine also counts the time other processes held the cores.
     """
-    subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False)
+    subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False, env=ENV)
     walls, cpus = [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False, env=ENV)
         walls.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
