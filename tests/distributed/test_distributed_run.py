@@ -245,3 +245,45 @@ def test_two_gpus_with_nccl_and_sync_batchnorm(tmp_path: Path) -> None:
     assert result["processes"] == 2 and result["device"].startswith("cuda")
     assert result["test_accuracy"] > 0.9
     assert set(read_weights(RunPaths(out).weights("best"))) == set(cnnspec.build(cnnspec.load(SPEC)).state_dict())
+
+
+@pytest.mark.slow
+def test_image_folder_trains_in_two_processes(tmp_path: Path) -> None:
+    """A streaming dataset: each rank decodes its DistributedSampler shard in its own DataLoader worker."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split, per_class in (("train", 20), ("test", 4)):
+        for c in range(3):
+            folder = tmp_path / "images" / split / f"c{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = (torch.rand(8, 8, generator=gen) * 80 + 80 * c).to(torch.uint8).numpy()
+                Image.fromarray(pixels, mode="L").save(folder / f"{i}.png")
+    spec = tmp_path / "folder.yaml"
+    spec.write_text(
+        "name: folder\n"
+        "model:\n  input: {channels: 1, height: 8, width: 8}\n"
+        "  layers: [{conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}, batchnorm2d, relu, flatten,\n"
+        "           {linear: {out_features: 3}}]\n"
+        f"data: {{dataset: {{name: image_folder, root: {tmp_path / 'images'}}}, batch_size: 8, val_split: 0.2,\n"
+        "       resize: 8, num_workers: 1}\n"
+        "optimizer: {name: sgd, lr: 0.05}\n"
+        "train: {epochs: 2, seed: 0}\n"
+    )
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnspec", "train", str(spec), "--out", str(out), "--nproc", "2", "--quiet"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # 48 training images, 8 per process and step: 3 steps of 16, every image once per epoch.
+    assert [round(m["images_per_second"] * m["seconds"]) for m in metrics] == [48, 48]
+    assert all(m["val_accuracy"] is not None for m in metrics)
+    result = _result(out)
+    assert result["processes"] == 2 and result["test_accuracy"] is not None
