@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnspec.atomic import atomic_write_with
-from cnnspec.train.checkpoint import writing
 from cnnspec.train.precision import Precision
+from cnnspec.train.records import save_figure
 from cnnspec.train.sources import Source
 
 
@@ -98,9 +97,4 @@ def plot_confusion(matrix: torch.Tensor, class_names: list[str], path: Path, tit
                 if count:
                     ax.text(j, i, str(count), ha="center", va="center", color="white" if rows[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    try:
-        with writing(path):
-            atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
