@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Synthetic data, 4 steps per epoch, no validation split (so best.safetensors is written every
 # epoch): a run is mostly checkpoint writes, which is what these tests are about.
+# Epochs of the runs that faults interrupt part-way (TINY itself trains 2).
+LONG_EPOCHS = 4
+
 TINY = """\
 name: tiny
 model:

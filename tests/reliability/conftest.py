@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _reliability_helpers import TINY
+from _reliability_helpers import LONG_EPOCHS, TINY
 
 import cnnspec
 
@@ -51,3 +51,17 @@ def copy_run(trained_run: Path, tmp_path: Path) -> Callable[[str], Path]:
         return target
 
     return make
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny spec trained for LONG_EPOCHS epochs (room for faults in the middle of a run)."""
+    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    path.write_text(TINY.replace("epochs: 2", f"epochs: {LONG_EPOCHS}"), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run of `spec`, to compare damaged-then-resumed runs with."""
+    return cnnspec.train(spec, out=tmp_path_factory.mktemp("reference") / "run", progress=False)

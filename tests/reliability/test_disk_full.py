@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from _reliability_helpers import (
-    TINY,
+    LONG_EPOCHS,
     assert_checkpoints_finite_and_loadable,
     assert_refused,
     cli,
@@ -36,19 +36,7 @@ from cnnspec.run import RunPaths
 from cnnspec.train.checkpoint import load_state, read_weights
 from cnnspec.train.progress import Reporter
 
-EPOCHS = 4
-
-
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
-    path.write_text(TINY.replace("epochs: 2", f"epochs: {EPOCHS}"), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cnnspec.train(spec, out=tmp_path_factory.mktemp("reference") / "run", progress=False)
+EPOCHS = LONG_EPOCHS
 
 
 def _same_weights(run: Path, reference: Path) -> bool:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 from _reliability_helpers import (
+    LONG_EPOCHS,
     STEPS_PER_EPOCH,
-    TINY,
     assert_checkpoints_finite_and_loadable,
     assert_refused,
     child_env,
@@ -37,21 +37,9 @@ from cnnspec.run import RunPaths
 from cnnspec.train.augment import BatchAugment
 from cnnspec.train.checkpoint import load_state, read_weights
 
-EPOCHS = 4
+EPOCHS = LONG_EPOCHS
 STEP_NAMED = re.compile(r"at epoch (\d+), step (\d+)")
 DEFAULT_SCALE = 65536.0  # torch.amp.GradScaler's init_scale; it halves on every skipped step
-
-
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
-    path.write_text(TINY.replace("epochs: 2", f"epochs: {EPOCHS}"), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cnnspec.train(spec, out=tmp_path_factory.mktemp("reference") / "run", progress=False)
 
 
 def _epoch_step(global_step: int) -> tuple[int, int]:
