@@ -169,7 +169,7 @@ def stages(summary: Summary) -> list[Row]:
     return [
         r
         for r in summary.layers
-        if len(r.output_shape) == 3 and r.kind.startswith(("conv", "maxpool", "avgpool")) and r.kind != "shortcut"
+        if len(r.output_shape) == 3 and r.kind.startswith(("conv", "maxpool", "avgpool"))
     ]
 
 

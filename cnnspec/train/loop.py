@@ -130,7 +130,7 @@ class Trainer:
         self.backbone = [
             self.model.layer(n.id)
             for n in session.graph.nodes
-            if n.kind == "torchvision" and getattr(n.layer, "freeze", False)
+            if not n.layer.trainable()  # frozen (a torchvision backbone with freeze: true)
         ]
         if self.t.unfreeze is not None and not self.backbone:
             raise TrainingError(
