@@ -1,10 +1,17 @@
-"""Shared test settings: GPU tests skip (with the reason) where CUDA is absent."""
+"""Shared test settings: GPU tests skip (with the reason) where CUDA is absent; training tests use
+one intra-op thread; hypothesis draws the same examples on every run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Every hypothesis test replays the same examples: a failure is a bug to reproduce, not luck.
+settings.register_profile("cnnspec", derandomize=True, database=None, deadline=None)
+settings.load_profile("cnnspec")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -27,6 +34,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# Folders whose tests train tiny models: they gain nothing from a second intra-op thread, and on a
+# busy 2-core machine two threads spin against each other and run several times slower. torchrun
+# starts workers with OMP_NUM_THREADS=1 and the kill tests' children use one thread too, so the
+# in-process runs they are compared with use the same count.
+ONE_THREAD_FOLDERS = {"train", "reliability", "distributed"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.path.parent.name not in ONE_THREAD_FOLDERS:
+        yield
+        return
+    import torch  # here, not at the top: the torch-free tests must not import it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from _build_helpers import assert_agrees, make_spec, run_with_hooks
 from safetensors.torch import save_file
 from torch import nn
 
@@ -19,6 +18,7 @@ from cnnspec.errors import CheckpointError, ShapeError, SpecError
 from cnnspec.layers.backbone import BACKBONES
 from cnnspec.spec.model import Spec
 from cnnspec.train.checkpoint import save_weights
+from tests.build._build_helpers import assert_agrees, make_spec, run_with_hooks
 
 CHEAP = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x1_0"}
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _build_helpers import assert_agrees, make_spec, run_with_hooks
 
 import cnnspec
 from cnnspec.layers import REGISTRY
 from cnnspec.layers.backbone import BACKBONES
+from tests.build._build_helpers import assert_agrees, make_spec, run_with_hooks
 
 # kind -> (input shape C,H,W; layers; blocks). Each uses non-default parameters where the kind has them.
 EXAMPLES: dict[str, tuple[tuple[int, int, int], str, str]] = {

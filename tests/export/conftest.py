@@ -7,9 +7,9 @@ tests treat these files as read-only (tests that change a run make their own).
 from __future__ import annotations
 
 import pytest
-from _export_helpers import RESIZED_NORMALISED, make_run
 
 from cnnspec.export.exporter import ExportReport, export_run
+from tests.export._export_helpers import RESIZED_NORMALISED, make_run
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

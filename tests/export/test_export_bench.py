@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _export_helpers import TINY_GREY, make_run
 from typer.testing import CliRunner
 
 from cnnspec.cli import app
 from cnnspec.export.bench import bench, time_calls
 from cnnspec.export.exporter import ExportReport
+from tests.export._export_helpers import TINY_GREY, make_run
 
 runner = CliRunner()
 

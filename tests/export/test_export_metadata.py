@@ -9,7 +9,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from _export_helpers import TINY_GREY
 from onnx import TensorProto, helper, numpy_helper
 
 import cnnspec
@@ -18,6 +17,7 @@ from cnnspec.export.fp16 import fp16_weights
 from cnnspec.export.metadata import ModelMetadata, attach, from_props, read_props
 from cnnspec.export.runs import init_run
 from cnnspec.run import load_trained, read_info, spec_hash
+from tests.export._export_helpers import TINY_GREY
 
 
 def test_metadata_round_trips_through_metadata_props() -> None:

@@ -10,7 +10,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from _export_helpers import TINY_GREY, make_run, torch_logits
 from typer.testing import CliRunner
 
 import cnnspec
@@ -22,6 +21,7 @@ from cnnspec.export.metadata import from_props
 from cnnspec.export.onnx_export import to_onnx
 from cnnspec.run import RunPaths, read_info
 from cnnspec.train.checkpoint import save_weights
+from tests.export._export_helpers import TINY_GREY, make_run, torch_logits
 
 runner = CliRunner()
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from _export_helpers import torch_logits, write_image
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -19,6 +18,7 @@ from cnnspec.cli import app
 from cnnspec.export.exporter import ExportReport
 from cnnspec.export.predict import predict
 from cnnspec.export.session import CPU, CUDA, cuda_device_present
+from tests.export._export_helpers import torch_logits, write_image
 
 runner = CliRunner()
 

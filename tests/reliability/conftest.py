@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from _reliability_helpers import LONG_EPOCHS, TINY
 
 import cnnspec
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a second thread, and on busy cores two threads run slower;
-    the kill test's children use one thread too, so in-process and child runs compare exactly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.reliability._reliability_helpers import LONG_EPOCHS, TINY
 
 
 @pytest.fixture(scope="session")

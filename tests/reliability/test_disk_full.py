@@ -19,14 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _reliability_helpers import (
-    LONG_EPOCHS,
-    assert_checkpoints_finite_and_loadable,
-    assert_refused,
-    cli,
-    report,
-    temporaries,
-)
 
 import cnnspec
 import cnnspec.atomic
@@ -35,6 +27,14 @@ from cnnspec.errors import CheckpointError
 from cnnspec.run import RunPaths
 from cnnspec.train.checkpoint import load_state, read_weights
 from cnnspec.train.progress import Reporter
+from tests.reliability._reliability_helpers import (
+    LONG_EPOCHS,
+    assert_checkpoints_finite_and_loadable,
+    assert_refused,
+    cli,
+    report,
+    temporaries,
+)
 
 EPOCHS = LONG_EPOCHS
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _reliability_helpers import assert_refused, cli, report
 
 from cnnspec.errors import CheckpointError
 from cnnspec.run import RunPaths
 from cnnspec.train.checkpoint import load_state, load_state_dict_file, read_weights
+from tests.reliability._reliability_helpers import assert_refused, cli, report
 
 
 class Payload:

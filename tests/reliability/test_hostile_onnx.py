@@ -18,10 +18,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from _reliability_helpers import assert_refused, cli, report
 from PIL import Image
 
 from cnnspec.export.exporter import export_run
+from tests.reliability._reliability_helpers import assert_refused, cli, report
 
 pytestmark = pytest.mark.slow  # one real export (the dynamo exporter) costs several seconds
 

@@ -23,18 +23,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from _reliability_helpers import (
+
+import cnnspec
+from cnnspec.atomic import TMP_PREFIX
+from cnnspec.run import RunPaths, load_trained
+from cnnspec.train.checkpoint import load_state, read_weights
+from tests.reliability._reliability_helpers import (
     TINY,
     assert_checkpoints_finite_and_loadable,
     cli_child,
     report,
     temporaries,
 )
-
-import cnnspec
-from cnnspec.atomic import TMP_PREFIX
-from cnnspec.run import RunPaths, load_trained
-from cnnspec.train.checkpoint import load_state, read_weights
 
 pytestmark = pytest.mark.slow
 

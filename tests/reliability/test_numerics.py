@@ -19,15 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _reliability_helpers import (
-    LONG_EPOCHS,
-    STEPS_PER_EPOCH,
-    assert_checkpoints_finite_and_loadable,
-    assert_refused,
-    child_env,
-    cli,
-    report,
-)
 from torch import nn
 
 import cnnspec
@@ -36,6 +27,15 @@ from cnnspec.errors import TrainingError
 from cnnspec.run import RunPaths
 from cnnspec.train.augment import BatchAugment
 from cnnspec.train.checkpoint import load_state, read_weights
+from tests.reliability._reliability_helpers import (
+    LONG_EPOCHS,
+    STEPS_PER_EPOCH,
+    assert_checkpoints_finite_and_loadable,
+    assert_refused,
+    child_env,
+    cli,
+    report,
+)
 
 EPOCHS = LONG_EPOCHS
 STEP_NAMED = re.compile(r"at epoch (\d+), step (\d+)")

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from review_helpers import SPECS, cnnspec, git, git_repo
 
 from cnnspec.check.checker import check
 from cnnspec.review.diff import diff_graphs, diff_specs, is_named
 from cnnspec.spec.load import load, loads
+from tests.review.review_helpers import SPECS, cnnspec, git, git_repo
 
 SMALL = SPECS / "small_cnn.yaml"
 

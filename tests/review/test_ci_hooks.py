@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from review_helpers import ROOT, SPECS, cli_env, git, git_repo
 
 from cnnspec.spec.source import parse_yaml
+from tests.review.review_helpers import ROOT, SPECS, cli_env, git, git_repo
 
 WORKFLOW = ROOT / "examples" / "github-actions" / "cnnspec.yml"
 HOOKS = ROOT / ".pre-commit-hooks.yaml"

@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from review_helpers import DATA, ROOT, SPECS, cnnspec
 
 from cnnspec.review.fmt import WIDTH, format_text
 from cnnspec.spec.dump import spec_data
 from cnnspec.spec.load import loads
+from tests.review.review_helpers import DATA, ROOT, SPECS, cnnspec
 
 SHIPPED = sorted(SPECS.glob("*.yaml"))
 

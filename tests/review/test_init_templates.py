@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from review_helpers import ROOT, SPECS, cnnspec
 
 from cnnspec.review import templates
 from cnnspec.spec.schema import SCHEMA_ID
+from tests.review.review_helpers import ROOT, SPECS, cnnspec
 
 TEMPLATE_DIR = ROOT / "cnnspec" / "templates"
 SCHEMA_PREFIX = "# yaml-language-server: $schema="

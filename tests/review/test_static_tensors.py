@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from review_helpers import SPECS
 
 from cnnspec.check.checker import check
 from cnnspec.check.graph import Graph
 from cnnspec.layers import REGISTRY
 from cnnspec.layers.backbone import BACKBONES, RESNET_STAGES, resnet_tensors
 from cnnspec.spec.load import loads
+from tests.review.review_helpers import SPECS
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 

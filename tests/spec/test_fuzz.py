@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from spec_fuzzing import DUPLICATE, Written, from_schema, write
 
 from cnnspec.check.checker import analyse
 from cnnspec.errors import CnnspecError, SpecError
 from cnnspec.spec.load import loads
 from cnnspec.spec.source import parse_yaml, read_spec_text
+from tests.spec.spec_fuzzing import DUPLICATE, Written, from_schema, write
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "schemas" / "cnnspec.schema.json").read_text(encoding="utf-8"))

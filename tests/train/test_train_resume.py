@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_helpers import THREADS_ENV
 
 import cnnspec
 from cnnspec.run import RunPaths
 from cnnspec.train.checkpoint import load_state, read_weights
 from cnnspec.train.progress import Reporter
+from tests.train._train_helpers import THREADS_ENV
 
 # 53 steps per epoch; mixup, dropout and random crops make every RNG stream matter.
 SPEC = """\

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_helpers import DIGITS_FAST
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -17,6 +16,7 @@ from cnnspec.errors import CheckpointError, ShapeError, TrainingError
 from cnnspec.run import RunPaths, architecture_hash, load_trained, read_info, spec_hash
 from cnnspec.spec.load import load
 from cnnspec.train.checkpoint import load_state, read_weights
+from tests.train._train_helpers import DIGITS_FAST
 
 METRIC_KEYS = {
     "epoch",
