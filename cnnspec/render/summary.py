@@ -166,11 +166,7 @@ def to_text(summary: Summary) -> Any:
 
 def stages(summary: Summary) -> list[Row]:
     """The rows the plot shows: layers that slide a window over a feature map (conv and pooling)."""
-    return [
-        r
-        for r in summary.layers
-        if len(r.output_shape) == 3 and r.kind.startswith(("conv", "maxpool", "avgpool"))
-    ]
+    return [r for r in summary.layers if len(r.output_shape) == 3 and r.kind.startswith(("conv", "maxpool", "avgpool"))]
 
 
 def plot(summary: Summary, path: str) -> None:

@@ -149,7 +149,7 @@ def nested(block_names: list[str]) -> st.SearchStrategy[Layer]:
 
 @st.composite
 def spec_with_repeating_ids(draw: st.DrawFn) -> dict[str, Any]:
-    blocks = {}
+    blocks: dict[str, Any] = {}
     for name in draw(st.lists(st.sampled_from(["blk", "unit"]), unique=True, max_size=2)):
         # A block's layers may use blocks defined before it (not itself: that is an error).
         blocks[name] = {"layers": draw(layer_list(nested(list(blocks))))}
