@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnspec.spec.model import Spec
+from cnnspec.train.callbacks import Callback, checked
 from cnnspec.train.progress import Reporter
 
 
@@ -17,6 +18,7 @@ def train(
     overrides: Sequence[str] = (),
     *,
     progress: bool | Reporter | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Path:
     """Train a spec and return its run directory.
 
@@ -24,7 +26,9 @@ def train(
     the run in that directory from its last checkpoint (with `spec_or_path` None, its own
     spec.yaml); `overrides` are `KEY=VALUE` strings validated like the file. `progress`: None
     draws a bar on a terminal and plain lines elsewhere, False is silent, a
-    `cnnspec.train.progress.Reporter` receives every update.
+    `cnnspec.train.progress.Reporter` receives every update. `callbacks` are
+    `cnnspec.train.callbacks.Callback` instances whose hooks the loop calls (batches after
+    augmentation, gradients, steps, epochs), on every rank under torchrun.
 
     Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises
     `cnnspec.train.signals.TrainingInterrupted` (a KeyboardInterrupt) naming the run.
@@ -38,13 +42,14 @@ def train(
     from cnnspec.train.progress import make_reporter
     from cnnspec.train.signals import StopFlag, stop_on_signals
 
+    callbacks = checked(callbacks)  # before anything is written
     dist = from_env()
     reporter = make_reporter(progress if dist.is_main else False)
     stop = StopFlag()
     stop.on_request = lambda: reporter.message("stopping after this step to save the state (Ctrl-C again to abort)")
     with stop_on_signals(stop), process_group(dist):
         session = prepare_shared(dist, spec_or_path, out, resume, overrides, reporter)
-        Trainer(session, reporter, stop, dist).fit()
+        Trainer(session, reporter, stop, dist, callbacks).fit()
     return session.paths.root
 
 

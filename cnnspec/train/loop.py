@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from torch import nn
 from cnnspec.build import build
 from cnnspec.errors import TrainingError
 from cnnspec.train.augment import BatchAugment
+from cnnspec.train.callbacks import Callback, CallbackList, Progress, Step, TrainStart
 from cnnspec.train.checkpoint import (
     STATE_FORMAT,
     all_finite,
@@ -50,7 +52,7 @@ from cnnspec.train.distributed import (
 from cnnspec.train.evaluation import EvalResult, evaluate_model
 from cnnspec.train.optim import Schedule, make_optimizer, param_groups
 from cnnspec.train.precision import Precision, resolve
-from cnnspec.train.progress import Reporter
+from cnnspec.train.progress import Reporter, ReporterCallback
 from cnnspec.train.records import plot_curves, read_metrics, write_json, write_metrics
 from cnnspec.train.setup import Session
 from cnnspec.train.signals import StopFlag, TrainingInterrupted
@@ -94,9 +96,20 @@ class EpochTally:
 
 
 class Trainer:
-    """Trains a Session's model; `fit()` runs to the end (or to early stopping) and returns result.json's data."""
+    """Trains a Session's model; `fit()` runs to the end (or to early stopping) and returns result.json's data.
 
-    def __init__(self, session: Session, reporter: Reporter, stop: StopFlag, dist: Dist = LOCAL):
+    `reporter` receives the loop's messages and, through a ReporterCallback, its progress;
+    `callbacks` are called after it (cnnspec.train.callbacks).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        reporter: Reporter,
+        stop: StopFlag,
+        dist: Dist = LOCAL,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
         self.s = session
         self.dist = dist
         self.spec = session.spec
@@ -105,6 +118,7 @@ class Trainer:
         self.t = self.spec.train
         self.paths = session.paths
         self.reporter = reporter
+        self.callbacks = CallbackList([ReporterCallback(reporter), *callbacks])
         self.stop = stop
         self.precision: Precision = resolve(self.t)
         if dist.enabled and self.precision.device.type == "cuda":  # this rank's GPU (process_group set it)
@@ -196,6 +210,20 @@ class Trainer:
         """Train to train.epochs (or early stopping), test the best weights, write result.json."""
         self._started, self._wall_before = time.perf_counter(), self.wall
         try:
+            self.callbacks.on_train_start(
+                TrainStart(
+                    model=self.model,
+                    optimizer=self.optimizer,
+                    run=self.paths.root,
+                    epochs=self.t.epochs,
+                    steps_per_epoch=self.steps_per_epoch,
+                    epoch=self.epoch,
+                    step=self.step,
+                    rank=self.dist.rank,
+                    world_size=self.dist.world_size,
+                    device=self.precision.device,
+                )
+            )
             while self.epoch < self.t.epochs and not self.stopped_early:
                 self._train_epoch(self.epoch + 1)
                 self._end_epoch(self.epoch + 1)
@@ -206,7 +234,9 @@ class Trainer:
                     )
                     raise TrainingInterrupted(self.paths.root)
             self._tick()
-            return self._finish()
+            result = self._finish()
+            self.callbacks.on_train_end(result)
+            return result
         finally:
             self.reporter.close()
 
@@ -225,7 +255,7 @@ class Trainer:
         else:
             order = epoch_order(len(self.train_source), self.t.seed, epoch)[:take]
         tally = self.tally
-        self.reporter.start_epoch(epoch, self.t.epochs, self.steps_per_epoch, tally.batches)
+        self.callbacks.on_epoch_start(epoch, tally.batches)
         sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
         bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         batches = self.train_source.batches(order, self.batch_size, device, start=tally.batches)
@@ -248,8 +278,9 @@ class Trainer:
                     self._interrupt(epoch)
                 raise
             lr = self.schedule.apply(self.optimizer, self.step)
+            step = Step(epoch, tally.batches + 1, self.step + 1)
             try:
-                loss, correct, skipped = self._step(images, labels)
+                loss, correct, skipped = self._step(step, images, labels)
             except torch.OutOfMemoryError:
                 raise TrainingError(
                     f"CUDA ran out of memory at batch size {self.batch_size} (epoch {epoch}, step {tally.batches + 1})",
@@ -263,14 +294,19 @@ class Trainer:
             tally.skipped += skipped
             tally.batches += 1
             self.step += 1
+            self.callbacks.on_step_end(step, self.model, loss)
             if tally.batches % sync_every == 0 or tally.batches == self.steps_per_epoch:
                 self._check_finite(epoch, bad_step, sync_every)
                 seconds = seconds_before + time.perf_counter() - t0
-                self.reporter.update(  # distributed: rank 0's shard, images/s of all ranks
-                    tally.batches,
-                    float(tally.loss_sum) / tally.seen,
-                    float(tally.correct) / tally.seen,
-                    tally.seen * self.dist.world_size / max(seconds, 1e-9),
+                self.callbacks.on_progress(  # distributed: this rank's shard, images/s of all ranks
+                    Progress(
+                        epoch,
+                        tally.batches,
+                        self.steps_per_epoch,
+                        float(tally.loss_sum) / tally.seen,
+                        float(tally.correct) / tally.seen,
+                        tally.seen * self.dist.world_size / max(seconds, 1e-9),
+                    )
                 )
         tally.seconds = seconds_before + time.perf_counter() - t0
         self._check_finite(epoch, bad_step, sync_every)
@@ -292,15 +328,16 @@ class Trainer:
         self.forward = torch.compile(ddp) if self.t.compile else ddp  # type: ignore[assignment]
         self._wrapped_for = trainable
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _step(self, step: Step, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimizer step; returns the loss, the number of correct predictions, and 1 if AMP skipped it."""
-        x, target = self.augment(images, labels)
+        x, target = self.callbacks.on_batch(step, *self.augment(images, labels))
         if self.t.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
             logits = self.forward(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=self.t.label_smoothing)
         self.scaler.scale(loss).backward()
+        self.callbacks.on_after_backward(step, self.model)
         if self.t.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.params, self.t.grad_clip)
@@ -387,7 +424,7 @@ class Trainer:
             if improved:
                 save_weights(self.model, self.paths.weights("best"), {"epoch": str(epoch)})
         self._save(epoch)
-        self.reporter.end_epoch(record, self.t.epochs)
+        self.callbacks.on_epoch_end(record)
 
     def _track_best(self, record: dict[str, Any]) -> bool:
         """Update the best epoch and early stopping; True when this epoch is the new best."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from cnnspec.train.callbacks import Callback, Progress, TrainStart
+
 
 def _fmt_epoch(m: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {m['epoch']}/{epochs}", f"loss {m['train_loss']:.4f}", f"acc {m['train_accuracy']:.4f}"]
@@ -89,6 +91,27 @@ class RichReporter(Reporter):
         if self.task is not None:
             self.progress.stop()
             self.task = None
+
+
+class ReporterCallback(Callback):
+    """The progress display as a callback: forwards the loop's hooks to a Reporter."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.epochs = 0
+        self.steps = 0
+
+    def on_train_start(self, start: TrainStart) -> None:
+        self.epochs, self.steps = start.epochs, start.steps_per_epoch
+
+    def on_epoch_start(self, epoch: int, done: int) -> None:
+        self.reporter.start_epoch(epoch, self.epochs, self.steps, done)
+
+    def on_progress(self, progress: Progress) -> None:
+        self.reporter.update(progress.step, progress.loss, progress.accuracy, progress.images_per_second)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.reporter.end_epoch(record, self.epochs)
 
 
 def make_reporter(progress: bool | Reporter | None) -> Reporter:

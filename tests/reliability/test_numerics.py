@@ -3,12 +3,17 @@
 A bad step stops the run with an error naming its epoch and step; no checkpoint with a
 non-finite number is ever written (every checkpoint is scanned afterwards), and the run
 resumes from the last good epoch to the same end as a run that never failed. Faults are
-injected at a known step through test-side hooks: a NaN pixel in one augmented batch, an
-inf written into a batchnorm buffer, inf gradients from a tensor hook.
+injected at a known step through the trainer's callbacks (cnnspec.train.callbacks), the
+supported hooks a user has too: a NaN pixel in one augmented batch (`on_batch`), an inf
+written into a batchnorm buffer (`on_step_end`), inf gradients (`on_after_backward`).
+Those runs go through `cnnspec.train(callbacks=...)`, so they check the TrainingError the
+CLI would print; exit 1 without a traceback for it is checked by the absurd-lr test, in a
+real `python -m cnnspec` process.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -22,11 +27,11 @@ import torch
 from torch import nn
 
 import cnnspec
-import cnnspec.train.loop as loop
 from cnnspec.errors import TrainingError
 from cnnspec.run import RunPaths
-from cnnspec.train.augment import BatchAugment
+from cnnspec.train.callbacks import Callback, Step
 from cnnspec.train.checkpoint import load_state, read_weights
+from cnnspec.train.progress import PlainReporter
 from tests.reliability._reliability_helpers import (
     LONG_EPOCHS,
     STEPS_PER_EPOCH,
@@ -57,51 +62,46 @@ def _same_weights(run: Path, reference: Path) -> bool:
     return all(torch.equal(ours[k], ref[k]) for k in ref)
 
 
-def _nan_batch_at(monkeypatch: pytest.MonkeyPatch, global_step: int) -> None:
+class NaNBatchAt(Callback):
     """The `global_step`-th training batch reaches the model with one NaN pixel."""
-    calls = [0]
 
-    class NaNAt(BatchAugment):
-        def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x, y = super().__call__(images, labels)
-            calls[0] += 1
-            if calls[0] == global_step:
-                x = x.clone()
-                x[0, 0, 0, 0] = math.nan
-            return x, y
+    def __init__(self, global_step: int) -> None:
+        self.global_step = global_step
+        self.injected: list[Step] = []
 
-    monkeypatch.setattr(loop, "BatchAugment", NaNAt)
+    def on_batch(self, step: Step, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if step.global_step != self.global_step:
+            return images, targets
+        self.injected.append(step)
+        x = images.clone()
+        x[0, 0, 0, 0] = math.nan
+        return x, targets
 
 
-def _after_step(monkeypatch: pytest.MonkeyPatch, global_step: int, damage: Callable[[nn.Module], None]) -> None:
+class DamageAfterStep(Callback):
     """Apply `damage` to the model right after optimizer step `global_step`."""
-    real = loop.Trainer._step
 
-    def step(self: loop.Trainer, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        out = real(self, images, labels)
-        if self.step + 1 == global_step:  # self.step counts the steps before this one
-            damage(self.model)
-        return out
+    def __init__(self, global_step: int, damage: Callable[[nn.Module], None]) -> None:
+        self.global_step, self.damage = global_step, damage
 
-    monkeypatch.setattr(loop.Trainer, "_step", step)
+    def on_step_end(self, step: Step, model: nn.Module, loss: torch.Tensor) -> None:
+        if step.global_step == self.global_step:
+            self.damage(model)
 
 
-def _overflowing_gradients(monkeypatch: pytest.MonkeyPatch, steps: set[int]) -> list[int]:
+class OverflowingGradients(Callback):
     """The first conv's weight gradient is inf at the given backward passes (1-based), as an fp16 overflow is."""
-    real_build = loop.build
-    count = [0]
 
-    def hook(grad: torch.Tensor) -> torch.Tensor:
-        count[0] += 1
-        return torch.full_like(grad, math.inf) if count[0] in steps else grad
+    def __init__(self, steps: set[int]) -> None:
+        self.steps = steps
+        self.backward_passes = 0
 
-    def build(graph: object) -> nn.Module:
-        model = real_build(graph)  # type: ignore[arg-type]
-        next(p for p in model.parameters() if p.ndim == 4).register_hook(hook)
-        return model
-
-    monkeypatch.setattr(loop, "build", build)
-    return count
+    def on_after_backward(self, step: Step, model: nn.Module) -> None:
+        self.backward_passes += 1
+        if self.backward_passes in self.steps:
+            weight = next(p for p in model.parameters() if p.ndim == 4)
+            assert weight.grad is not None
+            weight.grad.fill_(math.inf)
 
 
 def _scan(run: Path) -> int:
@@ -109,22 +109,24 @@ def _scan(run: Path) -> int:
     return assert_checkpoints_finite_and_loadable(run)
 
 
-def test_a_nan_batch_stops_the_run_naming_the_step(
-    spec: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_nan_batch_stops_the_run_naming_the_step(spec: Path, reference: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     global_step = 2 * STEPS_PER_EPOCH + 2  # epoch 3, step 2
-    _nan_batch_at(monkeypatch, global_step)
-    result = cli("train", spec, "--out", run, "--quiet")
-    assert_refused(result, "the loss became non-finite (NaN or inf)", "kept the last checkpoint (epoch 2)")
-    assert _named_step(result.stderr) == _epoch_step(global_step) == (3, 2)
+    nan = NaNBatchAt(global_step)
+    with pytest.raises(TrainingError) as info:
+        cnnspec.train(spec, out=run, progress=False, callbacks=[nan])
+    message = info.value.format()  # what the CLI prints
+    assert "error: the loss became non-finite (NaN or inf)" in message
+    assert "kept the last checkpoint (epoch 2)" in message
+    assert [(s.epoch, s.step) for s in nan.injected] == [_epoch_step(global_step)] == [(3, 2)]
+    assert _named_step(message) == (3, 2)
     assert _scan(run) == 3
     assert load_state(RunPaths(run).state)["epoch"] == 2
 
-    monkeypatch.undo()  # the data is fixed: resume from epoch 2 ends where a clean run ends
+    # The data is fixed: resume from epoch 2 (no callback now) ends where a clean run ends.
     assert cli("train", "--resume", run, "--quiet").code == 0
     assert _same_weights(run, reference)
-    report("nan-batch", injected_at="epoch 3 step 2", named=f"epoch {_named_step(result.stderr)[0]} step 2")
+    report("nan-batch", injected_at="epoch 3 step 2", named=f"epoch {_named_step(message)[0]} step 2")
 
 
 def test_an_absurd_learning_rate_stops_the_run_naming_the_step(spec: Path, tmp_path: Path) -> None:
@@ -158,9 +160,7 @@ def test_an_absurd_learning_rate_on_resume_keeps_the_good_checkpoints(spec: Path
     assert _scan(run) == 3
 
 
-def test_weights_that_overflow_while_the_loss_stays_finite_stop_the_run(
-    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_weights_that_overflow_while_the_loss_stays_finite_stop_the_run(spec: Path, tmp_path: Path) -> None:
     """In training mode batchnorm normalises with the batch's statistics, so an inf in its running
     variance leaves the loss finite: only the check of the weights themselves catches it."""
     global_step = STEPS_PER_EPOCH + 3  # epoch 2, step 3
@@ -170,10 +170,9 @@ def test_weights_that_overflow_while_the_loss_stays_finite_stop_the_run(
         assert bn.running_var is not None
         bn.running_var[0] = math.inf
 
-    _after_step(monkeypatch, global_step, poison)
     run = tmp_path / "run"
     with pytest.raises(TrainingError) as info:
-        cnnspec.train(spec, out=run, progress=False)
+        cnnspec.train(spec, out=run, progress=False, callbacks=[DamageAfterStep(global_step, poison)])
     message = info.value.format()
     assert "the weights became non-finite (NaN or inf)" in message
     assert _named_step(message) == (2, 3)
@@ -181,54 +180,54 @@ def test_weights_that_overflow_while_the_loss_stays_finite_stop_the_run(
     assert load_state(RunPaths(run).state)["epoch"] == 1
 
 
-def test_inf_gradients_without_amp_stop_the_run_naming_the_step(
-    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _overflowing_gradients(monkeypatch, {6})
+def test_inf_gradients_without_amp_stop_the_run_naming_the_step(spec: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     with pytest.raises(TrainingError) as info:
-        cnnspec.train(spec, out=run, progress=False)
+        cnnspec.train(spec, out=run, progress=False, callbacks=[OverflowingGradients({6})])
     assert _named_step(info.value.format()) == _epoch_step(6) == (2, 2)
     assert _scan(run) == 3
     assert load_state(RunPaths(run).state)["epoch"] == 1
 
 
 def _amp_run_with_overflows(
-    spec: Path, out: Path, monkeypatch: pytest.MonkeyPatch, steps: set[int], device: str
+    spec: Path, out: Path, steps: set[int], device: str
 ) -> tuple[dict[str, object], list[dict[str, object]], float, str]:
-    seen = _overflowing_gradients(monkeypatch, steps)
-    result = cli("train", spec, "--out", out, "--set", "train.amp=fp16", "--set", f"train.device={device}")
-    assert result.code == 0 and result.exception is None, result.output
-    assert seen[0] == EPOCHS * STEPS_PER_EPOCH  # one backward pass per step
+    """Train under fp16 AMP with overflowing gradients; the progress lines are the CLI's (PlainReporter)."""
+    overflow = OverflowingGradients(steps)
+    progress = io.StringIO()
+    cnnspec.train(
+        spec,
+        out=out,
+        overrides=["train.amp=fp16", f"train.device={device}"],
+        progress=PlainReporter(progress),
+        callbacks=[overflow],
+    )
+    assert overflow.backward_passes == EPOCHS * STEPS_PER_EPOCH  # one backward pass per step
     run_result = json.loads((out / "result.json").read_text())
     metrics = [json.loads(line) for line in RunPaths(out).metrics.read_text().splitlines()]
     scale = float(load_state(RunPaths(out).state)["scaler"]["scale"])
-    return run_result, metrics, scale, result.stderr
+    return run_result, metrics, scale, progress.getvalue()
 
 
-def test_amp_skipped_steps_are_counted_and_reported_on_cpu(
-    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_amp_skipped_steps_are_counted_and_reported_on_cpu(spec: Path, tmp_path: Path) -> None:
     """fp16 autocast and GradScaler run on a CPU too: overflowing steps are skipped, not applied,
     and counted per epoch (metrics.jsonl, the progress line) and per run (result.json)."""
     steps = {3, 4, 7}  # epoch 1 steps 3 and 4; epoch 2 step 3
-    result, metrics, scale, stderr = _amp_run_with_overflows(spec, tmp_path / "run", monkeypatch, steps, "cpu")
+    result, metrics, scale, lines = _amp_run_with_overflows(spec, tmp_path / "run", steps, "cpu")
     assert result["amp"] == "fp16"
     assert [m["skipped_steps"] for m in metrics] == [2, 1, 0, 0]
     assert result["skipped_steps"] == 3
     assert scale == DEFAULT_SCALE * 0.5**3  # the scaler's own record: halved once per skipped step
-    assert "epoch 1/4" in stderr and "skipped 2" in stderr.splitlines()[0]
+    assert "epoch 1/4" in lines and "skipped 2" in lines.splitlines()[0]
     assert _scan(tmp_path / "run") == 3
     report("amp-skipped-cpu", injected_overflows=len(steps), counted=result["skipped_steps"], scale=scale)
 
 
 @pytest.mark.gpu
-def test_amp_skipped_steps_are_counted_and_reported_on_a_gpu(
-    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_amp_skipped_steps_are_counted_and_reported_on_a_gpu(spec: Path, tmp_path: Path) -> None:
     """Real fp16 on CUDA: the GPU path reads the counts every 20 steps, not every step."""
     steps = {2, 5, 6, 11}
-    result, metrics, scale, _ = _amp_run_with_overflows(spec, tmp_path / "run", monkeypatch, steps, "cuda")
+    result, metrics, scale, _ = _amp_run_with_overflows(spec, tmp_path / "run", steps, "cuda")
     assert str(result["device"]).startswith("cuda")
     assert [m["skipped_steps"] for m in metrics] == [1, 2, 1, 0]
     assert result["skipped_steps"] == 4
