@@ -2,17 +2,28 @@
 
 A reader (or a process killed mid-write) sees the old file or the new one, never a
 half-written one.
+
+Test hook: with CNNSPEC_TEST_STOP_BEFORE_RENAME=NAME:N in the environment, the N-th atomic
+write (in this process) of a file named NAME stops the process with SIGSTOP once the
+temporary file is complete and fsync'd, just before the rename, so a test can kill it at
+exactly that point (tests/reliability/test_kill_resume.py). SIGCONT lets the write finish.
+The hook writes nothing and names no path: it only pauses writes cnnspec makes anyway.
+Unset, it costs one environment lookup per file written. POSIX only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
+STOP_BEFORE_RENAME = "CNNSPEC_TEST_STOP_BEFORE_RENAME"
+_writes: Counter[str] = Counter()  # atomic writes per file name, counted only while the hook is set
 
 
 @contextlib.contextmanager
@@ -31,6 +42,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if STOP_BEFORE_RENAME in os.environ:
+            _stop_if_asked(target.name, os.environ[STOP_BEFORE_RENAME])
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
@@ -51,6 +64,18 @@ def atomic_write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
     """Let `writer` write a temporary file (e.g. safetensors' save_file), then move it into place."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def _stop_if_asked(name: str, setting: str) -> None:
+    """The test hook: SIGSTOP this process at the N-th write of a file named `name` (NAME:N)."""
+    want, sep, nth = setting.rpartition(":")
+    if not sep or not want or not nth.isdigit() or int(nth) < 1:
+        raise ValueError(f"{STOP_BEFORE_RENAME} must be NAME:N (a file name and a count from 1), not {setting!r}")
+    if name != want:
+        return
+    _writes[name] += 1
+    if _writes[name] == int(nth):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -122,12 +122,14 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-def cli_child(args: list[str], log: str) -> None:
-    """`cnnspec ARGS` in a child process (the kill test's target), its output going to `log`.
+def cli_child(args: list[str], log: str, env: dict[str, str] | None = None) -> None:
+    """`cnnspec ARGS` in a child process (the kill test's target), its output going to `log`,
+    with `env` added to its environment (e.g. cnnspec.atomic's STOP_BEFORE_RENAME test hook).
 
     Runs in a process forked from a multiprocessing fork server that imported torch and
     cnnspec once, so twenty children cost seconds, not an interpreter start each.
     """
+    os.environ.update(env or {})
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

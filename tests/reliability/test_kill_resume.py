@@ -1,14 +1,18 @@
-"""SIGKILL at 20 random moments, chained: start → kill → resume → kill → … → resume to the end.
+"""SIGKILL at 20 moments, chained: start → kill → resume → kill → … → resume to the end.
 
-The moments are drawn from a seeded generator: during start-up, at a random point of an
-epoch, and at the k-th checkpoint file being written (the test watches checkpoints/ for the
-atomic writer's `.tmp-` files and kills the moment one appears). After every kill the
-checkpoints verify and load, and nothing already saved is lost; the last resume finishes
-with no temporary file left, and its weights equal an uninterrupted run's, bit for bit.
+The moments are drawn from a seeded generator: during start-up and at a random point of an
+epoch (random delays), and between a file's temporary copy and its rename. For the last
+kind the child runs with cnnspec.atomic's test hook (CNNSPEC_TEST_STOP_BEFORE_RENAME=NAME:1),
+which stops it with SIGSTOP once the temporary file of its first write of NAME is complete;
+the test sees it stopped, checks the files there, and kills it: no race with the writer.
+After every kill the checkpoints verify and load, and nothing already saved is lost; the
+last resume finishes with no temporary file left, and its weights equal an uninterrupted
+run's, bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -25,7 +29,7 @@ import pytest
 import torch
 
 import cnnspec
-from cnnspec.atomic import TMP_PREFIX
+from cnnspec.atomic import STOP_BEFORE_RENAME, TMP_PREFIX
 from cnnspec.run import RunPaths, load_trained
 from cnnspec.train.checkpoint import load_state, read_weights
 from tests.reliability._reliability_helpers import (
@@ -40,6 +44,8 @@ pytestmark = pytest.mark.slow
 
 KILLS = 20
 EPOCHS = 80  # 4 steps and 3 checkpoint files per epoch; the kills use at most ~45 epochs
+# The files every epoch writes, in order; a "write" kill stops the child at one of them.
+EPOCH_FILES = ["metrics.jsonl", "best.safetensors", "last.safetensors", "last.state.pt"]
 SEED = 20
 TIMING = {"seconds", "images_per_second"}
 # Imported once by the fork server; torch._dynamo is what torch.optim imports lazily (4 s).
@@ -81,24 +87,35 @@ def _has_lines(log: Path, prefix: str, count: int) -> Callable[[], bool]:
     return lambda: _lines(log, prefix) >= count
 
 
-def _kill_at_a_write(proc: BaseProcess, checkpoints: Path, skip: int, log: Path) -> None:
-    """Kill `proc` the moment the (skip+1)-th new temporary checkpoint file appears."""
-    seen: set[str] = set()
-    deadline = time.monotonic() + 120.0
-    spins = 0
-    while True:
-        for name in os.listdir(checkpoints):
-            if name.startswith(TMP_PREFIX) and name not in seen:
-                seen.add(name)
-                if len(seen) > skip:
-                    os.kill(proc.pid or 0, signal.SIGKILL)
-                    return
-        spins += 1
-        if spins % 256 == 0:
-            if proc.exitcode is not None:
-                raise AssertionError(f"the run ended before the kill (exit {proc.exitcode}):\n{log.read_text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError("no checkpoint write seen")
+def _stopped(pid: int) -> bool:
+    """True once the process is stopped by a signal (the state field of Linux's /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "T"
+
+
+def _complete(path: Path, name: str) -> None:
+    """`path` holds a whole file of kind `name`: it parses and verifies against its own hash."""
+    if name == "metrics.jsonl":
+        lines = path.read_text().splitlines()
+        assert lines and all(json.loads(line)["epoch"] for line in lines)
+    elif name == "last.state.pt":
+        load_state(path)
+    else:
+        read_weights(path)
+
+
+def _check_stopped_write(folder: Path, name: str, before: bytes | None) -> Path:
+    """The child is stopped between writing `name`'s temporary file and its rename: the temporary
+    file is complete, and `name` itself is the file as it was before the child started (or absent)."""
+    temporary = [p for p in folder.iterdir() if p.name.startswith(f"{TMP_PREFIX}{name}.")]
+    assert len(temporary) == 1, f"no temporary file of {name}: {sorted(p.name for p in folder.iterdir())}"
+    _complete(temporary[0], name)
+    target = folder / name
+    assert (target.read_bytes() if target.exists() else None) == before, f"{name} was changed before its rename"
+    return temporary[0]
 
 
 def _metrics(run: Path) -> list[dict[str, object]]:
@@ -135,13 +152,29 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path: Path)
     saved_epochs: list[int] = []
     mid_write = 0
     epoch = 0
+    stopped_at: list[str] = []
     for i, kind in enumerate(kinds):
         log = tmp_path / f"log{i}.txt"
+        log.touch()  # a child killed at start-up may not have opened it yet
         args = ["train", str(spec), "--out", str(run)] if i == 0 else ["train", "--resume", str(run)]
-        proc = ctx.Process(target=cli_child, args=(args, str(log)))
+        env: dict[str, str] = {}
+        if kind == "write":
+            name = rng.choice(EPOCH_FILES)
+            folder = run if name == "metrics.jsonl" else paths.checkpoints
+            before = (folder / name).read_bytes() if (folder / name).exists() else None
+            env[STOP_BEFORE_RENAME] = f"{name}:1"
+        proc = ctx.Process(target=cli_child, args=(args, str(log), env))
         proc.start()
         try:
-            if kind == "startup":
+            if kind == "write":
+                _wait(functools.partial(_stopped, proc.pid or 0), proc, log)
+                temporary = _check_stopped_write(folder, name, before)
+                os.kill(proc.pid or 0, signal.SIGKILL)
+                proc.join(timeout=60)
+                assert temporary.exists(), "the kill did not leave the temporary file"
+                _check_stopped_write(folder, name, before)  # … nor did it change the file
+                stopped_at.append(name)
+            elif kind == "startup":
                 time.sleep(rng.uniform(0.0, 0.3))
                 os.kill(proc.pid or 0, signal.SIGKILL)
             else:
@@ -149,26 +182,21 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path: Path)
                     _wait(paths.state.is_file, proc, log)
                 else:
                     _wait(_has_lines(log, "resuming", 1), proc, log)
-                if kind == "epoch":
-                    target = _lines(log, "epoch ") + rng.randint(0, 2)
-                    _wait(_has_lines(log, "epoch ", target), proc, log)
-                    time.sleep(rng.uniform(0.0, 0.05))
-                    os.kill(proc.pid or 0, signal.SIGKILL)
-                else:
-                    _kill_at_a_write(proc, paths.checkpoints, rng.randint(0, 3), log)
+                target = _lines(log, "epoch ") + rng.randint(0, 2)
+                _wait(_has_lines(log, "epoch ", target), proc, log)
+                time.sleep(rng.uniform(0.0, 0.05))
+                os.kill(proc.pid or 0, signal.SIGKILL)
         finally:
             proc.join(timeout=60)
             if proc.exitcode is None:
                 proc.kill()
         assert proc.exitcode == -signal.SIGKILL, f"round {i}: exit {proc.exitcode}\n{log.read_text()}"
         assert "Traceback" not in log.read_text()
-        if temporaries(paths.checkpoints):  # killed between writing a temporary file and its rename
+        if temporaries(run):  # killed between writing a temporary file and its rename
             mid_write += 1
         epoch = _check_after_kill(run, epoch)
         saved_epochs.append(epoch)
     assert epoch < EPOCHS, "the kills came too late: the run had already finished"
-    # Seven kills aim at a write (an fsync'd file takes milliseconds); at least one must land inside.
-    assert mid_write >= 1, "no kill landed between a temporary file and its rename"
 
     log = tmp_path / "final.txt"
     proc = ctx.Process(target=cli_child, args=(["train", "--resume", str(run)], str(log)))
@@ -199,6 +227,7 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path: Path)
         inside_an_epoch=counts["epoch"],
         at_a_checkpoint_write=counts["write"],
         left_a_temporary_file=mid_write,
+        stopped_before_renaming=",".join(stopped_at),
         saved_epoch_after_each_kill=",".join(map(str, saved_epochs)),
         lost_checkpoints=0,
         final_weights_equal=True,
