@@ -3,6 +3,7 @@
     python benchmarks/distributed_throughput.py                   # 1 process vs 2, ~1–2 minutes on 2 CPU cores
     python benchmarks/distributed_throughput.py --repeat 3        # medians of 3 back-to-back rounds
     python benchmarks/distributed_throughput.py --nproc 8 --images 50000   # a GPU machine: one process per GPU
+    python benchmarks/distributed_throughput.py --keep runs/bench        # keep the run directories it read
 
 Every run is `cnnspec train specs/small_cnn.yaml` (the seed's SmallCNN, SGD, random crop +
 flip) on CIFAR-shaped (3×32×32) synthetic images, validation off, in a fresh process:
@@ -54,10 +55,12 @@ def _steady(rates: list[float]) -> float:
     return sum(rest) / len(rest)
 
 
-def train_run(args: argparse.Namespace, nproc: int, batch_size: int, threads: int) -> float:
-    """One `cnnspec train` in a fresh process (or `--nproc` processes); training images/s of all of them."""
+def train_run(args: argparse.Namespace, nproc: int, batch_size: int, threads: int, name: str = "run") -> float:
+    """One `cnnspec train` in a fresh process (or `--nproc` processes); training images/s of all of them.
+
+    The run directory is `--keep`/NAME when --keep is given, else a temporary one."""
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
+        run = (args.keep if args.keep is not None else Path(tmp)) / name
         cmd = [sys.executable, "-m", "cnnspec", "train", str(SPEC), "--out", str(run), "--quiet"]
         for item in _overrides(args, batch_size):
             cmd += ["--set", item]
@@ -98,6 +101,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="train.device of every run")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (1 process, then N); medians are reported")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the run directories in this folder (ROUND-1proc, ROUND-Nproc; rounds from 1)"
+    )
     args = parser.parse_args(argv)
     if args.nproc < 2:
         parser.error("--nproc must be at least 2")
@@ -116,9 +122,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ones: list[float] = []
     manys: list[float] = []
     started = time.perf_counter()
-    for _ in range(args.repeat):
-        ones.append(train_run(args, 1, args.batch_size, args.threads))
-        manys.append(train_run(args, args.nproc, per_process, threads_each))
+    for round_ in range(1, args.repeat + 1):
+        ones.append(train_run(args, 1, args.batch_size, args.threads, f"{round_}-1proc"))
+        manys.append(train_run(args, args.nproc, per_process, threads_each, f"{round_}-{args.nproc}proc"))
         print(f"  round: 1 process {ones[-1]:,.0f} img/s, {args.nproc} processes {manys[-1]:,.0f} img/s")
     one, many = statistics.median(ones), statistics.median(manys)
     figures = {
