@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cnnspec.cli import app
+from tests.cli_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "fixtures" / "golden"
@@ -24,9 +23,9 @@ SUFFIX = {"json": "json", "markdown": "md", "text": "txt"}
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of `cnnspec ARGS`; an exception other than a clean exit fails the test."""
     # A fixed width for the text table; piped output is drawn at its natural width anyway.
-    result = CliRunner(env={"COLUMNS": "120"}).invoke(app, list(args))
-    assert "Traceback" not in result.output
+    result = run_cli(*args, env={"COLUMNS": "120"})
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -9,12 +9,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from typer.testing import CliRunner
 
-from cnnspec.cli import app
 from cnnspec.layers import REGISTRY
 from cnnspec.spec.schema import json_schema_text
 from cnnspec.spec.source import parse_yaml, read_spec_text
+from tests.cli_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "schemas" / "cnnspec.schema.json"
@@ -29,11 +28,11 @@ def test_checked_in_schema_is_current() -> None:
 
 
 def test_schema_command_prints_the_checked_in_schema(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["schema"])
+    result = run_cli("schema")
     assert result.exit_code == 0
     assert result.stdout == SCHEMA_FILE.read_text(encoding="utf-8")
     out = tmp_path / "schema.json"
-    assert CliRunner().invoke(app, ["schema", "--out", str(out)]).exit_code == 0
+    assert run_cli("schema", "--out", str(out)).exit_code == 0
     assert out.read_text(encoding="utf-8") == result.stdout
 
 
