@@ -34,6 +34,19 @@ MAX_DIGITS = 100
 
 
 @dataclass
+class ReadCounts:
+    """What reading spec text did, counted as it happens: the work bound of hostile input, without a clock.
+
+    Pass one to `read_spec_text` and `parse_yaml`; the counts add up over the calls.
+    """
+
+    bytes_read: int = 0  # bytes read from the file
+    chars_parsed: int = 0  # characters handed to a YAML parser (both, when libyaml finds a syntax error)
+    events: int = 0  # YAML events consumed
+    nodes_sized: int = 0  # nodes walked to size anchors for the alias budget
+
+
+@dataclass
 class SourceMap:
     """Where each node of a loaded document came from."""
 
@@ -168,19 +181,22 @@ def _c_events(parser_class: Any, text: str) -> Iterator[Any]:
         parser.dispose()
 
 
-def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
+def parse_yaml(text: str, file: str, counts: ReadCounts | None = None) -> tuple[Any, SourceMap]:
     """Parse YAML text into plain data and a SourceMap, refusing hostile input.
 
     libyaml's C parser (about 30× faster) reads the text when it is installed; when it
     finds a syntax error, ruamel.yaml's pure-Python parser reads the text again and words
-    the message, so messages do not depend on what is installed.
+    the message, so messages do not depend on what is installed. `counts`, when given,
+    adds up the work done.
     """
+    counts = ReadCounts() if counts is None else counts
     if "\x00" in text:
         raise SpecError(Diagnostic("the file is binary, not YAML text", Location(file, 1, 1)))
     parser_class = _c_parser()
     if parser_class is not None:
         try:
-            return _build(_c_events(parser_class, text), file)
+            counts.chars_parsed += len(text)
+            return _build(_c_events(parser_class, text), file, counts)
         except SpecError:
             raise  # found in the event stream, which both parsers produce alike (tested)
         except Exception:  # a syntax error: the reference parser below words the message
@@ -189,7 +205,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     # libyaml's does, long before the cut; a syntax error at the cut means the same thing.
     cut = _flow_guard(text)
     try:
-        return _build(_pure_events(text if cut is None else text[:cut]), file)
+        counts.chars_parsed += len(text) if cut is None else cut
+        return _build(_pure_events(text if cut is None else text[:cut]), file, counts)
     except SpecError:
         raise
     except Exception as exc:
@@ -228,7 +245,7 @@ def _syntax_error(exc: Any, file: str, text: str) -> Diagnostic:
     return Diagnostic(f"YAML syntax error: {problem}", where, notes=notes, hint=hint)
 
 
-def _build(events: Iterable[Any], file: str) -> tuple[Any, SourceMap]:
+def _build(events: Iterable[Any], file: str, counts: ReadCounts) -> tuple[Any, SourceMap]:
     """Plain data and positions from a YAML event stream; raises SpecError for what a spec may not hold."""
     source = SourceMap(file)
     values, keys = source.values, source.keys
@@ -241,6 +258,7 @@ def _build(events: Iterable[Any], file: str) -> tuple[Any, SourceMap]:
     documents = 0
 
     for event in events:
+        counts.events += 1
         name = type(event).__name__
         if name in _SKIP:
             if name == "DocumentStartEvent":
@@ -261,7 +279,9 @@ def _build(events: Iterable[Any], file: str) -> tuple[Any, SourceMap]:
         if name in _END:
             container, _, _, _, anchor = stack.pop()
             if anchor:
-                anchors[anchor] = (container, _node_count(container))
+                size = _node_count(container)
+                counts.nodes_sized += size
+                anchors[anchor] = (container, size)
             continue
         # Where the node goes: its path, or a mapping key still to be read.
         top = stack[-1] if stack else None
@@ -340,10 +360,11 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
 
 
-def read_spec_text(path: str | Path) -> str:
+def read_spec_text(path: str | Path, counts: ReadCounts | None = None) -> str:
     """Read a spec file, refusing what cannot be a spec before parsing it.
 
-    At most MAX_FILE_BYTES are read, whatever the file claims to be (/dev/zero, a pipe).
+    At most MAX_FILE_BYTES + 1 bytes are read, whatever the file claims to be (/dev/zero, a
+    pipe); `counts`, when given, adds up the bytes read.
     """
     p = Path(path)
     file = str(path)
@@ -352,6 +373,8 @@ def read_spec_text(path: str | Path) -> str:
             raise SpecError(Diagnostic(f"{file} is a folder, not a spec file", Location(file)))
         with p.open("rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
+        if counts is not None:
+            counts.bytes_read += len(data)
     except FileNotFoundError:
         raise SpecError(Diagnostic(f"no such file: {file}", Location(file))) from None
     except OSError as exc:
