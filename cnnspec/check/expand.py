@@ -330,6 +330,8 @@ class Redirected(SourceMap):
         p = tuple(path)
         for n in range(len(p), 0, -1):
             target = self.redirects.get(p[:n])
+            if target is not None and key and n == len(p):
+                break  # only the value came in as an argument: the key is written in the block
             if target is not None:
-                return super().locate(target + p[n:], key=key and n < len(p))
+                return super().locate(target + p[n:], key=key)
         return super().locate(p, key=key)

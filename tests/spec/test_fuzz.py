@@ -6,15 +6,16 @@
    item duplicated, a value retyped, a key renamed); every error the loader reports is at
    the mutated node (or inside it, or at the mapping that holds it).
 
-Only CnnspecError may escape; anything else fails the test with its traceback. Totals are
-printed (`pytest -s`) for docs/reliability.md.
+The loader's errors (SpecError) are returned; any other exception, a CnnspecError included,
+fails the test with its traceback. Each fuzz test runs its hypothesis search itself and
+asserts that all of its examples ran; figures are printed (`pytest -s`) for docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnnspec.check.checker import analyse
-from cnnspec.errors import CnnspecError, SpecError
+from cnnspec.errors import SpecError
 from cnnspec.spec.load import loads
 from cnnspec.spec.source import parse_yaml, read_spec_text
 from tests.spec.spec_fuzzing import DUPLICATE, Written, from_schema, write
@@ -33,8 +34,9 @@ SCHEMA = json.loads((ROOT / "schemas" / "cnnspec.schema.json").read_text(encodin
 SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
 ORIGINALS = {p.name: parse_yaml(read_spec_text(p), p.name)[0] for p in SPEC_FILES}
 
-SCHEMA_EXAMPLES = 700
-MUTATION_EXAMPLES = 350  # per kind of mutation, four kinds
+# Examples per fuzz test: 700 from the schema, 1,400 mutations (350 per kind of mutation; writing
+# a key twice and duplicating a node share one kind).
+EXAMPLES = {"schema": 700, "drop": 350, "duplicate key": 175, "duplicate item": 175, "retype": 350, "rename": 350}
 FUZZ = settings(
     deadline=None,
     derandomize=True,  # the same examples on every run: a failure is a bug, not luck
@@ -43,6 +45,20 @@ FUZZ = settings(
 )
 Path_ = tuple[Hashable, ...]
 outcomes: Counter[str] = Counter()
+examples: Counter[str] = Counter()  # bodies of each fuzz search run, by EXAMPLES key
+
+
+def run_search(search: Callable[[], None], name: str) -> tuple[int, dict[str, int]]:
+    """Run the hypothesis search `search` (its examples count under `name`): how many ran, and their outcomes.
+
+    Fewer than EXAMPLES[name] fails: a strategy that filters too much or a space too small
+    would otherwise pass having tried little.
+    """
+    ran_before, outcomes_before = examples[name], outcomes.copy()
+    search()
+    ran = examples[name] - ran_before
+    assert ran >= EXAMPLES[name], f"{name}: hypothesis ran {ran} examples, not {EXAMPLES[name]}"
+    return ran, dict(sorted((outcomes - outcomes_before).items()))
 
 
 SCHEMA_MESSAGES = ("unknown key", "missing required key", "unknown layer kind", "unknown augmentation")
@@ -71,16 +87,12 @@ def run(text: str, file: str) -> list[Any]:
 # --- 1. from the JSON Schema --------------------------------------------------------------
 
 
-@pytest.mark.slow
-@settings(FUZZ, max_examples=SCHEMA_EXAMPLES)
+@settings(FUZZ, max_examples=EXAMPLES["schema"])
 @given(from_schema(SCHEMA))
-def test_specs_generated_from_the_schema(data: dict[str, Any]) -> None:
-    outcomes["schema examples"] += 1
+def search_the_schema(data: dict[str, Any]) -> None:
+    examples["schema"] += 1
     written = write(data)
-    try:
-        errors = run(written.text, "generated.yaml")
-    except CnnspecError:  # pragma: no cover - run() returns loader errors; anything else is a bug
-        raise
+    errors = run(written.text, "generated.yaml")  # only the loader's SpecError is caught
     for d in errors:
         assert d.location is not None and d.location.line >= 1, d.format()
         # The schema's vocabulary is the loader's: what one allows, the other knows.
@@ -90,11 +102,10 @@ def test_specs_generated_from_the_schema(data: dict[str, Any]) -> None:
     outcomes["schema: refused by a rule the schema cannot state" if errors else "schema: loaded"] += 1
 
 
-def test_schema_examples_ran() -> None:
-    """Reported after the fuzz test above (pytest runs tests in file order)."""
-    if outcomes["schema examples"]:
-        assert outcomes["schema examples"] >= SCHEMA_EXAMPLES
-        print(f"\nRELIABILITY fuzz from schema: {outcomes['schema examples']} specs, 0 tracebacks; {dict(outcomes)}")
+@pytest.mark.slow
+def test_specs_generated_from_the_schema() -> None:
+    ran, figures = run_search(search_the_schema, "schema")
+    print(f"\nRELIABILITY fuzz from schema: {ran} specs, 0 tracebacks; {figures}")
 
 
 # --- 2. mutations of valid specs ----------------------------------------------------------
@@ -216,24 +227,24 @@ def fuzz_mutation(kind: str, case: tuple[str, Path_, Any]) -> None:
     outcomes[f"mutation: {kind}: refused, at the node" if errors else f"mutation: {kind}: accepted"] += 1
 
 
-@pytest.mark.slow
-@settings(FUZZ, max_examples=MUTATION_EXAMPLES)
+@settings(FUZZ, max_examples=EXAMPLES["drop"])
 @given(mutation_case("drop"))
-def test_drop_a_node(case: tuple[str, Path_, Any]) -> None:
+def search_drop_a_node(case: tuple[str, Path_, Any]) -> None:
+    examples["drop"] += 1
     fuzz_mutation("drop", case)
 
 
-@pytest.mark.slow
-@settings(FUZZ, max_examples=MUTATION_EXAMPLES // 2)
+@settings(FUZZ, max_examples=EXAMPLES["duplicate key"])
 @given(mutation_case("duplicate key"))
-def test_write_a_key_twice(case: tuple[str, Path_, Any]) -> None:
+def search_write_a_key_twice(case: tuple[str, Path_, Any]) -> None:
+    examples["duplicate key"] += 1
     fuzz_mutation("duplicate key", case)
 
 
-@pytest.mark.slow
-@settings(FUZZ, max_examples=MUTATION_EXAMPLES // 2)
+@settings(FUZZ, max_examples=EXAMPLES["duplicate item"])
 @given(mutation_case("duplicate item"))
-def test_duplicate_a_node(case: tuple[str, Path_, Any]) -> None:
+def search_duplicate_a_node(case: tuple[str, Path_, Any]) -> None:
+    examples["duplicate item"] += 1
     name, path, extra = case
     # Only list items can be duplicated as a copy: take the innermost one holding the drawn node.
     items = [path[:i] for i in range(len(path), 0, -1) if isinstance(path[i - 1], int)]
@@ -242,23 +253,47 @@ def test_duplicate_a_node(case: tuple[str, Path_, Any]) -> None:
     fuzz_mutation("duplicate item", (name, items[0], extra))
 
 
-@pytest.mark.slow
-@settings(FUZZ, max_examples=MUTATION_EXAMPLES)
+@settings(FUZZ, max_examples=EXAMPLES["retype"])
 @given(mutation_case("retype"))
-def test_retype_a_node(case: tuple[str, Path_, Any]) -> None:
+def search_retype_a_node(case: tuple[str, Path_, Any]) -> None:
+    examples["retype"] += 1
     fuzz_mutation("retype", case)
 
 
-@pytest.mark.slow
-@settings(FUZZ, max_examples=MUTATION_EXAMPLES)
+@settings(FUZZ, max_examples=EXAMPLES["rename"])
 @given(mutation_case("rename"))
-def test_rename_a_key(case: tuple[str, Path_, Any]) -> None:
+def search_rename_a_key(case: tuple[str, Path_, Any]) -> None:
+    examples["rename"] += 1
     fuzz_mutation("rename", case)
 
 
-def test_fuzz_totals() -> None:
-    """Printed last: the number of examples of this run (slow tests included)."""
-    total = outcomes["schema examples"] + sum(v for k, v in outcomes.items() if k.count(":") == 1 and "mutation" in k)
-    if total:
-        print(f"\nRELIABILITY fuzz total: {total} examples, 0 tracebacks; {dict(sorted(outcomes.items()))}")
-        assert total >= 2000
+MUTATION_SEARCHES = {
+    "drop": search_drop_a_node,
+    "duplicate key": search_write_a_key_twice,
+    "duplicate item": search_duplicate_a_node,
+    "retype": search_retype_a_node,
+    "rename": search_rename_a_key,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(MUTATION_SEARCHES))
+def test_mutations_are_refused_at_the_mutated_node(kind: str) -> None:
+    ran, figures = run_search(MUTATION_SEARCHES[kind], kind)
+    print(f"\nRELIABILITY fuzz mutation {kind}: {ran} specs, 0 tracebacks; {figures}")
+
+
+def test_a_renamed_key_in_a_block_is_located_at_the_key() -> None:
+    """Found by test_mutations_are_refused_at_the_mutated_node[rename]: the key `out_channels:
+    "$out_ch"` renamed inside a block was reported at the argument its value came from."""
+    case = ("deeper_cnn.yaml", ("model", "blocks", "conv_block", "layers", 0, "conv2d", "out_channels"), "colour")
+    written, spots = mutate("rename", *case)
+    errors = run(written.text, "renamed.yaml")
+    assert any(d.message.startswith("unknown key 'colour'") for d in errors)
+    check_located(errors, spots, written.text, "rename in a block")
+
+
+def test_the_fuzz_budget_is_2000_examples() -> None:
+    """What the slow tests above run, each asserting that all of its examples ran."""
+    assert set(EXAMPLES) == {"schema", *MUTATION_SEARCHES}
+    assert sum(EXAMPLES.values()) >= 2000
