@@ -29,7 +29,7 @@ import pytest
 import torch
 
 import cnnspec
-from cnnspec.atomic import STOP_BEFORE_RENAME, TMP_PREFIX
+from cnnspec.atomic import STOP_BEFORE_RENAME, TMP_PREFIX, atomic_write_bytes
 from cnnspec.run import RunPaths, load_trained
 from cnnspec.train.checkpoint import load_state, read_weights
 from tests.reliability._reliability_helpers import (
@@ -107,7 +107,7 @@ def _complete(path: Path, name: str) -> None:
         read_weights(path)
 
 
-def _check_stopped_write(folder: Path, name: str, before: bytes | None) -> Path:
+def _check_stopped_write(folder: Path, name: str, before: bytes | None) -> None:
     """The child is stopped between writing `name`'s temporary file and its rename: the temporary
     file is complete, and `name` itself is the file as it was before the child started (or absent)."""
     temporary = [p for p in folder.iterdir() if p.name.startswith(f"{TMP_PREFIX}{name}.")]
@@ -115,7 +115,6 @@ def _check_stopped_write(folder: Path, name: str, before: bytes | None) -> Path:
     _complete(temporary[0], name)
     target = folder / name
     assert (target.read_bytes() if target.exists() else None) == before, f"{name} was changed before its rename"
-    return temporary[0]
 
 
 def _metrics(run: Path) -> list[dict[str, object]]:
@@ -168,11 +167,10 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path: Path)
         try:
             if kind == "write":
                 _wait(functools.partial(_stopped, proc.pid or 0), proc, log)
-                temporary = _check_stopped_write(folder, name, before)
+                _check_stopped_write(folder, name, before)
                 os.kill(proc.pid or 0, signal.SIGKILL)
                 proc.join(timeout=60)
-                assert temporary.exists(), "the kill did not leave the temporary file"
-                _check_stopped_write(folder, name, before)  # … nor did it change the file
+                _check_stopped_write(folder, name, before)  # the kill left both as they were
                 stopped_at.append(name)
             elif kind == "startup":
                 time.sleep(rng.uniform(0.0, 0.3))
@@ -232,3 +230,17 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path: Path)
         lost_checkpoints=0,
         final_weights_equal=True,
     )
+
+
+@pytest.mark.parametrize("setting", ["last.state.pt", "last.state.pt:0", ":1", "last.state.pt:x"])
+def test_a_malformed_stop_setting_is_refused_and_leaves_the_file_alone(
+    setting: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook never guesses: a setting that is not NAME:N (N ≥ 1) fails the write, which changes nothing."""
+    target = tmp_path / "last.state.pt"
+    target.write_bytes(b"old")
+    monkeypatch.setenv(STOP_BEFORE_RENAME, setting)
+    with pytest.raises(ValueError, match=STOP_BEFORE_RENAME):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert temporaries(tmp_path) == []
