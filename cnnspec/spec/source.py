@@ -118,7 +118,8 @@ def _problem(source: SourceMap, path: PathKey, event: Any, message: str, hint: s
     return str(event.value)
 
 
-def _node_count(value: Any) -> int:
+def _node_count(value: Any, counts: ReadCounts) -> int:
+    """Nodes in `value`, an aliased part each time it appears (what expanding would build); counted as walked."""
     stack, n = [value], 0
     while stack:
         v = stack.pop()
@@ -127,6 +128,7 @@ def _node_count(value: Any) -> int:
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
+    counts.nodes_sized += n
     return n
 
 
@@ -279,9 +281,7 @@ def _build(events: Iterable[Any], file: str, counts: ReadCounts) -> tuple[Any, S
         if name in _END:
             container, _, _, _, anchor = stack.pop()
             if anchor:
-                size = _node_count(container)
-                counts.nodes_sized += size
-                anchors[anchor] = (container, size)
+                anchors[anchor] = (container, _node_count(container, counts))
             continue
         # Where the node goes: its path, or a mapping key still to be read.
         top = stack[-1] if stack else None
