@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import cnnspec
 from cnnspec.errors import TrainingError
 from cnnspec.run import RunPaths
 from cnnspec.train.checkpoint import load_state, read_weights
+from tests.train._observe import Recorder
 
 pytestmark = pytest.mark.gpu
 
@@ -71,19 +73,63 @@ def test_amp_trains_and_keeps_fp32_weights(spec_file: Path, tmp_path: Path, amp:
         assert state["scaler"] == {}  # disabled scaler: nothing to save
 
 
-def test_fp16_resume_continues(spec_file: Path, tmp_path: Path) -> None:
-    run = cnnspec.train(spec_file, out=tmp_path / "r", overrides=["train.amp=fp16", "train.epochs=1"], progress=False)
+def test_fp16_resume_restores_the_grad_scaler(spec_file: Path, tmp_path: Path) -> None:
+    recorder = Recorder(max_steps=1)
+    run = cnnspec.train(
+        spec_file,
+        out=tmp_path / "r",
+        overrides=["train.amp=fp16", "train.epochs=1"],
+        progress=False,
+        callbacks=[recorder],
+    )
+    assert recorder.start is not None
+    steps = recorder.start.steps_per_epoch
+    first = load_state(RunPaths(run).state)["scaler"]
+    assert first["scale"] > 0 and "_growth_tracker" in first  # torch's GradScaler.state_dict(), saved
     cnnspec.train(resume=run, overrides=["train.epochs=2"], progress=False)
     assert _result(run)["epochs"] == 2
+    second = load_state(RunPaths(run).state)["scaler"]
+    skipped = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][1]["skipped_steps"]
+    # GradScaler halves the scale at each skipped step and grows it only after 2,000 good steps in
+    # a row. The restored scaler carries on from `first`; a fresh one would restart at 2**16
+    # with its count of good steps at 0.
+    assert second["scale"] == first["scale"] * 0.5**skipped
+    if skipped == 0:
+        assert second["_growth_tracker"] == first["_growth_tracker"] + steps
 
 
-def test_channels_last_and_compile(spec_file: Path, tmp_path: Path) -> None:
+def test_bf16_autocast_and_channels_last_on_cuda(spec_file: Path, tmp_path: Path) -> None:
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    recorder = Recorder(max_steps=5)
+    cnnspec.train(
+        spec_file,
+        out=tmp_path / "cl",
+        overrides=["train.channels_last=true", "train.epochs=1", "train.amp=bf16"],
+        progress=False,
+        callbacks=[recorder],
+    )
+    # Inside the forward: the first convolution computed in bfloat16 and in channels_last (32 channels).
+    assert len(recorder.steps) == 5
+    assert all(s.conv_dtype == torch.bfloat16 and s.conv_channels_last for s in recorder.steps)
+    assert all(s.logits.dtype == torch.bfloat16 for s in recorder.steps)
+
+
+def test_compile_trains_channels_last_weights(spec_file: Path, tmp_path: Path) -> None:
+    recorder = Recorder(forward_hooks=False)  # the compiled forward is left as it is: only the start is seen
     run = cnnspec.train(
         spec_file,
         out=tmp_path / "c",
         overrides=["train.channels_last=true", "train.compile=true", "train.epochs=1", "train.amp=bf16"],
         progress=False,
+        callbacks=[recorder],
     )
+    assert recorder.start is not None
+    convs = [m for m in recorder.start.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    # The second convolution's weight (64, 32, 3, 3) has two distinct layouts; the first's has 3 input channels.
+    assert convs[1].weight.is_contiguous(memory_format=torch.channels_last) and not convs[1].weight.is_contiguous()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 1 and math.isfinite(metrics[0]["train_loss"])
     assert _result(run)["epochs"] == 1
 
 

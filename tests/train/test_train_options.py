@@ -17,6 +17,7 @@ from cnnspec.run import RunPaths, read_info
 from cnnspec.spec.load import loads
 from cnnspec.train.checkpoint import load_state, read_weights
 from cnnspec.train.progress import PlainReporter, RichReporter
+from tests.train._observe import Recorder
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -26,14 +27,21 @@ def _result(run: Path) -> dict:
 
 
 def test_bf16_autocast_and_channels_last_on_cpu(digits_fast: Path, tmp_path: Path) -> None:
+    recorder = Recorder()
     run = cnnspec.train(
         digits_fast,
         out=tmp_path / "bf16",
         overrides=["train.epochs=1", "train.amp=bf16", "train.channels_last=true", "data.eval_batch_size=50"],
         progress=False,
+        callbacks=[recorder],
     )
     result = _result(run)
     assert result["amp"] == "bf16"
+    # Inside the forward of every training step: the convolution computed in bfloat16, in the
+    # channels_last layout (8 channels of 8×8: the two layouts differ), and so did the head.
+    assert recorder.steps and all(s.conv_dtype == torch.bfloat16 for s in recorder.steps)
+    assert all(s.conv_channels_last for s in recorder.steps)
+    assert all(s.logits.dtype == torch.bfloat16 for s in recorder.steps)
     assert result["test_accuracy"] > 0.3
     weights = read_weights(RunPaths(run).weights("last"))
     assert all(t.dtype in (torch.float32, torch.int64) for t in weights.values())  # master weights stay fp32
@@ -46,21 +54,50 @@ def test_cuda_requested_without_cuda_is_an_error(digits_fast: Path, tmp_path: Pa
         cnnspec.train(digits_fast, out=tmp_path / "cuda", overrides=["train.device=cuda"], progress=False)
 
 
-def test_strong_augmentation_recipe_trains(tmp_path: Path) -> None:
+def mixing_weight(targets: torch.Tensor) -> torch.Tensor | None:
+    """The larger of the two class weights of the batch's mixed rows (one λ per batch), or None if no row is mixed."""
+    top2 = targets.sort(dim=1, descending=True).values[:, :2]
+    mixed = top2[top2[:, 1] > 0]
+    return mixed[:, 0] if len(mixed) else None
+
+
+def test_strong_augmentation_recipe_runs_cutout_mixup_and_cutmix(tmp_path: Path) -> None:
     # The seed's §6 recipe plus cutout, mixup, cutmix and label smoothing, on CIFAR-shaped synthetic data.
+    recorder = Recorder()
     run = cnnspec.train(
         SPECS / "strong_aug.yaml",
         out=tmp_path / "strong",
         overrides=[
             "data.dataset.name=synthetic",
             "data.dataset.num_samples=256",
-            "data.batch_size=64",
+            "data.batch_size=32",
             "train.epochs=2",
             "schedule.warmup_epochs=1",
             "optimizer.decay_norms_and_biases=false",
         ],
         progress=False,
+        callbacks=[recorder],
     )
+    kinds = []
+    with_square = []
+    for s in recorder.steps:
+        # Every batch was mixed: (N, 10) label distributions, with rows that weigh two classes.
+        assert s.targets.shape == (len(s.images), 10)
+        assert torch.allclose(s.targets.sum(dim=1), torch.ones(len(s.images)))
+        lam = mixing_weight(s.targets)
+        assert lam is not None
+        # CutMix weighs the labels by the pasted box's area: whole pixels of the 32×32 image,
+        # multiples of 1/1024. MixUp's λ is drawn from Beta(0.2, 0.2) and almost never is.
+        on_grid = bool(((lam * 1024 - (lam * 1024).round()).abs() < 1e-3).all())
+        kinds.append("cutmix" if on_grid else "mixup")
+        if on_grid:
+            # CutMix copies pixels, so cutout's squares survive it: filled with the dataset mean,
+            # 0 in every channel after normalisation; at least 4×4 pixels of 8×8 (at a corner).
+            filled = (s.images.abs().amax(dim=1) < 1e-4).flatten(1).sum(dim=1)
+            with_square += (filled >= 16).tolist()
+    assert {"cutmix", "mixup"} <= set(kinds), kinds  # torchvision's RandomChoice picks one per batch
+    assert len(with_square) >= 64
+    assert 0.3 <= sum(with_square) / len(with_square) <= 0.7  # cutout's p: 0.5
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 2 and all(np.isfinite(m["train_loss"]) for m in metrics)
     state = load_state(RunPaths(run).state)
