@@ -111,8 +111,9 @@ def test_bf16_autocast_and_channels_last_on_cuda(spec_file: Path, tmp_path: Path
     )
     # Inside the forward: the first convolution computed in bfloat16 and in channels_last (32 channels).
     assert len(recorder.steps) == 5
-    assert all(s.conv_dtype == torch.bfloat16 and s.conv_channels_last for s in recorder.steps)
-    assert all(s.logits.dtype == torch.bfloat16 for s in recorder.steps)
+    assert {s.conv_dtype for s in recorder.steps} == {torch.bfloat16}
+    assert {s.conv_channels_last for s in recorder.steps} == {True}
+    assert {s.logits.dtype for s in recorder.steps} == {torch.bfloat16}
 
 
 def test_compile_trains_channels_last_weights(spec_file: Path, tmp_path: Path) -> None:

@@ -39,9 +39,10 @@ def test_bf16_autocast_and_channels_last_on_cpu(digits_fast: Path, tmp_path: Pat
     assert result["amp"] == "bf16"
     # Inside the forward of every training step: the convolution computed in bfloat16, in the
     # channels_last layout (8 channels of 8×8: the two layouts differ), and so did the head.
-    assert recorder.steps and all(s.conv_dtype == torch.bfloat16 for s in recorder.steps)
-    assert all(s.conv_channels_last for s in recorder.steps)
-    assert all(s.logits.dtype == torch.bfloat16 for s in recorder.steps)
+    assert recorder.steps
+    assert {s.conv_dtype for s in recorder.steps} == {torch.bfloat16}
+    assert {s.conv_channels_last for s in recorder.steps} == {True}
+    assert {s.logits.dtype for s in recorder.steps} == {torch.bfloat16}
     assert result["test_accuracy"] > 0.3
     weights = read_weights(RunPaths(run).weights("last"))
     assert all(t.dtype in (torch.float32, torch.int64) for t in weights.values())  # master weights stay fp32
@@ -54,11 +55,19 @@ def test_cuda_requested_without_cuda_is_an_error(digits_fast: Path, tmp_path: Pa
         cnnspec.train(digits_fast, out=tmp_path / "cuda", overrides=["train.device=cuda"], progress=False)
 
 
-def mixing_weight(targets: torch.Tensor) -> torch.Tensor | None:
-    """The larger of the two class weights of the batch's mixed rows (one λ per batch), or None if no row is mixed."""
+def mixer_of(targets: torch.Tensor) -> str | None:
+    """Which mixer made these (N, K) targets: "cutmix", "mixup", or None when no row mixes two classes.
+
+    CutMix weighs the two labels by the pasted box's area, whole pixels of the 32×32 image:
+    λ·1024 is an integer between 1 and 1023. MixUp's λ is drawn from Beta(0.2, 0.2), which is
+    almost never within 0.001 of one (near 0 or 1 it is, but that mixes nothing visible).
+    """
     top2 = targets.sort(dim=1, descending=True).values[:, :2]
-    mixed = top2[top2[:, 1] > 0]
-    return mixed[:, 0] if len(mixed) else None
+    lam = top2[top2[:, 1] > 0][:, 0] * 1024  # the larger weight of each mixed row, in pixels
+    if len(lam) == 0 or bool((lam > 1024 - 1e-3).all()):
+        return None
+    on_grid = (lam - lam.round()).abs() < 1e-3
+    return "cutmix" if bool(on_grid.all()) else "mixup"
 
 
 def test_strong_augmentation_recipe_runs_cutout_mixup_and_cutmix(tmp_path: Path) -> None:
@@ -81,22 +90,19 @@ def test_strong_augmentation_recipe_runs_cutout_mixup_and_cutmix(tmp_path: Path)
     kinds = []
     with_square = []
     for s in recorder.steps:
-        # Every batch was mixed: (N, 10) label distributions, with rows that weigh two classes.
+        # A mixer ran on every batch: the targets are (N, 10) label distributions, not class indices.
         assert s.targets.shape == (len(s.images), 10)
         assert torch.allclose(s.targets.sum(dim=1), torch.ones(len(s.images)))
-        lam = mixing_weight(s.targets)
-        assert lam is not None
-        # CutMix weighs the labels by the pasted box's area: whole pixels of the 32×32 image,
-        # multiples of 1/1024. MixUp's λ is drawn from Beta(0.2, 0.2) and almost never is.
-        on_grid = bool(((lam * 1024 - (lam * 1024).round()).abs() < 1e-3).all())
-        kinds.append("cutmix" if on_grid else "mixup")
-        if on_grid:
+        kinds.append(mixer_of(s.targets))
+        if kinds[-1] == "cutmix":
             # CutMix copies pixels, so cutout's squares survive it: filled with the dataset mean,
             # 0 in every channel after normalisation; at least 4×4 pixels of 8×8 (at a corner).
             filled = (s.images.abs().amax(dim=1) < 1e-4).flatten(1).sum(dim=1)
             with_square += (filled >= 16).tolist()
     assert {"cutmix", "mixup"} <= set(kinds), kinds  # torchvision's RandomChoice picks one per batch
-    assert len(with_square) >= 64
+    # Measured over train.seed 0–7: 160–288 images in CutMix batches (5–9 of 14 batches), of which
+    # 0.45–0.59 carry a square.
+    assert len(with_square) >= 64, kinds
     assert 0.3 <= sum(with_square) / len(with_square) <= 0.7  # cutout's p: 0.5
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 2 and all(np.isfinite(m["train_loss"]) for m in metrics)

@@ -212,8 +212,11 @@ def test_early_stopping_and_label_smoothing(digits_fast: Path, tmp_path: Path) -
     for s in recorder.steps:
         smoothed = float(smoothed_cross_entropy(s.logits, s.targets, 0.1))
         plain = float(F.cross_entropy(s.logits.double(), s.targets))
-        assert s.loss == pytest.approx(smoothed, rel=1e-5)
-        assert abs(smoothed - plain) > 1e-3  # far outside that tolerance: smoothing off would fail above
+        tolerance = 1e-6 * smoothed  # float32 against float64: measured ≤ 1.4e-7 relative over train.seed 0–7
+        assert s.loss == pytest.approx(smoothed, abs=tolerance)
+        # Smoothing off would fail above: even near-uniform first logits put plain cross-entropy
+        # at least 2e-4 away (the closest of the first five steps, measured over train.seed 0–7).
+        assert abs(smoothed - plain) > 20 * tolerance
 
 
 @pytest.mark.slow
