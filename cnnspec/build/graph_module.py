@@ -10,38 +10,24 @@ from torch import nn
 from cnnspec.check.checker import check
 from cnnspec.check.expand import INPUT
 from cnnspec.check.graph import Graph, Node
-from cnnspec.errors import CnnspecError, Diagnostic, SpecError
+from cnnspec.errors import CnnspecError
 from cnnspec.spec.model import Spec
-
-
-def _refuse_attribute_clash(parent: nn.Module, part: str, node: Node) -> None:
-    """nn.Module's own attributes (forward, training, to, …) and SpecModule's cannot name a submodule."""
-    if part not in parent._modules and hasattr(parent, part):
-        raise SpecError(
-            Diagnostic(
-                f"the id '{part}' clashes with an attribute of the built torch module of that name",
-                node.location,
-                notes=(f"in layer '{node.id}'",) if "." in node.id else (),
-                hint=f"rename it, e.g. '{part}_'",
-            )
-        )
 
 
 def _attach(root: nn.Module, node: Node, module: nn.Module) -> None:
     """Register `module` at the node's dotted id, creating plain containers on the way (like torchvision's names).
 
     The parts are walked by position, so a part may repeat an earlier one (`features.1.0.block.0.0`).
+    The checker has refused ids that torch modules use as attributes and layers nested in layers.
     """
     *parents, last = node.id.split(".")
     parent = root
     for part in parents:
-        _refuse_attribute_clash(parent, part, node)
         child = parent._modules.get(part)
         if child is None:
             child = nn.Module()
             parent.add_module(part, child)
         parent = child
-    _refuse_attribute_clash(parent, last, node)
     if last in parent._modules:
         # Replacing a child would drop its parameters from the model while forward still ran it.
         raise RuntimeError(f"cnnspec bug: layer '{node.id}' would replace a module already built at that name")

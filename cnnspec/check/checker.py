@@ -26,8 +26,7 @@ def check(spec: Spec) -> Graph:
 def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
     """Check `spec` and return the graph (as far as it could be built) and every diagnostic."""
     expander = Expander(spec)
-    output = expander.run()
-    expander.resolve_all()
+    output = expander.resolve_all(expander.run())
     diagnostics = expander.diagnostics
     raw = expander.nodes
     graph = Graph(spec, spec.model.input.shape, output=output)

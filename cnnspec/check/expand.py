@@ -34,6 +34,76 @@ class _TooLarge(Exception):
 
 # Prefix of an `inputs` name that names no layer (ids cannot contain '?').
 UNRESOLVED = "?"
+# Prefix of a placeholder for a sugar layer's `inputs`, resolved with everything else once all
+# ids are known (so a residual may read a layer further down, as a plain layer may).
+DEFERRED = "&"
+# The attributes of a built module (torch.nn.Module's and SpecModule's): a layer cannot be
+# attached under one of these names, so `validate` refuses them as ids (and every id that starts
+# with '_', torch's private names). Written out so the check needs no torch;
+# tests/build/test_build_ids.py checks the list against torch's.
+MODULE_ATTRIBUTES = frozenset(
+    [
+        "T_destination",
+        "add_module",
+        "apply",
+        "bfloat16",
+        "buffers",
+        "call_super_init",
+        "children",
+        "compile",
+        "cpu",
+        "cuda",
+        "double",
+        "dump_patches",
+        "eval",
+        "extra_repr",
+        "float",
+        "forward",
+        "get_buffer",
+        "get_extra_state",
+        "get_parameter",
+        "get_submodule",
+        "half",
+        "input_shape",
+        "ipu",
+        "layer",
+        "layer_ids",
+        "load_state_dict",
+        "modules",
+        "mtia",
+        "named_buffers",
+        "named_children",
+        "named_modules",
+        "named_parameters",
+        "output_shape",
+        "parameters",
+        "register_backward_hook",
+        "register_buffer",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_full_backward_hook",
+        "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook",
+        "register_load_state_dict_pre_hook",
+        "register_module",
+        "register_parameter",
+        "register_state_dict_post_hook",
+        "register_state_dict_pre_hook",
+        "requires_grad_",
+        "set_extra_state",
+        "set_submodule",
+        "share_memory",
+        "spec_name",
+        "state_dict",
+        "to",
+        "to_empty",
+        "train",
+        "training",
+        "type",
+        "xpu",
+        "zero_grad",
+    ]
+)
 Path = tuple[Hashable, ...]
 
 
@@ -87,6 +157,7 @@ class Expander:
         self._block_stack: list[str] = []
         self._reported: set[tuple[str, Location | None]] = set()
         self._duplicate_ids: set[Path] = set()
+        self._deferred: dict[str, tuple[str, Scope, Path]] = {}
 
     # -- helpers used by sugar kinds ------------------------------------------------
     def loc(self, path: Path, *, key: bool = False) -> Location:
@@ -160,6 +231,15 @@ class Expander:
             local = layer.id or f"{item.kind_name}_{index}"
             if local == INPUT:
                 self.error("'input' names the model's input; choose another id", (*path, "id"))
+            elif local.startswith("_") or local in MODULE_ATTRIBUTES:
+                what = (
+                    "starts with '_', as torch modules' own attributes do"
+                    if local[0] == "_"
+                    else ("is the name of an attribute of torch modules")
+                )
+                self.error(
+                    f"the id '{local}' {what}", (*path, "id"), hint=f"rename it, e.g. '{local.strip('_') or 'layer'}_'"
+                )
             full = names[index] if names is not None else f"{scope.prefix}.{local}" if scope.prefix else local
             if layer.id is not None:
                 if layer.id in scope.names:
@@ -174,7 +254,7 @@ class Expander:
             if layer.sugar:
                 if layer.inputs is not None and len(layer.inputs) != 1:
                     self.error(f"{item.kind_name} reads one input", (*path, "inputs"))
-                first = self._resolve(reads[0] or INPUT, scope, path) if layer.inputs else out
+                first = self._defer(reads[0] or INPUT, scope, path) if layer.inputs else out
                 out = layer.expand(self, path, full, first)
                 if layer.id is not None:
                     scope.names[layer.id] = out  # a sugar layer's id names its output (e.g. r → r.add)
@@ -203,12 +283,42 @@ class Expander:
             return UNRESOLVED + name  # no shape: the layers that read it are not checked further
         return full
 
-    def resolve_all(self) -> None:
-        """Turn names in `inputs` into full node ids (after all nodes are known, so forward references work)."""
+    def _defer(self, name: str, scope: Scope, path: Path) -> str:
+        """A placeholder for `name` as seen from `scope`, resolved by resolve_all (ids cannot contain '&')."""
+        placeholder = f"{DEFERRED}{len(self._deferred)}"
+        self._deferred[placeholder] = (name, scope, path)
+        return placeholder
+
+    def resolve_all(self, output: str) -> str:
+        """Turn names in `inputs` into full node ids (after all nodes are known, so forward references work).
+
+        Returns `output` (the model's output id from `run`) resolved the same way."""
+        deferred = {p: self._resolve(*where) for p, where in self._deferred.items()}
         for node in self.nodes.values():
             if node.scope is not None:
                 node.inputs = [self._resolve(n, node.scope, node.path) for n in node.inputs]
                 node.scope = None
+            node.inputs = [deferred.get(i, i) for i in node.inputs]
+        self._refuse_nested_layers()
+        return deferred.get(output, output)
+
+    def _refuse_nested_layers(self) -> None:
+        """A layer's full id must not be the path of another layer's container: `x` next to `x.y` would
+        attach `y` inside the module of `x` (an automatic name, e.g. `conv2d_0` or a residual's
+        `r.add`, can meet an id given to a group or a block use)."""
+        for node_id, node in self.nodes.items():
+            head = node_id
+            while "." in head:
+                head = head.rsplit(".", 1)[0]
+                inner = self.nodes.get(head)
+                if inner is not None:
+                    self.error(
+                        f"layer '{node_id}' would sit inside layer '{head}', which is not a group",
+                        node.path,
+                        notes=(f"'{head}' is the layer at {self.loc(inner.path)}",),
+                        hint=f"rename the layer or the group whose id is '{head.rsplit('.', 1)[-1]}'",
+                    )
+                    break
 
     # -- named blocks ---------------------------------------------------------------
     def expand_block(self, use: Block, path: Path, name: str, prev: str | None) -> str:

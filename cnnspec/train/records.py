@@ -68,14 +68,20 @@ def _safe(name: str) -> str:
 
 
 def write_samples(folder: Path, images: list[tuple[Any, int, int]], class_names: list[str]) -> list[Path]:
-    """Save test images as PNGs named CLASS_idxINDEX.png (for `cnnspec predict RUN/samples`)."""
+    """Save test images as PNGs named CLASS_idxINDEX.png (for `cnnspec predict RUN/samples`).
+
+    Only grey (1-channel) and RGB (3-channel) images are written: those are what a PNG holds and
+    what `predict` decodes; for other channel counts the folder is left empty.
+    """
     from PIL import Image
 
     with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.png"):
             old.unlink()
-    written = []
+    written: list[Path] = []
+    if images and images[0][0].shape[0] not in (1, 3):
+        return written
     for image, label, index in images:
         array = image.permute(1, 2, 0).numpy()  # (H, W, C) uint8
         pil = Image.fromarray(array[:, :, 0], mode="L") if array.shape[2] == 1 else Image.fromarray(array, mode="RGB")

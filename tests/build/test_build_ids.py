@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 import cnnspec
+from cnnspec.check.expand import MODULE_ATTRIBUTES
 from cnnspec.check.graph import Graph
 from cnnspec.spec.model import Spec
 from tests.build._build_helpers import spec_text
@@ -175,3 +176,12 @@ def test_every_static_tensor_is_built_whatever_the_ids(data: dict[str, Any]) -> 
     event("a part repeats an earlier one" if any(len(set(p)) < len(p) for p in parts) else "no part repeats")
     event("uses a block" if "blocks" in data["model"] else "no block")
     assert_complete(graph)
+
+
+def test_the_checker_knows_every_attribute_of_a_built_module() -> None:
+    """validate refuses ids that name an attribute of the built module (MODULE_ATTRIBUTES, written out
+    without torch); here the list is checked against the real module's attributes."""
+    graph = cnnspec.check(cnnspec.loads(spec_text("- relu: {id: only}"), "t.yaml"))
+    model = cnnspec.build(graph)
+    public = {name for name in set(dir(model)) | set(vars(model)) if not name.startswith("_")} - {"only"}
+    assert public <= MODULE_ATTRIBUTES

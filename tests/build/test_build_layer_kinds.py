@@ -222,9 +222,9 @@ def test_a_merge_may_read_the_same_layer_twice() -> None:
     torch.testing.assert_close(model(x), 2 * conv(x))
 
 
-def test_an_id_that_clashes_with_a_module_attribute_is_a_located_error() -> None:
+def test_an_id_that_clashes_with_a_module_attribute_is_refused_before_building() -> None:
     spec = make_spec("- conv2d: {id: forward, out_channels: 3, kernel_size: 1}", (3, 4, 4))
-    with pytest.raises(cnnspec.SpecError, match="forward") as info:
+    with pytest.raises(cnnspec.ShapeError, match="forward") as info:
         cnnspec.build(spec)
     location = info.value.diagnostics[0].location
     assert location is not None and location.file == "test.yaml" and location.line == 5

@@ -154,3 +154,20 @@ def test_channel_stats_match_a_direct_computation() -> None:
     f = x.double() / 255
     torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), f.mean(dim=(0, 2, 3)))
     torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), f.std(dim=(0, 2, 3), unbiased=False))
+
+
+def test_a_two_channel_model_trains_and_writes_no_sample_images(tmp_path: Path) -> None:
+    """A PNG holds grey or RGB: for other channel counts the samples folder stays empty (no crash)."""
+    import cnnspec
+
+    spec = tmp_path / "two.yaml"
+    spec.write_text(
+        "name: two\nmodel:\n  input: {channels: 2, height: 8, width: 8}\n"
+        "  layers: [conv2d: {out_channels: 4, kernel_size: 3}, global_avgpool, linear: {out_features: 4}]\n"
+        "data: {dataset: {name: synthetic, num_samples: 16, num_classes: 4}, batch_size: 8}\n"
+        "train: {epochs: 1}\n",
+        encoding="utf-8",
+    )
+    run = cnnspec.train(spec, out=tmp_path / "run", progress=False)
+    assert (run / "result.json").is_file()
+    assert list((run / "samples").iterdir()) == []
