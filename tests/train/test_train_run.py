@@ -55,11 +55,13 @@ def test_run_directory_contract(digits_run: Path) -> None:
     metrics = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert all(set(m) >= METRIC_KEYS for m in metrics)
+    # epoch 2 ÷ epoch 1 train_loss, 8 seeds (0-7): 0.534-0.640 on this machine (2-core x86 CPU); seed 3: 0.583
     assert metrics[1]["train_loss"] < metrics[0]["train_loss"]
     result = json.loads(paths.result.read_text())
     assert {"test_accuracy", "test_loss", "best_epoch", "epochs", "wall_seconds", "device", "amp"} <= set(result)
     assert result["epochs"] == 2 and result["amp"] == "off" and result["device"].startswith("cpu")
-    assert result["test_accuracy"] > 0.5  # two quick epochs already learn the digits
+    # two quick epochs already learn the digits: 8 seeds (0-7): 0.856-0.906 on this machine (2-core x86 CPU)
+    assert result["test_accuracy"] > 0.5
     with Image.open(paths.curves) as img:
         assert img.format == "PNG"
 
@@ -72,7 +74,8 @@ def test_run_json_and_spec(digits_run: Path) -> None:
     assert info.dataset == "digits"
     assert info.spec_hash == spec_hash(spec) and info.architecture_hash == architecture_hash(spec)
     assert info.mean is not None and info.std is not None and len(info.mean) == 1
-    assert 0.1 < info.mean[0] < 0.5  # digits are mostly dark background, computed from the training set
+    # digits are mostly dark background, computed from the training set (deterministic: 0.3058 for seed 3)
+    assert 0.1 < info.mean[0] < 0.5
 
 
 def test_weights_load_and_state_is_weights_only(digits_run: Path) -> None:
@@ -225,6 +228,7 @@ def test_the_main_job_reaches_97_percent(tmp_path: Path) -> None:
     spec = Path(__file__).resolve().parents[2] / "specs" / "digits.yaml"
     run = cnnspec.train(spec, out=tmp_path / "digits", progress=False)
     result = json.loads((run / "result.json").read_text())
+    # The README's claim. 8 seeds (0-7): 0.9861-0.9972 on this machine (2-core x86 CPU); seed 0 (this run): 0.9972
     assert result["test_accuracy"] >= 0.97
     assert result["epochs"] == load(spec).train.epochs
     assert len(list((run / "samples").glob("*.png"))) == 8
