@@ -159,4 +159,6 @@ def test_trained_digits_run_exports_and_predicts_its_samples(tmp_path: Path) -> 
     correct = sum(
         f.name.split("_")[0] == p["top"][0]["class"] for f, p in zip(files, report["predictions"], strict=True)
     )
-    assert correct >= 0.75 * len(files)  # a 3-epoch digits model labels its samples (names are CLASS_idxN.png)
+    # A 3-epoch digits model labels its samples (names are CLASS_idxN.png): 24 seeds (0-23): 7-8 of the 8
+    # on this machine (2-core x86 CPU, one thread), test accuracy 0.928-0.978.
+    assert correct >= len(files) - 3

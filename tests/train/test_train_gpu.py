@@ -62,7 +62,9 @@ def test_amp_trains_and_keeps_fp32_weights(spec_file: Path, tmp_path: Path, amp:
     result = _result(run)
     assert result["amp"] == ("fp16" if amp == "auto" else amp)
     assert result["device"].startswith("cuda")
-    assert result["test_accuracy"] > 0.5  # synthetic classes are easy
+    # Not measured on a GPU (none lent). The same spec on the CPU (fp32, train.device=cpu), 8 seeds (0-7):
+    # 0.516-0.861 on a 2-core x86 CPU, so 0.5 was too close; chance is 0.1.
+    assert result["test_accuracy"] > 0.3
     weights = read_weights(RunPaths(run).weights("last"))
     assert all(t.dtype in (torch.float32, torch.int64) for t in weights.values())
     state = load_state(RunPaths(run).state)

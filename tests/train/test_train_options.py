@@ -43,6 +43,7 @@ def test_bf16_autocast_and_channels_last_on_cpu(digits_fast: Path, tmp_path: Pat
     assert {s.conv_dtype for s in recorder.steps} == {torch.bfloat16}
     assert {s.conv_channels_last for s in recorder.steps} == {True}
     assert {s.logits.dtype for s in recorder.steps} == {torch.bfloat16}
+    # 1 epoch: 8 seeds (0-7): 0.678-0.792 on this machine (2-core x86 CPU); seed 3 (this run): 0.769
     assert result["test_accuracy"] > 0.3
     weights = read_weights(RunPaths(run).weights("last"))
     assert all(t.dtype in (torch.float32, torch.int64) for t in weights.values())  # master weights stay fp32
@@ -150,6 +151,8 @@ train: {{epochs: 3}}
     info = read_info(run)
     assert info.class_names == ["blue", "green", "red"]
     assert info.mean is not None and len(info.mean) == 3
+    # 18 test images; 48 seeds (0-47): 1.000 for 47 of them, 0.667 (one class missed) for seed 4, on this
+    # machine (2-core x86 CPU); seed 0 (this run): 1.000. Above chance (0.333) even when one class is missed.
     assert _result(run)["test_accuracy"] > 0.5
     samples = sorted(p.name for p in (run / "samples").glob("*.png"))
     assert len(samples) == 8 and {s.split("_idx")[0] for s in samples} == {"blue", "green", "red"}
