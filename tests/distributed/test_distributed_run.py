@@ -191,10 +191,11 @@ def two(work: Path, env: dict[str, str], one: Stage) -> Stage:
 def test_two_processes_rank_1_writes_nothing_and_rank_0_writes_only_its_run(ddp: Stage) -> None:
     writes = _writes(ddp.stdout)
     assert set(writes) == {"0", "1"}, ddp.stdout[-2000:]  # both workers ran the hook to the end
-    assert writes["1"] == [("done", "-")], f"rank 1 wrote: {writes['1']}"
+    assert writes["1"] == [("done", "-")], f"rank 1 wrote: {writes['1'][:6]}"
     rank0 = {path for event, path in writes["0"] if event != "done"}
     assert str(ddp.run / "checkpoints" / "last.state.pt") in rank0
-    assert all(Path(p).is_relative_to(ddp.run) for p in rank0), sorted(rank0)
+    outside = sorted(p for p in rank0 if not Path(p).is_relative_to(ddp.run))
+    assert not outside, outside
 
 
 @pytest.mark.slow
@@ -261,7 +262,7 @@ def test_nproc_resumes_a_one_process_state_in_two_processes(two: Stage) -> None:
     assert two.stdout.count("test accuracy") == 1, two.stdout  # rank 0 alone reports
     writes = _writes(two.stdout)
     assert set(writes) == {"0", "1"}, two.stdout[-2000:]
-    assert writes["1"] == [("done", "-")], f"rank 1 wrote: {writes['1']}"
+    assert writes["1"] == [("done", "-")], f"rank 1 wrote: {writes['1'][:6]}"
     assert two.result["epochs"] == EPOCHS + 3 and two.result["processes"] == 2
     assert _adam_steps(two.run) == {EPOCHS * STEPS_OF_128 + 2 * STEPS_OF_64 + STEPS_OF_128}
     assert two.state["world_size"] == 2 and two.state["step"] == (EPOCHS + 3) * STEPS_OF_128
