@@ -210,6 +210,8 @@ NESTING_WORK = {
     "under a key": (2 + 4 + 64, len("name: x\nmodel: ") + 256),  # {, name, x, model, 64 [
 }
 
+LIBYAML_READ_AHEAD = 16  # events; measured at most 7 (see below), a full read would be > 10,000
+
 
 @pytest.mark.parametrize("shape", list(NESTINGS))
 def test_deep_nesting_is_refused_with_bounded_work_and_memory(parser: str, shape: str) -> None:
@@ -223,10 +225,19 @@ def test_deep_nesting_is_refused_with_bounded_work_and_memory(parser: str, shape
         assert (d.location.line, d.location.col) == (1, source.MAX_DEPTH + 1)
     _, counts = refused_counted(text)
     events, pure_chars = NESTING_WORK[shape]
-    assert counts.events == events  # of the 10,000 levels, none read past the 65th
+    # Of the 10,000 levels, none read past the 65th. The pure-Python parser hands over events one
+    # at a time; libyaml reads a few ahead, by an amount that changes between releases (PyYAML
+    # 6.0.3: 0 extra for every shape; 6.0.4: +1 for "flow sequence", +7 for "under a key").
+    if parser == "libyaml":
+        assert events <= counts.events <= events + LIBYAML_READ_AHEAD
+    else:
+        assert counts.events == events
     # libyaml is given the whole text; the pure parser, whose scanner is quadratic in open flow
     # brackets, only the part the flow guard lets through.
-    assert counts.chars_parsed == (len(text) if parser == "libyaml" else pure_chars)
+    if parser == "libyaml":  # with PyYAML 6.0.4, the pure parser also words some of these errors
+        assert counts.chars_parsed in (len(text), len(text) + pure_chars)
+    else:
+        assert counts.chars_parsed == pure_chars
     figures = f"refused after {counts.events} events, {counts.chars_parsed:,} characters parsed, peak {peak:.1f} MB"
     print(f"\nRELIABILITY nesting {DEPTH:,} ({shape}, {parser}): {figures}")
     assert peak < MEMORY_BOUND_MB
