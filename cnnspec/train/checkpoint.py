@@ -187,8 +187,10 @@ def load_state(path: str | Path) -> dict:
         raise CheckpointError(f"{p} cannot be read: {_load_failure(exc)}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{p} is not a cnnspec training state (format {STATE_FORMAT})")
+    # save_state always stores the hash: a state without one was altered (a bit flip in the key's
+    # name is enough), so it is refused, not trusted unchecked.
     stored = state.pop(STATE_HASH_KEY, None)
-    if stored is not None and stored != _state_digest(state):
+    if stored != _state_digest(state):
         raise CheckpointError(
             f"{p} is damaged: its content does not match the hash stored when it was written",
             hint="resuming from it would continue from altered weights; start the run again "

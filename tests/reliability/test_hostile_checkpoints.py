@@ -244,3 +244,13 @@ def test_random_bit_flips_anywhere_are_refused_or_harmless(copy_run: Callable[[s
         # weights refused 295-300, state refused 203-242 (harmless 58-97), on this machine (2-core x86 CPU)
         assert refused > harmless
     report("bit-flips", flips=600, **figures)
+
+
+def test_a_training_state_without_its_hash_is_refused(copy_run: Callable[[str], Path]) -> None:
+    """A bit flip in the key's name (sha256 → sha246) drops the hash: that state is not trusted unchecked."""
+    path = RunPaths(copy_run("run")).state
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state["sha246"] = state.pop("sha256")
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_state(path)
