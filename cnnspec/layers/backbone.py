@@ -63,6 +63,7 @@ class Torchvision(LayerKind):
     """A torchvision model without its classifier; outputs a feature vector."""
 
     kind: ClassVar[str] = "torchvision"
+    macs_estimated: ClassVar[bool] = True
     model: BackboneName = Field(description="torchvision model name.")
     weights: str = Field(
         "none",

@@ -57,6 +57,8 @@ class LayerKind(StrictModel):
     many_inputs: ClassVar[bool] = False
     # Sugar kinds (residual, repeat, block) expand into other layers before checking.
     sugar: ClassVar[bool] = False
+    # True when `macs` is an estimate rather than an exact count; summaries mark such figures with "≈".
+    macs_estimated: ClassVar[bool] = False
 
     id: str | None = Field(
         None,

@@ -32,6 +32,9 @@ class Summary:
     trainable_params: int
     macs: int
     layers: list[Row]
+    # Ids of the layers whose MACs are estimates (a torchvision backbone's figure scaled from
+    # 224×224); the total is then an estimate too.
+    estimated_macs: list[str]
 
 
 def _square(pair: tuple[Any, Any]) -> Any:
@@ -64,6 +67,7 @@ def summarize(graph: Graph) -> Summary:
         trainable_params=graph.trainable_params,
         macs=graph.macs,
         layers=rows,
+        estimated_macs=[n.id for n in graph.nodes if n.layer.macs_estimated],
     )
 
 
@@ -73,6 +77,12 @@ def human(n: float) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n:g}"
+
+
+def _approx(summary: Summary, layer_id: str | None = None) -> str:
+    """ "≈ " before a MACs figure that is an estimate: one layer's, or the total when it includes one."""
+    estimated = layer_id in summary.estimated_macs if layer_id else bool(summary.estimated_macs)
+    return "≈ " if estimated else ""
 
 
 def _rf(v: int | list[int] | float | list[float]) -> str:
@@ -93,11 +103,12 @@ def to_markdown(summary: Summary) -> str:
     ]
     for r in summary.layers:
         shape, rf, stride = fmt_shape(tuple(r.output_shape)), _rf(r.receptive_field), _rf(r.stride)
-        lines.append(f"| `{r.id}` | {r.kind} | {shape} | {r.params:,} | {r.macs:,} | {rf} | {stride} |")
+        macs = _approx(summary, r.id) + f"{r.macs:,}"
+        lines.append(f"| `{r.id}` | {r.kind} | {shape} | {r.params:,} | {macs} | {rf} | {stride} |")
     lines += [
         "",
         f"Total params: {summary.total_params:,} · trainable: {summary.trainable_params:,}"
-        f" · MACs: {summary.macs:,} ({human(summary.macs)})",
+        f" · MACs: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})",
     ]
     return "\n".join(lines) + "\n"
 
@@ -153,13 +164,19 @@ def to_text(summary: Summary) -> Any:
     for r in summary.layers:
         params = f"{r.params:,}" + ("" if r.trainable else " (frozen)")
         table.add_row(
-            r.id, r.kind, fmt_shape(tuple(r.output_shape)), params, human(r.macs), _rf(r.receptive_field), _rf(r.stride)
+            r.id,
+            r.kind,
+            fmt_shape(tuple(r.output_shape)),
+            params,
+            _approx(summary, r.id) + human(r.macs),
+            _rf(r.receptive_field),
+            _rf(r.stride),
         )
     totals = Text(
         f"Input: {fmt_shape(tuple(summary.input_shape))}   Output: {fmt_shape(tuple(summary.output_shape))}\n"
         f"Total params: {summary.total_params:,}   Trainable params: {summary.trainable_params:,}   "
         f"Non-trainable params: {summary.total_params - summary.trainable_params:,}\n"
-        f"MACs per image: {summary.macs:,} ({human(summary.macs)})"
+        f"MACs per image: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})"
     )
     return NaturalWidth(Group(table, totals))
 

@@ -65,6 +65,25 @@ def test_small_cnn_figures_match_the_seed() -> None:
     assert linear["params"] == 64 * 8 * 8 * 128 + 128
 
 
+@pytest.mark.parametrize("fmt", ["text", "markdown"])
+def test_an_estimated_macs_figure_is_marked_in_the_row_and_the_total(fmt: str) -> None:
+    code, out, err = invoke("summary", "specs/resnet18_transfer.yaml", "--format", fmt)
+    assert code == 0, err
+    lines = out.splitlines()
+    backbone_row = next(line for line in lines if "torchvision" in line)
+    linear_row = next(line for line in lines if "linear" in line)
+    total = next(line for line in lines if "MACs per image" in line or "MACs:" in line)
+    assert "≈" in backbone_row
+    assert "≈" in total
+    assert "≈" not in linear_row
+
+
+def test_an_exact_summary_has_no_estimate_mark() -> None:
+    code, out, _ = invoke("summary", "specs/small_cnn.yaml", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["estimated_macs"] == []
+
+
 def test_summary_plot_writes_a_png(tmp_path: Path) -> None:
     png = tmp_path / "rf.png"
     code, _, err = invoke("summary", "specs/resnet18.yaml", "--plot", str(png))
