@@ -81,8 +81,9 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
                 )
             )
             continue
-        rf_in = tuple(max(fields[i][0][a] for i in node.inputs) for a in (0, 1))
-        jump_in = tuple(min(fields[i][1][a] for i in node.inputs) for a in (0, 1))
+        seen = node.inputs[: layer.value_inputs]  # the inputs whose pixels reach the output
+        rf_in = tuple(max(fields[i][0][a] for i in seen) for a in (0, 1))
+        jump_in = tuple(min(fields[i][1][a] for i in seen) for a in (0, 1))
         main = ins[0]
         kernel = (main[1], main[2]) if window.global_ and len(main) == 3 else window.kernel
         rf = tuple(round(rf_in[a] + (kernel[a] - 1) * jump_in[a]) for a in (0, 1))

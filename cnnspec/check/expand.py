@@ -6,7 +6,6 @@ Expansion is purely syntactic: ids are given, `inputs` are resolved lexically
 
 from __future__ import annotations
 
-import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 
 from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
 from cnnspec.layers import LayerKind
+from cnnspec.spec.interp import IDENT, PART, REF, Evaluated, SubstitutionError, explain, has_expression, substitute
 from cnnspec.spec.layers import LayerItemBase, wrapper
 from cnnspec.spec.source import SourceMap
 
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
 
 INPUT = "input"
+# In `inputs`, the input of the innermost enclosing list: a block use, group, residual branch or
+# repeat copy (at the top level, the model's input). `input` keeps meaning the model's input.
+BLOCK_INPUT = "block_input"
 # More expanded layers than any real network has (ResNet-152: ~500); the limit keeps a
 # three-line spec of nested `repeat`s from expanding into billions of layers.
 MAX_LAYERS = 100_000
@@ -114,6 +117,15 @@ class Scope:
     prefix: str
     parent: Scope | None = None
     names: dict[str, str] = field(default_factory=dict)
+    input: str | None = None  # what the scope's first layer reads: `block_input`
+
+    def block_input(self) -> str:
+        scope: Scope | None = self
+        while scope is not None:
+            if scope.input is not None:
+                return scope.input
+            scope = scope.parent
+        return INPUT
 
     def lookup(self, name: str) -> str | None:
         scope: Scope | None = self
@@ -164,8 +176,10 @@ class Expander:
         return self.source.locate(path, key=key)
 
     def error(self, message: str, path: Path, *, hint: str | None = None, notes: Sequence[str] = ()) -> None:
-        notes = tuple(notes) + tuple(f"in a block used at {t}" for t in reversed(self._trace))
-        self.report(Diagnostic(message, self.loc(path), notes=notes, hint=hint))
+        self.report(Diagnostic(message, self.loc(path), notes=tuple(notes) + self.trace_notes(), hint=hint))
+
+    def trace_notes(self) -> tuple[str, ...]:
+        return tuple(f"in a block used at {t}" for t in reversed(self._trace))
 
     def report(self, diagnostic: Diagnostic) -> None:
         """Add a diagnostic once: a mistake inside a block used n times is one mistake, not n."""
@@ -225,12 +239,16 @@ class Expander:
         outer = self._current
         self._current = scope
         out = prev or INPUT
+        if scope.input is None:
+            scope.input = out
         for index, item in enumerate(items):
             layer = item.layer
             path = (*list_path, index, item.kind_name)
             local = layer.id or f"{item.kind_name}_{index}"
             if local == INPUT:
                 self.error("'input' names the model's input; choose another id", (*path, "id"))
+            elif local == BLOCK_INPUT:
+                self.error("'block_input' names the input of the enclosing block; choose another id", (*path, "id"))
             elif local.startswith("_") or local in MODULE_ATTRIBUTES:
                 what = (
                     "starts with '_', as torch modules' own attributes do"
@@ -273,6 +291,8 @@ class Expander:
     def _resolve(self, name: str, scope: Scope, path: Path) -> str:
         if name == INPUT:
             return INPUT
+        if name == BLOCK_INPUT:
+            return scope.block_input()
         full = scope.lookup(name)
         if full is None:
             self.error(
@@ -294,6 +314,12 @@ class Expander:
 
         Returns `output` (the model's output id from `run`) resolved the same way."""
         deferred = {p: self._resolve(*where) for p, where in self._deferred.items()}
+        # `block_input` of a sugar layer that itself reads named inputs is another placeholder.
+        for p in deferred:
+            seen = {p}
+            while deferred[p] in deferred and deferred[p] not in seen:
+                seen.add(deferred[p])
+                deferred[p] = deferred[deferred[p]]
         for node in self.nodes.values():
             if node.scope is not None:
                 node.inputs = [self._resolve(n, node.scope, node.path) for n in node.inputs]
@@ -358,9 +384,20 @@ class Expander:
         origins = {arg: (*path, "args", arg) for arg in use.args}
         origins.update({p: (*block_path, "params", p) for p in block.params if p not in use.args})
         redirects: dict[Path, Path] = {}
-        raw = _substitute(block.layers, values, self, (*block_path, "layers"), origins, redirects)
+        evaluated: dict[Location, Evaluated] = {}
+        self._trace.append(self.loc(path))  # notes on errors in defaults and layers name this use
+        # A default may be an expression of the vars, the arguments and the parameters before it.
+        done = set(use.args)
+        for p in block.params:
+            if p not in done:
+                known = {k: values[k] for k in done}
+                values[p] = _substitute(values[p], known, self, (*block_path, "params", p), {}, redirects, evaluated)
+                done.add(p)
+        if _UNKNOWN not in redirects.values():
+            raw = _substitute(block.layers, values, self, (*block_path, "layers"), origins, redirects, evaluated)
+        self._trace.pop()
         if _UNKNOWN in redirects.values():
-            return prev or INPUT  # a '$name' is not a parameter: the layers cannot be checked
+            return prev or INPUT  # a name or an expression failed: the layers cannot be checked
         # Validated as the layers of a group: that model's schema is built already or cheaply.
         group = wrapper("group")
         data = {"group": {"layers": raw}}
@@ -371,7 +408,8 @@ class Expander:
 
             # A bad value that came in as an argument is reported where the argument is written.
             source = Redirected(self.source, redirects)
-            for d in diagnostics_from(exc, data, source, group, block_path, strip=1):
+            found = explain(diagnostics_from(exc, data, source, group, block_path, strip=1), evaluated)
+            for d in found:
                 note = f"in block '{use.name}' used at {self.loc(path)}"
                 self.report(Diagnostic(d.message, d.location, notes=(note,), hint=d.hint))
             return prev or INPUT
@@ -385,10 +423,6 @@ class Expander:
         return out
 
 
-_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
-_INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 def _substitute(
     value: Any,
     values: dict[str, Any],
@@ -396,34 +430,46 @@ def _substitute(
     path: Path,
     origins: dict[str, Path],
     redirects: dict[Path, Path],
+    evaluated: dict[Location, Evaluated],
 ) -> Any:
-    """Replace '$name' by the argument's value and '${name}' inside strings by its text.
+    """Replace '$name' by the argument's value and '${...}' by its value (or, inside a longer string, its text).
 
-    `redirects` records, for each replaced value, the path of the argument it came from
-    (_UNKNOWN where the name is not a parameter).
+    Names are the block's parameters, then the spec's vars. `redirects` records, for a value that
+    is an argument's, the path of the argument it came from (_UNKNOWN where a name or an
+    expression failed); `evaluated` what each replaced string was, for notes on later errors.
     """
     if isinstance(value, dict):
-        return {k: _substitute(v, values, expander, (*path, k), origins, redirects) for k, v in value.items()}
+        return {
+            k: _substitute(v, values, expander, (*path, k), origins, redirects, evaluated) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(v, values, expander, (*path, i), origins, redirects) for i, v in enumerate(value)]
-    if isinstance(value, str):
-        match = _REF.match(value)
-        names = [match.group(1)] if match else _INTERP.findall(value)
-        for n in names:
-            if n not in values:
-                expander.error(
-                    f"'${n}' is not a parameter of this block",
-                    path,
-                    hint=suggest(n, list(values)) or f"declare it under params: {n}: DEFAULT",
-                )
-                redirects[path] = _UNKNOWN
-                return value
-        if names and names[0] in origins:
-            redirects[path] = origins[names[0]]
-        if match:
-            return values[match.group(1)]
-        return _INTERP.sub(lambda m: str(values[m.group(1)]), value)
-    return value
+        return [
+            _substitute(v, values, expander, (*path, i), origins, redirects, evaluated) for i, v in enumerate(value)
+        ]
+    if not has_expression(value):
+        return value
+    env = {**expander.spec.vars, **values}
+    where = expander.loc(path)
+
+    def unknown(n: str) -> tuple[str, str | None]:
+        known = list(values) + [v for v in expander.spec.vars if v not in values]
+        return f"'${n}' is not a parameter of this block", suggest(n, known) or f"declare it under params: {n}: DEFAULT"
+
+    try:
+        result, record = substitute(value, env, where, quoted=path in expander.source.quoted, unknown=unknown)
+    except SubstitutionError as exc:
+        d = exc.diagnostic
+        expander.report(Diagnostic(d.message, d.location, notes=d.notes + expander.trace_notes(), hint=d.hint))
+        redirects[path] = _UNKNOWN
+        return value
+    # A value that is an argument's, as given (`$out`, `conv_${i}`), is located at the argument.
+    first = REF.match(value) or PART.search(value)
+    name = first.group(1).strip() if first is not None else None
+    if name in origins and IDENT.match(name or "") is not None:
+        redirects[path] = origins[name]  # type: ignore[index]
+    else:
+        evaluated[where] = record
+    return result
 
 
 _UNKNOWN: Path = ("?",)  # in `redirects`: a '$name' that is not a parameter
@@ -433,7 +479,7 @@ class Redirected(SourceMap):
     """A SourceMap where some paths (block layers' `$name` values) point at another path (the argument)."""
 
     def __init__(self, base: SourceMap, redirects: dict[Path, Path]):
-        super().__init__(base.file, base.values, base.keys)
+        super().__init__(base.file, base.values, base.keys, quoted=base.quoted)
         self.redirects = redirects
 
     def locate(self, path: Sequence[Hashable], *, key: bool = False) -> Location:

@@ -57,6 +57,9 @@ class LayerKind(StrictModel):
     many_inputs: ClassVar[bool] = False
     # Sugar kinds (residual, repeat, block) expand into other layers before checking.
     sugar: ClassVar[bool] = False
+    # How many leading inputs the layer reads values from; the others only lend their shape (a
+    # residual's shortcut reads the body's output to know what to match). None: all of them.
+    value_inputs: ClassVar[int | None] = None
     # True when `macs` is an estimate rather than an exact count; summaries mark such figures with "≈".
     macs_estimated: ClassVar[bool] = False
 

@@ -30,6 +30,19 @@ def conv_size(size: int, k: int, s: int, p: int, d: int, axis: str, *, ceil: boo
     return out, text
 
 
+def auto_padding(k: tuple[int, int], d: tuple[int, int]) -> tuple[int, int]:
+    """`padding: auto`: d·(k−1)/2 per side, which keeps the size at stride 1 and gives ⌈H/s⌉ at any stride."""
+    for axis in (0, 1):
+        if k[axis] % 2 == 0:
+            raise ShapeProblem(
+                f"padding: auto needs an odd kernel_size, got {k[axis]} for {'HW'[axis]}",
+                notes=(f"an even kernel pads d·(k−1)/2 = {d[axis] * (k[axis] - 1) / 2:g}: not the same on both sides",),
+                hint="use an odd kernel_size (3, 5, 7), or write the padding as a number",
+                field="padding",
+            )
+    return (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+
+
 def check_in_channels(layer: LayerKind, written: int | None, actual: int, name: str = "in_channels") -> None:
     if written is not None and written != actual:
         raise ShapeProblem(
@@ -58,8 +71,10 @@ class Conv2d(LayerKind):
     out_channels: PositiveInt = Field(description="Number of output channels (filters).")
     kernel_size: IntPair = Field(description="Kernel size: k or [kH, kW].")
     stride: IntPair = Field(1, description="Stride: s or [sH, sW].")
-    padding: NonNegPair | Literal["same", "valid"] = Field(
-        0, description="Zero padding per side: p, [pH, pW], 'same' (stride 1 only) or 'valid' (= 0)."
+    padding: NonNegPair | Literal["same", "valid", "auto"] = Field(
+        0,
+        description="Zero padding per side: p, [pH, pW], 'same' (stride 1 only), 'valid' (= 0) "
+        "or 'auto' (d·(k−1)/2 for an odd kernel, at any stride).",
     )
     dilation: IntPair = Field(1, description="Spacing between kernel taps: d or [dH, dW].")
     groups: PositiveInt = Field(1, description="Grouped convolution: channels are split into this many groups.")
@@ -74,6 +89,8 @@ class Conv2d(LayerKind):
             return (0, 0)
         if self.padding == "same":
             return None
+        if self.padding == "auto":
+            return auto_padding(pair(self.kernel_size), pair(self.dilation))
         return pair(self.padding)
 
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
 from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, Window, fmt_shape, pair, register
-from cnnspec.layers.conv import IntPair, NonNegPair, conv_size
+from cnnspec.layers.conv import IntPair, NonNegPair, auto_padding, conv_size
 
 if TYPE_CHECKING:
     from torch import nn
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 class _WindowPool(LayerKind):
     kernel_size: IntPair = Field(description="Window size: k or [kH, kW].")
     stride: IntPair | None = Field(None, description="Stride; defaults to kernel_size.")
-    padding: NonNegPair = Field(0, description="Implicit padding per side (at most half the kernel).")
+    padding: NonNegPair | Literal["auto"] = Field(
+        0, description="Implicit padding per side (at most half the kernel), or 'auto': (k−1)/2 for an odd kernel."
+    )
     ceil_mode: bool = Field(False, description="Round the output size up instead of down.")
 
     def _dilation(self) -> tuple[int, int]:
@@ -26,9 +28,14 @@ class _WindowPool(LayerKind):
     def _stride(self) -> tuple[int, int]:
         return pair(self.stride if self.stride is not None else self.kernel_size)
 
+    def _padding(self) -> tuple[int, int]:
+        if self.padding == "auto":
+            return auto_padding(pair(self.kernel_size), self._dilation())
+        return pair(self.padding)
+
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
         c, h, w = self.image(inputs)
-        k, s, p, d = pair(self.kernel_size), self._stride(), pair(self.padding), self._dilation()
+        k, s, p, d = pair(self.kernel_size), self._stride(), self._padding(), self._dilation()
         for axis in (0, 1):
             if p[axis] * 2 > k[axis]:
                 raise ShapeProblem(
@@ -66,7 +73,7 @@ class MaxPool2d(_WindowPool):
         from torch import nn
 
         return nn.MaxPool2d(
-            pair(self.kernel_size), self._stride(), pair(self.padding), pair(self.dilation), ceil_mode=self.ceil_mode
+            pair(self.kernel_size), self._stride(), self._padding(), pair(self.dilation), ceil_mode=self.ceil_mode
         )
 
 
@@ -83,7 +90,7 @@ class AvgPool2d(_WindowPool):
         return nn.AvgPool2d(
             pair(self.kernel_size),
             self._stride(),
-            pair(self.padding),
+            self._padding(),
             ceil_mode=self.ceil_mode,
             count_include_pad=self.count_include_pad,
         )

@@ -62,6 +62,7 @@ class Projection(LayerKind):
 
     kind: ClassVar[str] = "shortcut"
     many_inputs: ClassVar[bool] = True
+    value_inputs: ClassVar[int | None] = 1
 
     def _stride(self, x: Shape, target: Shape) -> tuple[int, int] | None:
         if x == target:

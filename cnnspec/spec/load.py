@@ -8,7 +8,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from cnnspec.errors import Diagnostic, Location, SpecError
+from cnnspec.spec.interp import explain
 from cnnspec.spec.model import Spec
+from cnnspec.spec.resolve import resolve
 from cnnspec.spec.source import SourceMap, parse_yaml, read_spec_text
 
 
@@ -38,18 +40,25 @@ def from_data(data: Any, source: SourceMap) -> Spec:
                 source.locate(()),
             )
         )
-    problems = list(source.problems)
+    written = data
+    data, resolution = resolve(data, source)
+    problems = list(source.problems) + resolution.diagnostics
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         from cnnspec.spec.errors_map import diagnostics_from  # only on errors: it costs import time
 
-        # A value already reported as unreadable is not reported again as the wrong type.
-        found = diagnostics_from(exc, data, source, Spec, skip=source.problem_paths)
+        # A value already reported as unreadable (or as a broken expression) is not reported
+        # again as the wrong type.
+        found = diagnostics_from(exc, data, source, Spec, skip=source.problem_paths | resolution.failed)
+        found = explain(found, resolution.by_location())
         raise SpecError(sorted(problems + found, key=_position)) from None
     if problems:
-        raise SpecError(problems)
+        raise SpecError(sorted(problems, key=_position))
     spec._source = source
+    if resolution.evaluated or "vars" in written:
+        spec._written = written
+        spec._evaluated = {path: record.text for path, record in resolution.evaluated.items()}
     return spec
 
 

@@ -303,6 +303,11 @@ class Spec(StrictModel):
 
     name: str = Field(description="Name of the model.", min_length=1, max_length=200)
     description: str | None = Field(None, description="What this spec is for.")
+    vars: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], int | float] = Field(
+        default_factory=dict,
+        description="Spec-level variables (name → number, or an expression of the vars above it), used as "
+        "$NAME or ${EXPRESSION} wherever a number goes; override with --set vars.NAME=VALUE.",
+    )
     model: ModelSpec = Field(description="The network.")
     data: DataSpec | None = Field(None, description="The data; required for training.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="The optimizer.")
@@ -311,6 +316,10 @@ class Spec(StrictModel):
     export: ExportSpec = Field(default_factory=ExportSpec, description="ONNX export settings.")
 
     _source: SourceMap | None = PrivateAttr(None)
+    # The data as written (overrides applied), before expressions were replaced by their values,
+    # and which strings were replaced: re-applying --set (e.g. vars.width) starts from it.
+    _written: Any = PrivateAttr(None)
+    _evaluated: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
     @property
     def source(self) -> SourceMap:

@@ -56,6 +56,8 @@ class SourceMap:
     # Scalars that could not be read (a number that is not finite); reported with the schema's errors.
     problems: list[Diagnostic] = field(default_factory=list)
     problem_paths: set[PathKey] = field(default_factory=set)
+    # Quoted scalars that hold '$' (an expression's columns start one after the quote).
+    quoted: set[PathKey] = field(default_factory=set)
 
     def locate(self, path: Sequence[Hashable], *, key: bool = False) -> Location:
         """Position of the node at `path` (its key when `key`), else its nearest ancestor."""
@@ -72,6 +74,7 @@ class SourceMap:
         """The part of the map under `prefix`, re-rooted at `new_prefix`."""
         pre, n = tuple(prefix), len(prefix)
         out = SourceMap(self.file)
+        out.quoted = {tuple(new_prefix) + k[n:] for k in self.quoted if k[:n] == pre}
         for src, dst in ((self.values, out.values), (self.keys, out.keys)):
             for k, v in src.items():
                 if k[:n] == pre:
@@ -87,6 +90,8 @@ def _scalar(event: Any, source: SourceMap, path: PathKey) -> Any:
     """The value of a scalar by the YAML 1.2 core schema; a number that is not finite is a problem."""
     value: str = event.value
     if event.style:  # quoted or block scalar: always a string (plain is None or "")
+        if event.style in ("'", '"') and "$" in value:
+            source.quoted.add(path)
         return value
     low = value.lower()
     if value in ("", "~") or low == "null":
