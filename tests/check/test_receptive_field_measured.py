@@ -77,6 +77,10 @@ def _make_monotone(model: nn.Module) -> None:
                 p.copy_(torch.rand(p.shape, generator=generator, dtype=p.dtype) + 0.5)
 
 
+def _ends(indices: torch.Tensor) -> tuple[int, int]:
+    return int(indices.min()), int(indices.max())
+
+
 def _measured(graph: Graph, model: nn.Module) -> dict[str, tuple[int, int]]:
     """Per image-shaped layer: the rows and columns of input that move its centre output, as a span."""
     c, h, w = graph.input_shape
@@ -107,12 +111,10 @@ def _measured(graph: Graph, model: nn.Module) -> dict[str, tuple[int, int]]:
         moved = (centre[1:] - centre[0]).abs().amax(dim=1) > 1e-9 * centre[0].abs().amax()
         moved_rows = torch.nonzero(moved[:h]).flatten()
         moved_cols = torch.nonzero(moved[h:]).flatten()
-        assert 0 < moved_rows.min() and moved_rows.max() < h - 1, f"{node_id}: window cut by the border"
-        assert 0 < moved_cols.min() and moved_cols.max() < w - 1, f"{node_id}: window cut by the border"
-        spans[node_id] = (
-            int(moved_rows.max() - moved_rows.min()) + 1,
-            int(moved_cols.max() - moved_cols.min()) + 1,
-        )
+        (top, bottom), (left, right) = _ends(moved_rows), _ends(moved_cols)
+        assert 0 < top <= bottom < h - 1, f"{node_id}: window cut by the border"
+        assert 0 < left <= right < w - 1, f"{node_id}: window cut by the border"
+        spans[node_id] = (bottom - top + 1, right - left + 1)
     return spans
 
 
