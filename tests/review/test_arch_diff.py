@@ -246,3 +246,46 @@ def test_backbones_whose_tensors_are_not_tabulated(tmp_path: Path) -> None:
     assert [t.new_key for t in ck.by_status("reshaped")] == ["fc.weight"]  # 512 → 1280 features
     same = diff_specs(str(mobile), str(mobile))
     assert same.same and same.checkpoint.whole == ["backbone"] and same.checkpoint.unknown == []
+
+
+def test_a_change_that_moves_only_the_receptive_field_reports_the_layers_after_it(tmp_path: Path) -> None:
+    # Dilation 2 with padding 2 keeps conv2's shape, parameters and MACs: only what the layers after it see grows.
+    new = small_with(
+        tmp_path,
+        "{id: conv2, out_channels: 64, kernel_size: 3, padding: 1}",
+        "{id: conv2, out_channels: 64, kernel_size: 3, padding: 2, dilation: 2}",
+    )
+    d = diff_specs(str(SMALL), str(new))
+    assert [(p.new.id, [(c.field, c.old, c.new) for c in p.changes]) for p in d.changed] == [
+        ("conv2", [("padding", 1, 2), ("dilation", 1, 2)])
+    ]
+    rf = {p.new.id: (p.old.receptive_field[0], p.new.receptive_field[0]) for p in d.effects}
+    # By hand: conv1 3, pool 4 (jump 2); conv2 4 + (3 − 1)·2 = 8, dilated 4 + (5 − 1)·2 = 12; pool +2;
+    # flatten + (8 − 1)·4 = 28; every layer after it sees what the flatten sees.
+    after = {"flatten_8", "linear_9", "relu_10", "dropout_11", "head"}
+    assert rf == {"conv2": (8, 12), "bn2": (8, 12), "relu_6": (8, 12), "maxpool2d_7": (10, 14)} | {
+        layer: (38, 42) for layer in after
+    }
+    assert all(p.old.params == p.new.params and p.old.output_shape == p.new.output_shape for p in d.effects)
+    assert (d.old_rf, d.new_rf) == ((38, 38), (42, 42))
+    assert d.checkpoint.fitting == d.checkpoint.old_total  # every tensor still fits
+
+
+def test_a_layer_that_reads_another_input_is_a_change(tmp_path: Path) -> None:
+    def spec(second_input: str) -> Path:
+        path = tmp_path / f"{second_input}.yaml"
+        path.write_text(
+            "name: t\nmodel:\n  input: {channels: 2, height: 8, width: 8}\n  layers:\n"
+            "    - conv2d: {id: a, out_channels: 2, kernel_size: 3, padding: 1}\n"
+            "    - conv2d: {id: b, out_channels: 2, kernel_size: 1, inputs: [input]}\n"
+            f"    - add: {{id: sum, inputs: [a, {second_input}]}}\n",
+            encoding="utf-8",
+        )
+        return path
+
+    d = diff_specs(str(spec("b")), str(spec("input")))
+    assert not d.same
+    assert [(p.new.id, [(c.field, c.old, c.new) for c in p.changes]) for p in d.changed] == [
+        ("sum", [("inputs", ["a", "b"], ["a", "input"])])
+    ]
+    assert d.added == [] and d.removed == []
