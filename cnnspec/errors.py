@@ -9,6 +9,7 @@ Every message has the shape compilers and CI annotators parse::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -117,6 +118,16 @@ SYNONYMS: dict[str, str] = {
     "concatenate": "concat",
     "cat": "concat",
     "sum": "add",
+    "mul": "multiply",
+    "product": "multiply",
+    "split": "slice",
+    "chunk": "slice",
+    "shuffle": "channel_shuffle",
+    "squeezeexcitation": "squeeze_excite",
+    "se": "squeeze_excite",
+    "layerscale": "scale",
+    "stochasticdepth": "drop_path",
+    "layernorm2d": "layernorm",
     # parameters
     "filters": "out_channels",
     "units": "out_features",
@@ -150,15 +161,57 @@ def _fold(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 
 
-def suggest(name: str, candidates: Sequence[str]) -> str | None:
-    """The closest valid name to a misspelt one, phrased for a hint.
+def _distance(a: str, b: str, *, substitute: bool) -> int:
+    """Edits from a to b: insertions, deletions, swaps of neighbours and (when `substitute`) replacements
+    (the optimal-string-alignment distance)."""
+    far = len(a) + len(b)  # more than any real distance: an edit not allowed
+    d = [[i + j if i == 0 or j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            same = a[i - 1] == b[j - 1]
+            replace = d[i - 1][j - 1] + (0 if same else 1 if substitute else far)
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, replace)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
 
-    Tried in order: the same name but for case, '_' and '-' (conv2D, MaxPool2d); a known
-    synonym from Keras or PyTorch (filters → out_channels); a close spelling (difflib);
-    a valid name that starts the given one (cosine_annealing → cosine).
+
+def _typo_distance(name: str, candidate: str) -> int | None:
+    """How many slips of the keyboard turn `candidate` into `name` (both folded), or None when `name`
+    looks like another name rather than a misspelling of this one.
+
+    A suggestion must not propose a different function, so these are never typos:
+    - other digits (relu6 for relu, conv1d for conv2d, resnet34 for resnet18): digits name a variant
+      (a name without digits may still get one: maxpool → maxpool2d);
+    - another first letter, or letters put in front (selu, prelu, rrelu, hardsigmoid, logsoftmax): a
+      prefix makes a new name, and slips seldom hit the first letter;
+    - in a name of four letters or fewer, one letter replaced by another (silu, gelu, selu, relu are
+      all functions); only a doubled, dropped or swapped letter counts there.
+    What is left counts if it is at most one slip (two when the longer name has more than five letters),
+    or if `name` is the candidate with a few letters after it, up to half its length
+    (reflection → reflect, out_chan → out_ch).
     """
-    import difflib
+    if name == candidate:
+        return 0
+    digits = re.findall(r"\d+", name)
+    if digits and digits != re.findall(r"\d+", candidate):
+        return None
+    if name[:1] != candidate[:1] or (len(name) > len(candidate) and name.endswith(candidate)):
+        return None
+    tail = name.removeprefix(candidate)
+    if tail != name and len(tail) <= len(candidate) // 2:
+        return len(tail)
+    dist = _distance(name, candidate, substitute=min(len(name), len(candidate)) > 4)
+    return dist if dist <= (1 if max(len(name), len(candidate)) <= 5 else 2) else None
 
+
+def suggest(name: str, candidates: Sequence[str]) -> str | None:
+    """The closest valid name to a misspelt one, phrased for a hint; None when nothing is close.
+
+    Tried in order: the same name but for case, '_' and '-' (conv2D, MaxPool2d, leakyrelu); a known
+    synonym from Keras or PyTorch (filters → out_channels); a misspelling (`_typo_distance`: rellu →
+    relu, batchnrom2d → batchnorm2d, conv2 → conv2d, but never relu6 → relu or hardsigmoid → sigmoid).
+    """
     options = list(candidates)
     folded = {_fold(c): c for c in options}
     if _fold(name) in folded:
@@ -166,12 +219,9 @@ def suggest(name: str, candidates: Sequence[str]) -> str | None:
     for key in (name.lower(), _fold(name)):
         if SYNONYMS.get(key) in options:
             return f"did you mean '{SYNONYMS[key]}'?"
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    starts = [c for c in options if len(c) >= 3 and name.lower().startswith(c.lower())]
-    if starts:
-        return f"did you mean '{max(starts, key=len)}'?"
+    scored = [(d, i) for i, c in enumerate(options) if (d := _typo_distance(_fold(name), _fold(c))) is not None]
+    if scored:
+        return f"did you mean '{options[min(scored)[1]]}'?"
     return None
 
 

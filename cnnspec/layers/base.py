@@ -106,6 +106,14 @@ class LayerKind(StrictModel):
         """
         return {} if self.params(inputs) == 0 else None
 
+    def at_copy(self, index: int, count: int) -> LayerKind:
+        """This layer as copy `index` of `count` made by the innermost `repeat` around it.
+
+        Layers are the same in every copy, so the default returns self; a kind whose value ramps across
+        the copies (drop_path's `p: {start, end}`) returns the copy's own layer.
+        """
+        return self
+
     # --- torch ----------------------------------------------------------------
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         """The torch module for this layer (torch is imported inside)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -123,35 +123,58 @@ class BatchNorm1d(_BatchNorm):
 
 @register
 class LayerNorm(LayerKind):
-    """Layer normalisation over the whole per-sample shape (torch.nn.LayerNorm)."""
+    """Layer normalisation (torch.nn.LayerNorm): over the whole per-sample shape, or over the channels at
+    each position (`over: channels`, torchvision's ConvNeXt LayerNorm2d)."""
 
     kind: ClassVar[str] = "layernorm"
+    over: Literal["all", "channels"] = Field(
+        "all",
+        description="'all': normalise each sample over C×H×W (weight and bias of that shape); 'channels': over "
+        "the C channels at every position, as ConvNeXt does (weight and bias of shape C).",
+    )
     eps: Eps = Field(1e-5, description="Added to the variance for numerical stability.")
     elementwise_affine: bool = Field(True, description="Learn a scale and shift per element.")
     normalized_shape: list[PositiveInt] | None = Field(
-        None, description="Inferred as the input's shape. When written, it is checked."
+        None, description="Inferred: the input's shape ('all') or [C] ('channels'). When written, it is checked."
     )
 
-    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+    def _normalized(self, inputs: Sequence[Shape]) -> Shape:
         shape = self.single(inputs)
-        if self.normalized_shape is not None and tuple(self.normalized_shape) != shape:
+        if self.over == "all":
+            return shape
+        if len(shape) != 3:
             raise ShapeProblem(
-                f"layernorm expects normalized_shape={self.normalized_shape} but its input is {fmt_shape(shape)}",
+                f"layernorm over channels expects an image (C×H×W) but its input is a vector of {shape[0]} features",
+                hint="drop `over: channels`: on a vector the default normalises the features",
+                field="over",
+            )
+        return (shape[0],)
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        normalized = self._normalized(inputs)
+        if self.normalized_shape is not None and tuple(self.normalized_shape) != normalized:
+            raise ShapeProblem(
+                f"layernorm expects normalized_shape={self.normalized_shape} but normalises "
+                f"{fmt_shape(normalized)} of its input {fmt_shape(inputs[0])}",
                 hint="drop normalized_shape and let cnnspec infer it",
                 field="normalized_shape",
             )
-        return shape
+        return inputs[0]
 
     def params(self, inputs: Sequence[Shape]) -> int:
-        return 2 * math.prod(inputs[0]) if self.elementwise_affine else 0
+        return 2 * math.prod(self._normalized(inputs)) if self.elementwise_affine else 0
 
     def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
-        return {"weight": tuple(inputs[0]), "bias": tuple(inputs[0])} if self.elementwise_affine else {}
+        normalized = self._normalized(inputs)
+        return {"weight": normalized, "bias": normalized} if self.elementwise_affine else {}
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
 
-        return nn.LayerNorm(list(inputs[0]), eps=self.eps, elementwise_affine=self.elementwise_affine)
+        from cnnspec.build.modules import LayerNorm2d
+
+        cls = nn.LayerNorm if self.over == "all" else LayerNorm2d
+        return cls(list(self._normalized(inputs)), eps=self.eps, elementwise_affine=self.elementwise_affine)
 
 
 @register

@@ -1,15 +1,17 @@
-"""Layers that change the layout: flatten, upsample and the merges add and concat."""
+"""Layers that change the layout: flatten, upsample, channel slices and shuffles, and the merges."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, Window, fmt_shape, pair, register
-from cnnspec.layers.conv import IntPair
+from cnnspec.layers.conv import IntPair, PositiveInt
+
+NonNegativeInt = Annotated[int, Field(ge=0)]
 
 if TYPE_CHECKING:
     from torch import nn
@@ -84,27 +86,66 @@ def _describe(inputs: Sequence[Shape], names: Sequence[str]) -> tuple[str, ...]:
     return tuple(f"{n} is {fmt_shape(s)}" for n, s in zip(names, inputs, strict=False))
 
 
-@register
-class Add(_Merge):
-    """Element-wise sum of its inputs (a residual connection); all shapes must match."""
+def broadcasts(shape: Shape, full: Shape) -> bool:
+    """Whether `shape` may be combined element-wise with `full`, cnnspec's deliberately narrow broadcasting.
 
-    kind: ClassVar[str] = "add"
+    An image operand is the full C×H×W, or C×1×1 (one value per channel: a squeeze-excite gate), 1×H×W
+    (one per position: a spatial attention map) or 1×1×1 (one value); a vector is F or 1. Other mixes
+    (C×1×W, 1 channel of a C×H×W, an image with a vector) are almost always wiring mistakes, so they
+    are refused although torch would broadcast them.
+    """
+    if len(shape) != len(full):
+        return False
+    if len(full) == 1:
+        return shape in (full, (1,))
+    c, h, w = full
+    return shape in (full, (c, 1, 1), (1, h, w), (1, 1, 1))
+
+
+class _Elementwise(_Merge):
+    """A merge that combines its inputs element by element, broadcasting as `broadcasts` allows."""
 
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
-        first = inputs[0]
-        for other in inputs[1:]:
-            if other != first:
-                raise ShapeProblem(
-                    f"add needs inputs of the same shape, got {' and '.join(fmt_shape(s) for s in inputs)}",
-                    hint="make the branches agree (e.g. a 1×1 conv with the right stride on the shortcut)",
-                    field="inputs",
-                )
-        return first
+        full = max(inputs, key=math.prod)  # the first of the largest: what the others must broadcast to
+        if not all(broadcasts(s, full) for s in inputs):
+            forms = (
+                f"{fmt_shape(full)}, {full[0]}×1×1, 1×{full[1]}×{full[2]} or 1×1×1"
+                if len(full) == 3
+                else f"{full[0]} or 1"
+            )
+            raise ShapeProblem(
+                f"{self.kind} needs inputs of the same shape, or ones that broadcast to it, "
+                f"got {' and '.join(fmt_shape(s) for s in inputs)}",
+                hint=f"each input must be {forms}; make the branches agree "
+                "(e.g. a 1×1 conv with the right stride on the shortcut)",
+                field="inputs",
+            )
+        return full
+
+
+@register
+class Add(_Elementwise):
+    """Element-wise sum of its inputs (a residual connection); shapes match, or broadcast (C×1×1, 1×H×W, 1×1×1)."""
+
+    kind: ClassVar[str] = "add"
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from cnnspec.build.modules import Sum
 
         return Sum()
+
+
+@register
+class Multiply(_Elementwise):
+    """Element-wise product of its inputs (a squeeze-excite or attention gate); shapes match, or broadcast
+    (C×1×1, 1×H×W, 1×1×1)."""
+
+    kind: ClassVar[str] = "multiply"
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from cnnspec.build.modules import Product
+
+        return Product()
 
 
 @register
@@ -129,3 +170,82 @@ class Concat(_Merge):
         from cnnspec.build.modules import Concat as ConcatModule
 
         return ConcatModule()
+
+
+@register
+class Slice(LayerKind):
+    """Channels start:end of its input (x[:, start:end]), or chunk `index` of `chunks` equal chunks
+    (ShuffleNetV2's x.chunk(2, dim=1)); the features of a vector likewise."""
+
+    kind: ClassVar[str] = "slice"
+    start: NonNegativeInt | None = Field(None, description="First channel taken (0-based); default 0.")
+    end: PositiveInt | None = Field(None, description="One past the last channel taken; default: all the channels.")
+    chunks: PositiveInt | None = Field(None, description="Split the channels into this many equal chunks ...")
+    index: NonNegativeInt | None = Field(None, description="... and take this one (0-based).")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Slice:
+        by_range = self.start is not None or self.end is not None
+        if (self.chunks is None) != (self.index is None):
+            raise ValueError("chunks and index go together: chunks: N, index: I takes chunk I of N")
+        if by_range == (self.chunks is not None):
+            raise ValueError("give start/end (a channel range) or chunks and index, not both")
+        if self.chunks is not None and self.index is not None and self.index >= self.chunks:
+            raise ValueError(f"index {self.index} is not one of the {self.chunks} chunks (0 to {self.chunks - 1})")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be below end ({self.end})")
+        return self
+
+    def _range(self, shape: Shape) -> tuple[int, int]:
+        c = shape[0]
+        if self.chunks is not None and self.index is not None:
+            if c % self.chunks:
+                raise ShapeProblem(
+                    f"slice into chunks={self.chunks} does not divide the {c} channels of {fmt_shape(shape)}",
+                    hint="use a number of chunks that divides the channels, or start/end",
+                    field="chunks",
+                )
+            size = c // self.chunks
+            return self.index * size, (self.index + 1) * size
+        start, end = self.start or 0, self.end if self.end is not None else c
+        if end > c or start >= end:
+            field = "end" if end > c else "start"
+            raise ShapeProblem(
+                f"slice takes channels {start}:{end} but its input {fmt_shape(shape)} has {c} (0:{c})",
+                hint=f"keep start < end <= {c}",
+                field=field,
+            )
+        return start, end
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        shape = self.single(inputs)
+        start, end = self._range(shape)
+        return (end - start, *shape[1:])
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from cnnspec.build.modules import ChannelSlice
+
+        return ChannelSlice(*self._range(inputs[0]))
+
+
+@register
+class ChannelShuffle(LayerKind):
+    """ShuffleNet's channel shuffle: C channels as groups × C/groups, transposed (torch.nn.ChannelShuffle)."""
+
+    kind: ClassVar[str] = "channel_shuffle"
+    groups: PositiveInt = Field(description="Number of groups; must divide the channels.")
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        c, h, w = self.image(inputs)
+        if c % self.groups:
+            raise ShapeProblem(
+                f"channel_shuffle groups={self.groups} does not divide the {c} channels",
+                hint="use a number of groups that divides the channels",
+                field="groups",
+            )
+        return (c, h, w)
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from cnnspec.build.modules import ChannelShuffle as ShuffleModule
+
+        return ShuffleModule(self.groups)

@@ -1,13 +1,16 @@
-"""Sugar kinds that expand into other layers: residual, repeat and named blocks."""
+"""Sugar kinds that expand into other layers: residual, repeat, named blocks and squeeze-excite."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, Window, fmt_shape, register
+from cnnspec.layers.base import REGISTRY, LayerKind, Shape, ShapeProblem, Window, fmt_shape, register
+from cnnspec.layers.conv import PositiveInt
+from cnnspec.layers.elementwise import DropPath, Probability, Ramp
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,6 +34,11 @@ class Residual(LayerKind):
     activation: Literal["relu", "gelu", "silu", "leaky_relu"] | None = Field(
         None, description="Activation applied after the sum (ResNet uses relu)."
     )
+    drop_path: Probability | Ramp | None = Field(
+        None,
+        description="Stochastic depth: a drop_path layer after the body, named `stochastic_depth` like "
+        "torchvision's; a number, or {start, end} ramping across the copies of the innermost repeat.",
+    )
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
         from cnnspec.layers.elementwise import GELU, LeakyReLU, ReLU, SiLU
@@ -38,6 +46,9 @@ class Residual(LayerKind):
 
         scope = expander.child_scope(name)
         body_out = expander.expand_list(self.body, (*path, "body"), scope, prev)
+        if self.drop_path is not None:
+            drop = DropPath(p=self.drop_path)
+            body_out = expander.add_node(f"{name}.stochastic_depth", drop, [body_out], (*path, "drop_path"), None)
         if self.shortcut == "identity":
             short_out = prev
         elif self.shortcut == "auto":
@@ -134,12 +145,19 @@ class Repeat(LayerKind):
         single = len(self.layers) == 1 and self.layers[0].layer.id is None
         for i in range(self.n):
             copy = f"{name}.{i}"
+            first = len(expander.nodes)
             if single:
                 out = expander.expand_list(
                     self.layers, (*path, "layers"), expander.child_scope(name), out, names=[copy]
                 )
             else:
                 out = expander.expand_list(self.layers, (*path, "layers"), expander.child_scope(copy), out)
+            # Nodes are kept in the order they were added: this copy's are the last ones. A repeat inside
+            # this one has placed its own copies already, so the innermost repeat decides (a ramp there
+            # is a number by now).
+            added = itertools.islice(reversed(expander.nodes.values()), len(expander.nodes) - first)
+            for node in added:
+                node.layer = node.layer.at_copy(i, self.n)
         assert out is not None
         return out
 
@@ -167,3 +185,86 @@ class Group(LayerKind):
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
         return expander.expand_list(self.layers, (*path, "layers"), expander.child_scope(name), prev)
+
+
+@register
+class SqueezeExcite(LayerKind):
+    """Squeeze-and-excitation (torchvision.ops.SqueezeExcitation): x·gate(fc2(act(fc1(avgpool(x))))).
+
+    Expands to ID.avgpool, ID.fc1 (1×1 conv), ID.activation, ID.fc2 (1×1 conv back to C),
+    ID.scale_activation and ID.multiply, so its state_dict keys are torchvision's
+    (ID.fc1.weight, ID.fc1.bias, ID.fc2.weight, ID.fc2.bias).
+    """
+
+    kind: ClassVar[str] = "squeeze_excite"
+    sugar: ClassVar[bool] = True
+    squeeze_channels: PositiveInt | None = Field(
+        None, description="Width of the squeeze (fc1's output channels). Give this or reduction."
+    )
+    reduction: PositiveInt | None = Field(
+        None, description="Squeeze to max(1, C // reduction) channels of the C input channels (SENet: 16)."
+    )
+    activation: Literal["relu", "relu6", "silu", "gelu", "hardswish", "mish"] = Field(
+        "relu", description="Activation after fc1 (EfficientNet: silu)."
+    )
+    gate: Literal["sigmoid", "hardsigmoid"] = Field(
+        "sigmoid", description="The gate after fc2, torchvision's scale_activation (MobileNetV3: hardsigmoid)."
+    )
+
+    @model_validator(mode="after")
+    def _one_width(self) -> SqueezeExcite:
+        if (self.squeeze_channels is None) == (self.reduction is None):
+            raise ValueError("give exactly one of squeeze_channels and reduction")
+        return self
+
+    def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
+        from cnnspec.layers.pool import AdaptiveAvgPool2d
+        from cnnspec.layers.reshape import Multiply
+
+        x = prev
+        pooled = expander.add_node(f"{name}.avgpool", AdaptiveAvgPool2d(output_size=1), [x], path, scope=None)
+        fc1 = SqueezeConv(width=self.squeeze_channels, reduction=self.reduction or 1)
+        out = expander.add_node(f"{name}.fc1", fc1, [pooled, x], path, scope=None)
+        out = expander.add_node(f"{name}.activation", REGISTRY[self.activation](), [out], path, scope=None)
+        out = expander.add_node(f"{name}.fc2", SqueezeConv(reduction=1), [out, x], path, scope=None)
+        out = expander.add_node(f"{name}.scale_activation", REGISTRY[self.gate](), [out], path, scope=None)
+        return expander.add_node(f"{name}.multiply", Multiply(), [out, x], path, scope=None)
+
+
+class SqueezeConv(LayerKind):
+    """A squeeze-excite fc: a 1×1 conv (with bias) on C_in×1×1 whose width comes from the SE's input.
+
+    Its second input, the SE's input, is only read for its channels C: the width is `width` when given,
+    else max(1, C // reduction) (fc2: reduction 1, back to C). Not registered: users write squeeze_excite.
+    """
+
+    kind: ClassVar[str] = "squeeze_conv"
+    many_inputs: ClassVar[bool] = True
+    width: PositiveInt | None = None
+    reduction: PositiveInt = 1
+
+    def _width(self, inputs: Sequence[Shape]) -> int:
+        return self.width if self.width is not None else max(1, inputs[1][0] // self.reduction)
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        if len(inputs[1]) != 3:
+            raise ShapeProblem(
+                f"squeeze_excite expects an image (C×H×W) but its input is a vector of {inputs[1][0]} features",
+                hint="put it before `flatten`/`linear`, or drop it",
+            )
+        return (self._width(inputs), 1, 1)
+
+    def params(self, inputs: Sequence[Shape]) -> int:
+        return (inputs[0][0] + 1) * self._width(inputs)
+
+    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
+        return inputs[0][0] * output[0]
+
+    def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
+        width = self._width(inputs)
+        return {"weight": (width, inputs[0][0], 1, 1), "bias": (width,)}
+
+    def build(self, inputs: Sequence[Shape]) -> nn.Module:
+        from cnnspec.build.modules import SqueezeConv as SqueezeConvModule
+
+        return SqueezeConvModule(inputs[0][0], self._width(inputs))
