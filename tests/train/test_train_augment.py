@@ -157,22 +157,24 @@ def test_batch_augment_normalises_and_is_reproducible() -> None:
     assert not a.equal(plain)
 
 
-def test_mixup_and_cutmix_give_soft_labels() -> None:
-    images = (torch.rand(16, 3, 8, 8) * 255).to(torch.uint8)
-    labels = torch.arange(16) % 5
-    aug = BatchAugment(
-        [MixUp(alpha=0.4), CutMix(alpha=1.0)],
-        channels=3,
-        mean=None,
-        std=None,
-        num_classes=5,
-        device=torch.device("cpu"),
-    )
-    for _ in range(4):
+@pytest.mark.parametrize("mixer", [MixUp(alpha=0.4), CutMix(alpha=1.0)], ids=["mixup", "cutmix"])
+def test_mixed_labels_are_the_proportions_of_the_mixed_pixels(mixer: MixUp | CutMix) -> None:
+    # Image k is flat grey at value 40·k with label k: whatever two images a mixer blends (mixup) or
+    # pastes (cutmix), an image's mean pixel is Σ_k y[k]·40k/255 exactly when its labels are the
+    # proportions of each source image in it.
+    labels = torch.arange(6)
+    values = 40.0 * labels
+    images = values.view(6, 1, 1, 1).expand(6, 3, 8, 8).to(torch.uint8)
+    aug = BatchAugment([mixer], channels=3, mean=None, std=None, num_classes=6, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    mixed = 0
+    for _ in range(8):
         x, y = aug(images, labels)
-        assert x.shape == (16, 3, 8, 8)
-        assert y.shape == (16, 5)
-        torch.testing.assert_close(y.sum(dim=1), torch.ones(16))
+        assert x.shape == (6, 3, 8, 8) and y.shape == (6, 6)
+        torch.testing.assert_close(y.sum(dim=1), torch.ones(6))
+        torch.testing.assert_close(x.mean(dim=(1, 2, 3)), y @ values / 255)
+        mixed += int((y.max(dim=1).values < 1).sum())
+    assert mixed > 0  # some images really were mixed
 
 
 def test_strong_recipe_runs_on_grey_and_colour() -> None:
