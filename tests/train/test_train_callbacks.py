@@ -142,3 +142,30 @@ def test_something_that_is_not_a_callback_is_refused_before_anything_is_written(
     with pytest.raises(TypeError, match="Callback instances"):
         cnnspec.train(spec, out=tmp_path / "run", progress=False, callbacks=[object()])  # type: ignore[list-item]
     assert not (tmp_path / "run").exists()
+
+
+class ZeroImages(Callback):
+    """Replaces every batch by black images; records the first conv's weight gradient after each backward."""
+
+    def __init__(self) -> None:
+        self.conv_grads: list[torch.Tensor] = []
+        self.bias_grads: list[torch.Tensor] = []
+
+    def on_batch(self, step: Step, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros_like(images), targets
+
+    def on_after_backward(self, step: Step, model: nn.Module) -> None:
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        assert conv.weight.grad is not None and conv.bias is not None and conv.bias.grad is not None
+        self.conv_grads.append(conv.weight.grad.clone())
+        self.bias_grads.append(conv.bias.grad.clone())
+
+
+def test_the_batch_on_batch_returns_is_the_one_trained_on(spec: Path, tmp_path: Path) -> None:
+    # A conv's weight gradient is a sum of input pixels times output gradients: zero for black images,
+    # while its bias still gets a gradient. Had the original batch been used, the weight's would not vanish.
+    zero = ZeroImages()
+    cnnspec.train(spec, out=tmp_path / "run", progress=False, callbacks=[zero])
+    assert len(zero.conv_grads) == 2 * STEPS
+    assert all(torch.count_nonzero(g) == 0 for g in zero.conv_grads)
+    assert any(torch.count_nonzero(g) > 0 for g in zero.bias_grads)
