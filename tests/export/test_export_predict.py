@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from PIL import Image
 
 from cnnspec.export.exporter import ExportReport
+from cnnspec.export.images import load_image
 from cnnspec.export.predict import predict
 from cnnspec.export.session import CPU, CUDA, cuda_device_present
+from cnnspec.train.augment import BatchAugment
+from cnnspec.train.sources import _FolderImages
 from tests.cli_helpers import run_cli
 from tests.export._export_helpers import torch_logits, write_image
 
@@ -54,10 +58,13 @@ def test_predict_rgb_model_on_jpeg_and_grey_png(small_cnn_export: ExportReport, 
 def test_predict_resizes_and_normalises_as_training_did(resized_export: ExportReport, tmp_path: Path) -> None:
     png = write_image(tmp_path / "big.png", (40, 30), "RGB", seed=4)
     result = predict(resized_export.path, [png], top_k=5)
-    image = Image.open(png).convert("RGB").resize((16, 16), Image.Resampling.BILINEAR)
-    x = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    mean, std = np.array([0.5, 0.4, 0.3])[:, None, None], np.array([0.2, 0.25, 0.3])[:, None, None]
-    want = torch_logits(resized_export.path.parent, ((x - mean) / std)[None].astype(np.float32))[0]
+    # Training's own path for this file: the image-folder decoder, then evaluation's normalisation.
+    decoded, _ = _FolderImages([(str(png), 0)], channels=3, size=(16, 16))[0]
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    evaluation = BatchAugment([], channels=3, mean=mean, std=std, num_classes=5, device=torch.device("cpu"))
+    x = evaluation.normalize(decoded[None]).numpy()
+    assert np.abs(load_image(png, resized_export.metadata) - x[0]).max() <= 1e-6  # predict's input is training's
+    want = torch_logits(resized_export.path.parent, x)[0]
     got = [s.logit for s in sorted(result.predictions[0].top, key=lambda s: s.index)]
     assert np.abs(np.array(got) - want).max() <= 1e-4
     assert result.predictions[0].best.name == "abcde"[int(want.argmax())]
