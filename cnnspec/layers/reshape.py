@@ -105,6 +105,8 @@ def broadcasts(shape: Shape, full: Shape) -> bool:
 class _Elementwise(_Merge):
     """A merge that combines its inputs element by element, broadcasting as `broadcasts` allows."""
 
+    advice: ClassVar[str]
+
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
         full = max(inputs, key=math.prod)  # the first of the largest: what the others must broadcast to
         if not all(broadcasts(s, full) for s in inputs):
@@ -116,8 +118,7 @@ class _Elementwise(_Merge):
             raise ShapeProblem(
                 f"{self.kind} needs inputs of the same shape, or ones that broadcast to it, "
                 f"got {' and '.join(fmt_shape(s) for s in inputs)}",
-                hint=f"each input must be {forms}; make the branches agree "
-                "(e.g. a 1×1 conv with the right stride on the shortcut)",
+                hint=f"each input must be {forms}; {self.advice}",
                 field="inputs",
             )
         return full
@@ -128,6 +129,7 @@ class Add(_Elementwise):
     """Element-wise sum of its inputs (a residual connection); shapes match, or broadcast (C×1×1, 1×H×W, 1×1×1)."""
 
     kind: ClassVar[str] = "add"
+    advice: ClassVar[str] = "make the branches agree (e.g. a 1×1 conv with the right stride on the shortcut)"
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from cnnspec.build.modules import Sum
@@ -141,6 +143,7 @@ class Multiply(_Elementwise):
     (C×1×1, 1×H×W, 1×1×1)."""
 
     kind: ClassVar[str] = "multiply"
+    advice: ClassVar[str] = "a gate has the channels of what it scales (squeeze_excite builds one)"
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from cnnspec.build.modules import Product

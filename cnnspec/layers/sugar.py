@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from cnnspec.layers.base import REGISTRY, LayerKind, Shape, ShapeProblem, Window, fmt_shape, register
 from cnnspec.layers.conv import PositiveInt
 from cnnspec.layers.elementwise import DropPath, Probability, Ramp
+from cnnspec.layers.pool import AdaptiveAvgPool2d
 
 if TYPE_CHECKING:
     from torch import nn
@@ -218,17 +219,28 @@ class SqueezeExcite(LayerKind):
         return self
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
-        from cnnspec.layers.pool import AdaptiveAvgPool2d
         from cnnspec.layers.reshape import Multiply
 
         x = prev
-        pooled = expander.add_node(f"{name}.avgpool", AdaptiveAvgPool2d(output_size=1), [x], path, scope=None)
+        pooled = expander.add_node(f"{name}.avgpool", SqueezePool(output_size=1), [x], path, scope=None)
         fc1 = SqueezeConv(width=self.squeeze_channels, reduction=self.reduction or 1)
         out = expander.add_node(f"{name}.fc1", fc1, [pooled, x], path, scope=None)
         out = expander.add_node(f"{name}.activation", REGISTRY[self.activation](), [out], path, scope=None)
         out = expander.add_node(f"{name}.fc2", SqueezeConv(reduction=1), [out, x], path, scope=None)
         out = expander.add_node(f"{name}.scale_activation", REGISTRY[self.gate](), [out], path, scope=None)
         return expander.add_node(f"{name}.multiply", Multiply(), [out, x], path, scope=None)
+
+
+class SqueezePool(AdaptiveAvgPool2d):
+    """A squeeze-excite's global pooling, whose shape error names the squeeze_excite the user wrote."""
+
+    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
+        if len(self.single(inputs)) != 3:
+            raise ShapeProblem(
+                f"squeeze_excite expects an image (C×H×W) but its input is a vector of {inputs[0][0]} features",
+                hint="put it before `flatten`/`linear`, or drop it",
+            )
+        return super().output_shape(inputs)
 
 
 class SqueezeConv(LayerKind):
@@ -247,12 +259,7 @@ class SqueezeConv(LayerKind):
         return self.width if self.width is not None else max(1, inputs[1][0] // self.reduction)
 
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
-        if len(inputs[1]) != 3:
-            raise ShapeProblem(
-                f"squeeze_excite expects an image (C×H×W) but its input is a vector of {inputs[1][0]} features",
-                hint="put it before `flatten`/`linear`, or drop it",
-            )
-        return (self._width(inputs), 1, 1)
+        return (self._width(inputs), 1, 1)  # SqueezePool has refused a vector
 
     def params(self, inputs: Sequence[Shape]) -> int:
         return (inputs[0][0] + 1) * self._width(inputs)
