@@ -9,6 +9,7 @@ line and column so later stages can point at the YAML that caused an error.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -163,8 +164,16 @@ def _flow_guard(text: str) -> int | None:
     return None
 
 
+# Set to "pure" to read every spec with ruamel.yaml's pure-Python parser even where libyaml is
+# installed: to rule libyaml out when a spec reads oddly, and for the tests that compare the two.
+PARSER_ENV = "CNNSPEC_YAML_PARSER"
+
+
 def _c_parser() -> Any:
-    """libyaml's event parser when installed (through PyYAML or ruamel.yaml.clib), else None."""
+    """libyaml's event parser when installed (through PyYAML or ruamel.yaml.clib) and not ruled out
+    by CNNSPEC_YAML_PARSER=pure, else None."""
+    if os.environ.get(PARSER_ENV) == "pure":
+        return None
     try:
         from _ruamel_yaml import CParser
 
