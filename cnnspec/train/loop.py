@@ -13,10 +13,9 @@ rank 0 alone writes. One process takes none of those paths.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -57,6 +56,7 @@ from cnnspec.train.records import plot_curves, read_metrics, write_json, write_m
 from cnnspec.train.setup import Session
 from cnnspec.train.signals import StopFlag, TrainingInterrupted
 from cnnspec.train.sources import Source, TensorSource
+from cnnspec.train.state import BestEpoch, EpochTally, TrainState
 
 # Steps between host syncs (loss check, progress) on a GPU; a CPU syncs every step anyway.
 CUDA_SYNC_EVERY = 20
@@ -65,34 +65,6 @@ CUDA_SYNC_EVERY = 20
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled indices of epoch `epoch` (1-based): a pure function of (seed, epoch)."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-@dataclass
-class EpochTally:
-    """Running sums of one epoch; kept on the device and saved on an interrupt."""
-
-    batches: int = 0
-    seen: int = 0
-    seconds: float = 0.0
-    skipped: int = 0
-    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
-    correct: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "batches": self.batches,
-            "seen": self.seen,
-            "seconds": self.seconds,
-            "skipped": self.skipped,
-            "loss_sum": self.loss_sum.cpu(),
-            "correct": self.correct.cpu(),
-        }
-
-    @classmethod
-    def from_state(cls, s: dict[str, Any], device: torch.device) -> EpochTally:
-        return cls(
-            s["batches"], s["seen"], s["seconds"], s["skipped"], s["loss_sum"].to(device), s["correct"].to(device)
-        )
 
 
 class Trainer:
@@ -187,28 +159,18 @@ class Trainer:
         self.params = list(self.model.parameters())
 
         # Progress through the run; all of it is in the training state.
-        self.epoch = 0  # epochs completed
-        self.step = 0  # optimizer steps taken
-        self.tally = EpochTally()
-        self.best: float | None = None
-        self.best_loss = math.inf  # val_loss of the best epoch (tie-breaker)
-        self.best_epoch = 0
-        self.bad_epochs = 0
-        self.wall = 0.0
-        self.skipped_total = 0
-        self.stopped_early = False
+        self.state = TrainState.fresh(device)
+        self.best_rule = BestEpoch.from_spec(self.t.early_stopping)
         self.stop_agreed = False  # distributed: a stop that every rank has seen (at the end of an epoch)
         self.history: list[dict[str, Any]] = []
         if session.resumed:
             self._restore()
-        else:
-            self.tally = EpochTally(loss_sum=self.tally.loss_sum.to(device), correct=self.tally.correct.to(device))
 
     # --- the loop -------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
         """Train to train.epochs (or early stopping), test the best weights, write result.json."""
-        self._started, self._wall_before = time.perf_counter(), self.wall
+        self._started, self._wall_before = time.perf_counter(), self.state.wall_seconds
         try:
             self.callbacks.on_train_start(
                 TrainStart(
@@ -217,20 +179,20 @@ class Trainer:
                     run=self.paths.root,
                     epochs=self.t.epochs,
                     steps_per_epoch=self.steps_per_epoch,
-                    epoch=self.epoch,
-                    step=self.step,
+                    epoch=self.state.epoch,
+                    step=self.state.step,
                     rank=self.dist.rank,
                     world_size=self.dist.world_size,
                     device=self.precision.device,
                 )
             )
-            while self.epoch < self.t.epochs and not self.stopped_early:
-                self._train_epoch(self.epoch + 1)
-                self._end_epoch(self.epoch + 1)
+            while self.state.epoch < self.t.epochs and not self.state.stopped_early:
+                self._train_epoch(self.state.epoch + 1)
+                self._end_epoch(self.state.epoch + 1)
                 stop = self.stop_agreed if self.dist.enabled else self.stop.requested
-                if stop and self.epoch < self.t.epochs and not self.stopped_early:
+                if stop and self.state.epoch < self.t.epochs and not self.state.stopped_early:
                     self.reporter.message(
-                        f"interrupted after epoch {self.epoch}; state saved in {self.paths.checkpoints}"
+                        f"interrupted after epoch {self.state.epoch}; state saved in {self.paths.checkpoints}"
                     )
                     raise TrainingInterrupted(self.paths.root)
             self._tick()
@@ -242,7 +204,7 @@ class Trainer:
 
     def _tick(self) -> None:
         """Bring the run's total wall time (over all resumes) up to now."""
-        self.wall = self._wall_before + time.perf_counter() - self._started
+        self.state.wall_seconds = self._wall_before + time.perf_counter() - self._started
 
     def _train_epoch(self, epoch: int) -> None:
         device = self.precision.device
@@ -254,14 +216,14 @@ class Trainer:
             order = shard_epoch(self.train_source, self.t.seed, epoch, self.dist, take)
         else:
             order = epoch_order(len(self.train_source), self.t.seed, epoch)[:take]
-        tally = self.tally
+        tally = self.state.tally
         self.callbacks.on_epoch_start(epoch, tally.batches)
         sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
         bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         batches = self.train_source.batches(order, self.batch_size, device, start=tally.batches)
         t0 = time.perf_counter()
         seconds_before = tally.seconds
-        lr = self.schedule.apply(self.optimizer, self.step)
+        lr = self.schedule.apply(self.optimizer, self.state.step)
         while True:
             if self._stop_now(tally.batches, sync_every):
                 tally.seconds = seconds_before + time.perf_counter() - t0
@@ -277,8 +239,8 @@ class Trainer:
                     tally.seconds = seconds_before + time.perf_counter() - t0
                     self._interrupt(epoch)
                 raise
-            lr = self.schedule.apply(self.optimizer, self.step)
-            step = Step(epoch, tally.batches + 1, self.step + 1)
+            lr = self.schedule.apply(self.optimizer, self.state.step)
+            step = Step(epoch, tally.batches + 1, self.state.step + 1)
             try:
                 loss, correct, skipped = self._step(step, images, labels)
             except torch.OutOfMemoryError:
@@ -293,7 +255,7 @@ class Trainer:
             tally.seen += labels.shape[0]
             tally.skipped += skipped
             tally.batches += 1
-            self.step += 1
+            self.state.step += 1
             self.callbacks.on_step_end(step, self.model, loss)
             if tally.batches % sync_every == 0 or tally.batches == self.steps_per_epoch:
                 self._check_finite(epoch, bad_step, sync_every)
@@ -356,7 +318,11 @@ class Trainer:
 
     def _check_finite(self, epoch: int, bad_step: torch.Tensor, every: int = 1) -> None:
         step = int(bad_step)
-        where = f"the last checkpoint (epoch {self.epoch})" if self.epoch else "no checkpoint (none was finished)"
+        where = (
+            f"the last checkpoint (epoch {self.state.epoch})"
+            if self.state.epoch
+            else "no checkpoint (none was finished)"
+        )
         hint = f"kept {where}; lower optimizer.lr, add train.grad_clip, or check the data normalisation"
         if step >= 0:
             raise TrainingError(
@@ -364,7 +330,11 @@ class Trainer:
             )
         # The loss can stay finite while the weights overflow: batchnorm turns inf activations into zeros.
         if not all_finite(self.model):
-            at = f"step {self.tally.batches}" if every == 1 else f"step {self.tally.batches} (checked every {every})"
+            at = (
+                f"step {self.state.tally.batches}"
+                if every == 1
+                else f"step {self.state.tally.batches} (checked every {every})"
+            )
             raise TrainingError(
                 f"the weights became non-finite (NaN or inf) at epoch {epoch}, {at}; training stopped", hint=hint
             )
@@ -378,13 +348,13 @@ class Trainer:
         for module in self.backbone:
             for p in module.parameters():
                 p.requires_grad_(trainable)
-        if trainable and unfreeze is not None and epoch == unfreeze.epoch and self.tally.batches == 0:
+        if trainable and unfreeze is not None and epoch == unfreeze.epoch and self.state.tally.batches == 0:
             self.reporter.message(f"epoch {epoch}: backbone unfrozen, lr × {unfreeze.lr_scale}")
 
     # --- after each epoch ---------------------------------------------------------------
 
     def _end_epoch(self, epoch: int) -> None:
-        tally = self.tally
+        tally = self.state.tally
         loss_sum, correct, seen = float(tally.loss_sum), float(tally.correct), tally.seen
         if self.dist.enabled:  # all ranks' sums (and whether any rank was asked to stop)
             loss_sum, correct, all_seen, stops = all_reduce_sum(
@@ -405,9 +375,9 @@ class Trainer:
         if self.val_source is not None:
             val = self._validate(self.val_source)
             record["val_loss"], record["val_accuracy"] = val.loss, val.accuracy
-        self.skipped_total += tally.skipped
-        self.epoch = epoch
-        self.tally = EpochTally(loss_sum=torch.zeros_like(tally.loss_sum), correct=torch.zeros_like(tally.correct))
+        self.state.skipped_total += tally.skipped
+        self.state.epoch = epoch
+        self.state.tally = EpochTally.zeros(self.precision.device)
         self.history.append(record)
         self._tick()
         improved = self._track_best(record)
@@ -428,31 +398,13 @@ class Trainer:
 
     def _track_best(self, record: dict[str, Any]) -> bool:
         """Update the best epoch and early stopping; True when this epoch is the new best."""
-        value = record.get(self.monitor)
-        if value is None:  # no validation split: the latest epoch is the best one known
-            self.best_epoch = record["epoch"]
-            return True
-        es = self.t.early_stopping
-        delta = es.min_delta if es is not None else 0.0
-        loss = record["val_loss"]
-        better = (
-            self.best is None
-            or (self.monitor == "val_loss" and value < self.best - delta)
-            or (self.monitor == "val_accuracy" and value > self.best + delta)
-            # A small validation set saturates at 100%: among equal accuracies the lower loss wins.
-            or (self.monitor == "val_accuracy" and value == self.best and loss < self.best_loss)
-        )
-        if better:
-            self.best, self.best_loss, self.best_epoch, self.bad_epochs = value, loss, record["epoch"], 0
-        else:
-            self.bad_epochs += 1
-            if es is not None and self.bad_epochs >= es.patience:
-                self.stopped_early = True
-                self.reporter.message(
-                    f"early stopping: {self.monitor} has not improved for {self.bad_epochs} epochs "
-                    f"(best {self.best:.4f} at epoch {self.best_epoch})"
-                )
-        return better
+        improved = self.best_rule.update(self.state, record)
+        if self.state.stopped_early:
+            self.reporter.message(
+                f"early stopping: {self.monitor} has not improved for {self.state.bad_epochs} epochs "
+                f"(best {self.state.best:.4f} at epoch {self.state.best_epoch})"
+            )
+        return improved
 
     def _validate(self, source: Source) -> Any:
         """Validation; distributed, each rank evaluates its share of the split and the sums are reduced,
@@ -486,22 +438,13 @@ class Trainer:
             "format": STATE_FORMAT,
             "architecture_hash": self.s.info.architecture_hash,
             "spec_hash": self.s.info.spec_hash,
-            "epoch": epoch,
-            "step": self.step,
             "world_size": self.dist.world_size,
-            "tally": (tally or self.tally).to_state(),
+            **replace(self.state, epoch=epoch, tally=tally or self.state.tally).to_dict(),
             # A copy of the weights: the state alone resumes a run, and can never disagree with them.
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng,
-            "best": self.best,
-            "best_loss": self.best_loss,
-            "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
-            "stopped_early": self.stopped_early,
-            "wall_seconds": self.wall,
-            "skipped_total": self.skipped_total,
         }
 
     def _save(self, epoch: int) -> None:
@@ -510,7 +453,7 @@ class Trainer:
             save_state(self.paths.state, self._state(epoch))
             return
         # Every rank takes part (the sums and RNG states are collected), rank 0 writes.
-        tally = self.tally
+        tally = self.state.tally
         sums = all_reduce_sum([tally.loss_sum, tally.correct, tally.seen], self.precision.device)
         rngs = gather(self._rank_rng())
         if not self.dist.is_main:
@@ -537,8 +480,8 @@ class Trainer:
         """Save a mid-epoch state (weights are finite: checked here) and stop with KeyboardInterrupt."""
         if all_finite(self.model):
             self._tick()
-            self._save(self.epoch)
-            where = f"epoch {epoch}, step {self.tally.batches} of {self.steps_per_epoch}"
+            self._save(self.state.epoch)
+            where = f"epoch {epoch}, step {self.state.tally.batches} of {self.steps_per_epoch}"
             self.reporter.message(f"interrupted at {where}; state saved in {self.paths.checkpoints}")
         raise TrainingInterrupted(self.paths.root)
 
@@ -567,29 +510,22 @@ class Trainer:
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         else:
             self._restore_rank_rng(state)
-        self.epoch = state["epoch"]
-        self.step = state["step"]
-        self.tally = EpochTally.from_state(state["tally"], self.precision.device)
+        self.state = TrainState.from_dict(state, self.precision.device)
         if self.dist.rank > 0:  # the saved sums are all ranks' together: rank 0 carries them on
-            self.tally.loss_sum.zero_()
-            self.tally.correct.zero_()
-            self.tally.seen = 0
+            self.state.tally.loss_sum.zero_()
+            self.state.tally.correct.zero_()
+            self.state.tally.seen = 0
         saved_world = state.get("world_size", 1)
         if saved_world != self.dist.world_size:
             self._rescale_progress(saved_world)
-        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
-        self.best_loss = state["best_loss"]
-        self.stopped_early = state["stopped_early"]
-        self.wall = state["wall_seconds"]
-        self.skipped_total = state["skipped_total"]
-        self.history = [m for m in read_metrics(self.paths) if m["epoch"] <= self.epoch]
+        self.history = [m for m in read_metrics(self.paths) if m["epoch"] <= self.state.epoch]
         at = (
-            f"epoch {self.epoch + 1}, step {self.tally.batches + 1}"
-            if self.tally.batches
-            else f"epoch {self.epoch + 1}"
+            f"epoch {self.state.epoch + 1}, step {self.state.tally.batches + 1}"
+            if self.state.tally.batches
+            else f"epoch {self.state.epoch + 1}"
         )
-        if self.epoch < self.t.epochs and not self.stopped_early:
-            self.reporter.message(f"resuming {self.paths.root} at {at} (step {self.step} overall)")
+        if self.state.epoch < self.t.epochs and not self.state.stopped_early:
+            self.reporter.message(f"resuming {self.paths.root} at {at} (step {self.state.step} overall)")
 
     def _restore_rank_rng(self, state: dict[str, Any]) -> None:
         """Ranks other than 0 continue their own saved stream; a rank the saving run did not have
@@ -609,9 +545,9 @@ class Trainer:
         `batches` steps of N processes are `batches·N/M` steps of M; the step count (which the
         learning-rate schedule reads) restarts from the completed epochs at M processes' steps per epoch.
         """
-        batches = min(self.tally.batches * saved_world // self.dist.world_size, self.steps_per_epoch)
-        self.tally.batches = batches
-        self.step = self.epoch * self.steps_per_epoch + batches
+        batches = min(self.state.tally.batches * saved_world // self.dist.world_size, self.steps_per_epoch)
+        self.state.tally.batches = batches
+        self.state.step = self.state.epoch * self.steps_per_epoch + batches
         self.reporter.message(
             f"the checkpoint was written by {saved_world} process(es), this run has {self.dist.world_size}: "
             f"{self.steps_per_epoch} steps per epoch from now on"
@@ -631,15 +567,15 @@ class Trainer:
         result: dict[str, Any] = {
             "test_accuracy": None,
             "test_loss": None,
-            "best_epoch": self.best_epoch,
-            "best_" + self.monitor: self.best,
-            "epochs": self.epoch,
-            "stopped_early": self.stopped_early,
-            "wall_seconds": round(self.wall, 3),
+            "best_epoch": self.state.best_epoch,
+            "best_" + self.monitor: self.state.best,
+            "epochs": self.state.epoch,
+            "stopped_early": self.state.stopped_early,
+            "wall_seconds": round(self.state.wall_seconds, 3),
             "device": _device_name(self.precision.device),
             "processes": self.dist.world_size,
             "amp": self.precision.amp,
-            "skipped_steps": self.skipped_total,
+            "skipped_steps": self.state.skipped_total,
             "images_per_second": _mean([m["images_per_second"] for m in self.history]),
         }
         if self.test_source is not None:
