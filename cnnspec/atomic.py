@@ -3,6 +3,12 @@
 A reader (or a process killed mid-write) sees the old file or the new one, never a
 half-written one.
 
+Only regular files are written: a path that names a directory, a device, a FIFO or a
+socket is refused with `NotRegularFileError` (an OSError, so callers' "cannot write FILE:
+REASON" handling covers it) before anything is created. A symlink is followed: its
+final target is written atomically and the link is kept. A file that exists keeps its
+permission bits (a 0600 file stays 0600); a new one gets what a plain open() would give.
+
 Test hook: with CNNSPEC_TEST_STOP_BEFORE_RENAME=NAME:N in the environment, the N-th atomic
 write (in this process) of a file named NAME stops the process with SIGSTOP once the
 temporary file is complete and fsync'd, just before the rename, so a test can kill it at
@@ -14,8 +20,10 @@ Unset, it costs one environment lookup per file written. POSIX only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
+import stat
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,19 +34,67 @@ STOP_BEFORE_RENAME = "CNNSPEC_TEST_STOP_BEFORE_RENAME"
 _writes: Counter[str] = Counter()  # atomic writes per file name, counted only while the hook is set
 
 
+class NotRegularFileError(OSError):
+    """The path to write names something other than a regular file (a directory, device, FIFO, socket)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def write_target(path: str | Path) -> Path:
+    """The file a write of `path` changes: `path` itself, or the final target when it is a symlink.
+
+    NotRegularFileError when that exists and is not a regular file.
+    """
+    target = Path(path)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink loop: realpath stops inside it
+            raise NotRegularFileError(exc.errno, "a symlink loop, not a regular file", str(path)) from None
+        raise
+    if not stat.S_ISREG(mode):
+        kind = _kind(mode)
+        code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+        raise NotRegularFileError(code, f"it is {kind}; only regular files are written", str(path))
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` atomically."""
-    target = Path(path)
+    """Yield a temporary path beside `path`; on success it replaces `path` atomically.
+
+    `path` may be a symlink: the temporary file lies beside its final target, which it
+    replaces (the link stays). An existing file's permission bits are kept.
+    """
+    target = write_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        # mkstemp makes the file owner-only; give it the mode a plain open() would (0666 & ~umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + target.name + ".", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp makes the file owner-only; give it the mode a plain open() would (0666 & ~umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
+        os.chmod(tmp, mode)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

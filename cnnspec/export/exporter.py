@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
 import cnnspec
-from cnnspec.atomic import atomic_path
+from cnnspec.atomic import NotRegularFileError, atomic_path, write_target
 from cnnspec.errors import ExportError
 from cnnspec.export.fp16 import fp16_weights
 from cnnspec.export.gate import Parity, run_gate
@@ -78,16 +79,48 @@ def _check_run(trained: TrainedModel) -> None:
         )
 
 
+def _run_inputs(run: Path) -> tuple[list[Path], Path]:
+    """The files of `run` that export reads or that training owns, and its checkpoints folder."""
+    paths = RunPaths(run)
+    return [paths.spec, paths.info, paths.metrics, paths.result, paths.curves], paths.checkpoints
+
+
+def check_target(run: str | Path, target: str | Path) -> Path:
+    """The file an export of `run` to `target` would replace (symlinks followed); ExportError when that
+    is not a regular file or is one of the run's own files (its spec, record, metrics or checkpoints)."""
+    try:
+        final = write_target(target)
+    except NotRegularFileError as exc:
+        raise ExportError(
+            f"cannot write {target}: {exc.strerror}", hint="give --out the path of an .onnx file (new or old)"
+        ) from None
+    except OSError as exc:
+        raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
+    real = Path(os.path.realpath(final))
+    files, checkpoints = _run_inputs(Path(run))
+    owned = [Path(os.path.realpath(f)) for f in files]
+    inside = real.is_relative_to(Path(os.path.realpath(checkpoints)))
+    same = any(real == f or (real.exists() and f.exists() and os.path.samefile(real, f)) for f in owned)
+    if inside or same:
+        what = "its checkpoints" if inside else "its own files"
+        raise ExportError(
+            f"refused to write {target}: it is {real.name} of the run being exported ({what})",
+            hint=f"export to a new .onnx file, e.g. --out {Path(run) / 'model.onnx'}",
+        )
+    return final
+
+
 def export_run(run: str | Path, out: str | Path | None = None, which: str = "best") -> ExportReport:
     """Export a run's weights (`which`: best, falling back to last) to ONNX, gate it, and write it atomically.
 
     Nothing is written when the gate fails: the file is built and checked under a
     temporary name beside `out` and moved into place only afterwards.
     """
+    target = Path(out) if out is not None else RunPaths(Path(run)).onnx
+    check_target(run, target)  # before the export's seconds of work
     trained = load_trained(run, which)
     _check_run(trained)
     settings = trained.spec.export
-    target = Path(out) if out is not None else RunPaths(Path(run)).onnx
     exported = to_onnx(trained.model, tuple(trained.info.input_shape), settings.opset, settings.dynamic_batch)
     model = exported.model
     if settings.fp16:
