@@ -21,8 +21,18 @@ def read_text(arg: str, cwd: str | Path | None = None) -> str:
     if not is_git_ref(arg):
         return read_spec_text(Path(cwd or ".") / arg if cwd else arg)
     rev, _, path = arg.partition(":")
+    if rev.startswith("-"):  # git would read `--output=FILE:x` as an option and write FILE
+        raise SpecError(
+            Diagnostic(
+                f"refused revision {rev!r}: a git revision cannot start with '-'",
+                Location(arg),
+                hint="write REV:PATH with a branch, tag or commit as REV: HEAD~1:specs/x.yaml",
+            )
+        )
+    # --end-of-options (git ≥ 2.24): whatever the argument holds, git takes it as a revision, never an option.
+    command = ["git", "show", "--end-of-options", f"{rev}:{path}"]
     try:
-        proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=cwd, capture_output=True, check=False, timeout=60)
+        proc = subprocess.run(command, cwd=cwd, capture_output=True, check=False, timeout=60)
     except FileNotFoundError:
         raise SpecError(Diagnostic(f"cannot read {arg}: git is not installed", Location(arg))) from None
     if proc.returncode != 0:
