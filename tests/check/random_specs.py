@@ -14,9 +14,9 @@ loaded through `cnnspec.loads`. Two properties:
 
 The domain is image stacks followed by an optional vector head: cnnspec is deliberately
 stricter than torch where torch would silently broadcast (linear on an image, groupnorm on a
-vector), so those layouts are not generated here, the interpreter's sums do not broadcast,
-and an empty (0×0) output, which torch returns without complaint in a few corners, counts as
-a failure.
+vector), so those layouts are not generated here, the interpreter's add and multiply broadcast
+only a gate's shapes (C×1×1, 1×H×W, 1×1×1), its slices refuse ranges torch would shorten, and
+an empty (0×0) output, which torch returns without complaint in a few corners, counts as a failure.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 import cnnspec
 from cnnspec.check.graph import Graph
@@ -57,6 +58,15 @@ ACTIVATIONS: list[Layer] = [
     {"elu": {"alpha": 0.5}},
     {"dropout": {"p": 0.1}},
     {"dropout2d": {"p": 0.1}},
+    {"relu6": {}},
+    {"hardswish": {}},
+    {"hardsigmoid": {}},
+    {"mish": {}},
+    {"hardtanh": {"min_val": -0.5, "max_val": 2.0}},
+    {"softplus": {"beta": 2.0}},
+    {"prelu": {}},
+    {"scale": {"init": 0.5}},
+    {"drop_path": {"p": 0.2}},
 ]
 
 
@@ -124,8 +134,26 @@ upsample = st.one_of(
     st.lists(small(1, 9), min_size=2, max_size=2).map(lambda s: {"upsample": {"size": s, "mode": "bilinear"}}),
 )
 
+# Channel layers of issue 12: ranges that may run past the channels, groups and chunks that may not divide.
+channel_slice = st.one_of(
+    st.builds(lambda a, n: {"slice": {"start": a, "end": a + n}}, small(0, 4), small(1, 4)),
+    st.builds(lambda n, i: {"slice": {"chunks": n, "index": i % n}}, small(1, 4), small(0, 3)),
+)
+channel_shuffle = small(1, 4).map(lambda g: {"channel_shuffle": {"groups": g}})
+# A 1×1 map: merged with a full one, add and multiply broadcast it (a squeeze-excite gate's shape).
+SQUEEZE: Layer = {"adaptive_avgpool2d": {"output_size": 1}}
+
 image_layer = st.one_of(
-    conv2d(), conv2d(), maxpool2d, avgpool2d, norms, st.sampled_from(ACTIVATIONS), conv_transpose2d, upsample
+    conv2d(),
+    conv2d(),
+    maxpool2d,
+    avgpool2d,
+    norms,
+    st.sampled_from(ACTIVATIONS),
+    conv_transpose2d,
+    upsample,
+    channel_slice,
+    channel_shuffle,
 )
 chain = st.lists(image_layer, min_size=1, max_size=3)
 
@@ -153,8 +181,9 @@ def segment(draw: st.DrawFn, *, auto_shortcut: bool) -> list[Layer]:
         if draw(st.booleans()):
             block["activation"] = "relu"
         return [{"residual": block}]
-    merge = draw(st.sampled_from(["add", "concat"]))
-    return [{"__branches__": {"a": draw(chain), "b": draw(st.lists(image_layer, max_size=2)), "merge": merge}}]
+    merge = draw(st.sampled_from(["add", "concat", "multiply"]))
+    b = draw(st.lists(image_layer, max_size=2)) + draw(st.sampled_from([[], [], [SQUEEZE]]))
+    return [{"__branches__": {"a": draw(chain), "b": b, "merge": merge}}]
 
 
 # --- turning segments into spec layers (ids wire the branches) ------------------------------
@@ -228,7 +257,50 @@ TORCH: dict[str, ModuleFor] = {
     "flatten": lambda p, x: nn.Flatten(),
     "global_avgpool": lambda p, x: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
     "linear": lambda p, x: nn.Linear(x.shape[1], **p),
+    "relu6": lambda p, x: nn.ReLU6(),
+    "hardswish": lambda p, x: nn.Hardswish(),
+    "hardsigmoid": lambda p, x: nn.Hardsigmoid(),
+    "mish": lambda p, x: nn.Mish(),
+    "hardtanh": lambda p, x: nn.Hardtanh(**p),
+    "softplus": lambda p, x: nn.Softplus(**p),
+    "prelu": lambda p, x: nn.PReLU(),
+    "scale": lambda p, x: _Scale(x.shape[1], **p),
+    "drop_path": lambda p, x: StochasticDepth(p["p"], "row"),
+    "channel_shuffle": lambda p, x: nn.ChannelShuffle(**p),
+    "slice": lambda p, x: _StrictSlice(x.shape[1], **p),
+    "adaptive_avgpool2d": lambda p, x: nn.AdaptiveAvgPool2d(**p),
 }
+
+
+class _Scale(nn.Module):
+    """ConvNeXt's layer scale, as torchvision's CNBlock holds it: a (C, 1, 1) parameter."""
+
+    def __init__(self, channels: int, init: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels, 1, 1), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class _StrictSlice(nn.Module):
+    """x[:, start:end] or x.chunk(chunks, 1)[index], refusing what torch would quietly shorten (a range past
+    the channels, chunks of unequal size): a slice that silently loses channels is a mistake cnnspec refuses."""
+
+    def __init__(self, channels: int, **p: int):
+        super().__init__()
+        if "chunks" in p:
+            if channels % p["chunks"]:
+                raise ValueError(f"{p['chunks']} chunks of {channels} channels")
+            size = channels // p["chunks"]
+            self.range = (p["index"] * size, (p["index"] + 1) * size)
+        else:
+            if p["end"] > channels:
+                raise ValueError(f"channels {p['start']}:{p['end']} of {channels}")
+            self.range = (p["start"], p["end"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.range[0] : self.range[1]]
 
 
 def _projection(x: torch.Tensor, target: torch.Size) -> nn.Module:
@@ -245,12 +317,15 @@ def _projection(x: torch.Tensor, target: torch.Size) -> nn.Module:
     return nn.Sequential(conv, nn.BatchNorm2d(target[1]))
 
 
-def strict_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a + b without broadcasting: a residual sum that spreads 1 channel over many is a wiring mistake,
-    which cnnspec refuses on purpose (like Keras' Add)."""
-    if a.shape != b.shape:
-        raise RuntimeError(f"add of {tuple(a.shape)} and {tuple(b.shape)}")
-    return a + b
+def gated(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """op(a, b) where one operand is the other's shape, or that shape with every spatial axis 1 (a gate per
+    channel), the channel axis 1 (per position), or both (one value). torch broadcasts more (a 1×W row, one
+    channel of a vector); cnnspec refuses those on purpose, as wiring mistakes."""
+    big, small = (a, b) if a.numel() >= b.numel() else (b, a)
+    n, c, h, w = big.shape
+    if small.shape not in ((n, c, h, w), (n, c, 1, 1), (n, 1, h, w), (n, 1, 1, 1)):
+        raise RuntimeError(f"element-wise merge of {tuple(a.shape)} and {tuple(b.shape)}")
+    return op(a, b)
 
 
 class TorchRun:
@@ -272,7 +347,9 @@ class TorchRun:
             params = {k: v for k, v in raw.items() if k not in ("id", "inputs")}
             args = [values[i] for i in raw["inputs"]] if "inputs" in raw else [x]
             if kind == "add":
-                x = strict_sum(args[0], args[1])
+                x = gated(torch.add, args[0], args[1])
+            elif kind == "multiply":
+                x = gated(torch.mul, args[0], args[1])
             elif kind == "concat":
                 x = torch.cat(args, dim=1)
             elif kind == "residual":
@@ -285,7 +362,7 @@ class TorchRun:
                     short = args[0] if same else self.module(_projection(args[0], body.shape), args[0])
                 else:
                     short = self.chain(sc, args[0], {})
-                x = strict_sum(body, short)
+                x = gated(torch.add, body, short)  # a residual's add broadcasts as add does
                 if params.get("activation"):
                     x = torch.relu(x)
             else:

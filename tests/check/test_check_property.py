@@ -83,6 +83,17 @@ def test_checker_rejects_exactly_what_torch_cannot_run(case: tuple[tuple[int, in
                 }
             ],
         ),  # an empty 0×0 output
+        ((3, 4, 4), [{"slice": {"start": 2, "end": 5}}]),  # torch would return 1 channel, not 3
+        ((3, 4, 4), [{"slice": {"start": 0, "end": 3}}]),
+        ((6, 4, 4), [{"slice": {"chunks": 4, "index": 0}}]),  # torch's chunk would give 2, 2, 2
+        ((6, 4, 4), [{"channel_shuffle": {"groups": 4}}]),
+        ((6, 4, 4), [{"channel_shuffle": {"groups": 3}}]),
+        ((2, 4, 4), [{"avgpool2d": {"id": "row", "kernel_size": [4, 1]}}, {"multiply": {"inputs": ["input", "row"]}}]),
+        ((2, 4, 4), [{"avgpool2d": {"id": "one", "kernel_size": 4}}, {"multiply": {"inputs": ["input", "one"]}}]),
+        (
+            (2, 4, 4),
+            [{"conv2d": {"id": "map", "out_channels": 1, "kernel_size": 1}}, {"add": {"inputs": ["map", "input"]}}],
+        ),
     ],
 )
 def test_corner_cases_agree(shape: tuple[int, int, int], layers: list[Layer]) -> None:
