@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cnnspec.terminal import cell, printable
+
 if TYPE_CHECKING:
     from cnnspec.export.bench import BenchResult
     from cnnspec.export.exporter import ExportReport
@@ -124,7 +126,7 @@ def register(app: typer.Typer) -> None:
             stdout.print(json.dumps(result.to_json(), indent=2), markup=False)
             return
         for note in result.notes:
-            err.print(f"note: {note}", markup=False)
+            err.print(f"note: {printable(note)}", markup=False)
         stdout.print(_bench_table(result))
 
 
@@ -146,21 +148,22 @@ def _export_text(report: ExportReport) -> str:
     meta = report.metadata
     batch = "dynamic batch" if meta.dynamic_batch else "batch fixed at 1"
     lines = [
-        f"wrote {report.path} ({report.bytes / 1e6:.2f} MB; opset {meta.opset}, {batch}, "
+        f"wrote {printable(report.path)} ({report.bytes / 1e6:.2f} MB; opset {meta.opset}, {batch}, "
         f"{meta.weights_dtype} weights, torch {meta.exporter} exporter)",
         "parity vs torch (onnxruntime CPU): "
         + ", ".join(f"batch {p.batch} max|Δ| = {p.max_abs_diff:.2g}" for p in report.parity)
         + f" (bound {max(p.bound for p in report.parity):.2g})",
     ]
-    lines += [f"note: {n}" for n in report.notes]
+    lines += [f"note: {printable(n)}" for n in report.notes]
     return "\n".join(lines)
 
 
 def _predict_text(result: PredictResult) -> str:
     lines = []
     for p in result.predictions:
-        scores = ", ".join(f"{s.name} ({s.probability:.3f})" for s in p.top)
-        lines.append(f"{p.file}: {scores}")
+        # Class names come from the ONNX file, file names from whoever made the folder: both escaped.
+        scores = ", ".join(f"{printable(s.name)} ({s.probability:.3f})" for s in p.top)
+        lines.append(f"{printable(p.file)}: {scores}")
     return "\n".join(lines)
 
 
@@ -168,7 +171,7 @@ def _bench_table(result: BenchResult) -> object:
     from rich.table import Table
 
     where = "GPU" if result.device == "cuda" else f"CPU, {result.threads} threads"
-    table = Table(title=f"{result.name} on {where}", title_justify="left")
+    table = Table(title=cell(f"{result.name} on {where}"), title_justify="left")
     table.add_column("batch", justify="right")
     table.add_column("engine")
     for column in ("median ms", "p90 ms", "images/s", "ORT ÷ torch"):
@@ -177,7 +180,7 @@ def _bench_table(result: BenchResult) -> object:
         for engine, timing, ratio in (("torch eager", r.torch, ""), (result.provider, r.onnx, f"{r.ratio:.2f}×")):
             table.add_row(
                 str(r.batch),
-                engine,
+                cell(engine),
                 f"{timing.median_ms:.2f}",
                 f"{timing.p90_ms:.2f}",
                 f"{timing.images_per_second(r.batch):,.0f}",

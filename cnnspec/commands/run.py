@@ -121,12 +121,14 @@ def register(app: typer.Typer) -> None:
             raise fail(exc) from None
         from rich.table import Table
 
-        table = Table(title=f"{run}: {split.value} set, {which.value} weights", title_justify="left")
+        from cnnspec.terminal import cell
+
+        table = Table(title=cell(f"{run}: {split.value} set, {which.value} weights"), title_justify="left")
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         table.add_column("images", justify="right")
         for (name, acc), row in zip(report["per_class_accuracy"].items(), report["confusion_matrix"], strict=True):
-            table.add_row(name, "–" if acc is None else f"{acc:.4f}", str(sum(row)))
+            table.add_row(cell(name), "–" if acc is None else f"{acc:.4f}", str(sum(row)))
         stdout.print(table)
         stdout.print(
             f"accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}  ({report['images']} images)\n"
