@@ -50,6 +50,27 @@ SPECS: dict[str, tuple[tuple[int, int, int], str]] = {
         - concat: {inputs: [b, d]}
         """,
     ),
+    "kinds_of_todays_cnns": (
+        # Kinds whose window is the identity, mixed with convolutions that move it: a slice of one
+        # branch times a shuffled other branch, PReLU, layer scale and stochastic depth (eval).
+        (4, 40, 40),
+        """
+        - conv2d: {id: a, out_channels: 6, kernel_size: 5, padding: 2}
+        - hardswish
+        - conv2d: {id: b, out_channels: 6, kernel_size: 3, stride: 2, padding: 1, inputs: [input]}
+        - channel_shuffle: {id: shuffled, groups: 3}
+        - slice: {id: part, chunks: 2, index: 1, inputs: [a]}
+        - maxpool2d: {id: pooled, kernel_size: 2, inputs: [part]}
+        - prelu: {id: p, num_parameters: channels, inputs: [shuffled]}
+        - slice: {id: first_three, start: 0, end: 3}
+        - multiply: {id: m, inputs: [first_three, pooled]}
+        - scale: {init: 0.5}
+        - mish
+        - drop_path: {p: 0.3}
+        - conv2d: {out_channels: 2, kernel_size: 3, dilation: 2, padding: 2}
+        - softplus
+        """,
+    ),
     "residual_stage": (
         (3, 64, 64),
         """
