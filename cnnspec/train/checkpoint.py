@@ -1,4 +1,5 @@
-"""Model weights on disk: safetensors only, with a stored hash that catches bit flips."""
+"""Checkpoints: model weights (safetensors, with a stored hash that catches bit flips), the training
+state that resumes a run, and `Checkpoints`, the run's checkpoints/ folder the training loop writes."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from cnnspec.atomic import atomic_write_bytes
 from cnnspec.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from cnnspec.run import RunInfo, RunPaths
+    from cnnspec.train.state import TrainState
 
 HASH_KEY = "cnnspec.sha256"
 
@@ -203,3 +208,80 @@ def all_finite(model: nn.Module) -> bool:
     """True when every floating-point parameter and buffer is finite (checked before any save)."""
     flags = [torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()]
     return bool(torch.stack(flags).all()) if flags else True  # one device sync, not one per tensor
+
+
+# --- the run's checkpoints/ folder --------------------------------------------------------------
+
+
+def main_rng_state() -> dict[str, Any]:
+    """torch's CPU and (when present) every CUDA generator's state: the main process's random stream."""
+    rng: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_main_rng(rng: dict[str, Any]) -> None:
+    """Continue the random stream `main_rng_state` saved."""
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class Checkpoints:
+    """A run's checkpoints: `last.safetensors`, `best.safetensors` and `last.state.pt` (RUN/checkpoints/).
+
+    The state holds the run's identity (format, spec and architecture hashes), a `TrainState`'s
+    fields, a copy of the weights (so it can never disagree with them), the optimizer, the
+    GradScaler and the RNG streams; `read` refuses one that belongs to another architecture.
+    """
+
+    def __init__(self, paths: RunPaths, info: RunInfo) -> None:
+        self.paths = paths
+        self.info = info
+
+    def save_best(self, model: nn.Module, epoch: int) -> None:
+        save_weights(model, self.paths.weights("best"), {"epoch": str(epoch)})
+
+    def save_last(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        state: TrainState,
+        world_size: int,
+        rng_ranks: list[Any] | None = None,
+    ) -> None:
+        """The weights after `state.epoch` (or mid-epoch, at an interrupt), then the state that resumes them."""
+        save_weights(model, self.paths.weights("last"), {"epoch": str(state.epoch)})
+        stored: dict[str, Any] = {
+            "format": STATE_FORMAT,
+            "architecture_hash": self.info.architecture_hash,
+            "spec_hash": self.info.spec_hash,
+            "world_size": world_size,
+            **state.to_dict(),
+            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": main_rng_state(),
+        }
+        if rng_ranks is not None:  # distributed: every rank's own stream
+            stored["rng_ranks"] = rng_ranks
+        save_state(self.paths.state, stored)
+
+    def read(self) -> dict[str, Any]:
+        """The saved training state, verified: its hash, the weights files' hashes, and the architecture."""
+        stored = load_state(self.paths.state)
+        # The state carries its own weights, but a damaged best.safetensors would otherwise
+        # surface only at the very end (the test run) or in an export: refuse it now.
+        for which in ("best", "last"):
+            if self.paths.weights(which).is_file():
+                read_weights(self.paths.weights(which))
+        if stored["architecture_hash"] != self.info.architecture_hash:
+            raise CheckpointError(f"{self.paths.state} belongs to a different architecture than {self.paths.spec}")
+        return stored
+
+    def load_best(self, model: nn.Module) -> None:
+        """The best epoch's weights into `model`, when there is a best.safetensors."""
+        if self.paths.weights("best").is_file():
+            load_weights(model, self.paths.weights("best"))

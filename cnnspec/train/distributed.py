@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from cnnspec.errors import DataError, Diagnostic, TrainingError
-from cnnspec.train.sources import Batch, FolderSource, Source
+from cnnspec.train.sources import Batch, FolderSource, Source, epoch_order
 
 if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
@@ -249,8 +249,6 @@ def shard_epoch(source: Source, seed: int, epoch: int, dist: Dist, take: int) ->
         )
         sampler.set_epoch(epoch)
         return torch.tensor(list(sampler), dtype=torch.int64)[:take]
-    from cnnspec.train.loop import epoch_order
-
     return epoch_order(len(source), seed, epoch)[dist.rank :: dist.world_size][:take]
 
 

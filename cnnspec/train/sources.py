@@ -19,6 +19,11 @@ from cnnspec.errors import DataError
 Batch = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8, (N,) int64
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled indices of epoch `epoch` (1-based): a pure function of (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
 class Source(Protocol):
     """A split of a dataset that yields uint8 batches on a device."""
 

@@ -24,8 +24,7 @@ from cnnspec.train.distributed import (
     shard_split,
     steps_per_epoch,
 )
-from cnnspec.train.loop import epoch_order
-from cnnspec.train.sources import FolderSource, TensorSource
+from cnnspec.train.sources import FolderSource, TensorSource, epoch_order
 
 ROOT = Path(__file__).resolve().parents[2]
 
