@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cnnspec.check.checker import analyse
 from cnnspec.check.graph import Graph
+from cnnspec.check.weights import check_weights
 from cnnspec.errors import CnnspecError, Diagnostic
 from cnnspec.spec.load import load
 
@@ -17,7 +18,7 @@ def validate_file(path: str | Path) -> tuple[Graph | None, list[Diagnostic]]:
     except CnnspecError as exc:
         return None, exc.diagnostics
     graph, diagnostics = analyse(spec)
-    return graph, diagnostics
+    return graph, diagnostics + check_weights(spec)
 
 
 def github_annotation(d: Diagnostic) -> str:

@@ -7,9 +7,11 @@ import dataclasses
 import torch
 from torch import nn
 
+from cnnspec.build.weights import load_pretrained
 from cnnspec.check.checker import check
 from cnnspec.check.expand import INPUT
 from cnnspec.check.graph import Graph, Node
+from cnnspec.check.weights import weights_file
 from cnnspec.errors import CnnspecError
 from cnnspec.spec.model import Spec
 
@@ -90,11 +92,19 @@ class SpecModule(nn.Module):
         return [node_id for node_id, _ in self._order]
 
 
-def build(spec_or_graph: Spec | Graph) -> SpecModule:
+def build(spec_or_graph: Spec | Graph, *, pretrained: bool = True) -> SpecModule:
     """Build the torch module for a spec (checked first) or an already-checked graph.
 
+    When the spec names `model.weights`, that state_dict file is loaded strictly (its keys and
+    shapes must equal the model's); `pretrained=False` skips it, for callers that load a
+    checkpoint of their own right after (a run directory's trained weights).
+
     Raises ShapeError when the spec does not check, SpecError or CheckpointError when a
-    layer cannot be built (e.g. torchvision weights that cannot be loaded).
+    layer cannot be built (e.g. torchvision weights that cannot be loaded) or the weights do not fit.
     """
     graph = spec_or_graph if isinstance(spec_or_graph, Graph) else check(spec_or_graph)
-    return SpecModule(graph)
+    model = SpecModule(graph)
+    path = weights_file(graph.spec) if pretrained else None
+    if path is not None:
+        load_pretrained(model, path, graph.spec.source.locate(("model", "weights")))
+    return model

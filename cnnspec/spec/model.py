@@ -52,6 +52,13 @@ class ModelSpec(StrictModel):
     layers: list[LayerItem] = Field(
         description="The layers, in order; each reads the previous one unless it names `inputs`.", min_length=1
     )
+    weights: str | None = Field(
+        None,
+        description="A state_dict file (.pth/.pt, read with torch.load(weights_only=True), or .safetensors) that "
+        "cnnspec.build loads strictly: its keys and shapes must equal the model's (e.g. torchvision's pretrained "
+        "weights, the ids chosen to match). A relative path is relative to the spec file's folder.",
+        min_length=1,
+    )
 
 
 # --- data -----------------------------------------------------------------------------
