@@ -93,7 +93,10 @@ def spec_hash(spec: Spec) -> str:
 
 
 def architecture_hash(spec: Spec) -> str:
-    return hashlib.sha256(_canonical(spec.model.model_dump(mode="json"))).hexdigest()
+    """sha256 of `model:` with its expressions' values, plus the vars when there are any: the layers
+    of a block read vars at each use, so the same `model:` text is another network at another width."""
+    model = spec.model.model_dump(mode="json")
+    return hashlib.sha256(_canonical({"model": model, "vars": spec.vars} if spec.vars else model)).hexdigest()
 
 
 def read_info(run: str | Path) -> RunInfo:

@@ -136,7 +136,7 @@ def reference_markdown() -> str:
     """The generated part of docs/spec-language.md."""
     from cnnspec.spec.schema import json_schema
 
-    schema = json_schema()
+    schema = json_schema(expressions=False)
     defs: dict[str, Any] = schema["$defs"]
     out = [BEGIN, "", "## Reference", "", "Generated from the schema: every key, its type, default and meaning."]
     for heading, names in SECTIONS:

@@ -17,9 +17,26 @@ def _plain(value: Any) -> Any:
 
 
 def spec_data(spec: Spec) -> dict[str, Any]:
-    """The spec as plain data, defaults included so the run records exactly what was used."""
-    data = spec.model_dump(mode="json", exclude_none=True)
-    return _plain(data)  # type: ignore[no-any-return]
+    """The spec as plain data, defaults included so the run records exactly what was used.
+
+    Expressions are written back as they were (`${64 * width}`), beside the vars they read, so a
+    `--set vars.width=…` on the recorded spec changes every layer that depends on it."""
+    data = _plain(spec.model_dump(mode="json", exclude_none=True))
+    for path, text in spec._evaluated.items():
+        node: Any = data
+        for key in path[:-1]:
+            node = _child(node, key)
+        if _child(node, path[-1]) is not None:
+            node[path[-1]] = text
+    return data  # type: ignore[no-any-return]
+
+
+def _child(node: Any, key: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(key)
+    if isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        return node[key]
+    return None
 
 
 def dump_spec(spec: Spec) -> str:

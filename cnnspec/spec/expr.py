@@ -28,6 +28,9 @@ from cnnspec.errors import suggest
 Number = int | float
 MAX_LENGTH = 1_000  # characters in one expression
 MAX_DEPTH = 50  # nesting of parentheses, calls and unary signs
+# Integers beyond 2**256 are no layer size; the cap keeps vars that square each other in a chain
+# from growing numbers exponentially.
+MAX_BITS = 256
 
 
 class ExprError(Exception):
@@ -133,6 +136,7 @@ FUNCTIONS: dict[str, Function] = {
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>//|[-+*/%(),]))"
 )
+GRAMMAR = "an expression has numbers, names, + - * / // %, parentheses and " + ", ".join(FUNCTIONS)
 _BINARY = {"+": 10, "-": 10, "*": 20, "/": 20, "//": 20, "%": 20}
 _PREFIX = 30
 
@@ -156,13 +160,14 @@ def tokenize(text: str) -> list[Token]:
         if m is None or m.lastgroup is None:
             start = len(text) - len(text[pos:].lstrip())
             bad = text[start]
-            hint = (
-                "powers are not part of the grammar: multiply, or compute the value by hand"
-                if text.startswith("**", start)
-                else "expressions use numbers, names, + - * / // %, parentheses and " + ", ".join(FUNCTIONS)
-            )
-            raise ExprError(f"unexpected character '{bad}'", start, hint=hint)
+            raise ExprError(f"unexpected character '{bad}'", start, hint=GRAMMAR)
         kind = m.lastgroup
+        if kind == "op" and text.startswith("**", m.start(kind)):
+            raise ExprError(
+                "'**' (a power) is not part of the grammar",
+                m.start(kind),
+                hint="multiply it out (2 * 2 * 2), or write the value",
+            )
         tokens.append(Token(kind, m.group(kind), m.start(kind)))
         pos = m.end()
     tokens.append(Token("end", "", len(text)))
@@ -202,7 +207,7 @@ class _Parser:
         node = self.expression(0)
         token = self.peek()
         if token.kind != "end":
-            raise ExprError(f"unexpected '{token.text}' after a complete expression", token.pos)
+            raise ExprError(f"unexpected '{token.text}' after a complete expression", token.pos, hint=GRAMMAR)
         return node
 
     def expression(self, rbp: int) -> Node:
@@ -225,7 +230,7 @@ class _Parser:
             value: Number = float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ExprError(f"'{token.text}' is not a finite number", token.pos)
-            return Num(value, token.pos)
+            return Num(_finite(value, token.pos), token.pos)
         if token.kind == "name":
             nxt = self.peek()
             if nxt.kind == "op" and nxt.text == "(":
@@ -238,7 +243,7 @@ class _Parser:
             self.expect(")", token)
             return inner
         found = "the end of the expression" if token.kind == "end" else f"'{token.text}'"
-        raise ExprError(f"expected a number, a name or '(' but found {found}", token.pos)
+        raise ExprError(f"expected a number, a name or '(' but found {found}", token.pos, hint=GRAMMAR)
 
     def call(self, name: Token, opened: Token) -> Node:
         if name.text not in FUNCTIONS:
@@ -337,7 +342,11 @@ def evaluate(node: Node, env: Mapping[str, Any]) -> Number:
 def _binary(node: Binary, left: Number, right: Number) -> Number:
     op = node.op
     if op in ("/", "//", "%") and right == 0:
-        raise ExprError(f"division by zero: {fmt_number(left)} {op} {fmt_number(right)}", node.pos)
+        raise ExprError(
+            f"division by zero: {fmt_number(left)} {op} {fmt_number(right)}",
+            node.pos,
+            hint=f"the right side of '{op}' is 0: check the values it reads",
+        )
     try:
         if op == "+":
             value = left + right
@@ -359,6 +368,8 @@ def _binary(node: Binary, left: Number, right: Number) -> Number:
 def _finite(value: Number, pos: int) -> Number:
     if isinstance(value, float) and not math.isfinite(value):
         raise ExprError("the result is not a finite number", pos)
+    if isinstance(value, int) and value.bit_length() > MAX_BITS:
+        raise ExprError(f"the result has more than {MAX_BITS} bits: no size is that large", pos)
     return value
 
 

@@ -184,6 +184,8 @@ def explain(diagnostics: list[Diagnostic], evaluated: Mapping[Location, Evaluate
         hint = d.hint
         fractional = isinstance(record.value, float)
         if fractional and "integer" in d.message:
-            hint = "an integer is needed here: round(…), int(…), floor(…), ceil(…) or make_divisible(…, 8) make one"
+            hint = (
+                "an integer is needed here: make one with round(…), int(…), floor(…), ceil(…) or make_divisible(…, 8)"
+            )
         out.append(replace(d, notes=(*d.notes, record.note()), hint=hint))
     return out

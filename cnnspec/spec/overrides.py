@@ -56,7 +56,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> tuple[Any, OverrideSourceMap]:
     """Set each KEY=VALUE in plain spec data (mutated in place); unknown keys are errors."""
-    located = OverrideSourceMap(source.file, dict(source.values), dict(source.keys))
+    located = OverrideSourceMap(source.file, dict(source.values), dict(source.keys), quoted=set(source.quoted))
     if isinstance(source, OverrideSourceMap):
         located.overrides.update(source.overrides)
     if data is None:
@@ -132,6 +132,15 @@ def _check_new_key(
             f"unknown key '{part}' in {where}",
             hint=f"{where} is `- {kind}`: its parameters go under {where}.{kind}.{part}",
         )
+    if tuple(path) == ("vars",):
+        # A var nothing declares could only be read by an expression that is already an error.
+        declared = list(node)
+        raise _fail(
+            text,
+            f"the spec declares no var '{part}'",
+            hint=suggest(part, declared)
+            or (f"its vars: {', '.join(declared)}" if declared else "declare it under vars:"),
+        )
     valid = list(params.model_fields) if params is not None else fields_at(Spec, path)
     if valid and part not in valid:
         raise _fail(
@@ -163,7 +172,12 @@ def override_spec(spec: Spec, overrides: Sequence[str]) -> Spec:
     """A validated copy of `spec` with overrides applied."""
     if not overrides:
         return spec
+    import copy
+
     from cnnspec.spec.dump import spec_data
 
-    data, source = apply_overrides(spec_data(spec), spec.source, overrides)
+    # A spec with vars or expressions starts from what was written, so `vars.width=…` reaches every
+    # expression that reads it (spec_data would hold their values).
+    base = copy.deepcopy(spec._written) if spec._written is not None else spec_data(spec)
+    data, source = apply_overrides(base, spec.source, overrides)
     return from_data(data, source)

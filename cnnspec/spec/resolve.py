@@ -74,10 +74,18 @@ def _vars(raw: Any, source: SourceMap, out: Resolution) -> Any:
             values[name] = value
             continue
         if has_expression(value):
+            failed = [str(f[1]) for f in out.failed]
             try:
-                value, record = substitute(value, out.vars, source.locate(path), quoted=path in source.quoted)
+                value, record = substitute(
+                    value,
+                    out.vars,
+                    source.locate(path),
+                    quoted=path in source.quoted,
+                    unknown=lambda n: _unknown(n, out.vars, failed),
+                )
             except SubstitutionError as exc:
-                out.diagnostics.append(exc.diagnostic)
+                if exc.diagnostic.message != _SILENT:
+                    out.diagnostics.append(exc.diagnostic)
                 out.failed.add(path)
                 values[name] = value
                 continue
@@ -145,4 +153,3 @@ def _unknown(name: str, env: dict[str, Any], failed: list[str]) -> tuple[str, st
     known = sorted(env)
     hint = suggest(name, known) or (f"known vars: {', '.join(known)}" if known else "declare it under `vars:`")
     return f"unknown variable '{name}'", hint
-

@@ -29,8 +29,41 @@ def _one_key_items(names: list[str], refs: list[str], bare: list[str], what: str
     }
 
 
-def json_schema() -> dict[str, Any]:
-    """The spec's JSON Schema (draft 2020-12)."""
+EXPRESSION = {
+    "type": "string",
+    "pattern": r"^\$([A-Za-z_][A-Za-z0-9_]*|\{.*\})$",
+    "description": "An expression in place of a number: $NAME or ${EXPRESSION} over vars and block parameters "
+    "(+ - * / // %, parentheses, min, max, round, floor, ceil, int, abs, make_divisible).",
+}
+_NUMBER_KEYWORDS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+
+
+def _with_expressions(node: Any) -> Any:
+    """Every integer or number in the schema also accepts an expression string; the properties, their
+    descriptions and defaults stay where editors look for them."""
+    if isinstance(node, list):
+        return [_with_expressions(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _with_expressions(v) for k, v in node.items()}
+    expression = {"$ref": REF.format(model="Expression")}
+    if out.get("type") in ("integer", "number"):
+        number = {k: out.pop(k) for k in _NUMBER_KEYWORDS if k in out}
+        out["anyOf"] = [number, expression]
+    elif "anyOf" in out:  # int | float, int | list: one list of choices with the expression once, last
+        flat: list[Any] = []
+        for choice in out["anyOf"]:
+            inner = choice["anyOf"] if isinstance(choice, dict) and set(choice) == {"anyOf"} else [choice]
+            flat += [c for c in inner if c not in flat]
+        if expression in flat:
+            flat = [c for c in flat if c != expression] + [expression]
+        out["anyOf"] = flat
+    return out
+
+
+def json_schema(*, expressions: bool = True) -> dict[str, Any]:
+    """The spec's JSON Schema (draft 2020-12); `expressions=False` leaves out the expression strings
+    that every number also accepts (the reference tables list the number types alone)."""
     kinds = sorted(REGISTRY)
     layer_wrappers = [wrapper(k) for k in kinds]
     augment_names = list(AUGMENTS)
@@ -43,6 +76,9 @@ def json_schema() -> dict[str, Any]:
     defs["AugmentItem"] = _one_key_items(
         augment_names, [w.__name__ for w in augment_wrappers], bare_augments(), "training augmentation"
     )
+    if expressions:
+        root, defs = _with_expressions(root), _with_expressions(defs)
+        defs["Expression"] = EXPRESSION
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
