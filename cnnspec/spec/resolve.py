@@ -81,7 +81,7 @@ def _vars(raw: Any, source: SourceMap, out: Resolution) -> Any:
                     out.vars,
                     source.locate(path),
                     quoted=path in source.quoted,
-                    unknown=lambda n: _unknown(n, out.vars, failed),
+                    unknown=lambda n, failed=failed: _unknown(n, out.vars, failed),  # type: ignore[misc]
                 )
             except SubstitutionError as exc:
                 if exc.diagnostic.message != _SILENT:

@@ -35,8 +35,10 @@ NAMES = ("a", "b", "c")
 
 def _leaf(value: int | str) -> Tree:
     if isinstance(value, str):
-        return Tree(value, lambda env, n=value: env[n])
-    return Tree(str(value), lambda env, v=value: v)
+        name = value
+        return Tree(name, lambda env: env[name])
+    number = value
+    return Tree(str(number), lambda env: number)
 
 
 def _wrap(tree: Tree, needed: bool) -> str:

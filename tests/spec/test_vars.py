@@ -118,7 +118,9 @@ def test_a_failed_var_is_reported_once_not_at_each_use() -> None:
     text = (
         "name: t\nvars:\n  c: ${1 // 0}\n"
         "model:\n  input: {channels: 1, height: 4, width: 4}\n"
-        "  layers:\n    - conv2d: {out_channels: $c, kernel_size: 1}\n    - conv2d: {out_channels: $c, kernel_size: 1}\n"
+        "  layers:\n"
+        "    - conv2d: {out_channels: $c, kernel_size: 1}\n"
+        "    - conv2d: {out_channels: $c, kernel_size: 1}\n"
     )
     with pytest.raises(SpecError) as caught:
         cnnspec.loads(text, "v.yaml")
