@@ -14,7 +14,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cnnspec.check.checker import check
-from cnnspec.errors import CnnspecError, DataError, ExportError, ShapeError, SpecError
+from cnnspec.errors import (
+    CheckpointError,
+    CnnspecError,
+    DataError,
+    ExportError,
+    PluginError,
+    ShapeError,
+    SpecError,
+    TrainingError,
+)
 from cnnspec.spec.load import load, loads
 
 __version__ = "0.1.0"
@@ -25,11 +34,14 @@ if TYPE_CHECKING:
     from cnnspec.train import train
 
 __all__ = [
+    "CheckpointError",
     "CnnspecError",
     "DataError",
     "ExportError",
+    "PluginError",
     "ShapeError",
     "SpecError",
+    "TrainingError",
     "__version__",
     "build",
     "check",

@@ -98,6 +98,10 @@ class TrainingError(CnnspecError):
     """Training stopped because of a fault (non-finite loss, out of memory)."""
 
 
+class PluginError(CnnspecError):
+    """An installed layer plugin could not be loaded (cnnspec.layers.plugins)."""
+
+
 # Names people bring from Keras, torchvision or PyTorch's class names, and what cnnspec calls them.
 SYNONYMS: dict[str, str] = {
     # layer kinds

@@ -154,11 +154,19 @@ L = TypeVar("L", bound=type[LayerKind])
 REGISTRY: dict[str, type[LayerKind]] = {}
 
 
+class KindClash(ValueError):
+    """A second class registered under a kind name that is taken."""
+
+    def __init__(self, name: str, existing: type[LayerKind], new: type[LayerKind]):
+        super().__init__(f"layer kind '{name}' is already registered by {existing.__qualname__}")
+        self.name, self.existing, self.new = name, existing, new
+
+
 def register(cls: L) -> L:
     """Class decorator: make a layer kind available under `cls.kind`; refuses a duplicate name."""
     name = cls.kind
     if name in REGISTRY and REGISTRY[name] is not cls:
-        raise ValueError(f"layer kind '{name}' is already registered by {REGISTRY[name].__qualname__}")
+        raise KindClash(name, REGISTRY[name], cls)
     REGISTRY[name] = cls
     return cls
 

@@ -7,11 +7,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cnnspec.errors import Diagnostic, Location, SpecError
+from cnnspec.errors import Diagnostic, Location, PluginError, SpecError
 from cnnspec.spec.interp import explain
 from cnnspec.spec.model import Spec
 from cnnspec.spec.resolve import resolve
 from cnnspec.spec.source import SourceMap, parse_yaml, read_spec_text
+
+
+def _refuse_broken_plugins() -> None:
+    """A spec is never read with part of the installed layer kinds missing."""
+    from cnnspec.layers.plugins import problems
+
+    found = problems()
+    if found:
+        raise PluginError(
+            [Diagnostic(str(p), hint=f"fix or uninstall {p.distribution.split()[0]} (pip uninstall)") for p in found]
+        )
 
 
 def load(path: str | Path) -> Spec:
@@ -27,6 +38,7 @@ def loads(text: str, file: str = "<string>") -> Spec:
 
 def from_data(data: Any, source: SourceMap) -> Spec:
     """Validate already-parsed data against the schema."""
+    _refuse_broken_plugins()
     if data is None:
         raise SpecError(
             Diagnostic(

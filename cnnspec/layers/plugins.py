@@ -1,0 +1,96 @@
+"""Layer kinds from other packages, found through the `cnnspec.layers` entry-point group.
+
+A plugin package declares, in its pyproject.toml:
+
+    [project.entry-points."cnnspec.layers"]
+    cbam = "cnnspec_cbam.layers"            # a module whose classes use @register
+    # or: cbam = "cnnspec_cbam.layers:CBAM"  # one LayerKind subclass, registered here
+
+A plugin kind is the same class shape as a built-in one (cnnspec/layers/base.py): its module
+must not import torch at the top, so that `validate` stays torch-free; its `build` imports
+torch inside. Plugins load once, when `cnnspec.layers` is first imported. A plugin that fails
+to import, holds something other than layer kinds, or names a kind that is already taken is
+not half-loaded: none of its kinds are registered, and every spec load then fails with a
+message naming the plugin, its distribution and, for a clash, both origins (`problems()`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
+
+from cnnspec.layers.base import REGISTRY, KindClash, LayerKind
+
+GROUP = "cnnspec.layers"
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """Why one entry point's kinds are not available."""
+
+    entry_point: str  # "cbam = cnnspec_cbam.layers"
+    distribution: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"layer plugin '{self.entry_point}' (from {self.distribution}): {self.message}"
+
+
+_problems: list[PluginProblem] = []
+_origins: dict[str, str] = {}  # kind -> the plugin that registered it
+
+
+def origin(cls: type[LayerKind]) -> str:
+    """Where a registered kind comes from, for messages: a plugin, or cnnspec's own module."""
+    return _origins.get(cls.kind) or f"{cls.__module__}.{cls.__qualname__}"
+
+
+def problems() -> list[PluginProblem]:
+    """Plugins that could not be loaded (empty when every plugin loaded)."""
+    return list(_problems)
+
+
+def load_plugins() -> None:
+    """Register the kinds of every installed plugin; record, never raise, what goes wrong."""
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
+        _load(ep)
+
+
+def _load(ep: EntryPoint) -> None:
+    distribution = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+    where = f"{ep.name} = {ep.value}"
+    before = dict(REGISTRY)
+    try:
+        kinds = _kinds_of(ep.load(), before)
+    except KindClash as clash:
+        message = f"its layer kind '{clash.name}' is already defined by {origin(clash.existing)}"
+    except Exception as exc:  # a plugin's import may raise anything
+        text = str(exc).strip().splitlines()
+        message = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    else:
+        for kind in kinds:
+            REGISTRY[kind.kind] = kind
+            _origins[kind.kind] = f"plugin '{where}' ({distribution})"
+        return
+    REGISTRY.clear()  # forget whatever the plugin registered before it failed
+    REGISTRY.update(before)
+    _problems.append(PluginProblem(where, distribution, message))
+
+
+def _kinds_of(loaded: object, before: dict[str, type[LayerKind]]) -> list[type[LayerKind]]:
+    """The kinds an entry point provides: a LayerKind class, or those its module registered on import."""
+    if inspect.isclass(loaded) and issubclass(loaded, LayerKind):
+        name = getattr(loaded, "kind", None)
+        if not isinstance(name, str):
+            raise TypeError(f"{loaded.__qualname__} has no `kind` name")
+        if name in before and before[name] is not loaded:
+            raise KindClash(name, before[name], loaded)
+        return [loaded]
+    if isinstance(loaded, ModuleType):
+        added = [cls for name, cls in REGISTRY.items() if before.get(name) is not cls]
+        if not added:
+            raise TypeError(f"module {loaded.__name__} registers no layer kind (decorate its classes with @register)")
+        return added
+    raise TypeError(f"it names a {type(loaded).__name__}, not a module or a LayerKind subclass")
