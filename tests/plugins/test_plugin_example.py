@@ -120,6 +120,8 @@ def test_validate_knows_the_plugin_kind_without_importing_torch(venv: Venv, tmp_
     assert not torch_imported
     code, _, err = venv.cnnspec("summary", "spec.yaml", "--format", "json", cwd=tmp_path)
     assert code == 0, err
+    schema = json.loads(venv.run("-m", "cnnspec", "schema", cwd=tmp_path).stdout)
+    assert "cbam" in json.dumps(schema)  # editors complete the plugin kind too
 
 
 def test_a_plugin_kind_is_unknown_where_the_plugin_is_not_installed(tmp_path: Path) -> None:
