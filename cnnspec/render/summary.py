@@ -35,6 +35,7 @@ class Summary:
     # Ids of the layers whose MACs are estimates (a torchvision backbone's figure scaled from
     # 224×224); the total is then an estimate too.
     estimated_macs: list[str]
+    vars: dict[str, int | float]  # the spec's vars after --set: the values the rows were computed with
 
 
 def _square(pair: tuple[Any, Any]) -> Any:
@@ -68,6 +69,7 @@ def summarize(graph: Graph) -> Summary:
         macs=graph.macs,
         layers=rows,
         estimated_macs=[n.id for n in graph.nodes if n.layer.macs_estimated],
+        vars=dict(graph.spec.vars),
     )
 
 
@@ -77,6 +79,10 @@ def human(n: float) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n:g}"
+
+
+def _vars_line(summary: Summary) -> list[str]:
+    return ["Vars: " + ", ".join(f"{k}={v:g}" for k, v in summary.vars.items())] if summary.vars else []
 
 
 def _approx(summary: Summary, layer_id: str | None = None) -> str:
@@ -109,6 +115,7 @@ def to_markdown(summary: Summary) -> str:
         "",
         f"Total params: {summary.total_params:,} · trainable: {summary.trainable_params:,}"
         f" · MACs: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})",
+        *(["", *_vars_line(summary)] if summary.vars else []),
     ]
     return "\n".join(lines) + "\n"
 
@@ -177,6 +184,7 @@ def to_text(summary: Summary) -> Any:
         f"Total params: {summary.total_params:,}   Trainable params: {summary.trainable_params:,}   "
         f"Non-trainable params: {summary.total_params - summary.trainable_params:,}\n"
         f"MACs per image: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})"
+        + "".join("\n" + line for line in _vars_line(summary))
     )
     return NaturalWidth(Group(table, totals))
 

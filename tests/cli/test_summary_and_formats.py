@@ -156,3 +156,16 @@ def test_unwritable_outputs_are_user_errors(tmp_path: Path) -> None:
     assert code == 1 and f"error: cannot write {missing / 'rf.png'}" in err
     code, _, err = invoke("schema", "--out", str(missing / "schema.json"))
     assert code == 1 and f"error: cannot write {missing / 'schema.json'}" in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown"])
+def test_summary_shows_the_vars_its_figures_were_computed_with(fmt: str) -> None:
+    code, out, err = invoke("summary", "tests/fixtures/expressions/family.yaml", "--format", fmt)
+    assert code == 0, err
+    assert "Vars: width=1, depth=1, stem=32" in out.splitlines()
+
+
+def test_summary_json_has_the_vars() -> None:
+    code, out, _ = invoke("summary", "tests/fixtures/expressions/family.yaml", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["vars"] == {"width": 1.0, "depth": 1.0, "stem": 32}
