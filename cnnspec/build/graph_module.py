@@ -20,7 +20,10 @@ def _attach(root: nn.Module, node: Node, module: nn.Module) -> None:
     """Register `module` at the node's dotted id, creating plain containers on the way (like torchvision's names).
 
     The parts are walked by position, so a part may repeat an earlier one (`features.1.0.block.0.0`).
-    The checker has refused ids that torch modules use as attributes and layers nested in layers.
+    The checker has refused ids that torch modules use as attributes and layers nested in layers, except
+    a layer with `id: self`: it is the module of the list it is in, so it takes over the plain container
+    built there for the list's other layers (whichever comes first), and its tensors sit beside them
+    (ConvNeXt's `features.1.0.layer_scale` next to `features.1.0.block`).
     """
     *parents, last = node.id.split(".")
     parent = root
@@ -30,9 +33,13 @@ def _attach(root: nn.Module, node: Node, module: nn.Module) -> None:
             child = nn.Module()
             parent.add_module(part, child)
         parent = child
-    if last in parent._modules:
-        # Replacing a child would drop its parameters from the model while forward still ran it.
-        raise RuntimeError(f"cnnspec bug: layer '{node.id}' would replace a module already built at that name")
+    existing = parent._modules.get(last)
+    if existing is not None:
+        if type(existing) is not nn.Module:
+            # Replacing a child would drop its parameters from the model while forward still ran it.
+            raise RuntimeError(f"cnnspec bug: layer '{node.id}' would replace a module already built at that name")
+        for name, child in existing._modules.items():  # the list's layers built so far move into the layer
+            module.add_module(name, child)
     parent.add_module(last, module)
 
 

@@ -79,6 +79,14 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
+class ChannelLinear(nn.Linear):
+    """nn.Linear on the channels at each position of (N, C, H, W): torchvision's ConvNeXt applies its pointwise
+    layers to channels-last tensors; the weight keeps nn.Linear's (out, C) shape, so its weights load."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, out, H, W)
+
+
 class Concat(nn.Module):
     """Concatenation along the channel axis."""
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
 from cnnspec.layers import LayerKind
+from cnnspec.layers.base import SELF_ID
 from cnnspec.spec.interp import IDENT, PART, REF, Evaluated, SubstitutionError, explain, has_expression, substitute
 from cnnspec.spec.layers import LayerItemBase, wrapper
 from cnnspec.spec.source import SourceMap
@@ -154,6 +155,7 @@ class RawNode:
     path: Path  # YAML path of the layer's parameters
     scope: Scope | None  # None when `inputs` are already full ids
     trace: tuple[Location, ...] = ()  # block uses this node came through, innermost last
+    is_self: bool = False  # `id: self`: the node is the module of the list it is in
 
 
 class Expander:
@@ -170,6 +172,9 @@ class Expander:
         self._reported: set[tuple[str, Location | None]] = set()
         self._duplicate_ids: set[Path] = set()
         self._deferred: dict[str, tuple[str, Scope, Path]] = {}
+        # Full names given to the entries of every list (layers, groups, block uses, repeat copies): two
+        # entries of the same name would share one module, even when their layers' names differ.
+        self._claimed: dict[str, tuple[Path, bool]] = {}
 
     # -- helpers used by sugar kinds ------------------------------------------------
     def loc(self, path: Path, *, key: bool = False) -> Location:
@@ -191,8 +196,29 @@ class Expander:
     def child_scope(self, prefix: str) -> Scope:
         return Scope(prefix, parent=self._current)
 
+    def claim(
+        self, name: str, path: Path, what: str = "a layer", hint: str = "give each layer a unique id", *, layer: bool
+    ) -> bool:
+        """Give `name` (a full id) to the list entry at `path` (`layer`: one layer, else a container of layers).
+
+        False, with a located error, when another container has it: their layers would share one module.
+        Where one of the two is a layer, add_node ("two layers are named") or the nested-layer check says so.
+        """
+        first, first_is_layer = self._claimed.setdefault(name, (path, layer))
+        if first == path or layer or first_is_layer:
+            return True
+        self.error(f"{what} would be named '{name}', the name of the layers at {self.loc(first)}", path, hint=hint)
+        return False
+
     def add_node(
-        self, node_id: str, layer: LayerKind, inputs: list[str | None], path: Path, scope: Scope | None
+        self,
+        node_id: str,
+        layer: LayerKind,
+        inputs: list[str | None],
+        path: Path,
+        scope: Scope | None,
+        *,
+        is_self: bool = False,
     ) -> str:
         if node_id in self.nodes:
             if path not in self._duplicate_ids:  # else said already, as an id used twice
@@ -212,7 +238,7 @@ class Expander:
             )
             raise _TooLarge
         resolved = [i if i is not None else INPUT for i in inputs]
-        self.nodes[node_id] = RawNode(node_id, layer, resolved, path, scope, tuple(self._trace))
+        self.nodes[node_id] = RawNode(node_id, layer, resolved, path, scope, tuple(self._trace), is_self)
         return node_id
 
     # -- the walk -------------------------------------------------------------------
@@ -245,7 +271,12 @@ class Expander:
             layer = item.layer
             path = (*list_path, index, item.kind_name)
             local = layer.id or f"{item.kind_name}_{index}"
-            if local == INPUT:
+            is_self = local == SELF_ID and self._self_allowed(item, path, scope)
+            if local == SELF_ID and not is_self:
+                local = f"{item.kind_name}_{index}"  # reported; checked on under an automatic name
+            if is_self:
+                pass  # named by the list it is in
+            elif local == INPUT:
                 self.error("'input' names the model's input; choose another id", (*path, "id"))
             elif local == BLOCK_INPUT:
                 self.error("'block_input' names the input of the enclosing block; choose another id", (*path, "id"))
@@ -259,23 +290,30 @@ class Expander:
                     f"the id '{local}' {what}", (*path, "id"), hint=f"rename it, e.g. '{local.strip('_') or 'layer'}_'"
                 )
             full = names[index] if names is not None else f"{scope.prefix}.{local}" if scope.prefix else local
-            if layer.id is not None:
-                if layer.id in scope.names:
-                    first = scope.names[layer.id]
+            named = layer.id if layer.id != SELF_ID else None  # the id that names it in `inputs`
+            if is_self:
+                full = scope.prefix  # the list's own name: no new level
+            elif named is not None and named in scope.names:
+                pass  # said below, as an id used twice
+            elif names is None and not self.claim(full, path, f"this {item.kind_name}", layer=not layer.sugar):
+                continue  # reported; its layers would only repeat the error
+            if named is not None:
+                if named in scope.names:
+                    first = scope.names[named]
                     notes = (f"the first is at {self.loc(self.nodes[first].path)}",) if first in self.nodes else ()
                     self.error(
-                        f"id '{layer.id}' is used twice", (*path, "id"), notes=notes, hint="give each layer a unique id"
+                        f"id '{named}' is used twice", (*path, "id"), notes=notes, hint="give each layer a unique id"
                     )
                     self._duplicate_ids.add(path)
-                scope.names[layer.id] = full
+                scope.names[named] = full
             reads: list[str | None] = list(layer.inputs) if layer.inputs is not None else [out]
             if layer.sugar:
                 if layer.inputs is not None and len(layer.inputs) != 1:
                     self.error(f"{item.kind_name} reads one input", (*path, "inputs"))
                 first = self._defer(reads[0] or INPUT, scope, path) if layer.inputs else out
                 out = layer.expand(self, path, full, first)
-                if layer.id is not None:
-                    scope.names[layer.id] = out  # a sugar layer's id names its output (e.g. r → r.add)
+                if named is not None:
+                    scope.names[named] = out  # a sugar layer's id names its output (e.g. r → r.add)
             else:
                 if layer.many_inputs and layer.inputs is None:
                     self.error(
@@ -284,9 +322,30 @@ class Expander:
                         hint=f"e.g. {item.kind_name}: {{inputs: [a, b]}}",
                     )
                 node_scope = scope if layer.inputs is not None else None
-                out = self.add_node(full, layer, reads, path, node_scope)
+                out = self.add_node(full, layer, reads, path, node_scope, is_self=is_self)
         self._current = outer
         return out
+
+    def _self_allowed(self, item: LayerItemBase, path: Path, scope: Scope) -> bool:
+        """Whether `id: self` may be given here; reports why not."""
+        layer = item.layer
+        if not scope.prefix:
+            self.error(
+                "'self' takes the name of the group, block use, residual or repeat copy the layer is in, "
+                "and this layer is in none",
+                (*path, "id"),
+                hint="give it an id of its own",
+            )
+            return False
+        if not layer.sugar and not layer.self_names:
+            self.error(
+                f"{item.kind_name} cannot take the id 'self': only a layer whose tensors can be the enclosing "
+                "module's own (scale: layer_scale) or a group, block, repeat or residual can",
+                (*path, "id"),
+                hint="give it an id of its own",
+            )
+            return False
+        return True
 
     def _resolve(self, name: str, scope: Scope, path: Path) -> str:
         if name == INPUT:
@@ -337,7 +396,19 @@ class Expander:
             while "." in head:
                 head = head.rsplit(".", 1)[0]
                 inner = self.nodes.get(head)
-                if inner is not None:
+                if inner is not None and inner.is_self:
+                    # The module of the list this layer is in: its own tensors' names are taken.
+                    part = node_id[len(head) + 1 :].split(".", 1)[0]
+                    if part in inner.layer.self_names:
+                        self.error(
+                            f"layer '{node_id}' takes the name '{part}' of the {inner.layer.kind}'s tensor "
+                            f"'{head}.{part}'",
+                            node.path,
+                            notes=(f"the {inner.layer.kind} at {self.loc(inner.path)} has the id 'self'",),
+                            hint=f"rename the layer, or the group that holds '{part}'",
+                        )
+                        break
+                elif inner is not None:
                     self.error(
                         f"layer '{node_id}' would sit inside layer '{head}', which is not a group",
                         node.path,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema, field_validator
 
 from cnnspec.spec.base import StrictModel
 
@@ -23,7 +23,26 @@ if TYPE_CHECKING:
 Shape = tuple[int, ...]
 """A per-sample tensor shape without the batch axis: (C, H, W) for images, (F,) for vectors."""
 
-ID_PATTERN = r"^[A-Za-z0-9_]+$"
+# Letters, digits, '_' and '-' (torchvision's RegNet names blocks `block1-0`), not starting with '-'.
+ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+# `id: self`: the layer takes the name of the list it is in (see cnnspec.check.expand).
+SELF_ID = "self"
+# An id written as a whole number (`id: 0`, `id: ${i + 1}`) is that number's text: nn.Sequential's names.
+_ID_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": ID_PATTERN, "maxLength": 64},
+        {"type": "integer", "minimum": 0},
+        {"type": "null"},
+    ],
+    "default": None,
+}
+
+
+def _id_text(value: Any) -> Any:
+    """A whole number ≥ 0 given as an id or an input name becomes its text (`0` → "0")."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    return value
 
 
 class ShapeProblem(Exception):
@@ -62,11 +81,17 @@ class LayerKind(StrictModel):
     value_inputs: ClassVar[int | None] = None
     # True when `macs` is an estimate rather than an exact count; summaries mark such figures with "≈".
     macs_estimated: ClassVar[bool] = False
+    # The names of the tensors a kind's module holds as its own attributes (scale: layer_scale). A kind
+    # that lists some may take `id: self`: its module is then the module of the list it is in, and those
+    # names are refused to the list's other layers. Its module must have no other attributes a child
+    # could clash with.
+    self_names: ClassVar[frozenset[str]] = frozenset()
 
-    id: str | None = Field(
+    id: Annotated[str | None, WithJsonSchema(_ID_SCHEMA)] = Field(
         None,
         description="Name of this layer: other layers refer to it in `inputs`; "
-        "it names the module in state_dict and ONNX.",
+        "it names the module in state_dict and ONNX. Letters, digits, '_' and '-'; a whole number "
+        "(`0`) is its text, as nn.Sequential names; 'self' takes the name of the enclosing list.",
         pattern=ID_PATTERN,
         max_length=64,
     )
@@ -76,6 +101,16 @@ class LayerKind(StrictModel):
         "Merge kinds (add, concat) take several.",
         min_length=1,
     )
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_number(cls, value: Any) -> Any:
+        return _id_text(value)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _input_numbers(cls, value: Any) -> Any:
+        return [_id_text(v) for v in value] if isinstance(value, list) else value
 
     # --- static rules (pure Python, no torch) ---------------------------------
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:

@@ -20,15 +20,35 @@ Momentum = Annotated[float, Field(ge=0, le=1)]
 
 @register
 class Linear(LayerKind):
-    """Fully connected layer (torch.nn.Linear); in_features is inferred."""
+    """Fully connected layer (torch.nn.Linear); in_features is inferred. `over: channels` applies it to the
+    channels at every position of an image (ConvNeXt's pointwise layers on channels-last tensors)."""
 
     kind: ClassVar[str] = "linear"
     out_features: PositiveInt = Field(description="Number of output features.")
     bias: bool = Field(True, description="Add a learnable bias.")
     in_features: PositiveInt | None = Field(None, description="Input features; inferred. When written, it is checked.")
+    over: Literal["features", "channels"] = Field(
+        "features",
+        description="'features': a vector in, a vector out; 'channels': C×H×W in, out_features×H×W out, the same "
+        "weight (out_features, C) at every position, as nn.Linear on channels-last tensors (ConvNeXt).",
+    )
 
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
         shape = self.single(inputs)
+        if self.over == "channels":
+            if len(shape) != 3:
+                raise ShapeProblem(
+                    f"linear over channels expects an image (C×H×W) but its input is a vector of {shape[0]} features",
+                    hint="drop `over: channels` for a vector",
+                    field="over",
+                )
+            if self.in_features is not None and self.in_features != shape[0]:
+                raise ShapeProblem(
+                    f"linear expects in_features={self.in_features} but its input has {shape[0]} channels",
+                    hint="drop in_features and let cnnspec infer it",
+                    field="in_features",
+                )
+            return (self.out_features, shape[1], shape[2])
         if len(shape) != 1:
             raise ShapeProblem(
                 f"linear expects a vector but its input is {fmt_shape(shape)}",
@@ -46,7 +66,8 @@ class Linear(LayerKind):
         return inputs[0][0] * self.out_features + (self.out_features if self.bias else 0)
 
     def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
-        return inputs[0][0] * self.out_features
+        positions = output[1] * output[2] if self.over == "channels" else 1
+        return inputs[0][0] * self.out_features * positions
 
     def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
         out = {"weight": (self.out_features, inputs[0][0])}
@@ -55,6 +76,10 @@ class Linear(LayerKind):
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
 
+        if self.over == "channels":
+            from cnnspec.build.modules import ChannelLinear
+
+            return ChannelLinear(inputs[0][0], self.out_features, bias=self.bias)
         return nn.Linear(inputs[0][0], self.out_features, bias=self.bias)
 
 

@@ -328,10 +328,12 @@ class DropPath(_Elementwise):
 class Scale(_Elementwise):
     """A learnt per-channel scale, as ConvNeXt's layer scale: x·γ with γ of shape C×1×1 (F for a vector).
 
-    The parameter is called `layer_scale`, torchvision's name in ConvNeXt's CNBlock.
+    The parameter is called `layer_scale`, torchvision's name in ConvNeXt's CNBlock. With `id: self`
+    it is the enclosing list's own parameter (CNBlock's `features.1.0.layer_scale`).
     """
 
     kind: ClassVar[str] = "scale"
+    self_names: ClassVar[frozenset[str]] = frozenset({"layer_scale"})
     init: float = Field(1e-6, description="Initial value of every γ (ConvNeXt: 1e-6).")
 
     @staticmethod

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cnnspec.layers.base import REGISTRY, LayerKind, Shape, ShapeProblem, Window, fmt_shape, register
+from cnnspec.layers.base import ID_PATTERN, REGISTRY, LayerKind, Shape, ShapeProblem, Window, fmt_shape, register
 from cnnspec.layers.conv import PositiveInt
 from cnnspec.layers.elementwise import DropPath, Probability, Ramp
 from cnnspec.layers.pool import AdaptiveAvgPool2d
@@ -40,6 +40,13 @@ class Residual(LayerKind):
         description="Stochastic depth: a drop_path layer after the body, named `stochastic_depth` like "
         "torchvision's; a number, or {start, end} ramping across the copies of the innermost repeat.",
     )
+    shortcut_id: str | None = Field(
+        None,
+        description="Name of the shortcut under the residual's id: default `downsample` for 'auto' "
+        "(torchvision's ResNet), `shortcut` for a list; RegNet calls it `proj`.",
+        pattern=ID_PATTERN,
+        max_length=64,
+    )
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
         from cnnspec.layers.elementwise import GELU, LeakyReLU, ReLU, SiLU
@@ -53,11 +60,17 @@ class Residual(LayerKind):
         if self.shortcut == "identity":
             short_out = prev
         elif self.shortcut == "auto":
-            short_out = expander.add_node(f"{name}.downsample", Projection(), [prev, body_out], path, scope=None)
+            short = f"{name}.{self.shortcut_id or 'downsample'}"
+            short_out = expander.add_node(short, Projection(), [prev, body_out], path, scope=None)
         else:
-            short_out = expander.expand_list(
-                self.shortcut, (*path, "shortcut"), expander.child_scope(f"{name}.shortcut"), prev
-            )
+            short = f"{name}.{self.shortcut_id or 'shortcut'}"
+            if expander.claim(
+                short, (*path, "shortcut"), "the shortcut", hint="give the residual another shortcut_id", layer=False
+            ):
+                scope = expander.child_scope(short)
+                short_out = expander.expand_list(self.shortcut, (*path, "shortcut"), scope, prev)
+            else:
+                short_out = prev  # reported; its layers would only repeat the error
         out = expander.add_node(f"{name}.add", Add(), [body_out, short_out], path, scope=None)
         if self.activation:
             act = {"relu": ReLU, "gelu": GELU, "silu": SiLU, "leaky_relu": LeakyReLU}[self.activation]()
@@ -134,18 +147,33 @@ class Projection(LayerKind):
 
 @register
 class Repeat(LayerKind):
-    """n copies of a list of layers, each with its own weights; copies are named ID.0, ID.1, …"""
+    """n copies of a list of layers, each with its own weights; copy i is named ID.PREFIX{start + i} (ID.0, ID.1, …)."""
 
     kind: ClassVar[str] = "repeat"
     sugar: ClassVar[bool] = True
-    n: Annotated[int, Field(ge=1, le=10_000)] = Field(description="Number of copies.")
+    n: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        description="Number of copies; 0 gives none (the repeat passes its input on), so `n: $flag` makes "
+        "layers optional."
+    )
     layers: list[LayerItem] = Field(description="The layers to repeat.", min_length=1)
+    start: Annotated[int, Field(ge=0)] = Field(
+        0, description="Index of the first copy: with `id: self`, copies continue the enclosing list's index."
+    )
+    prefix: str = Field(
+        "",
+        description="Text before each copy's index: `block1-` names copies block1-0, block1-1 (torchvision's RegNet).",
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9_-]*)?$",
+        max_length=60,
+    )
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
         out = prev
         single = len(self.layers) == 1 and self.layers[0].layer.id is None
         for i in range(self.n):
-            copy = f"{name}.{i}"
+            copy = f"{name}.{self.prefix}{self.start + i}"
+            hint = "start the copies further on (`start`), give them a `prefix`, or rename the other layer"
+            if not expander.claim(copy, path, f"copy {i} of this repeat", hint=hint, layer=single):
+                continue
             first = len(expander.nodes)
             if single:
                 out = expander.expand_list(
@@ -159,8 +187,9 @@ class Repeat(LayerKind):
             added = itertools.islice(reversed(expander.nodes.values()), len(expander.nodes) - first)
             for node in added:
                 node.layer = node.layer.at_copy(i, self.n)
-        assert out is not None
-        return out
+        from cnnspec.check.expand import INPUT
+
+        return out or INPUT
 
 
 @register

@@ -289,9 +289,13 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
         else:
             message = f"{where}: {err['msg']}{_got(value)}"
             location = source.locate(full)
-    elif kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
-        message = f"{where}: an id may hold only letters, digits and '_'{_got(value)}"
-        hint = "ids name modules in state_dict and ONNX: write e.g. conv_1"
+    elif kind == "string_pattern_mismatch" and loc and loc[-1] in ("id", "shortcut_id", "prefix"):
+        message = f"{where}: an id may hold only letters, digits, '_' and '-' (not first){_got(value)}"
+        hint = "ids name modules in state_dict and ONNX: write e.g. conv_1 or block1-0"
+        if loc[-1] == "prefix":
+            message = (
+                f"{where}: a repeat's copies are named PREFIX + index, so the prefix is the start of an id{_got(value)}"
+            )
         location = source.locate(full)
     elif kind == "missing":
         shown = full

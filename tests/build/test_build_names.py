@@ -1,0 +1,207 @@
+"""Names that match torchvision: `id: self`, repeat copies named PREFIX + index from `start`, ids with
+'-' or written as numbers, a residual's `shortcut_id`, and `linear: {over: channels}`.
+
+Each spec below is compared with the torchvision module it mirrors (built independently by
+torchvision): state_dict keys and shapes equal, the static tensors equal the built state_dict, the
+static parameter count equals the built one, and with torchvision's weights loaded strictly the
+outputs agree.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.models.convnext import CNBlock
+from torchvision.models.regnet import AnyStage, ResBottleneckBlock
+
+import cnnspec
+from cnnspec.check.graph import Graph
+from tests.build.test_build_ids import assert_complete, static_tensor_names
+
+
+def graph_of(layers: str, channels: int = 8, size: int = 8, blocks: str = "") -> Graph:
+    text = f"name: t\nmodel:\n  input: {{channels: {channels}, height: {size}, width: {size}}}\n"
+    if blocks:
+        text += "  blocks:\n" + "".join(f"    {line}\n" for line in blocks.strip("\n").splitlines())
+    text += "  layers:\n" + "".join(f"    {line}\n" for line in layers.strip("\n").splitlines())
+    return cnnspec.check(cnnspec.loads(text, "t.yaml"))
+
+
+def assert_same_as(graph: Graph, reference: nn.Module, prefix: str, atol: float = 1e-5) -> None:
+    """The spec's model under `prefix` is `reference`: same keys and shapes, same output with its weights."""
+    torch.manual_seed(0)
+    model = cnnspec.build(graph).eval()
+    reference.eval()
+    ours = model.state_dict()
+    theirs = {f"{prefix}{k}": v for k, v in reference.state_dict().items()}
+    assert sorted(ours) == sorted(theirs)  # (RegNet's proj comes after the body here, before it in torchvision)
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
+    assert sorted(static_tensor_names(graph)) == sorted(ours)
+    assert graph.total_params == sum(p.numel() for p in reference.parameters())
+    model.load_state_dict(theirs, strict=True)
+    x = torch.randn(2, *graph.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=atol, rtol=0)
+    with FlopCounterMode(display=False) as counter:
+        reference(x[:1])
+    assert graph.macs == counter.get_total_flops() // 2
+    assert_complete(graph)
+
+
+CNBLOCK = """
+cn:
+  params: {dim: null}
+  layers:
+    - residual:
+        body:
+          - group:
+              id: block
+              layers:
+                - conv2d: {id: 0, out_channels: $dim, kernel_size: 7, padding: 3, groups: $dim}
+                - layernorm: {id: 2, over: channels, eps: 1.0e-6}
+                - linear: {id: 3, over: channels, out_features: "${4 * dim}"}
+                - gelu
+                - linear: {id: 5, over: channels, out_features: $dim}
+          - scale: {id: self, init: 0.5}
+        shortcut: identity
+"""
+
+
+def test_a_scale_with_id_self_is_the_blocks_own_parameter_as_in_convnext() -> None:
+    graph = graph_of("- block: {id: b, name: cn, args: {dim: 8}}", blocks=CNBLOCK)
+    reference = CNBlock(8, layer_scale=0.5, stochastic_depth_prob=0.0)
+    with torch.no_grad():  # a γ of 0.5 everywhere would not notice a transposed one
+        reference.layer_scale.copy_(torch.rand_like(reference.layer_scale))
+    assert_same_as(graph, reference, "b.")
+
+
+def test_the_scale_takes_over_its_lists_module_whichever_is_built_first() -> None:
+    # The scale first: the group's later layers are attached inside the scale's module.
+    graph = graph_of(
+        """
+        - group:
+            id: g
+            layers:
+              - scale: {id: self}
+              - conv2d: {id: conv, out_channels: 8, kernel_size: 1}
+        """
+    )
+    model = cnnspec.build(graph)
+    assert list(model.state_dict()) == ["g.layer_scale", "g.conv.weight", "g.conv.bias"]
+    assert type(model.g).__name__ == "LayerScale"
+    assert_complete(graph)
+
+
+def test_linear_over_channels_is_nn_linear_at_every_position() -> None:
+    graph = graph_of("- linear: {id: fc, over: channels, out_features: 5}", size=3)
+    linear = nn.Linear(8, 5)
+    model = cnnspec.build(graph).eval()
+    model.load_state_dict({f"fc.{k}": v for k, v in linear.state_dict().items()}, strict=True)
+    x = torch.randn(2, 8, 3, 3)
+    expected = torch.stack([torch.stack([linear(x[:, :, i, j]) for j in range(3)], -1) for i in range(3)], -2)
+    torch.testing.assert_close(model(x), expected)
+    assert graph.node("fc").output_shape == (5, 3, 3)
+    assert graph.macs == 8 * 5 * 9
+
+
+REGNET_BLOCK = """
+res:
+  params: {w: null, s: 1, g: 4}
+  layers:
+    - residual:
+        body:
+          - group:
+              id: f
+              layers:
+                - group: {id: a, layers: [conv2d: {id: 0, out_channels: $w, kernel_size: 1, bias: false},
+                                          batchnorm2d: {id: 1}, relu: {id: 2}]}
+                - group: {id: b, layers: [conv2d: {id: 0, out_channels: $w, kernel_size: 3, stride: $s,
+                                                   padding: 1, groups: "${w // g}", bias: false},
+                                          batchnorm2d: {id: 1}, relu: {id: 2}]}
+                - group: {id: c, layers: [conv2d: {id: 0, out_channels: $w, kernel_size: 1, bias: false},
+                                          batchnorm2d: {id: 1}]}
+        shortcut_id: proj
+        activation: relu
+"""
+
+
+def test_repeat_copies_named_from_a_prefix_and_start_as_regnets_anystage() -> None:
+    graph = graph_of(
+        """
+        - group:
+            id: block1
+            layers:
+              - block: {id: block1-0, name: res, args: {w: 16, s: 2}}
+              - repeat: {id: self, n: 2, start: 1, prefix: block1-, layers: [block: {name: res, args: {w: 16}}]}
+        """,
+        blocks=REGNET_BLOCK,
+    )
+    reference = AnyStage(
+        8, 16, 2, 3, ResBottleneckBlock, nn.BatchNorm2d, nn.ReLU, 4, 1.0, None, stage_index=1
+    )  # group width 4: 16 // 4 = 4 groups
+    assert_same_as(graph, reference, "block1.")
+
+
+def test_a_repeat_with_a_prefix_names_its_copies_under_its_own_id() -> None:
+    graph = graph_of("- repeat: {id: r, n: 2, prefix: b-, layers: [conv2d: {out_channels: 8, kernel_size: 1}]}")
+    assert [n.id for n in graph.nodes] == ["r.b-0", "r.b-1"]
+    assert_complete(graph)
+
+
+def test_numbers_as_ids_and_zero_copies_make_torchvisions_shifting_indexes() -> None:
+    # MobileNetV3's InvertedResidual without an expansion: block.0 is the depthwise conv, block.1 the SE,
+    # block.2 the projection; with `e: 1` an expansion conv comes first and the others move up by one.
+    blocks = """
+    ir:
+      params: {e: 0, se: 1, exp: 16, out: 8}
+      layers:
+        - group:
+            id: block
+            layers:
+              - repeat: {id: self, n: $e, layers: [group: {layers: [conv2d: {id: 0, out_channels: $exp,
+                          kernel_size: 1, bias: false}, batchnorm2d: {id: 1}, relu: {id: 2}]}]}
+              - group: {id: $e, layers: [conv2d: {id: 0, out_channels: $exp, kernel_size: 3, padding: 1,
+                        groups: $exp, bias: false}, batchnorm2d: {id: 1}, relu: {id: 2}]}
+              - repeat: {id: self, n: $se, start: "${e + 1}", layers: [squeeze_excite: {squeeze_channels: 8}]}
+              - group: {id: "${e + se + 1}", layers: [conv2d: {id: 0, out_channels: $out, kernel_size: 1,
+                        bias: false}, batchnorm2d: {id: 1}]}
+    """
+    layers = """
+    - block: {id: a, name: ir, args: {e: 0, se: 1, exp: 8}}
+    - block: {id: b, name: ir, args: {e: 1, se: 0}}
+    - block: {id: c, name: ir, args: {e: 1, se: 1}}
+    """
+    graph = graph_of(layers, blocks=blocks)
+    weights = sorted({k.rsplit(".", 1)[0] for k in static_tensor_names(graph)})
+    assert weights == [
+        "a.block.0.0", "a.block.0.1", "a.block.1.fc1", "a.block.1.fc2", "a.block.2.0", "a.block.2.1",
+        "b.block.0.0", "b.block.0.1", "b.block.1.0", "b.block.1.1", "b.block.2.0", "b.block.2.1",
+        "c.block.0.0", "c.block.0.1", "c.block.1.0", "c.block.1.1", "c.block.2.fc1", "c.block.2.fc2",
+        "c.block.3.0", "c.block.3.1",
+    ]  # fmt: skip
+    assert_complete(graph)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_a_repeat_of_n_copies_counts_n_times_its_layers(n: int) -> None:
+    graph = graph_of(f"- repeat: {{id: r, n: {n}, layers: [conv2d: {{out_channels: 8, kernel_size: 1}}]}}\n- relu")
+    assert graph.total_params == n * (8 * 8 + 8)  # a 1×1 conv 8 → 8 with bias, by hand
+    assert_complete(graph)
+
+
+def test_ids_with_dashes_reach_the_built_module() -> None:
+    graph = graph_of("- group: {id: trunk-1, layers: [conv2d: {id: block1-0, out_channels: 8, kernel_size: 1}]}")
+    model = cnnspec.build(graph)
+    assert list(model.state_dict()) == ["trunk-1.block1-0.weight", "trunk-1.block1-0.bias"]
+    assert model.get_submodule("trunk-1.block1-0") is model.layer("trunk-1.block1-0")
+
+
+def test_regnet_style_blocks_in_torchvisions_partial_form_keep_relu_after_the_sum() -> None:
+    # the same block as above with an identity shortcut (stride 1, same width): no proj, relu after the sum
+    graph = graph_of("- block: {id: x, name: res, args: {w: 8}}", blocks=REGNET_BLOCK)
+    reference = ResBottleneckBlock(8, 8, 1, nn.BatchNorm2d, partial(nn.ReLU), 4, 1.0, None)
+    assert_same_as(graph, reference, "x.")
