@@ -237,11 +237,10 @@ class Trainer:
         if self.train_spec.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.train_spec.grad_clip)
-        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
-        self.scaler.step(self.optimizer)  # a plain optimizer.step() when the scaler is disabled
+        scale = self.scaler.get_scale()  # 1.0 when the scaler is disabled (no AMP, bf16), read without a sync
+        self.scaler.step(self.optimizer)  # a plain optimizer.step() when disabled
         self.scaler.update()
-        # The scale drops exactly when the step was skipped.
-        skipped = int(self.scaler.is_enabled() and self.scaler.get_scale() < scale)
+        skipped = int(self.scaler.get_scale() < scale)  # the scale drops exactly when the step was skipped
         self.optimizer.zero_grad(set_to_none=True)
         hard = target.argmax(dim=1) if target.ndim == 2 else target  # mixup/cutmix: the dominant class
         correct = (logits.detach().argmax(dim=1) == hard).sum()

@@ -1,4 +1,5 @@
-"""The run's progress as data: BestEpoch's rule (ties, min_delta, patience) and TrainState's round trip.
+"""The run's progress as data: BestEpoch's rule (ties, min_delta, patience), TrainState's round trip, and the
+Checkpoints object's state file (format 1's keys) and refusals.
 
 Expected values are written by hand from the rule as docs/training.md states it, never computed by
 the code under test.
@@ -8,10 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
+from pathlib import Path
 
+import pytest
 import torch
+from torch import nn
 
+from cnnspec.errors import CheckpointError
+from cnnspec.run import RunInfo, RunPaths
 from cnnspec.spec.model import EarlyStopping
+from cnnspec.train.checkpoint import Checkpoints, read_weights
 from cnnspec.train.state import BestEpoch, EpochTally, TrainState
 
 CPU = torch.device("cpu")
@@ -177,3 +184,97 @@ def test_a_fresh_state_has_no_best_epoch() -> None:
     assert (state.epoch, state.step, state.best, state.best_epoch, state.bad_epochs) == (0, 0, None, 0, 0)
     assert state.best_loss == math.inf and not state.stopped_early
     assert (state.tally.batches, float(state.tally.loss_sum), int(state.tally.correct)) == (0, 0.0, 0)
+
+
+# --- Checkpoints: the state file's layout and its refusals ------------------------------------------
+
+# The keys of last.state.pt as the loop wrote them before TrainState existed (format 1), by hand.
+FORMAT_1_KEYS = {
+    "format",
+    "architecture_hash",
+    "spec_hash",
+    "epoch",
+    "step",
+    "world_size",
+    "tally",
+    "model",
+    "optimizer",
+    "scaler",
+    "rng",
+    "best",
+    "best_loss",
+    "best_epoch",
+    "bad_epochs",
+    "stopped_early",
+    "wall_seconds",
+    "skipped_total",
+}
+
+
+def _info(architecture: str) -> RunInfo:
+    return RunInfo(
+        spec_name="t",
+        spec_hash="s" * 64,
+        architecture_hash=architecture,
+        cnnspec_version="0",
+        input_shape=[4],
+        class_names=["a", "b"],
+    )
+
+
+def _saved_run(tmp_path: Path, rng_ranks: list[dict[str, torch.Tensor]] | None = None) -> tuple[RunPaths, nn.Module]:
+    paths = RunPaths(tmp_path / "run")
+    paths.checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = TrainState(epoch=2, step=10, best=0.5, best_epoch=2)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    Checkpoints(paths, _info("a" * 64)).save_last(model, optimizer, scaler, state, 1, rng_ranks)
+    return paths, model
+
+
+def test_the_state_file_keeps_format_1s_keys_and_values(tmp_path: Path) -> None:
+    paths, model = _saved_run(tmp_path)
+    stored = Checkpoints(paths, _info("a" * 64)).read()
+    assert set(stored) == FORMAT_1_KEYS
+    picked = (stored["format"], stored["epoch"], stored["step"], stored["best"], stored["world_size"])
+    assert picked == (1, 2, 10, 0.5, 1)
+    assert torch.equal(stored["model"]["weight"], model.weight.detach())
+    assert torch.equal(stored["rng"]["cpu"], torch.get_rng_state())
+    assert read_weights(paths.weights("last")).keys() == {"weight", "bias"}
+
+
+def test_a_distributed_state_adds_every_ranks_rng(tmp_path: Path) -> None:
+    ranks = [{"cpu": torch.get_rng_state()}, {"cpu": torch.get_rng_state()}]
+    paths, _ = _saved_run(tmp_path, ranks)
+    stored = Checkpoints(paths, _info("a" * 64)).read()
+    assert set(stored) == FORMAT_1_KEYS | {"rng_ranks"} and len(stored["rng_ranks"]) == 2
+
+
+def test_a_state_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    paths, _ = _saved_run(tmp_path)
+    with pytest.raises(CheckpointError, match="belongs to a different architecture"):
+        Checkpoints(paths, _info("b" * 64)).read()
+
+
+def test_a_damaged_best_weights_file_is_refused_when_the_state_is_read(tmp_path: Path) -> None:
+    paths, model = _saved_run(tmp_path)
+    checkpoints = Checkpoints(paths, _info("a" * 64))
+    checkpoints.save_best(model, 2)
+    data = bytearray(paths.weights("best").read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the last tensor
+    paths.weights("best").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged"):
+        checkpoints.read()
+
+
+def test_load_best_leaves_the_model_alone_without_a_best_file(tmp_path: Path) -> None:
+    paths, model = _saved_run(tmp_path)
+    before = model.weight.detach().clone()
+    Checkpoints(paths, _info("a" * 64)).load_best(model)
+    assert torch.equal(model.weight, before)
+    other = nn.Linear(4, 2)
+    Checkpoints(paths, _info("a" * 64)).save_best(model, 2)
+    Checkpoints(paths, _info("a" * 64)).load_best(other)
+    assert torch.equal(other.weight, model.weight)
