@@ -7,6 +7,7 @@ threads (torch's `get_num_threads()`), so the ratio compares engines, not thread
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnspec.check.graph import Graph
 from cnnspec.errors import ExportError
 from cnnspec.export.gate import sample_batch
 from cnnspec.export.metadata import ModelMetadata
@@ -147,12 +149,48 @@ def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> nn.Mo
             f"{path} carries no spec to rebuild the torch model from", hint="pass the run directory instead"
         )
     from cnnspec.build import build
+    from cnnspec.check.checker import check
     from cnnspec.spec.load import loads
 
+    graph = check(loads(meta.spec, file=f"{path}:spec"))
+    _check_embedded(path, graph, meta)
     notes.append(
         "torch runs the spec embedded in the file with fresh weights (the speed does not depend on their values)"
     )
-    return build(loads(meta.spec, file=f"{path}:spec")).eval()
+    return build(graph).eval()
+
+
+# What an embedded spec may ask torch to allocate. A single ONNX file holds at most 2 GiB,
+# so a spec with more float32 weights than that cannot be the model in the file.
+MAX_EMBEDDED_PARAMS = 2**29
+MAX_EMBEDDED_ACTIVATIONS = 2**28  # values summed over every layer's output, for one image (1 GiB as float32)
+
+
+def _check_embedded(path: Path, graph: Graph, meta: ModelMetadata) -> None:
+    """The embedded spec describes the file's model and fits the bounds; ExportError before torch allocates."""
+    hint = "bench the run directory instead, or a file written by `cnnspec export`"
+    if list(graph.input_shape) != list(meta.input_shape) or list(graph.output_shape) != [len(meta.class_names)]:
+        raise ExportError(
+            f"{path}: the embedded spec takes {list(graph.input_shape)} and returns {list(graph.output_shape)}, "
+            f"but the file takes {meta.input_shape} and names {len(meta.class_names)} classes",
+            hint=hint,
+        )
+    for n in graph.nodes:
+        weights = getattr(n.layer, "weights", "none")
+        if weights != "none":  # a path or a download a file someone sent would have bench read
+            raise ExportError(
+                f"{path}: the embedded spec's layer '{n.id}' loads weights from {weights!r}; "
+                "bench builds embedded specs with fresh weights only",
+                hint=hint,
+            )
+    params = graph.total_params
+    activations = sum(math.prod(n.output_shape) for n in graph.nodes)
+    if params > MAX_EMBEDDED_PARAMS or activations > MAX_EMBEDDED_ACTIVATIONS:
+        raise ExportError(
+            f"{path}: refused to build the embedded spec: {params:,} parameters and {activations:,} activation "
+            f"values an image; at most {MAX_EMBEDDED_PARAMS:,} and {MAX_EMBEDDED_ACTIVATIONS:,}",
+            hint=hint,
+        )
 
 
 def _pick_device(device: Device) -> str:

@@ -52,6 +52,11 @@ def load_image(path: str | Path, meta: ModelMetadata) -> np.ndarray:
         with Image.open(p) as opened:
             opened.load()
             image = opened.convert("L" if meta.channels == 1 else "RGB")
+    except Image.DecompressionBombError as exc:  # Pillow's own limit on pixels (Image.MAX_IMAGE_PIXELS)
+        raise DataError(
+            f"{p} is refused: {exc}",
+            hint="an image this large is more likely a decompression bomb than a photo; shrink it first",
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{p} is not an image Pillow can decode: {exc}") from None
     want = (meta.width, meta.height)

@@ -7,6 +7,7 @@ user can read it with `json.loads(session.get_modelmeta().custom_metadata_map[KE
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,16 @@ OUTPUT_NAME = "logits"
 LAYOUT = "NCHW"
 # Pixels are divided by this before mean/std are applied: the 0–1 scale of ToTensor().
 PIXEL_SCALE = 255.0
+
+# What a file's metadata may ask for (docs/reliability.md, "Models from elsewhere"): checked
+# before anything is allocated, since predict allocates images of input_shape (resizing to
+# it) and bench random batches of it and a torch model of the embedded spec.
+MAX_CHANNELS = 64
+MAX_SIDE = 8192  # pixels, for H, W and resize
+MAX_IMAGE_ELEMENTS = 3 * 4096 * 4096  # C·H·W of one image: 192 MiB as float32
+MAX_CLASSES = 100_000
+MAX_CLASS_NAME = 1024  # characters
+MAX_SPEC_CHARS = 1_000_000
 
 
 @dataclass
@@ -104,13 +115,84 @@ def from_props(props: dict[str, str], where: str) -> ModelMetadata:
             f"{where} has no cnnspec metadata (input_shape, class_names)",
             hint="export it with `cnnspec export RUN`, or feed it with onnxruntime directly",
         )
-    shape = values["input_shape"]
-    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
-        raise ExportError(f"{where}: metadata input_shape must be [C, H, W], got {shape!r}")
+    _check_values(values, where)
     try:
         return ModelMetadata(**values, extra=extra)
     except TypeError as exc:
         raise ExportError(f"{where}: damaged cnnspec metadata: {exc}") from None
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _check_values(values: dict[str, Any], where: str) -> None:
+    """Types, lengths and bounds of cnnspec's keys; ExportError naming the key, what it holds and what it may."""
+
+    def bad(key: str, expected: str) -> ExportError:
+        shown = json.dumps(values[key])
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return ExportError(
+            f"{where}: metadata '{key}' must be {expected}, got {shown}",
+            hint="the file was not written by `cnnspec export`, or its metadata was changed",
+        )
+
+    shape = values["input_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)):
+        raise ExportError(f"{where}: metadata input_shape must be [C, H, W], got {shape!r}")
+    c, h, w = shape
+    if c > MAX_CHANNELS or h > MAX_SIDE or w > MAX_SIDE or c * h * w > MAX_IMAGE_ELEMENTS:
+        raise bad(
+            "input_shape",
+            f"at most {MAX_CHANNELS} channels, {MAX_SIDE} pixels a side and "
+            f"{MAX_IMAGE_ELEMENTS:,} values an image (C·H·W = {c * h * w:,})",
+        )
+    names = values["class_names"]
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise bad("class_names", "a list of strings")
+    if not 1 <= len(names) <= MAX_CLASSES:
+        raise bad("class_names", f"1 to {MAX_CLASSES:,} names (it has {len(names):,})")
+    if any(len(n) > MAX_CLASS_NAME for n in names):
+        raise bad("class_names", f"names of at most {MAX_CLASS_NAME} characters")
+    for key in ("mean", "std"):
+        v = values.get(key)
+        if v is not None and not (isinstance(v, list) and len(v) == c and all(_is_number(x) for x in v)):
+            raise bad(key, f"null or a list of {c} finite numbers, one per input channel")
+    if values.get("std") is not None and any(x <= 0 for x in values["std"]):
+        raise bad("std", "positive numbers")
+    if (values.get("mean") is None) != (values.get("std") is None):
+        raise ExportError(f"{where}: metadata has one of mean and std without the other")
+    scale = values.get("pixel_scale", PIXEL_SCALE)
+    if not (_is_number(scale) and scale > 0):
+        raise bad("pixel_scale", "a positive finite number")
+    resize = values.get("resize")
+    if resize is not None and not (
+        isinstance(resize, list) and len(resize) == 2 and all(_is_int(v) and 0 < v <= MAX_SIDE for v in resize)
+    ):
+        raise bad("resize", f"null or [H, W] with sides from 1 to {MAX_SIDE}")
+    for key, allowed in (("layout", (LAYOUT,)), ("interpolation", ("bilinear",)), ("color", ("grey", "rgb"))):
+        if key in values and values[key] not in allowed:
+            raise bad(key, " or ".join(json.dumps(a) for a in allowed))
+    for key in ("spec_name", "spec_hash", "architecture_hash", "cnnspec_version", "trained_with", "dataset"):
+        if values.get(key) is not None and not (isinstance(values[key], str) and len(values[key]) <= MAX_CLASS_NAME):
+            raise bad(key, f"null or a string of at most {MAX_CLASS_NAME} characters")
+    spec = values.get("spec")
+    if spec is not None and not (isinstance(spec, str) and len(spec) <= MAX_SPEC_CHARS):
+        raise bad("spec", f"null or YAML text of at most {MAX_SPEC_CHARS:,} characters")
+    if "dynamic_batch" in values and not isinstance(values["dynamic_batch"], bool):
+        raise bad("dynamic_batch", "true or false")
+    if values.get("opset") is not None and not _is_int(values["opset"]):
+        raise bad("opset", "null or an integer")
+    if "weights_dtype" in values and values["weights_dtype"] not in ("float32", "float16"):
+        raise bad("weights_dtype", '"float32" or "float16"')
+    if values.get("parity") is not None and not isinstance(values["parity"], dict):
+        raise bad("parity", "null or an object")
+    if values.get("exporter") is not None and not isinstance(values["exporter"], str):
+        raise bad("exporter", "null or a string")
 
 
 def read_props(model: onnx.ModelProto) -> dict[str, str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnspec.errors import ExportError
 from cnnspec.export.images import image_files, load_batch
 from cnnspec.export.metadata import ModelMetadata, from_props, read_props
 from cnnspec.export.session import Device, Session, open_session
@@ -64,8 +65,39 @@ def softmax(logits: np.ndarray) -> np.ndarray:  # (N, K) -> (N, K), rows sum to 
 
 
 def model_metadata(session: Session) -> ModelMetadata:
-    """The cnnspec metadata of an open model (ExportError when it has none)."""
-    return from_props(read_props(session.model), str(session.path))
+    """The cnnspec metadata of an open model, checked against its graph (ExportError when it has
+    none, when it is damaged or out of bounds, or when the graph is not an image classifier)."""
+    meta = from_props(read_props(session.model), str(session.path))
+    check_classifier(session, meta)
+    return meta
+
+
+def _dims(value: Any) -> list[int | str | None]:
+    return list(value.shape) if isinstance(value.shape, list | tuple) else []
+
+
+def check_classifier(session: Session, meta: ModelMetadata) -> None:
+    """The graph takes one float32 (N, C, H, W) batch of the metadata's C×H×W and returns one float32
+    (N, classes) matrix with one column per class name; ExportError saying what it has instead."""
+    where = session.path
+    inputs, outputs = session.session.get_inputs(), session.session.get_outputs()
+    expected_in = f"one float32 input [N, {', '.join(map(str, meta.input_shape))}]"
+    expected_out = f"one float32 output [N, {len(meta.class_names)}] (a logit per class name)"
+    hint = "predict and bench run image classifiers exported by `cnnspec export`"
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise ExportError(f"{where} has {len(inputs)} inputs ({names}); expected {expected_in}", hint=hint)
+    if len(outputs) != 1:
+        names = ", ".join(o.name for o in outputs)
+        raise ExportError(f"{where} has {len(outputs)} outputs ({names}); expected {expected_out}", hint=hint)
+    x, y = inputs[0], outputs[0]
+    dims = _dims(x)
+    if x.type != "tensor(float)" or len(dims) != 4 or dims[1:] != meta.input_shape:
+        raise ExportError(f"{where}: its input is {x.type} {dims}; expected {expected_in}", hint=hint)
+    out = _dims(y)
+    classes = out[1] if len(out) == 2 else None
+    if y.type != "tensor(float)" or len(out) != 2 or (isinstance(classes, int) and classes != len(meta.class_names)):
+        raise ExportError(f"{where}: its output is {y.type} {out}; expected {expected_out}", hint=hint)
 
 
 def run_batches(session: Session, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -77,7 +109,13 @@ def run_batches(session: Session, x: np.ndarray, batch_size: int = DEFAULT_BATCH
         real = len(chunk)
         if session.static_batch is not None and real < step:  # pad a fixed batch axis, drop the padding after
             chunk = np.concatenate([chunk, np.zeros((step - real, *chunk.shape[1:]), dtype=chunk.dtype)])
-        outputs.append(session.run(chunk)[:real])
+        got = session.run(chunk)
+        if got.ndim != 2 or got.shape[0] != len(chunk):
+            raise ExportError(
+                f"{session.path} returned an output of shape {list(got.shape)} for a batch of {len(chunk)}; "
+                "expected one row of logits per image"
+            )
+        outputs.append(got[:real])
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -53,7 +53,12 @@ class Session:
         return dim if isinstance(dim, int) and dim > 0 else None
 
     def run(self, x: np.ndarray) -> np.ndarray:  # (N, C, H, W) float32 -> (N, classes)
-        return self.session.run([self.output_name], {self.input_name: x})[0]  # type: ignore[no-any-return]
+        try:
+            out = self.session.run([self.output_name], {self.input_name: x})[0]
+        except Exception as exc:  # onnxruntime's own exception types: a graph that fails on this input
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise ExportError(f"onnxruntime cannot run {self.path} on a batch of {list(x.shape)}: {first}") from None
+        return np.asarray(out)
 
 
 def cuda_device_present() -> bool:
