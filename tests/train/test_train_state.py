@@ -222,7 +222,7 @@ def _info(architecture: str) -> RunInfo:
     )
 
 
-def _saved_run(tmp_path: Path, rng_ranks: list[dict[str, torch.Tensor]] | None = None) -> tuple[RunPaths, nn.Module]:
+def _saved_run(tmp_path: Path, rng_ranks: list[dict[str, torch.Tensor]] | None = None) -> tuple[RunPaths, nn.Linear]:
     paths = RunPaths(tmp_path / "run")
     paths.checkpoints.mkdir(parents=True)
     torch.manual_seed(0)
