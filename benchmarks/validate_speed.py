@@ -7,7 +7,9 @@ Prints
      run), of `python -c "import torch"`, and their ratio (goal: ≤ 0.15);
   2. for generated specs of 10 … 10,000 layers written out one by one: the median wall
      time of `cnnspec validate FILE`, the in-process time of load + check, and the time
-     per layer (goal: linear growth, 10,000 layers under 2 s).
+     per layer (goal: linear growth, 10,000 layers under 2 s);
+  3. for each spec in specs/zoo/: the median wall and CPU time of `cnnspec validate FILE`,
+     its expanded layer count, and both as a ratio against specs/resnet18.yaml (goal: ≤ 2).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="runs per measurement; the median is reported")
     parser.add_argument("--sizes", default="10,100,1000,10000", help="layer counts of the generated specs")
+    parser.add_argument("--zoo", default="specs/zoo/*.yaml", help="the zoo specs to time ('' for none)")
     args = parser.parse_args()
     cli = cnnspec_command()
 
@@ -127,6 +130,24 @@ def main() -> None:
             print(f"{n:>8} {cli_time:>13.3f} s {cli_cpu:>7.3f} s {inner:>10.4f} s {inner / n * 1e6:>9.1f} µs")
     if worst:
         print(f"\n10,000 layers: {worst:.2f} s (goal < 2 s: {'met' if worst < 2 else 'NOT met'})")
+    if args.zoo:
+        zoo(cli, validate, validate_cpu, sorted(ROOT.glob(args.zoo)), args.runs)
+
+
+def zoo(cli: list[str], base: float, base_cpu: float, specs: list[Path], runs: int) -> None:
+    """Each zoo spec's `cnnspec validate` time against resnet18's (the goal: at most twice)."""
+    from cnnspec.check.checker import check
+    from cnnspec.spec.load import load
+
+    print(f"\n{'zoo spec':<24} {'layers':>6} {'validate':>10} {'CPU':>9} {'÷ resnet18':>11} {'CPU ÷':>7}")
+    worst = 0.0
+    for path in specs:
+        layers = len(check(load(path)).nodes)
+        wall, cpu = timed([*cli, "validate", str(path.relative_to(ROOT))], runs)
+        worst = max(worst, cpu / base_cpu)  # CPU: wall time on a shared machine counts the others' time too
+        print(f"{path.stem:<24} {layers:>6} {wall:>8.3f} s {cpu:>7.3f} s {wall / base:>11.2f} {cpu / base_cpu:>7.2f}")
+    if specs:
+        print(f"\nslowest zoo spec: {worst:.2f}× resnet18's CPU time (goal ≤ 2: {'met' if worst <= 2 else 'NOT met'})")
 
 
 if __name__ == "__main__":
