@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cnnspec.layers.base import ID_PATTERN
+
 BEGIN = "<!-- BEGIN GENERATED REFERENCE (python -m cnnspec.render.reference docs/spec-language.md) -->"
 END = "<!-- END GENERATED REFERENCE -->"
 
@@ -68,8 +70,8 @@ def type_of(node: dict[str, Any], defs: dict[str, Any]) -> str:
             return "list of augmentations"
         return f"list of {item}" + (f" (at least {low})" if low else "")
     if kind == "string":
-        if node.get("pattern") == "^[A-Za-z0-9_]+$":
-            return "name (letters, digits, _)"
+        if node.get("pattern") == ID_PATTERN:
+            return "name (letters, digits, _, -)"
         return "string"
     if kind == "boolean":
         return "bool"
@@ -152,7 +154,7 @@ def reference_markdown() -> str:
             out += one_key_items(defs, "AugmentItem", ())
     out += ["", "### Layer kinds", ""]
     out.append(
-        "Every kind also takes `id` (a name: letters, digits, `_`) and `inputs` (a list of ids; "
+        "Every kind also takes `id` (a name: letters, digits, `_`, `-`; a number; `self`) and `inputs` (a list of ids; "
         "default: the previous layer's output); see [Ids and inputs](#ids-and-inputs)."
     )
     out += one_key_items(defs, "LayerItem", COMMON)
