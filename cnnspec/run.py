@@ -9,12 +9,19 @@ RUN/
   result.json        test_accuracy, test_loss, best_epoch, epochs, wall_seconds, device, amp
   curves.png
   model.onnx         after export
+  .cnnspec.lock      held (flock) by the process that writes the run: one writer at a time
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
 import json
+import os
+import socket
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +89,83 @@ class RunPaths:
     @property
     def onnx(self) -> Path:
         return self.root / "model.onnx"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
+
+LOCK_NAME = ".cnnspec.lock"
+
+
+class RunLock:
+    """One writer per run directory: an exclusive `flock` on RUN/.cnnspec.lock while a process writes it.
+
+    The OS releases the lock when the process ends, however it ends (a kill included), so a
+    stale lock file never blocks anyone: only a live holder does. The file keeps the holder's
+    pid, host, command and start time, for the message the next writer gets. On systems
+    without `fcntl` (Windows) runs are not locked.
+    """
+
+    def __init__(self, root: Path, command: str):
+        self.path = root / LOCK_NAME
+        self.command = command
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise CheckpointError(
+                f"{self.path.parent} is being written by another cnnspec process ({holder})",
+                hint="wait for it to finish, or write this run to another folder (--out)",
+            ) from None
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "started": started}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def _holder(fd: int) -> str:
+    try:
+        record = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {record['pid']} on {record['host']}, `{record['command']}`, since {record['started']}"
+    except (ValueError, KeyError, TypeError, OSError):
+        return "its lock file names no holder"
+
+
+@contextlib.contextmanager
+def locked(root: str | Path, command: str | None = None) -> Iterator[RunLock]:
+    """Hold the run directory's lock for the block; CheckpointError when another process holds it."""
+    lock = RunLock(Path(root), command or " ".join(["cnnspec", *sys.argv[1:2]])).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def is_run(root: Path) -> bool:
+    """Whether `root` holds a cnnspec run: a run.json that parses as cnnspec's own record."""
+    try:
+        RunInfo.model_validate_json(RunPaths(root).info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _canonical(data: Any) -> bytes:

@@ -22,7 +22,9 @@ def train(
 ) -> Path:
     """Train a spec and return its run directory.
 
-    `out` defaults to runs/<spec name>; an earlier run there is replaced. `resume` continues
+    `out` defaults to runs/<spec name>; an earlier run there is replaced (only the files it wrote:
+    anything else in the folder stays), a folder that is not a cnnspec run is refused, and the
+    folder is locked while this process writes it (a second writer is refused). `resume` continues
     the run in that directory from its last checkpoint (with `spec_or_path` None, its own
     spec.yaml); `overrides` are `KEY=VALUE` strings validated like the file. `progress`: None
     draws a bar on a terminal and plain lines elsewhere, False is silent, a
@@ -49,7 +51,10 @@ def train(
     stop.on_request = lambda: reporter.message("stopping after this step to save the state (Ctrl-C again to abort)")
     with stop_on_signals(stop), process_group(dist):
         session = prepare_shared(dist, spec_or_path, out, resume, overrides, reporter)
-        Trainer(session, reporter, stop, dist, callbacks).fit()
+        try:
+            Trainer(session, reporter, stop, dist, callbacks).fit()
+        finally:
+            session.release()
     return session.paths.root
 
 

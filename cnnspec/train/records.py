@@ -67,6 +67,14 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "class"
 
 
+SAMPLE_NAME = re.compile(r".+_idx[0-9]+\.png")  # what write_samples names its files: CLASS_idxINDEX.png
+
+
+def written_samples(folder: Path) -> list[Path]:
+    """The sample images cnnspec wrote in `folder` (other files there are the user's)."""
+    return sorted(p for p in folder.glob("*_idx*.png") if SAMPLE_NAME.fullmatch(p.name) and p.is_file())
+
+
 def write_samples(folder: Path, images: list[tuple[Any, int, int]], class_names: list[str]) -> list[Path]:
     """Save test images as PNGs named CLASS_idxINDEX.png (for `cnnspec predict RUN/samples`).
 
@@ -77,7 +85,7 @@ def write_samples(folder: Path, images: list[tuple[Any, int, int]], class_names:
 
     with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.png"):
+        for old in written_samples(folder):
             old.unlink()
     written: list[Path] = []
     if images and images[0][0].shape[0] not in (1, 3):

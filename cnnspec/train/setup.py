@@ -6,8 +6,8 @@ and refuses to continue when the architecture changed.
 
 from __future__ import annotations
 
+import contextlib
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from cnnspec.atomic import atomic_write_text, remove_stale_temporaries
 from cnnspec.check.checker import check
 from cnnspec.check.graph import Graph
 from cnnspec.errors import CheckpointError, DataError, Diagnostic, ShapeError, SpecError
-from cnnspec.run import RunInfo, RunPaths, architecture_hash, read_info, spec_hash
+from cnnspec.run import LOCK_NAME, RunInfo, RunLock, RunPaths, architecture_hash, is_run, read_info, spec_hash
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.spec.overrides import load_with_overrides, override_spec
@@ -24,12 +24,13 @@ from cnnspec.spec.source import read_spec_text
 from cnnspec.train.checkpoint import writing
 from cnnspec.train.datasets import DataBundle, load_data
 from cnnspec.train.progress import Reporter
-from cnnspec.train.records import write_json, write_samples
+from cnnspec.train.records import write_json, write_samples, written_samples
 from cnnspec.train.sources import FolderSource, Source, TensorSource, channel_stats
 
 SAMPLE_IMAGES = 8
 
-# What a run directory may hold; a fresh run clears these (and only these) first.
+# The files cnnspec writes in a run directory; a fresh run removes these (and only these) first,
+# with the checkpoints below and the sample images write_samples names.
 _RUN_FILES = (
     "spec.yaml",
     "run.json",
@@ -41,7 +42,7 @@ _RUN_FILES = (
     "evaluation.json",
     "confusion_matrix.png",
 )
-_RUN_FOLDERS = ("checkpoints", "samples")
+_CHECKPOINT_FILES = ("last.safetensors", "best.safetensors", "last.state.pt")
 
 
 @dataclass
@@ -54,6 +55,11 @@ class Session:
     data: DataBundle
     info: RunInfo
     resumed: bool
+    lock: RunLock | None = None  # held by the process that writes the run (rank 0) until training ends
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 def default_out(spec: Spec) -> Path:
@@ -86,9 +92,7 @@ def prepare(
     overrides: Sequence[str],
     reporter: Reporter,
 ) -> Session:
-    """Resolve the spec, load the data and set up (or reopen) the run directory."""
-    from cnnspec import __version__
-
+    """Resolve the spec, load the data and set up (or reopen) the run directory, locked for this process."""
     resume_dir = Path(resume) if resume is not None else None
     spec, text = resolve_spec(spec_or_path, resume_dir, overrides)
     graph = check(spec)
@@ -102,6 +106,26 @@ def prepare(
         )
     root = resume_dir if resume_dir is not None else Path(out) if out is not None else default_out(spec)
     paths = RunPaths(root)
+    if resume_dir is None:
+        _refuse_foreign_folder(paths)
+    else:
+        read_info(root)  # a folder that is not a run is refused before a lock file is made in it
+    with writing(root):
+        lock = RunLock(root, "cnnspec train").acquire()
+    try:
+        return _prepare_locked(spec, text, graph, paths, resume_dir, reporter, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _prepare_locked(
+    spec: Spec, text: str, graph: Graph, paths: RunPaths, resume_dir: Path | None, reporter: Reporter, lock: RunLock
+) -> Session:
+    from cnnspec import __version__
+
+    assert spec.data is not None
+    root = paths.root
     previous = read_info(root) if resume_dir is not None else None
     if previous is not None and previous.architecture_hash != architecture_hash(spec):
         raise CheckpointError(
@@ -118,7 +142,7 @@ def prepare(
         mean, std = previous.mean, previous.std
     else:
         with writing(root):
-            _fresh_run_dir(paths, reporter)
+            _clear_previous_run(paths, reporter)
         mean, std = _normalization(spec, data.train)
     info = RunInfo(
         spec_name=spec.name,
@@ -144,7 +168,7 @@ def prepare(
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(paths.checkpoints)
         remove_stale_temporaries(paths.root)
-    return Session(spec, graph, paths, data, info, resumed=previous is not None)
+    return Session(spec, graph, paths, data, info, resumed=previous is not None, lock=lock)
 
 
 def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:
@@ -190,23 +214,36 @@ def _normalization(spec: Spec, train: Source) -> tuple[list[float] | None, list[
     return channel_stats(train)
 
 
-def _fresh_run_dir(paths: RunPaths, reporter: Reporter) -> None:
-    """Make `paths.root` ready for a new run: replace an old run's files, refuse a foreign folder."""
+def _refuse_foreign_folder(paths: RunPaths) -> None:
+    """A fresh run goes into a new folder, an empty one, or one that holds a cnnspec run."""
     root = paths.root
     if root.exists() and not root.is_dir():
         raise CheckpointError(f"--out {root} is a file, not a folder")
-    if root.is_dir() and any(root.iterdir()):
-        if not paths.info.is_file():
-            raise CheckpointError(
-                f"--out {root} is a non-empty folder that is not a cnnspec run",
-                hint="choose a new or empty folder for the run",
-            )
-        reporter.message(f"replacing the previous run in {root}")
-        for name in _RUN_FILES:
-            (root / name).unlink(missing_ok=True)
-        for name in _RUN_FOLDERS:
-            shutil.rmtree(root / name, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir() or is_run(root) or all(p.name == LOCK_NAME for p in root.iterdir()):
+        return
+    why = " (its run.json is not a cnnspec run record)" if paths.info.exists() else ""
+    raise CheckpointError(
+        f"--out {root} is a non-empty folder that is not a cnnspec run{why}; nothing in it was touched",
+        hint="choose a new or empty folder for the run",
+    )
+
+
+def _clear_previous_run(paths: RunPaths, reporter: Reporter) -> None:
+    """Remove the files an earlier run wrote here; whatever else the folder holds stays."""
+    root = paths.root
+    if not is_run(root):
+        return
+    reporter.message(f"replacing the previous run in {root}")
+    samples = root / "samples"
+    written = [root / name for name in _RUN_FILES] + [paths.checkpoints / name for name in _CHECKPOINT_FILES]
+    for path in [*written, *(written_samples(samples) if samples.is_dir() else [])]:
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    for folder in (paths.checkpoints, samples):
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
+            with contextlib.suppress(OSError):  # kept when it holds files of the user's
+                folder.rmdir()
 
 
 def _samples(paths: RunPaths, test: Source, class_names: list[str]) -> None:

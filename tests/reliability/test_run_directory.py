@@ -1,0 +1,147 @@
+"""A run directory: only cnnspec's own runs are replaced, only cnnspec's files are deleted, one writer at a time.
+
+The writers are real `cnnspec train` processes. The first one is held still while it owns the
+run (cnnspec.atomic's test hook SIGSTOPs it before it renames its first metrics.jsonl), so the
+second one meets a live holder every time, not by a race.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnspec.atomic import STOP_BEFORE_RENAME
+from cnnspec.run import LOCK_NAME, RunPaths, locked
+from tests.reliability._reliability_helpers import TINY
+
+CNNSPEC = [sys.executable, "-m", "cnnspec"]
+
+
+def _train(spec: Path, out: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CNNSPEC, "train", str(spec), "--out", str(out)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stopped(pid: int) -> bool:
+    """True once the process is stopped by a signal (the state field of Linux's /proc/PID/stat)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def _wait_stopped(proc: subprocess.Popen[str], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _stopped(proc.pid):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the first writer never reached its first metrics write"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    return path
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_folder_with_another_tools_run_json_is_refused_and_left_untouched(spec: Path, tmp_path: Path) -> None:
+    other = tmp_path / "project"
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "samples").mkdir()
+    (other / "run.json").write_text('{"experiment": "mine", "lr": 0.1}\n')
+    (other / "checkpoints" / "epoch3.pth").write_bytes(b"weights of another tool")
+    (other / "samples" / "cat_0.jpg").write_bytes(b"\xff\xd8 a photo")
+    before = _files(other)
+    proc = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(other)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "is a non-empty folder that is not a cnnspec run (its run.json is not a cnnspec run record)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _files(other) == before
+    assert not (other / LOCK_NAME).exists()
+
+
+def test_replacing_a_run_deletes_only_the_files_cnnspec_wrote(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    written = set(_files(out))
+    assert {"run.json", "spec.yaml", "checkpoints/best.safetensors", "checkpoints/last.state.pt"} <= written
+    mine = {
+        "notes.txt": b"my notes",
+        "checkpoints/mine.pth": b"my weights",
+        "samples/photo.jpg": b"my photo",
+        "samples/cat_idx3.png.bak": b"a backup",
+    }
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    (out / "metrics.jsonl").write_text('{"epoch": 99}\n')  # cnnspec's name: replaced
+    second = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "replacing the previous run" in second.stderr
+    after = _files(out)
+    assert {name: after.get(name) for name in mine} == mine
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_a_second_writer_is_refused_with_who_holds_the_run(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = _train(spec, out, **{STOP_BEFORE_RENAME: "metrics.jsonl:1"})
+    try:
+        _wait_stopped(first)
+        second = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+        assert second.returncode == 1
+        assert f"is being written by another cnnspec process (pid {first.pid} on " in second.stderr
+        assert "`cnnspec train`" in second.stderr
+        assert "Traceback" not in second.stderr
+        resumed = subprocess.run([*CNNSPEC, "train", "--resume", str(out)], capture_output=True, text=True)
+        assert resumed.returncode == 1 and f"(pid {first.pid} on " in resumed.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    # The run is the first writer's alone: its record, spec and two epochs.
+    info = json.loads(RunPaths(out).info.read_text())
+    assert info["spec_name"] == "tiny"
+    assert [json.loads(line)["epoch"] for line in RunPaths(out).metrics.read_text().splitlines()] == [1, 2]
+
+
+def test_a_killed_writer_leaves_no_lock_behind(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = _train(spec, out, **{STOP_BEFORE_RENAME: "metrics.jsonl:1"})
+    _wait_stopped(first)
+    first.kill()
+    first.communicate(timeout=60)
+    assert (out / LOCK_NAME).exists()  # the file stays; the lock went with the process
+    second = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+
+
+def test_the_library_refuses_a_run_locked_in_this_process_and_trains_once_it_is_released(
+    spec: Path, tmp_path: Path
+) -> None:
+    import cnnspec
+    from cnnspec.errors import CheckpointError
+
+    out = tmp_path / "run"
+    with locked(out, "a notebook cell"):
+        with pytest.raises(CheckpointError, match="`a notebook cell`"):
+            cnnspec.train(spec, out=out, progress=False)
+        assert not RunPaths(out).info.exists()  # refused before anything was written
+    assert cnnspec.train(spec, out=out, progress=False) == out
