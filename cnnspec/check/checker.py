@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from graphlib import CycleError, TopologicalSorter
 
-from cnnspec.check.data import check_data
+from cnnspec.check.data import batch_statistics, check_data
 from cnnspec.check.expand import INPUT, Expander, RawNode
 from cnnspec.check.graph import Graph, Node
+from cnnspec.check.memory import check_memory
 from cnnspec.errors import Diagnostic, ShapeError
 from cnnspec.layers import Shape, ShapeProblem
 from cnnspec.layers.base import fmt_shape
@@ -111,6 +112,9 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
     )
     diagnostics += _unused(raw, output, spec)
     diagnostics += check_data(spec)
+    if spec.data is not None:
+        diagnostics += batch_statistics(graph, spec.data.batch_size, ("data", "batch_size"))
+    diagnostics += check_memory(spec, graph)
     return graph, diagnostics
 
 

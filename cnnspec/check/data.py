@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Hashable
+
+from cnnspec.check.graph import Graph
 from cnnspec.errors import Diagnostic
 from cnnspec.layers.base import pair
+from cnnspec.layers.dense import _BatchNorm
 from cnnspec.spec.model import RandomCrop, RandomResizedCrop, Spec
+
+# The channel counts an image folder's files can be converted to (PIL modes L and RGB).
+FOLDER_CHANNELS = (1, 3)
 
 # Image shape (C, H, W) of each built-in dataset; None: given by the spec.
 DATASET_SHAPES: dict[str, tuple[int, int, int] | None] = {
@@ -38,6 +46,14 @@ def check_data(spec: Spec) -> list[Diagnostic]:
     name = data.dataset.name
     native = DATASET_SHAPES[name]
     out: list[Diagnostic] = []
+    if name == "image_folder" and want[0] not in FOLDER_CHANNELS:
+        out.append(
+            Diagnostic(
+                f"image_folder images are read as grey (1 channel) or RGB (3) but model.input has {want[0]} channels",
+                src.locate(("model", "input", "channels")),
+                hint="set model.input.channels to 1 or 3, or use the synthetic dataset",
+            )
+        )
     if name == "image_folder" and data.resize is None:
         out.append(
             Diagnostic(
@@ -91,3 +107,28 @@ def check_data(spec: Spec) -> list[Diagnostic]:
             )
         )
     return out
+
+
+def batch_statistics(graph: Graph, batch: int, where: tuple[Hashable, ...]) -> list[Diagnostic]:
+    """An error when a batch of `batch` gives a batch norm layer one value per channel.
+
+    torch refuses to train batch norm on a single value per channel ("Expected more than 1 value
+    per channel when training"): a batch of one through batchnorm1d, or through batchnorm2d on
+    1×1 maps. `where` is the spec key that decides the batch (data.batch_size).
+    """
+    for node in graph.nodes:
+        if not isinstance(node.layer, _BatchNorm):
+            continue
+        values = batch * math.prod(node.output_shape[1:])
+        if values == 1:
+            shape = "×".join(map(str, node.output_shape))
+            return [
+                Diagnostic(
+                    f"{node.kind} '{node.id}' would normalise a single value per channel: a training batch"
+                    f" of {batch} image{'s' if batch > 1 else ''} through its {shape} input",
+                    graph.spec.source.locate(where),
+                    notes=(f"'{node.id}' is at {node.location}",),
+                    hint="train with a batch of 2 or more images (data.batch_size), or use groupnorm/layernorm",
+                )
+            ]
+    return []

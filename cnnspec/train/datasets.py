@@ -11,9 +11,13 @@ from pathlib import Path
 
 import torch
 
+from cnnspec.check.checker import check
+from cnnspec.check.data import batch_statistics
 from cnnspec.errors import DataError, Diagnostic
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import DataSpec, Spec
+from cnnspec.train.memory import ensure_fits
+from cnnspec.train.precision import resolve
 from cnnspec.train.sources import FolderSource, Source, TensorSource, image_files
 
 # Seed of the fixed digits train/test split: the same test set for every run and spec.
@@ -52,6 +56,18 @@ def load_data(spec: Spec, *, need_train: bool = True) -> DataBundle:
                 hint="add `data: {dataset: {name: digits}}` (or cifar10, image_folder, …)",
             )
         )
+    graph = check(spec)
+    if need_train:  # before a byte of the dataset is allocated
+        ensure_fits(spec, graph, resolve(spec.train).device)
+    bundle = _load(spec, data)
+    if need_train:  # the batch the loop will take: data.batch_size, or the whole set when it is smaller
+        problems = batch_statistics(graph, min(data.batch_size, len(bundle.train)), ("data", "batch_size"))
+        if problems:
+            raise DataError(problems)
+    return bundle
+
+
+def _load(spec: Spec, data: DataSpec) -> DataBundle:
     c, h, w = spec.model.input.shape
     name = data.dataset.name
     seed = spec.train.seed
@@ -187,7 +203,7 @@ def _image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed: in
             f"image_folder: no {train_dir} folder",
             hint=f"put training images in {train_dir}/CLASS/*.png (and optionally {root}/val, {root}/test)",
         )
-    classes, train_items = image_files(train_dir)
+    classes, train_items = image_files(train_dir, root)
     if not train_items:
         raise DataError(
             f"image_folder: no images in {train_dir}/*/", hint="supported: .png .jpg .jpeg .bmp .webp .tif .ppm .pgm"
@@ -197,7 +213,7 @@ def _image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed: in
         folder = root / split
         if not folder.is_dir():
             return None
-        names, items = image_files(folder)
+        names, items = image_files(folder, root)
         unknown = sorted(set(names) - set(classes))
         if unknown:
             raise DataError(f"{folder} has classes that {train_dir} lacks: {', '.join(unknown)}")
@@ -220,4 +236,9 @@ def _image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed: in
 
     train = source(train_items)
     assert train is not None  # checked non-empty above
-    return DataBundle(train, source(val_items), source(test_items), classes, in_memory=False)
+    val, test = source(val_items), source(test_items)
+    # Every file's header, before the run directory is touched: a bad file is named now, not mid-epoch.
+    for split in (train, val, test):
+        if split is not None:
+            split.check_files()
+    return DataBundle(train, val, test, classes, in_memory=False)

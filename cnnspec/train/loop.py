@@ -39,7 +39,7 @@ from cnnspec.train.progress import Reporter, ReporterCallback
 from cnnspec.train.records import plot_curves, read_metrics, write_json, write_metrics
 from cnnspec.train.setup import Session
 from cnnspec.train.signals import StopFlag, TrainingInterrupted
-from cnnspec.train.sources import Batch, Source, TensorSource, epoch_order
+from cnnspec.train.sources import Batch, Source, TensorSource, epoch_order, worker_failure
 from cnnspec.train.state import BestEpoch, EpochTally, TrainState
 from cnnspec.train.strategy import make_strategy
 
@@ -159,6 +159,11 @@ class Trainer:
             result = self._finish()
             self.callbacks.on_train_end(result)
             return result
+        except RuntimeError as exc:  # torch reports a dead DataLoader worker wherever the main process is
+            failure = worker_failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             self.reporter.close()
 
@@ -370,7 +375,8 @@ class Trainer:
         raise TrainingInterrupted(self.paths.root)
 
     def _resume(self) -> None:
-        stored = self.strategy.share(self.checkpoints.read)
+        verified, self.session.resume_state = self.session.resume_state, None  # read by setup, before any write
+        stored = self.strategy.share(lambda: verified if verified is not None else self.checkpoints.read())
         self.model.load_state_dict(stored["model"])
         self.optimizer.load_state_dict(stored["optimizer"])
         self.scaler.load_state_dict(stored["scaler"])

@@ -7,14 +7,21 @@ Augmentation and normalisation happen afterwards, per batch, on the device.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol
 
 import torch
 
-from cnnspec.errors import DataError
+from cnnspec.errors import DataError, Diagnostic
+from cnnspec.terminal import printable
+
+# At most this many problems of one kind are listed in one error (a folder can hold millions of files).
+MAX_LISTED = 20
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8, (N,) int64
 
@@ -76,31 +83,190 @@ class TensorSource:
         return self.images[index].cpu(), int(self.labels[index])
 
 
+# Modes PIL opens with more than 8 bits per sample, and the value that is full scale (1.0) in each.
+# "I" is what PIL gives 16-bit files in some formats (TIFF, PGM): 65535 is white; "F" is taken to
+# be on the 0–1 scale already. Values outside [0, full scale] are clipped (they are not light levels).
+_FULL_SCALE = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+
+def to_uint8(image: Any, channels: int) -> Any:
+    """A PIL image of any mode as a uint8 array (H, W, channels) on the 0–255 scale.
+
+    8-bit modes go through PIL's own conversion (alpha dropped, palettes looked up, CMYK and
+    YCbCr to RGB, as torchvision's folder loader does); 16-bit and 32-bit integer and float
+    modes are scaled by their full-scale value (`_FULL_SCALE`), not clipped to 255.
+    """
+    import numpy as np
+    from PIL import Image
+
+    full = _FULL_SCALE.get(image.mode)
+    if full is not None:
+        values = np.asarray(image, dtype=np.float64)
+        values = np.nan_to_num(values, nan=0.0, posinf=full, neginf=0.0)
+        grey = np.rint(np.clip(values / full, 0.0, 1.0) * 255.0).astype(np.uint8)
+        image = Image.fromarray(grey, mode="L")
+    array = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Open `path` for reading only when it is a regular file (a FIFO, socket or device is refused).
+
+    Opened non-blocking first, so a FIFO with no writer cannot hang the open, then checked
+    with fstat on the open descriptor, so the file checked is the file read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise DataError(
+                f"{printable(path)}: {file_kind(mode)}, not a regular file; cnnspec reads only regular files",
+                hint="remove it from the image folder",
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, words in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return words
+    return "a special file"
+
+
+def unreadable_image(path: str, exc: BaseException) -> DataError:
+    """The error for an image file PIL cannot decode (or refuses as a decompression bomb)."""
+    from PIL import Image
+
+    if isinstance(exc, DataError):
+        return exc
+    if isinstance(exc, Image.DecompressionBombError):
+        return DataError(
+            f"{printable(path)}: refused as a possible decompression bomb ({exc})",
+            hint=f"PIL refuses images over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels: "
+            "downscale the file, or remove it",
+        )
+    return DataError(f"{printable(path)}: cannot read this image ({printable(exc)})", hint="remove or replace the file")
+
+
+def check_image(path: str) -> None:
+    """Open the file's header and verify its structure (PNG: every chunk's CRC) without decoding.
+
+    Raises DataError for a special file, a file PIL cannot identify, a damaged one, or a
+    decompression bomb (its header alone says how many pixels it would decode to).
+    """
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with open_regular(path) as file, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as opened:
+                opened.verify()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, DataError) as exc:
+        raise unreadable_image(path, exc) from None
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """What a DataLoader worker returns for a file it cannot read: the main process raises the error.
+
+    Raised in the worker, a DataError would reach the user as torch's `Caught DataError in
+    DataLoader worker process 0. Original Traceback …`; returned as data, it keeps its own words.
+    """
+
+    message: str
+    hint: str | None
+
+    def error(self) -> DataError:
+        return DataError(self.message, hint=self.hint)
+
+
 class _FolderImages(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
-    """Decode one image file to a fixed-size uint8 tensor (runs in DataLoader workers)."""
+    """Decode one image file to a fixed-size uint8 tensor; DataError when it cannot be read."""
 
     def __init__(self, items: Sequence[tuple[str, int]], channels: int, size: tuple[int, int]):
         self.items = list(items)
-        self.mode = "RGB" if channels == 3 else "L"
+        self.channels = channels
         self.size = size
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        import numpy as np
-        from PIL import Image, UnidentifiedImageError
+        import warnings
+
+        from PIL import Image
 
         path, label = self.items[index]
         try:
-            with Image.open(path) as opened:
-                img = opened.convert(self.mode).resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"{path}: cannot read this image ({exc})", hint="remove or replace the file") from None
-        if array.ndim == 2:
-            array = array[:, :, None]
+            with open_regular(path) as file, warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(file) as opened:
+                    opened.load()
+                    resized = opened.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
+                    array = to_uint8(resized, self.channels)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, DataError) as exc:
+            raise unreadable_image(path, exc) from None
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), label
+
+
+class _WorkerImages(torch.utils.data.Dataset[Any]):
+    """`_FolderImages` for DataLoader workers: a file that cannot be read comes back as `_Unreadable`."""
+
+    def __init__(self, images: _FolderImages):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | _Unreadable:
+        try:
+            return self.images[index]
+        except DataError as exc:
+            return _Unreadable(exc.diagnostics[0].message, exc.diagnostics[0].hint)
+
+
+def _collate(items: list[Any]) -> Any:
+    """torch's default collation, unless an item is unreadable: then that item, for the main process."""
+    from torch.utils.data import default_collate
+
+    for item in items:
+        if isinstance(item, _Unreadable):
+            return item
+    return default_collate(items)
+
+
+# torch's words: "DataLoader worker (pid 123) is killed by signal: Killed.", "… (pid(s) 123) exited unexpectedly".
+_WORKER_DIED = re.compile(r"DataLoader worker \(pid")
+
+
+def worker_failure(exc: BaseException) -> DataError | None:
+    """The DataError for torch's RuntimeError about a DataLoader worker that died; None for others.
+
+    torch raises it from its SIGCHLD handler or its queue checks, wherever the main process is
+    at the time, so the trainer converts it where it catches errors (`Trainer.fit`), and
+    `FolderSource.batches` where it reads.
+    """
+    if not isinstance(exc, RuntimeError) or not _WORKER_DIED.search(str(exc)):
+        return None
+    return DataError(
+        f"a data loading worker process died ({printable(str(exc).splitlines()[0])})",
+        hint="it was killed from outside, or the system ran out of memory: lower data.num_workers, "
+        "data.batch_size or data.resize and resume with --resume",
+    )
 
 
 class _BatchList(torch.utils.data.Sampler[list[int]]):
@@ -137,23 +303,57 @@ class FolderSource:
         if not batch_list:
             return
         loader = DataLoader(
-            _FolderImages(self.items, self.channels, self.size),
+            _WorkerImages(_FolderImages(self.items, self.channels, self.size)),
             batch_sampler=_BatchList(batch_list),
+            collate_fn=_collate,
             num_workers=min(self.num_workers, len(batch_list)),
             pin_memory=device.type == "cuda",
             # The workers draw nothing at random; their base seed must not come from the global RNG,
             # whose stream (augmentation, dropout) a resumed run has to replay exactly.
             generator=torch.Generator().manual_seed(0),
         )
-        for images, labels in loader:
-            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        try:
+            for batch in loader:
+                if isinstance(batch, _Unreadable):
+                    raise batch.error()
+                images, labels = batch
+                yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        except RuntimeError as exc:
+            failure = worker_failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
 
     def sample(self, index: int) -> tuple[torch.Tensor, int]:
         return _FolderImages(self.items, self.channels, self.size)[index]
 
+    def check_files(self) -> None:
+        """Open every file's header and verify it (cheap: no pixel is decoded); DataError naming each bad one."""
+        problems: list[Diagnostic] = []
+        for path, _ in self.items:
+            try:
+                check_image(path)
+            except DataError as exc:
+                problems += exc.diagnostics
+                if len(problems) == MAX_LISTED:
+                    break
+        if problems:
+            raise DataError(problems)
 
-def channel_stats(source: Source, batch_size: int = 1024) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of a split, on the 0–1 scale (one pass, float64)."""
+
+# A channel whose standard deviation over the training split is below one grey level (1/255) is
+# constant, or nearly: dividing by it would turn an invisible change of one pixel into a huge input.
+MIN_STD = 1.0 / 255.0
+
+
+def channel_stats(
+    source: Source, batch_size: int = 1024, *, warn: Callable[[str], None] | None = None
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of a split, on the 0–1 scale (one pass, float64).
+
+    A channel whose std is below MIN_STD gets std 1 (it is then only shifted by its mean), and
+    `warn` is told which.
+    """
     total = 0
     s: torch.Tensor | None = None
     sq: torch.Tensor | None = None
@@ -167,21 +367,131 @@ def channel_stats(source: Source, batch_size: int = 1024) -> tuple[list[float], 
     if s is None or sq is None or total == 0:
         raise DataError("cannot compute normalisation statistics: the training set is empty")
     mean = s / total
-    std = (sq / total - mean.square()).clamp_min(1e-12).sqrt()
-    # A constant channel would divide by ~0: keep its std at 1 instead.
-    std = torch.where(std < 1e-6, torch.ones_like(std), std)
+    std = (sq / total - mean.square()).clamp_min(0.0).sqrt()
+    flat = [int(c) for c in torch.nonzero(std < MIN_STD).flatten()]
+    if flat and warn is not None:
+        listed = ", ".join(f"{c} (mean {float(mean[c]):.4g}, std {float(std[c]):.2g})" for c in flat)
+        warn(
+            f"data.normalize auto: channel{'s' if len(flat) > 1 else ''} {listed} hardly vary"
+            f" over the training set; normalised with std 1 (less than one grey level, 1/255, of spread)."
+            " Set data.normalize: {mean: [...], std: [...]} to choose yourself"
+        )
+    std = torch.where(std < MIN_STD, torch.ones_like(std), std)
     return [float(v) for v in mean], [float(v) for v in std]
 
 
-def image_files(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names (sub-folder names, sorted) and (file, class index) pairs of an image folder."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+# torchvision's image extensions (ImageFolder), matched without regard to case.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
+
+def _shown(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 as \\xNN escapes, control characters escaped."""
+    return printable(os.fsencode(name).decode("utf-8", "backslashreplace"))
+
+
+def _utf8(name: str) -> bool:
     try:
-        classes, class_to_idx = find_classes(str(folder))
-    except FileNotFoundError as exc:
-        raise DataError(
-            f"{folder}: {exc}", hint="put each class's images in its own sub-folder: ROOT/train/CLASS/*.png"
-        ) from None
-    items = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
-    return classes, [(str(p), int(c)) for p, c in items]
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.listdir gives undecodable bytes as lone surrogates
+        return False
+    return True
+
+
+def image_files(folder: Path, root: Path | None = None) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names (sub-folder names, sorted) and (file, class index) pairs of an image folder.
+
+    Only regular files with an image extension are listed; symbolic links are followed when
+    they lead to somewhere inside `root` (default: `folder`), and no folder is read twice.
+    Refused (one DataError listing every case, up to MAX_LISTED): a class folder whose name is
+    not valid UTF-8 (class names are stored as UTF-8 text), a link out of `root`, a broken link,
+    a link back to a folder already read (a loop, or a second path to a class), and a FIFO,
+    socket or device with an image extension (reading one would block or never end).
+    """
+    real_root = os.path.realpath(root if root is not None else folder)
+    problems: list[Diagnostic] = []
+
+    def problem(path: str, message: str, hint: str) -> None:
+        if len(problems) < MAX_LISTED:
+            problems.append(Diagnostic(f"{_shown(path)}: {message}", hint=hint))
+
+    def follow(path: str) -> os.stat_result | None:
+        """stat() of `path`, following a link only into `root`; None (and a problem) otherwise."""
+        if os.path.islink(path):
+            target = os.path.realpath(path)
+            if os.path.commonpath([real_root, target]) != real_root:
+                problem(
+                    path,
+                    f"a symbolic link to {_shown(target)}, outside the dataset root {_shown(real_root)}",
+                    "cnnspec follows links only inside the dataset root: copy the files in, or point"
+                    " data.dataset.root at a folder that holds them",
+                )
+                return None
+        try:
+            return os.stat(path)
+        except OSError as exc:
+            problem(path, f"cannot be read ({exc.strerror or exc})", "remove the broken link or file")
+            return None
+
+    if not os.path.isdir(folder):
+        raise DataError(f"{printable(folder)}: no such folder", hint="put each class's images in ROOT/train/CLASS/")
+    seen: set[tuple[int, int]] = set()
+    top = os.stat(folder)
+    seen.add((top.st_dev, top.st_ino))
+    classes: list[tuple[str, str]] = []  # (name, path)
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        info = follow(path)
+        if info is None or not stat.S_ISDIR(info.st_mode):
+            continue
+        if not _utf8(name):
+            problem(
+                path,
+                "a class folder's name that is not valid UTF-8",
+                "rename the folder: class names are stored (run.json, the ONNX metadata) as UTF-8 text",
+            )
+            continue
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            problem(path, "a second path to a class folder already read", "remove the link")
+            continue
+        seen.add(key)
+        classes.append((name, path))
+    items: list[tuple[str, int]] = []
+    for index, (_, class_path) in enumerate(classes):
+        stack = [class_path]
+        while stack:
+            current = stack.pop()
+            try:
+                names = sorted(os.listdir(current))
+            except OSError as exc:
+                problem(current, f"cannot be listed ({exc.strerror or exc})", "make it readable, or remove it")
+                continue
+            subfolders = []
+            for name in names:
+                path = os.path.join(current, name)
+                image = name.lower().endswith(IMAGE_EXTENSIONS)
+                if not image and not os.path.isdir(path):
+                    continue  # not an image (a broken link ends here too): ignored, like torchvision does
+                info = follow(path)
+                if info is None:
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    key = (info.st_dev, info.st_ino)
+                    if key in seen:
+                        problem(
+                            path,
+                            f"leads to {_shown(os.path.realpath(path))}, a folder already read"
+                            " (a symbolic link loop, or a second path to the same images)",
+                            "remove the link: every image must have one path and one class",
+                        )
+                        continue
+                    seen.add(key)
+                    subfolders.append(path)
+                elif not stat.S_ISREG(info.st_mode):
+                    problem(path, f"{file_kind(info.st_mode)}, not a regular file", "remove it from the image folder")
+                else:
+                    items.append((path, index))
+            stack.extend(reversed(subfolders))  # depth first, in name order
+    if problems:
+        raise DataError(problems)
+    return [name for name, _ in classes], items
