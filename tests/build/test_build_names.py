@@ -9,10 +9,15 @@ outputs agree.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import partial
+from typing import Any
 
 import pytest
 import torch
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.convnext import CNBlock
@@ -20,7 +25,11 @@ from torchvision.models.regnet import AnyStage, ResBottleneckBlock
 
 import cnnspec
 from cnnspec.check.graph import Graph
+from cnnspec.errors import CnnspecError
 from tests.build.test_build_ids import assert_complete, static_tensor_names
+from tests.build.test_build_ids import leaf as leaf_layer
+
+EXAMPLES = int(os.environ.get("CNNSPEC_PROPERTY_EXAMPLES", "100"))
 
 
 def graph_of(layers: str, channels: int = 8, size: int = 8, blocks: str = "") -> Graph:
@@ -205,3 +214,51 @@ def test_regnet_style_blocks_in_torchvisions_partial_form_keep_relu_after_the_su
     graph = graph_of("- block: {id: x, name: res, args: {w: 8}}", blocks=REGNET_BLOCK)
     reference = ResBottleneckBlock(8, 8, 1, nn.BatchNorm2d, partial(nn.ReLU), 4, 1.0, None)
     assert_same_as(graph, reference, "x.")
+
+
+# --- random nestings with `id: self`, numbered and prefixed copies ------------------------------------
+
+NAMES = ["a", "0", "1", "self", None]
+
+
+def with_names(draw: st.DrawFn, layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for layer in layers:
+        ((kind, params),) = layer.items()
+        name = draw(st.sampled_from(NAMES))
+        out.append({kind: {**params, "id": name} if name is not None else params})
+    return out
+
+
+def named_nesting() -> st.SearchStrategy[dict[str, Any]]:
+    leaf = st.one_of(leaf_layer(), st.just({"scale": {"init": 0.5}}), st.just({"scale": {"id": "self"}}))
+
+    def extend(inner: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+        items = st.composite(lambda draw: with_names(draw, draw(st.lists(inner, min_size=1, max_size=3))))()
+        repeat = st.builds(
+            lambda n, start, prefix, ls: {"repeat": {"n": n, "start": start, "prefix": prefix, "layers": ls}},
+            st.integers(0, 2),
+            st.integers(0, 2),
+            st.sampled_from(["", "b-"]),
+            items,
+        )
+        return st.one_of(items.map(lambda ls: {"group": {"layers": ls}}), repeat)
+
+    return st.recursive(leaf, extend, max_leaves=8)
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.lists(named_nesting(), min_size=1, max_size=3).map(lambda ls: {"group": {"id": "g", "layers": ls}}))
+def test_every_spec_the_checker_accepts_builds_every_static_tensor(group: dict[str, Any]) -> None:
+    """Whatever `id: self`, starts and prefixes do to the names, a spec that checks loses no module
+    and attaches every tensor where the static names say; one that does not check says why, located."""
+    text = json.dumps({"name": "n", "model": {"input": {"channels": 2, "height": 4, "width": 4}, "layers": [group]}})
+    note(text)
+    try:
+        graph = cnnspec.check(cnnspec.loads(text, "n.yaml"))
+    except CnnspecError as exc:
+        assert all(d.location is not None and d.location.line > 0 for d in exc.diagnostics)
+        event("refused")
+        return
+    event("self used" if '"self"' in text else "no self")
+    assert_complete(graph)
