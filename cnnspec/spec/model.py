@@ -285,7 +285,9 @@ class TrainSpec(StrictModel):
         "auto", description="Mixed precision: auto (fp16 on CUDA, off on CPU), fp16, bf16 or off."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when present.")
-    seed: Annotated[int, Field(ge=0)] = Field(0, description="Random seed for weights, shuffling and augmentation.")
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(
+        0, description="Random seed for weights, shuffling and augmentation (0 to 2³²−1, numpy's range)."
+    )
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="Cross-entropy label smoothing.")
     grad_clip: Annotated[float, Field(gt=0)] | None = Field(None, description="Clip the gradient norm to this value.")
     channels_last: bool = Field(False, description="Use the channels-last memory format (faster convs on GPUs).")
