@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cnnspec.check.graph import Graph
+from cnnspec.check.memory import estimate, format_bytes
 from cnnspec.layers.base import fmt_shape
 
 
@@ -36,6 +37,9 @@ class Summary:
     # 224×224); the total is then an estimate too.
     estimated_macs: list[str]
     vars: dict[str, int | float]  # the spec's vars after --set: the values the rows were computed with
+    # fp32 estimates (cnnspec.check.memory), like torchinfo's "Params size" and "Forward/backward pass size".
+    weights_bytes: int
+    forward_backward_bytes: int  # per image: every layer's output and its gradient
 
 
 def _square(pair: tuple[Any, Any]) -> Any:
@@ -46,6 +50,7 @@ def _square(pair: tuple[Any, Any]) -> Any:
 
 
 def summarize(graph: Graph) -> Summary:
+    memory = estimate(graph)
     rows = [
         Row(
             id=n.id,
@@ -70,6 +75,8 @@ def summarize(graph: Graph) -> Summary:
         layers=rows,
         estimated_macs=[n.id for n in graph.nodes if n.layer.macs_estimated],
         vars=dict(graph.spec.vars),
+        weights_bytes=memory.weights,
+        forward_backward_bytes=memory.forward_backward,
     )
 
 
@@ -79,6 +86,13 @@ def human(n: float) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n:g}"
+
+
+def _memory_line(summary: Summary) -> str:
+    return (
+        f"Params size: {format_bytes(summary.weights_bytes)}   Forward/backward pass size per image:"
+        f" {format_bytes(summary.forward_backward_bytes)} (fp32 estimates)"
+    )
 
 
 def _vars_line(summary: Summary) -> list[str]:
@@ -115,6 +129,8 @@ def to_markdown(summary: Summary) -> str:
         "",
         f"Total params: {summary.total_params:,} · trainable: {summary.trainable_params:,}"
         f" · MACs: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})",
+        "",
+        _memory_line(summary).replace("   ", " · "),
         *(["", *_vars_line(summary)] if summary.vars else []),
     ]
     return "\n".join(lines) + "\n"
@@ -183,7 +199,8 @@ def to_text(summary: Summary) -> Any:
         f"Input: {fmt_shape(tuple(summary.input_shape))}   Output: {fmt_shape(tuple(summary.output_shape))}\n"
         f"Total params: {summary.total_params:,}   Trainable params: {summary.trainable_params:,}   "
         f"Non-trainable params: {summary.total_params - summary.trainable_params:,}\n"
-        f"MACs per image: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})"
+        f"MACs per image: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})\n"
+        + _memory_line(summary)
         + "".join("\n" + line for line in _vars_line(summary))
     )
     return NaturalWidth(Group(table, totals))
