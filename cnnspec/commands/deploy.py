@@ -68,6 +68,11 @@ def register(app: typer.Typer) -> None:
             report = export_run(run, out, which=which.value)
         except CnnspecError as exc:
             raise fail(exc) from None
+        except KeyboardInterrupt:  # the file is written only after the gate: an interrupt leaves none
+            from cnnspec.cli import err
+
+            err.print("interrupted: no ONNX file was written", markup=False)
+            raise typer.Exit(130) from None
         if format is Format.json:
             stdout.print(json.dumps(_export_json(report), indent=2), markup=False)
         else:
