@@ -271,6 +271,15 @@ class Checkpoints:
 
     def read(self) -> dict[str, Any]:
         """The saved training state, verified: its hash, the weights files' hashes, and the architecture."""
+        if not self.paths.state.is_file() and self.paths.weights("last").is_file():
+            # Weights without a state: the run trained, but cannot continue. Starting it again in the
+            # same folder would replace those weights, so the hint says where more training goes.
+            raise CheckpointError(
+                f"cannot resume {self.paths.root}: its training state ({self.paths.state.name}) is missing, "
+                "though its weights are there",
+                hint="evaluate and export still work on these weights; to train more, start a new run with "
+                "--out NEW_DIR (training again into this folder replaces them)",
+            )
         stored = load_state(self.paths.state)
         # The state carries its own weights, but a damaged best.safetensors would otherwise
         # surface only at the very end (the test run) or in an export: refuse it now.

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cnnspec.atomic import atomic_write_text, remove_stale_temporaries
 from cnnspec.check.checker import check
@@ -21,7 +22,7 @@ from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.spec.overrides import load_with_overrides, override_spec
 from cnnspec.spec.source import read_spec_text
-from cnnspec.train.checkpoint import writing
+from cnnspec.train.checkpoint import Checkpoints, writing
 from cnnspec.train.datasets import DataBundle, load_data
 from cnnspec.train.progress import Reporter
 from cnnspec.train.records import write_json, write_samples, written_samples
@@ -56,6 +57,7 @@ class Session:
     info: RunInfo
     resumed: bool
     lock: RunLock | None = None  # held by the process that writes the run (rank 0) until training ends
+    resume_state: dict[str, Any] | None = None  # the verified training state a resumed run continues from
 
     def release(self) -> None:
         if self.lock is not None:
@@ -134,11 +136,14 @@ def _prepare_locked(
         )
     data = load_data(spec)
     _check_classes(spec, graph, data.class_names)
+    resume_state: dict[str, Any] | None = None
     if previous is not None:
         if previous.class_names != data.class_names:
             raise CheckpointError(
                 f"cannot resume {root}: the dataset's classes differ from the run's ({previous.dataset})"
             )
+        # Read and verified before spec.yaml or run.json is rewritten: a refused resume changes nothing.
+        resume_state = Checkpoints(paths, previous).read()
         mean, std = previous.mean, previous.std
     else:
         with writing(root):
@@ -168,7 +173,7 @@ def _prepare_locked(
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(paths.checkpoints)
         remove_stale_temporaries(paths.root)
-    return Session(spec, graph, paths, data, info, resumed=previous is not None, lock=lock)
+    return Session(spec, graph, paths, data, info, resumed=previous is not None, lock=lock, resume_state=resume_state)
 
 
 def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:

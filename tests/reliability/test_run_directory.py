@@ -58,7 +58,10 @@ def spec(tmp_path: Path) -> Path:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of the folder and its bytes, but the lock file (each writer records itself in it)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 def test_a_folder_with_another_tools_run_json_is_refused_and_left_untouched(spec: Path, tmp_path: Path) -> None:
@@ -145,3 +148,37 @@ def test_the_library_refuses_a_run_locked_in_this_process_and_trains_once_it_is_
             cnnspec.train(spec, out=out, progress=False)
         assert not RunPaths(out).info.exists()  # refused before anything was written
     assert cnnspec.train(spec, out=out, progress=False) == out
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncate the state", "last.state.pt cannot be read"),
+        ("delete the state", "its training state (last.state.pt) is missing, though its weights are there"),
+        ("flip a byte of best", "best.safetensors"),
+    ],
+)
+def test_a_refused_resume_rewrites_nothing(spec: Path, tmp_path: Path, damage: str, message: str) -> None:
+    out = tmp_path / "run"
+    first = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    paths = RunPaths(out)
+    if damage == "delete the state":
+        paths.state.unlink()
+    elif damage == "truncate the state":
+        paths.state.write_bytes(paths.state.read_bytes()[:-300])
+    else:  # a weight's bytes (the middle of a tiny model's file): its stored hash no longer matches
+        data = bytearray(paths.weights("best").read_bytes())
+        data[len(data) // 2] ^= 0x01
+        paths.weights("best").write_bytes(bytes(data))
+    before = _files(out)
+    proc = subprocess.run(
+        [*CNNSPEC, "train", "--resume", str(out), "--set", "train.epochs=4", "--set", "optimizer.lr=0.01"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "start it again" not in proc.stderr  # following that would replace the run's weights
+    assert "Traceback" not in proc.stderr
+    assert _files(out) == before  # spec.yaml and run.json still say what the weights were trained with
