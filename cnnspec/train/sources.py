@@ -446,7 +446,7 @@ def image_files(folder: Path, root: Path | None = None) -> tuple[list[str], list
         if not _utf8(name):
             problem(
                 path,
-                "a class folder's name that is not valid UTF-8",
+                "a class folder whose name is not valid UTF-8",
                 "rename the folder: class names are stored (run.json, the ONNX metadata) as UTF-8 text",
             )
             continue
