@@ -178,8 +178,13 @@ def spec_hash(spec: Spec) -> str:
 
 def architecture_hash(spec: Spec) -> str:
     """sha256 of `model:` with its expressions' values, plus the vars when there are any: the layers
-    of a block read vars at each use, so the same `model:` text is another network at another width."""
-    model = spec.model.model_dump(mode="json")
+    of a block read vars at each use, so the same `model:` text is another network at another width.
+
+    Values equal to their defaults are left out, so a later cnnspec that adds an optional field
+    (with a default that keeps today's behaviour) still resumes today's runs; `model.weights` is
+    left out because it names where the first weights came from, not what the network is.
+    """
+    model = spec.model.model_dump(mode="json", exclude_defaults=True, exclude={"weights"})
     return hashlib.sha256(_canonical({"model": model, "vars": spec.vars} if spec.vars else model)).hexdigest()
 
 
@@ -215,7 +220,7 @@ def load_trained(run: str | Path, which: str = "best") -> TrainedModel:
     info = read_info(run)
     spec = load(paths.spec)
     graph = check(spec)
-    model = build(graph)
+    model = build(graph, pretrained=False)  # the run's own weights are loaded below
     weights = paths.weights(which)
     if not weights.is_file():
         weights = paths.weights("last")

@@ -157,7 +157,7 @@ def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> nn.Mo
     notes.append(
         "torch runs the spec embedded in the file with fresh weights (the speed does not depend on their values)"
     )
-    return build(graph).eval()
+    return build(graph, pretrained=False).eval()
 
 
 # What an embedded spec may ask torch to allocate. A single ONNX file holds at most 2 GiB,

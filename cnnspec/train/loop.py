@@ -121,7 +121,8 @@ class Trainer:
 
     def _build_model(self) -> SpecModule:
         torch.manual_seed(self.train_spec.seed)  # the same initial weights on every rank
-        model = build(self.session.graph).to(self.device)
+        # A resumed run continues from its own weights: model.weights was read when it started.
+        model = build(self.session.graph, pretrained=not self.session.resumed).to(self.device)
         if self.train_spec.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.strategy.prepare_model(model, self.train_spec, self.reporter)

@@ -182,3 +182,31 @@ def test_a_refused_resume_rewrites_nothing(spec: Path, tmp_path: Path, damage: s
     assert "start it again" not in proc.stderr  # following that would replace the run's weights
     assert "Traceback" not in proc.stderr
     assert _files(out) == before  # spec.yaml and run.json still say what the weights were trained with
+
+
+def test_a_run_started_from_relative_pretrained_weights_reopens_for_evaluate_export_and_resume(
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import save_file
+
+    import cnnspec
+
+    project = tmp_path / "project"
+    project.mkdir()
+    spec_text = TINY.replace("  layers:", "  weights: start.safetensors\n  layers:", 1)
+    (project / "tiny.yaml").write_text(spec_text, encoding="utf-8")
+    start = cnnspec.build(cnnspec.loads(TINY))
+    save_file({k: v.contiguous() for k, v in start.state_dict().items()}, project / "start.safetensors")
+    out = tmp_path / "runs" / "tiny"  # elsewhere: spec.yaml's relative path means nothing there
+    trained = subprocess.run(
+        [*CNNSPEC, "train", str(project / "tiny.yaml"), "--out", str(out)], capture_output=True, text=True
+    )
+    assert trained.returncode == 0, trained.stderr
+    for args in (
+        ["evaluate", str(out)],
+        ["export", str(out)],
+        ["train", "--resume", str(out), "--set", "train.epochs=3"],
+    ):
+        proc = subprocess.run([*CNNSPEC, *args], capture_output=True, text=True)
+        assert proc.returncode == 0, (args, proc.stderr)
+    assert [json.loads(line)["epoch"] for line in RunPaths(out).metrics.read_text().splitlines()] == [1, 2, 3]
