@@ -58,3 +58,61 @@ def test_valid_specs_agree_with_torch_layer_by_layer(case: tuple[tuple[int, int,
 
 
 # --- any spec: rejected by the checker exactly when torch fails ---------------------------------
+
+
+# --- the same specs with their numbers written as expressions ----------------------------------
+
+_NOT_NUMBERS = {"id", "inputs", "name"}  # ids may be whole numbers too, but they are names
+
+
+def _as_expression(value: int, draw: st.DrawFn) -> str:
+    """`value` as an expression that evaluates to it: ${a * b + c}, ${max(v, k)}, ${(v * k) // k} …"""
+    k = draw(st.integers(1, 5))
+    form = draw(st.sampled_from(["sum", "max", "floordiv", "round"]))
+    if form == "sum":
+        return f"${{{k} * {value // k} + {value % k}}}"
+    if form == "max":
+        return f"${{max({value}, {value - k})}}"
+    if form == "floordiv":
+        return f"${{({value} * {k}) // {k}}}"
+    return f"${{round({value} + {k} / 10 - {k} / 10)}}"
+
+
+def _with_expressions(item: object, draw: st.DrawFn) -> object:
+    """A copy of a layer list where each integer parameter may be written as an expression."""
+    if isinstance(item, list):
+        return [_with_expressions(x, draw) for x in item]
+    if isinstance(item, dict):
+        out = {}
+        for key, value in item.items():
+            if key in _NOT_NUMBERS:
+                out[key] = value
+            elif isinstance(value, int) and not isinstance(value, bool) and draw(st.booleans()):
+                out[key] = _as_expression(value, draw)
+            else:
+                out[key] = _with_expressions(value, draw)
+        return out
+    return item
+
+
+@st.composite
+def valid_spec_with_expressions(draw: st.DrawFn) -> tuple[tuple[int, int, int], list[Layer], list[Layer]]:
+    shape, layers = draw(valid_spec())
+    return shape, layers, _with_expressions(layers, draw)  # type: ignore[return-value]
+
+
+@PROFILE
+@given(valid_spec_with_expressions())
+def test_numbers_written_as_expressions_check_and_build_like_the_numbers(
+    case: tuple[tuple[int, int, int], list[Layer], list[Layer]],
+) -> None:
+    shape, plain, written = case
+    text = spec_text(shape, written)
+    note(text)
+    event("has an expression" if "${" in text else "no expression")
+    graph = cnnspec.check(cnnspec.loads(text, "random.yaml"))
+    expected = cnnspec.check(cnnspec.loads(spec_text(shape, plain), "random.yaml"))
+    figures = [(n.id, n.kind, n.output_shape, n.params, n.macs, n.receptive_field) for n in graph.nodes]
+    assert figures == [(n.id, n.kind, n.output_shape, n.params, n.macs, n.receptive_field) for n in expected.nodes]
+    model = cnnspec.build(graph)
+    assert_agrees(graph, model, run_with_hooks(graph, model))
