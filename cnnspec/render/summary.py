@@ -217,17 +217,15 @@ def plot(summary: Summary, path: str) -> None:
     The y axis turns logarithmic (base 2) when the two curves span more than 32×, as in a
     ResNet, where the receptive field grows to hundreds of pixels while maps shrink to 7.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.figure import Figure  # not pyplot: the caller's matplotlib backend stays as it is
 
     rows = stages(summary)
     xs = list(range(1, len(rows) + 1))
     rf = [max(r.receptive_field) if isinstance(r.receptive_field, list) else r.receptive_field for r in rows]
     size = [r.output_shape[1] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.4, len(xs) * 0.38), 4.2))
+    fig = Figure(figsize=(max(6.4, len(xs) * 0.38), 4.2))
+    ax = fig.subplots()
     ax.plot(xs, rf, marker="o", label="Receptive field")
     ax.plot(xs, size, marker="s", label="Feature map size (H)")
     values = rf + size
@@ -245,4 +243,3 @@ def plot(summary: Summary, path: str) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -74,15 +74,13 @@ def per_class_accuracy(matrix: torch.Tensor) -> list[float | None]:
 
 def plot_confusion(matrix: torch.Tensor, class_names: list[str], path: Path, title: str) -> None:
     """The confusion matrix as a PNG: rows normalised to 1, counts written in the cells when few."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     k = matrix.shape[0]
     rows = matrix.double() / matrix.sum(dim=1, keepdim=True).clamp_min(1)
     side = min(max(4.0, 0.45 * k + 2), 30.0)
-    fig, ax = plt.subplots(figsize=(side, side))
+    fig = Figure(figsize=(side, side))
+    ax = fig.subplots()
     im = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
     ticks = list(range(k))
     ax.set_xticks(ticks, labels=class_names if k <= 50 else [""] * k, rotation=90 if k > 10 else 0)

@@ -32,13 +32,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss and accuracy per epoch, train and validation, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [m["epoch"] for m in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
         ax.plot(epochs, [m[f"train_{key}"] for m in history], marker="o", label="train")
         val = [(m["epoch"], m[f"val_{key}"]) for m in history if m.get(f"val_{key}") is not None]
@@ -52,15 +50,15 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure as a PNG, atomically, and close it."""
-    import matplotlib.pyplot as plt
+    """Write a matplotlib Figure as a PNG, atomically.
 
+    Figures are made with `matplotlib.figure.Figure`, never pyplot: pyplot would need a backend
+    switch (`matplotlib.use`), which changes the caller's (a notebook's) backend for good; a bare
+    Figure renders to PNG with Agg whatever the backend, and needs no closing.
+    """
     fig.tight_layout()
-    try:
-        with writing(path):
-            atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    with writing(path):
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def _safe(name: str) -> str:
