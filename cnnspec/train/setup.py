@@ -148,7 +148,7 @@ def _prepare_locked(
     else:
         with writing(root):
             _clear_previous_run(paths, reporter)
-        mean, std = _normalization(spec, data.train)
+        mean, std = _normalization(spec, data.train, reporter)
     info = RunInfo(
         spec_name=spec.name,
         spec_hash=spec_hash(spec),
@@ -199,7 +199,7 @@ def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:
         )
 
 
-def _normalization(spec: Spec, train: Source) -> tuple[list[float] | None, list[float] | None]:
+def _normalization(spec: Spec, train: Source, reporter: Reporter) -> tuple[list[float] | None, list[float] | None]:
     assert spec.data is not None
     setting = spec.data.normalize
     channels = spec.model.input.channels
@@ -216,7 +216,7 @@ def _normalization(spec: Spec, train: Source) -> tuple[list[float] | None, list[
                     )
                 )
         return list(setting.mean), list(setting.std)
-    return channel_stats(train)
+    return channel_stats(train, warn=reporter.message)
 
 
 def _refuse_foreign_folder(paths: RunPaths) -> None:

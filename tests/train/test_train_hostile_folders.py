@@ -226,6 +226,17 @@ def test_a_constant_channel_gets_std_one_and_a_warning() -> None:
     assert len(said) == 1 and "channels 1 (mean" in said[0] and "2 (mean" in said[0]
 
 
+def test_train_says_when_a_channel_is_constant(tmp_path: Path) -> None:
+    for name in ("cat", "dog"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 90, dtype=np.uint8)).save(tmp_path / "train" / name / f"{i}.png")
+    proc = _train(_spec(tmp_path), tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert "channels 0 (mean" in proc.stderr or "channel 0 (mean" in proc.stderr
+    assert "hardly vary over the training set; normalised with std 1" in proc.stderr
+
+
 # --- items 15 and 16: worker errors, bombs, dead workers -------------------------------------
 
 
