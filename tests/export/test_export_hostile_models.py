@@ -114,15 +114,18 @@ def test_the_largest_allowed_image_fits_the_bound() -> None:
     assert MAX_IMAGE_ELEMENTS * 4 == 192 * 2**20 and 3 * 4096 * 4096 <= MAX_IMAGE_ELEMENTS < 3 * 4097 * 4096
 
 
+# 1.3 G parameters (5.2 GB): within validate's memory limit, over what bench builds (2^29).
 EMBEDDED_HUGE = """\
 name: huge
 model:
   input: {channels: 1, height: 8, width: 8}
   layers:
-    - conv2d: {out_channels: 10000000000000, kernel_size: 3, padding: 1}
+    - conv2d: {out_channels: 2000000, kernel_size: 3, padding: 1}
     - flatten
     - linear: {out_features: 10}
 """
+# 6.5·10^15 parameters (360 TB as the issue measured it): the checker's memory limit refuses it.
+EMBEDDED_ABSURD = EMBEDDED_HUGE.replace("out_channels: 2000000", "out_channels: 10000000000000")
 EMBEDDED_WIDE = """\
 name: wide
 model:
@@ -147,7 +150,8 @@ model:
 @pytest.mark.parametrize(
     ("base", "spec", "message"),
     [
-        ("digits_export", EMBEDDED_HUGE, "refused to build the embedded spec: 6,500,000,000,000,010 parameters"),
+        ("digits_export", EMBEDDED_HUGE, "refused to build the embedded spec: 1,300,000,010 parameters"),
+        ("digits_export", EMBEDDED_ABSURD, "the model's weights need 23.09 PiB (6,500,000,000,000,010 params"),
         ("digits_export", EMBEDDED_WIDE, "refused to build the embedded spec"),
         ("small_cnn_export", EMBEDDED_WEIGHTS, "layer 'torchvision_0' loads weights from"),
         (
@@ -156,7 +160,7 @@ model:
             "embedded spec takes [1, 8, 8]",
         ),
     ],
-    ids=["360TB-of-weights", "activations", "weights-file", "other-model"],
+    ids=["5GB-of-weights", "360TB-of-weights", "activations", "weights-file", "other-model"],
 )
 def test_bench_refuses_an_embedded_spec_it_should_not_build(
     request: pytest.FixtureRequest, tmp_path: Path, base: str, spec: str, message: str
