@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,15 @@ class CnnspecError(Exception):
     """Base of every error caused by the user's input (exit code 1)."""
 
     def __init__(self, diagnostics: Diagnostic | str | Iterable[Diagnostic], *, hint: str | None = None):
+        """`hint` is the hint of a message given as text, or is added to the last diagnostic's."""
         if isinstance(diagnostics, str):
             diagnostics = [Diagnostic(diagnostics, hint=hint)]
         elif isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
         self.diagnostics: list[Diagnostic] = list(diagnostics)
+        if hint is not None and self.diagnostics and self.diagnostics[-1].hint != hint:
+            last = self.diagnostics[-1]
+            self.diagnostics[-1] = replace(last, hint=hint if last.hint is None else f"{last.hint}; {hint}")
         super().__init__(self.format())
 
     def format(self) -> str:
