@@ -118,7 +118,15 @@ class RunLock:
         except ImportError:  # pragma: no cover - Windows
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            writable = True
+        except OSError:
+            if not self.path.is_file():
+                raise
+            # A read-only folder (or lock file): lock it all the same, so that the write that follows
+            # fails naming its own file, and leave the holder record as it is.
+            fd, writable = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -130,8 +138,9 @@ class RunLock:
             ) from None
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "started": started}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         self._fd = fd
         return self
 

@@ -24,7 +24,7 @@ import cnnspec
 import cnnspec.atomic
 from cnnspec.atomic import TMP_PREFIX
 from cnnspec.errors import CheckpointError
-from cnnspec.run import RunPaths
+from cnnspec.run import LOCK_NAME, RunPaths
 from cnnspec.train.checkpoint import load_state, read_weights
 from cnnspec.train.progress import Reporter
 from tests.reliability._reliability_helpers import (
@@ -184,7 +184,9 @@ def test_a_real_full_tmpfs_fails_cleanly_and_resume_finishes_once_space_is_back(
 
 
 def _snapshot(run: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    """Every file of the run and its bytes, but the lock file (each writer records itself in it)."""
+    files = sorted(p for p in run.rglob("*") if p.is_file() and p.name != LOCK_NAME)
+    return {str(p.relative_to(run)): p.read_bytes() for p in files}
 
 
 def _refusals_in_a_read_only_run(run: Path, spec: Path, reason: str, *, export: bool) -> int:
