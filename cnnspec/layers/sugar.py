@@ -32,6 +32,13 @@ class Residual(LayerKind):
         description="'identity', a list of layers, or 'auto': identity when the body keeps the shape, "
         "else a 1×1 conv (with the body's stride) + batchnorm2d, named `downsample` like torchvision.",
     )
+    shortcut_id: str | None = Field(
+        None,
+        description="Name of the shortcut under the residual's id: default `downsample` for 'auto' "
+        "(torchvision's ResNet), `shortcut` for a list; RegNet calls it `proj`.",
+        pattern=ID_PATTERN,
+        max_length=64,
+    )
     activation: Literal["relu", "gelu", "silu", "leaky_relu"] | None = Field(
         None, description="Activation applied after the sum (ResNet uses relu)."
     )
@@ -39,13 +46,6 @@ class Residual(LayerKind):
         None,
         description="Stochastic depth: a drop_path layer after the body, named `stochastic_depth` like "
         "torchvision's; a number, or {start, end} ramping across the copies of the innermost repeat.",
-    )
-    shortcut_id: str | None = Field(
-        None,
-        description="Name of the shortcut under the residual's id: default `downsample` for 'auto' "
-        "(torchvision's ResNet), `shortcut` for a list; RegNet calls it `proj`.",
-        pattern=ID_PATTERN,
-        max_length=64,
     )
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
@@ -155,7 +155,6 @@ class Repeat(LayerKind):
         description="Number of copies; 0 gives none (the repeat passes its input on), so `n: $flag` makes "
         "layers optional."
     )
-    layers: list[LayerItem] = Field(description="The layers to repeat.", min_length=1)
     start: Annotated[int, Field(ge=0)] = Field(
         0, description="Index of the first copy: with `id: self`, copies continue the enclosing list's index."
     )
@@ -165,6 +164,7 @@ class Repeat(LayerKind):
         pattern=r"^([A-Za-z0-9][A-Za-z0-9_-]*)?$",
         max_length=60,
     )
+    layers: list[LayerItem] = Field(description="The layers to repeat.", min_length=1)
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
         out = prev

@@ -106,13 +106,14 @@ def test_pre_commit_hooks_run_on_the_specs(tmp_path: Path) -> None:
     shutil.copytree(SPECS, repo / "specs")
     (repo / ".github" / "workflows").mkdir(parents=True)
     shutil.copy(WORKFLOW, repo / ".github" / "workflows" / "cnnspec.yml")
-    before = {p.name: p.read_text() for p in (repo / "specs").glob("*.yaml")}
+    before = {str(p.relative_to(repo / "specs")): p.read_text() for p in (repo / "specs").rglob("*.yaml")}
     for hook in hooks:
         files = hook_files(hook, repo)
         assert sorted(files) == sorted(f"specs/{name}" for name in before)  # not the workflow's YAML
         proc = run([*shlex.split(str(hook["entry"])), *files], repo)
         assert proc.returncode == 0, f"{hook['id']}: {proc.stdout}\n{proc.stderr}"
-    assert {p.name: p.read_text() for p in (repo / "specs").glob("*.yaml")} == before  # already formatted
+    after = {str(p.relative_to(repo / "specs")): p.read_text() for p in (repo / "specs").rglob("*.yaml")}
+    assert after == before  # already formatted
 
     # The fmt hook rewrites a file (pre-commit then reports the change); validate fails on a broken one.
     fmt_hook, validate_hook = hooks[1], hooks[0]
