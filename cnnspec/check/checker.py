@@ -82,6 +82,19 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
                 )
             )
             continue
+        except Exception as exc:  # a kind's own rules failing (a plugin's, say): located, never a traceback
+            from cnnspec.layers.plugins import origin
+
+            diagnostics.append(
+                Diagnostic(
+                    f"layer kind '{layer.kind}' ({origin(type(layer))}) failed to compute its shape or counts: "
+                    f"{type(exc).__name__}: {exc}",
+                    spec.source.locate(node.path, key=False),
+                    notes=(f"in layer '{node.id}'",) if "." in node.id else (),
+                    hint="this is a fault in the kind's rules, not in the spec: report it to the kind's author",
+                )
+            )
+            continue
         seen = node.inputs[: layer.value_inputs]  # the inputs whose pixels reach the output
         rf_in = tuple(max(fields[i][0][a] for i in seen) for a in (0, 1))
         jump_in = tuple(min(fields[i][1][a] for i in seen) for a in (0, 1))

@@ -199,3 +199,29 @@ def test_a_plugin_that_takes_a_built_in_name_is_refused_naming_both(tmp_path: Pa
     ) in err
     assert "hint: fix or uninstall shadow-relu" in err
     assert "Traceback" not in err  # a real process's stderr: a traceback would show here
+
+
+def test_a_plugin_rule_that_raises_is_a_located_error_naming_the_plugin(tmp_path: Path) -> None:
+    env = Venv(tmp_path / "venv")
+    body = """
+    from typing import ClassVar
+    from cnnspec.layers import LayerKind, register
+
+    @register
+    class Broken(LayerKind):
+        kind: ClassVar[str] = "broken"
+
+        def output_shape(self, inputs):
+            raise ValueError("oops from the plugin")
+    """
+    env.install(_package(tmp_path, "broken-kind", "broken_kind", body, "broken = 'broken_kind'"), tmp_path)
+    (tmp_path / "spec.yaml").write_text(
+        "name: x\nmodel:\n  input: {channels: 1, height: 4, width: 4}\n  layers:\n    - relu\n    - broken\n"
+    )
+    code, _, err = env.cnnspec("validate", "spec.yaml", cwd=tmp_path)
+    assert code == 1
+    assert (
+        "spec.yaml:6:7: error: layer kind 'broken' (plugin 'broken = broken_kind' (broken-kind 1.0)) "
+        "failed to compute its shape or counts: ValueError: oops from the plugin"
+    ) in err
+    assert "Traceback" not in err
