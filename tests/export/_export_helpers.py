@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -66,3 +68,16 @@ def torch_logits(run: Path, x: np.ndarray) -> np.ndarray:
     model = load_trained(run).model
     with torch.no_grad():
         return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()  # type: ignore[no-any-return]
+
+
+def rewrite_metadata(model_path: Path, out: Path, **values: object) -> Path:
+    """A copy of `model_path` with metadata keys replaced by these JSON values."""
+    model = onnx.load(str(model_path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update({k: json.dumps(v) for k, v in values.items()})
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(out))
+    return out

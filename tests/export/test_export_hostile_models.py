@@ -34,7 +34,7 @@ from cnnspec.export.metadata import (
     attach,
 )
 from tests.cli_helpers import run_cli
-from tests.export._export_helpers import write_image
+from tests.export._export_helpers import rewrite_metadata, write_image
 
 MEMORY_CAP = 4 * 2**30  # bytes of address space for the child: far below what the hostile files ask for
 
@@ -67,19 +67,6 @@ def assert_refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> N
         assert fragment in proc.stderr, proc.stderr
 
 
-def rewrite(model_path: Path, out: Path, **values: object) -> Path:
-    """A copy of `model_path` with metadata keys replaced by these JSON values."""
-    model = onnx.load(str(model_path))
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update({k: json.dumps(v) for k, v in values.items()})
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(out))
-    return out
-
-
 @pytest.fixture
 def image(tmp_path: Path) -> Path:
     return write_image(tmp_path / "img.png", (8, 8), "L", seed=1)
@@ -104,7 +91,7 @@ def image(tmp_path: Path) -> Path:
 def test_metadata_asking_for_too_much_is_refused_before_allocating(
     digits_export: ExportReport, tmp_path: Path, image: Path, values: dict[str, object], key: str
 ) -> None:
-    model = rewrite(digits_export.path, tmp_path / "sent.onnx", **values)
+    model = rewrite_metadata(digits_export.path, tmp_path / "sent.onnx", **values)
     proc = cnnspec_capped("predict", str(model), str(image), "--device", "cpu")
     assert_refused(proc, f"metadata '{key}' must be")
 
@@ -169,7 +156,7 @@ def test_bench_refuses_an_embedded_spec_it_should_not_build(
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"not a checkpoint")
     # The file lies outside any run, so bench would build the torch model from its embedded spec.
-    model = rewrite(export.path, tmp_path / "sent.onnx", spec=spec.replace("/etc/passwd.pth", str(weights)))
+    model = rewrite_metadata(export.path, tmp_path / "sent.onnx", spec=spec.replace("/etc/passwd.pth", str(weights)))
     proc = cnnspec_capped("bench", str(model), "--batch", "1", "--seconds", "0", "--device", "cpu")
     assert_refused(proc, message)
 
@@ -204,7 +191,7 @@ def test_bench_refuses_an_embedded_spec_it_should_not_build(
 def test_metadata_of_the_wrong_type_or_length_is_refused(
     digits_export: ExportReport, tmp_path: Path, image: Path, values: dict[str, object], key: str
 ) -> None:
-    model = rewrite(digits_export.path, tmp_path / "sent.onnx", **values)
+    model = rewrite_metadata(digits_export.path, tmp_path / "sent.onnx", **values)
     message = "input_shape must be [C, H, W]" if key == "input_shape" else f"metadata '{key}' must be"
     assert_refused(cnnspec_here("predict", str(model), str(image), "--device", "cpu"), message)
 
@@ -212,7 +199,7 @@ def test_metadata_of_the_wrong_type_or_length_is_refused(
 def test_input_shape_that_disagrees_with_the_graph_is_refused(
     digits_export: ExportReport, tmp_path: Path, image: Path
 ) -> None:
-    model = rewrite(digits_export.path, tmp_path / "sent.onnx", input_shape=[1, 16, 16], resize=[16, 16])
+    model = rewrite_metadata(digits_export.path, tmp_path / "sent.onnx", input_shape=[1, 16, 16], resize=[16, 16])
     proc = cnnspec_here("predict", str(model), str(image), "--device", "cpu")
     assert_refused(proc, "its input is tensor(float) [", "expected one float32 input [N, 1, 16, 16]")
 

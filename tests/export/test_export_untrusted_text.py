@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from PIL import Image
 
@@ -22,7 +21,7 @@ from cnnspec.export.runs import init_run
 from cnnspec.spec.load import loads
 from cnnspec.terminal import printable
 from tests.cli_helpers import run_cli
-from tests.export._export_helpers import write_image
+from tests.export._export_helpers import rewrite_metadata, write_image
 
 HOSTILE = [
     "\x1b]0;owned\x07title",  # OSC: set the window title
@@ -40,22 +39,12 @@ HOSTILE = [
 CONTROL = [chr(c) for c in range(0x20) if chr(c) != "\n"] + [chr(0x7F), "\x9b", "\u202e"]
 
 
-def _rewrite(model_path: Path, out: Path, **values: object) -> Path:
-    model = onnx.load(str(model_path))
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update({k: json.dumps(v) for k, v in values.items()})
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(out))
-    return out
-
-
 @pytest.fixture
 def hostile_model(digits_export: ExportReport, tmp_path: Path) -> Path:
     # digits: 10 classes, 1×8×8. The file sits outside its run, so bench rebuilds the embedded spec.
-    return _rewrite(digits_export.path, tmp_path / "sent.onnx", class_names=HOSTILE, spec_name=HOSTILE[0] + HOSTILE[3])
+    return rewrite_metadata(
+        digits_export.path, tmp_path / "sent.onnx", class_names=HOSTILE, spec_name=HOSTILE[0] + HOSTILE[3]
+    )
 
 
 def _clean(text: str) -> None:
