@@ -9,7 +9,7 @@ from cnnspec.check.graph import Graph
 from cnnspec.errors import Diagnostic
 from cnnspec.layers.base import pair
 from cnnspec.layers.dense import _BatchNorm
-from cnnspec.spec.model import RandomCrop, RandomResizedCrop, Spec
+from cnnspec.spec.model import Spec
 
 # The channel counts an image folder's files can be converted to (PIL modes L and RGB).
 FOLDER_CHANNELS = (1, 3)
@@ -79,21 +79,14 @@ def check_data(spec: Spec) -> list[Diagnostic]:
         size = pair(data.resize)
     where: tuple[str | int, ...] = ("data", "resize") if data.resize is not None else ("data", "dataset", "name")
     for index, item in enumerate(data.augment):
-        op = item.op
-        if isinstance(op, RandomCrop):
-            crop = pair(op.size)
-            padded = (size[0] + 2 * op.padding, size[1] + 2 * op.padding)
-            if crop[0] > padded[0] or crop[1] > padded[1]:
-                out.append(
-                    Diagnostic(
-                        f"random_crop of {crop[0]}×{crop[1]} is larger than the {padded[0]}×{padded[1]} (padded) image",
-                        src.locate(("data", "augment", index, "random_crop", "size")),
-                        hint="crop smaller, or pad more",
-                    )
-                )
-            size, where = crop, ("data", "augment", index, "random_crop", "size")
-        elif isinstance(op, RandomResizedCrop):
-            size, where = pair(op.size), ("data", "augment", index, "random_resized_crop", "size")
+        op, at = item.op, ("data", "augment", index, item.name)
+        problem = op.size_problem(size)
+        if problem is not None:
+            field = (problem.field,) if problem.field else ()
+            out.append(Diagnostic(problem.message, src.locate((*at, *field)), notes=problem.notes, hint=problem.hint))
+        size = op.output_size(size)
+        if op.size_field is not None:
+            where = (*at, op.size_field)
     if size != (want[1], want[2]):
         native_note: tuple[str, ...] = ()
         if native:

@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
-from cnnspec.layers import LayerKind
+from cnnspec.layers import LAYER_KINDS, LayerItemBase, LayerKind
 from cnnspec.layers.base import SELF_ID
 from cnnspec.spec.interp import IDENT, PART, REF, Evaluated, SubstitutionError, explain, has_expression, substitute
-from cnnspec.spec.layers import LayerItemBase, wrapper
 from cnnspec.spec.source import SourceMap
 
 if TYPE_CHECKING:
@@ -470,7 +469,7 @@ class Expander:
         if _UNKNOWN in redirects.values():
             return prev or INPUT  # a name or an expression failed: the layers cannot be checked
         # Validated as the layers of a group: that model's schema is built already or cheaply.
-        group = wrapper("group")
+        group = LAYER_KINDS.wrapper("group")
         data = {"group": {"layers": raw}}
         try:
             items = group.model_validate(data).layer.layers  # type: ignore[attr-defined]

@@ -1,8 +1,9 @@
 """A layer kind is one class: its fields, shape rule, counts, receptive-field step and builder.
 
-`@register` adds a class to the registry under its YAML name; the spec's layer list
-is a discriminated union built from that registry, so adding a layer kind means
-adding one class.
+`@register` adds a class to the registry (`LAYER_KINDS`, cnnspec.spec.dispatch) under its YAML
+name; the spec's layer list (`LayerItem`) is a discriminated union built from that registry, so
+adding a layer kind means adding one class. `LayerItem` lives here, beside the registry, so that
+the sugar kinds (whose fields are lists of layers) import it like any other name.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from pydantic import Field, WithJsonSchema, field_validator
 
-from cnnspec.spec.base import StrictModel
+from cnnspec.spec.dispatch import Kind, KindItem, KindRegistry, OneKeyItem
 
 if TYPE_CHECKING:
     from torch import nn
@@ -69,10 +70,9 @@ class Window:
     global_: bool = False
 
 
-class LayerKind(StrictModel):
+class LayerKind(Kind):
     """Base of every layer kind. Subclasses set `kind` and implement the rules."""
 
-    kind: ClassVar[str]
     many_inputs: ClassVar[bool] = False
     # Sugar kinds (residual, repeat, block) expand into other layers before checking.
     sugar: ClassVar[bool] = False
@@ -111,6 +111,11 @@ class LayerKind(StrictModel):
     @classmethod
     def _input_numbers(cls, value: Any) -> Any:
         return [_id_text(v) for v in value] if isinstance(value, list) else value
+
+    @classmethod
+    def may_be_bare(cls) -> bool:
+        """`- relu` alone is a layer when every parameter has a default; a merge kind needs `inputs`."""
+        return not cls.many_inputs and super().may_be_bare()
 
     # --- static rules (pure Python, no torch) ---------------------------------
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
@@ -184,26 +189,32 @@ class LayerKind(StrictModel):
         return shape[0]
 
 
+class LayerItemBase(KindItem):
+    """One entry of a layer list; `.layer` is the layer kind instance."""
+
+    @property
+    def layer(self) -> LayerKind:
+        return self.value  # type: ignore[return-value]
+
+
+LAYER_KINDS: KindRegistry[LayerKind] = KindRegistry(
+    LayerItemBase,
+    suffix="Layer",
+    what="layer kind",
+    error_type="layer_kind",
+    shape_message="a layer is `- KIND: {PARAMS}` or a bare `- KIND`",
+    definition="LayerItem",
+)
+REGISTRY = LAYER_KINDS.classes
+
+LayerItem = Annotated[LayerItemBase, OneKeyItem(LAYER_KINDS)]
+
 L = TypeVar("L", bound=type[LayerKind])
-
-REGISTRY: dict[str, type[LayerKind]] = {}
-
-
-class KindClash(ValueError):
-    """A second class registered under a kind name that is taken."""
-
-    def __init__(self, name: str, existing: type[LayerKind], new: type[LayerKind]):
-        super().__init__(f"layer kind '{name}' is already registered by {existing.__qualname__}")
-        self.name, self.existing, self.new = name, existing, new
 
 
 def register(cls: L) -> L:
     """Class decorator: make a layer kind available under `cls.kind`; refuses a duplicate name."""
-    name = cls.kind
-    if name in REGISTRY and REGISTRY[name] is not cls:
-        raise KindClash(name, REGISTRY[name], cls)
-    REGISTRY[name] = cls
-    return cls
+    return LAYER_KINDS.register(cls)
 
 
 def fmt_shape(shape: Shape) -> str:

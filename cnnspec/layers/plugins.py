@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
-from cnnspec.layers.base import REGISTRY, KindClash, LayerKind
+from cnnspec.layers.base import REGISTRY, LayerKind
+from cnnspec.spec.dispatch import Kind, KindClash
 
 GROUP = "cnnspec.layers"
 
@@ -42,7 +43,7 @@ _problems: list[PluginProblem] = []
 _origins: dict[str, str] = {}  # kind -> the plugin that registered it
 
 
-def origin(cls: type[LayerKind]) -> str:
+def origin(cls: type[Kind]) -> str:
     """Where a registered kind comes from, for messages: a plugin, or cnnspec's own module."""
     return _origins.get(cls.kind) or f"{cls.__module__}.{cls.__qualname__}"
 

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cnnspec.layers.base import ID_PATTERN, REGISTRY, LayerKind, Shape, ShapeProblem, Window, fmt_shape, register
+from cnnspec.layers.base import (
+    ID_PATTERN,
+    REGISTRY,
+    LayerItem,
+    LayerKind,
+    Shape,
+    ShapeProblem,
+    Window,
+    fmt_shape,
+    register,
+)
 from cnnspec.layers.conv import PositiveInt
 from cnnspec.layers.elementwise import DropPath, Probability, Ramp
 from cnnspec.layers.pool import AdaptiveAvgPool2d
@@ -17,7 +27,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from cnnspec.check.expand import Expander
-    from cnnspec.spec.layers import LayerItem
 
 
 @register

@@ -68,18 +68,15 @@ FREE = Ctx()
 
 @cache
 def _hints(cls: type[BaseModel]) -> dict[str, Any]:
-    # Sugar kinds name `LayerItem` only for type checkers; resolve it here.
-    from cnnspec.spec.layers import LayerItem
-
     try:
-        return typing.get_type_hints(cls, localns={"LayerItem": LayerItem}, include_extras=True)
+        return typing.get_type_hints(cls, include_extras=True)
     except (NameError, TypeError):  # a name only type checkers see: use pydantic's resolved annotations
         return {name: f.annotation for name, f in cls.model_fields.items()}
 
 
 def _ctx(annotation: Any) -> Ctx:
-    from cnnspec.spec.layers import LayerItemBase
-    from cnnspec.spec.model import AugmentItemBase
+    from cnnspec.augments import AugmentItemBase
+    from cnnspec.layers import LayerItemBase
 
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -160,8 +157,8 @@ def _arrange(coll: Collection, ctx: Ctx, reorder: bool) -> None:
 
 def _arrange_item(item: Entry, layer: bool, reorder: bool) -> None:
     """A `- KIND: {PARAMS}` item: block style for the item, the kind's order for its parameters."""
+    from cnnspec.augments import AUGMENTS
     from cnnspec.layers import REGISTRY
-    from cnnspec.spec.model import AUGMENTS
 
     value = item.value
     if not isinstance(value, Collection) or value.kind != "map" or len(value.entries) != 1:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
-from cnnspec.spec.dispatch import OneKeyItem
+from cnnspec.spec.dispatch import FAMILIES, OneKeyItem
 from cnnspec.spec.source import SourceMap
 
 Path = tuple[Hashable, ...]
@@ -96,8 +96,8 @@ def fields_at(root: type[BaseModel], loc: Sequence[Hashable]) -> list[str]:
                 origin = typing.get_origin(t)
                 if isinstance(t, OneKeyItem):
                     # `{NAME: PARAMS}`: stepping into NAME reaches NAME's parameter model.
-                    if isinstance(elem, str) and elem in t.names():
-                        nxt.append(t.wrapper(elem).model_fields[elem].annotation)
+                    if isinstance(elem, str) and elem in t.kinds.classes:
+                        nxt.append(t.kinds.classes[elem])
                 elif isinstance(t, type) and issubclass(t, BaseModel) and isinstance(elem, str):
                     if not t.__pydantic_fields_complete__:
                         t.model_rebuild()  # deferred: its annotations are still forward references
@@ -267,12 +267,8 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
             after = f"`- {value}`" if isinstance(value, str) else "an activation layer (`- relu`)"
             hint = f"activations are layers of their own: add {after} after this one"
         location = source.locate(full, key=True)
-    elif kind in ("layer_kind", "augment_kind"):
-        from cnnspec.layers import REGISTRY
-        from cnnspec.spec.model import AUGMENTS
-
-        names = REGISTRY if kind == "layer_kind" else AUGMENTS
-        what = "layer kind" if kind == "layer_kind" else "augmentation"
+    elif kind in FAMILIES:
+        names, what = FAMILIES[kind].classes, FAMILIES[kind].what
         name = ctx.get("name")
         if name is not None:
             message = f"unknown {what} '{name}'"

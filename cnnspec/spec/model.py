@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, create_model
+from pydantic import Field, PrivateAttr
 
-from cnnspec.spec.base import StrictModel
-from cnnspec.spec.dispatch import OneKeyItem
-from cnnspec.spec.layers import LayerItem
+from cnnspec.augments import AugmentItem
+from cnnspec.layers import LayerItem
+from cnnspec.spec.base import Fraction, PositiveInt, Size, StrictModel
 from cnnspec.spec.source import SourceMap
-
-PositiveInt = Annotated[int, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
-Size = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
-
 
 # --- model ----------------------------------------------------------------------------
 
@@ -85,130 +79,6 @@ class Normalize(StrictModel):
 
     mean: list[float] = Field(description="Per-channel mean.", min_length=1)
     std: list[Annotated[float, Field(gt=0)]] = Field(description="Per-channel standard deviation.", min_length=1)
-
-
-class RandomCrop(StrictModel):
-    """Pad, then crop a random size×size window (torchvision RandomCrop)."""
-
-    size: Size = Field(description="Crop size: n or [H, W].")
-    padding: Annotated[int, Field(ge=0)] = Field(0, description="Pixels of padding on each side before cropping.")
-    padding_mode: Literal["constant", "reflect", "edge"] = Field("constant", description="How padding is filled.")
-
-
-class HorizontalFlip(StrictModel):
-    """Flip left-right with probability p."""
-
-    p: Fraction = Field(0.5, description="Probability of flipping.")
-
-
-class VerticalFlip(StrictModel):
-    """Flip top-bottom with probability p."""
-
-    p: Fraction = Field(0.5, description="Probability of flipping.")
-
-
-class RandomResizedCrop(StrictModel):
-    """Crop a random area and aspect ratio, resize to size (torchvision RandomResizedCrop)."""
-
-    size: Size = Field(description="Output size: n or [H, W].")
-    scale: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = Field(
-        [0.08, 1.0], description="Range of the cropped area as a fraction of the image."
-    )
-    ratio: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)] = Field(
-        [3 / 4, 4 / 3], description="Range of aspect ratios."
-    )
-
-
-class ColorJitter(StrictModel):
-    """Random brightness, contrast, saturation and hue (torchvision ColorJitter)."""
-
-    brightness: Annotated[float, Field(ge=0)] = Field(0.0, description="Factor drawn from [1−b, 1+b].")
-    contrast: Annotated[float, Field(ge=0)] = Field(0.0, description="Factor drawn from [1−c, 1+c].")
-    saturation: Annotated[float, Field(ge=0)] = Field(0.0, description="Factor drawn from [1−s, 1+s].")
-    hue: Annotated[float, Field(ge=0, le=0.5)] = Field(0.0, description="Hue shift drawn from [−h, h].")
-
-
-class RandomGrayscale(StrictModel):
-    """Turn an image grey with probability p."""
-
-    p: Fraction = Field(0.1, description="Probability of greying.")
-
-
-class Cutout(StrictModel):
-    """Zero a random size×size square (DeVries & Taylor, 2017)."""
-
-    size: PositiveInt = Field(description="Side of the square, in pixels.")
-    p: Fraction = Field(1.0, description="Probability of cutting.")
-
-
-class MixUp(StrictModel):
-    """Blend pairs of images and their labels (torchvision.transforms.v2.MixUp), per batch."""
-
-    alpha: Annotated[float, Field(gt=0)] = Field(0.2, description="Beta(alpha, alpha) mixing parameter.")
-
-
-class CutMix(StrictModel):
-    """Paste a patch of one image into another, mixing labels by area (torchvision.transforms.v2.CutMix)."""
-
-    alpha: Annotated[float, Field(gt=0)] = Field(1.0, description="Beta(alpha, alpha) mixing parameter.")
-
-
-AUGMENTS: dict[str, type[StrictModel]] = {
-    "random_crop": RandomCrop,
-    "horizontal_flip": HorizontalFlip,
-    "vertical_flip": VerticalFlip,
-    "random_resized_crop": RandomResizedCrop,
-    "color_jitter": ColorJitter,
-    "random_grayscale": RandomGrayscale,
-    "cutout": Cutout,
-    "mixup": MixUp,
-    "cutmix": CutMix,
-}
-
-
-class AugmentItemBase(StrictModel):
-    """One augmentation step; `.op` is its settings, `.name` its kind."""
-
-    @property
-    def name(self) -> str:
-        return next(iter(type(self).model_fields))
-
-    @property
-    def op(self) -> StrictModel:
-        return getattr(self, self.name)  # type: ignore[no-any-return]
-
-
-@functools.cache
-def augment_wrapper(name: str) -> type[AugmentItemBase]:
-    """The one-field model `{NAME: AugmentClass}` for an augmentation."""
-    cls = AUGMENTS[name]
-    model = create_model(  # type: ignore[call-overload]
-        f"{cls.__name__}Augment",
-        __base__=AugmentItemBase,
-        __doc__=cls.__doc__,
-        __module__=__name__,
-        **{name: (cls, Field(description=(cls.__doc__ or name).strip()))},
-    )
-    globals()[model.__name__] = model  # found by name: pickle, copy and multiprocessing need that
-    return model  # type: ignore[no-any-return]
-
-
-@functools.cache
-def bare_augments() -> list[str]:
-    """Augmentations that may be written bare (`- horizontal_flip`)."""
-    return sorted(n for n, c in AUGMENTS.items() if all(not f.is_required() for f in c.model_fields.values()))
-
-
-AugmentItem = Annotated[
-    AugmentItemBase,
-    OneKeyItem(
-        wrapper=augment_wrapper,
-        names=lambda: AUGMENTS,
-        error_type="augment_kind",
-        shape_message="an augmentation is `- NAME: {PARAMS}` or a bare `- NAME`",
-        definition="AugmentItem",
-    ),
-]
 
 
 class DataSpec(StrictModel):
@@ -333,15 +203,3 @@ class Spec(StrictModel):
     @property
     def source(self) -> SourceMap:
         return self._source or SourceMap("<spec>")
-
-
-def __getattr__(name: str) -> Any:
-    # Built on demand (see cnnspec.spec.dispatch).
-    if name == "AUGMENT_WRAPPERS":
-        return {n: augment_wrapper(n) for n in AUGMENTS}
-    if name == "BARE_AUGMENTS":
-        return bare_augments()
-    for augment, cls in AUGMENTS.items():  # a wrapper asked for by name (unpickling) before its first use
-        if name == f"{cls.__name__}Augment":
-            return augment_wrapper(augment)
-    raise AttributeError(name)

@@ -105,8 +105,8 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
 
 def _kind_class(name: Any) -> type[BaseModel] | None:
     """The layer kind or augmentation class a list item's key names, if any."""
+    from cnnspec.augments import AUGMENTS
     from cnnspec.layers import REGISTRY
-    from cnnspec.spec.model import AUGMENTS
 
     if not isinstance(name, str):
         return None

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from cnnspec.layers import REGISTRY
-from cnnspec.spec.layers import bare_kinds, wrapper
-from cnnspec.spec.model import AUGMENTS, Spec, augment_wrapper, bare_augments
+from cnnspec.augments import AUGMENT_KINDS
+from cnnspec.layers import LAYER_KINDS
+from cnnspec.spec.model import Spec
 
 SCHEMA_ID = "https://cnnspec.dev/schemas/cnnspec.schema.json"
 REF = "#/$defs/{model}"
@@ -64,17 +64,17 @@ def _with_expressions(node: Any) -> Any:
 def json_schema(*, expressions: bool = True) -> dict[str, Any]:
     """The spec's JSON Schema (draft 2020-12); `expressions=False` leaves out the expression strings
     that every number also accepts (the reference tables list the number types alone)."""
-    kinds = sorted(REGISTRY)
-    layer_wrappers = [wrapper(k) for k in kinds]
-    augment_names = list(AUGMENTS)
-    augment_wrappers = [augment_wrapper(n) for n in augment_names]
+    kinds = sorted(LAYER_KINDS.classes)
+    layer_wrappers = [LAYER_KINDS.wrapper(k) for k in kinds]
+    augment_names = list(AUGMENT_KINDS.classes)  # in the order they are registered
+    augment_wrappers = [AUGMENT_KINDS.wrapper(n) for n in augment_names]
     models = [(Spec, "validation"), *((w, "validation") for w in layer_wrappers + augment_wrappers)]
     _, combined = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     defs: dict[str, Any] = combined["$defs"]
     root = defs.pop("Spec")
-    defs["LayerItem"] = _one_key_items(kinds, [w.__name__ for w in layer_wrappers], bare_kinds(), "layer")
+    defs["LayerItem"] = _one_key_items(kinds, [w.__name__ for w in layer_wrappers], LAYER_KINDS.bare(), "layer")
     defs["AugmentItem"] = _one_key_items(
-        augment_names, [w.__name__ for w in augment_wrappers], bare_augments(), "training augmentation"
+        augment_names, [w.__name__ for w in augment_wrappers], AUGMENT_KINDS.bare(), "training augmentation"
     )
     if expressions:
         root, defs = _with_expressions(root), _with_expressions(defs)

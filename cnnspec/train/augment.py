@@ -5,6 +5,9 @@ spec's augmentations in order (each draws its own parameters per image from torc
 global RNG, so a seed and the saved RNG state make a run reproducible), is normalised,
 and finally mixup/cutmix mix images and labels across the batch
 (torchvision.transforms.v2 MixUp/CutMix).
+
+Each augmentation is a class in cnnspec/augments/ that says what it does to a batch; the torch
+kernels its operations call are here, with `BatchAugment`, which chains them.
 """
 
 from __future__ import annotations
@@ -12,24 +15,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from cnnspec.layers.base import pair
-from cnnspec.spec.base import StrictModel
-from cnnspec.spec.model import (
-    ColorJitter,
-    CutMix,
-    Cutout,
-    HorizontalFlip,
-    MixUp,
-    RandomCrop,
-    RandomGrayscale,
-    RandomResizedCrop,
-    VerticalFlip,
-)
+if TYPE_CHECKING:
+    from cnnspec.augments import AugmentKind
+    from cnnspec.augments.pixels import ColorJitter
 
 ImageOp = Callable[[torch.Tensor], torch.Tensor]
 
@@ -209,7 +202,7 @@ class BatchAugment:
 
     def __init__(
         self,
-        items: Sequence[StrictModel],
+        items: Sequence[AugmentKind],
         *,
         channels: int,
         mean: Sequence[float] | None,
@@ -226,25 +219,17 @@ class BatchAugment:
         # the float conversion happens before the first op that computes new values.
         self.pixel_ops: list[ImageOp] = []
         self.ops: list[ImageOp] = []
-        mixers: list[torch.nn.Module] = []
-        ops = [op for op in items if type(op) not in _MIXERS]
-        i = 0
-        while i < len(ops):
-            op = ops[i]
-            if type(op) not in _IMAGE_OPS:
-                raise NotImplementedError(f"no batch augmentation for {type(op).__name__}")
-            fn = _IMAGE_OPS[type(op)](op, fill)
-            after = ops[i + 1] if i + 1 < len(ops) else None
-            if isinstance(op, RandomCrop) and isinstance(after, HorizontalFlip):
-                fn = _crop_and_flip(op, after)  # the seed's crop + flip recipe: one gather
-                i += 1
-            (self.pixel_ops if not self.ops and type(op) in _MOVES_PIXELS else self.ops).append(fn)
-            i += 1
-        for op in items:
-            if type(op) in _MIXERS:
-                from torchvision.transforms import v2
-
-                mixers.append(getattr(v2, _MIXERS[type(op)])(alpha=op.alpha, num_classes=num_classes))  # type: ignore[attr-defined]
+        pending = [op for op in items if not op.mixes_labels]
+        while pending:
+            op = pending.pop(0)
+            fused = op.fused_op(pending[0]) if pending else None  # with the next one, as one op
+            if fused is not None:
+                fn, moves_pixels = fused, op.moves_pixels and pending.pop(0).moves_pixels
+            else:
+                fn, moves_pixels = op.image_op(fill), op.moves_pixels
+            (self.pixel_ops if not self.ops and moves_pixels else self.ops).append(fn)
+        # Batch-level kinds: they mix images and labels, after every per-image op and normalisation.
+        mixers = [op.mixer(num_classes) for op in items if op.mixes_labels]
         self.mix: torch.nn.Module | None = None
         if len(mixers) == 1:
             self.mix = mixers[0]
@@ -260,10 +245,7 @@ class BatchAugment:
         # CenterCrop / Resize at test time).
         self.eval_geometry: Callable[[torch.Tensor], torch.Tensor] | None = None
         for op in items:
-            if isinstance(op, RandomCrop):
-                self.eval_geometry = _center_crop(pair(op.size))
-            elif isinstance(op, RandomResizedCrop):
-                self.eval_geometry = _resize(pair(op.size))
+            self.eval_geometry = op.eval_op() or self.eval_geometry  # the last one that has one
 
     def _to_float(self, images: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift, images.float(), self.scale) if self.normalized else images.float().div_(255.0)
@@ -299,7 +281,10 @@ class BatchAugment:
         return x, labels
 
 
-def _center_crop(size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
+def center_crop(size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Evaluation's counterpart of random_crop: the centre window, padded with black where the
+    crop is larger than the image."""
+
     def crop(x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         if (h, w) == size:
@@ -312,14 +297,16 @@ def _center_crop(size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor
     return crop
 
 
-def _resize(size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    def resize(x: torch.Tensor) -> torch.Tensor:
+def resize(size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Evaluation's counterpart of random_resized_crop: the whole image, resized."""
+
+    def scale(x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) == size:
             return x
         # On the 0–255 scale, before normalisation (interpolation commutes with it).
         return F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
 
-    return resize
+    return scale
 
 
 @contextlib.contextmanager
@@ -336,24 +323,3 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _crop_and_flip(crop: RandomCrop, hflip: HorizontalFlip) -> ImageOp:
-    size = pair(crop.size)
-    return lambda x: random_crop(x, size, crop.padding, crop.padding_mode, flip_p=hflip.p)
-
-
-# Each per-image augmentation kind → a function of (settings, cutout fill) giving the batch op.
-_IMAGE_OPS: dict[type[StrictModel], Callable[[Any, torch.Tensor], ImageOp]] = {
-    RandomCrop: lambda op, fill: lambda x: random_crop(x, pair(op.size), op.padding, op.padding_mode),
-    HorizontalFlip: lambda op, fill: lambda x: flip(x, op.p, 3),
-    VerticalFlip: lambda op, fill: lambda x: flip(x, op.p, 2),
-    RandomResizedCrop: lambda op, fill: lambda x: random_resized_crop(x, pair(op.size), op.scale, op.ratio),
-    ColorJitter: lambda op, fill: lambda x: color_jitter(x, op),
-    RandomGrayscale: lambda op, fill: lambda x: random_grayscale(x, op.p),
-    Cutout: lambda op, fill: lambda x: cutout(x, op.size, op.p, fill),
-}
-# Batch-level kinds: they mix images and labels, after every per-image op and normalisation.
-_MIXERS: dict[type[StrictModel], str] = {MixUp: "MixUp", CutMix: "CutMix"}
-# Kinds that only move or copy pixels: exact on uint8.
-_MOVES_PIXELS: set[type[StrictModel]] = {RandomCrop, HorizontalFlip, VerticalFlip}

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from cnnspec.spec.model import ColorJitter, CutMix, HorizontalFlip, MixUp, RandomCrop, RandomResizedCrop
+from cnnspec.augments.geometry import HorizontalFlip, RandomCrop, RandomResizedCrop
+from cnnspec.augments.mixing import CutMix, MixUp
+from cnnspec.augments.pixels import ColorJitter
 from cnnspec.train.augment import (
     BatchAugment,
     _hsv_to_rgb,

@@ -1,0 +1,118 @@
+"""Augmentations that move pixels or change the image size: crops and flips."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from cnnspec.augments.base import AugmentKind, ImageSize, register
+from cnnspec.layers.base import ShapeProblem, pair
+from cnnspec.spec.base import Fraction, Size
+
+if TYPE_CHECKING:
+    import torch
+
+    from cnnspec.augments.base import ImageOp
+
+
+@register
+class RandomCrop(AugmentKind):
+    """Pad, then crop a random size×size window (torchvision RandomCrop)."""
+
+    kind: ClassVar[str] = "random_crop"
+    moves_pixels: ClassVar[bool] = True
+    size_field: ClassVar[str | None] = "size"
+    size: Size = Field(description="Crop size: n or [H, W].")
+    padding: Annotated[int, Field(ge=0)] = Field(0, description="Pixels of padding on each side before cropping.")
+    padding_mode: Literal["constant", "reflect", "edge"] = Field("constant", description="How padding is filled.")
+
+    def output_size(self, size: ImageSize) -> ImageSize:
+        return pair(self.size)
+
+    def size_problem(self, size: ImageSize) -> ShapeProblem | None:
+        crop = pair(self.size)
+        padded = (size[0] + 2 * self.padding, size[1] + 2 * self.padding)
+        if crop[0] <= padded[0] and crop[1] <= padded[1]:
+            return None
+        return ShapeProblem(
+            f"random_crop of {crop[0]}×{crop[1]} is larger than the {padded[0]}×{padded[1]} (padded) image",
+            hint="crop smaller, or pad more",
+            field="size",
+        )
+
+    def image_op(self, fill: torch.Tensor) -> ImageOp:
+        from cnnspec.train.augment import random_crop
+
+        size = pair(self.size)
+        return lambda x: random_crop(x, size, self.padding, self.padding_mode)
+
+    def fused_op(self, after: AugmentKind) -> ImageOp | None:
+        if not isinstance(after, HorizontalFlip):
+            return None
+        from cnnspec.train.augment import random_crop
+
+        size = pair(self.size)  # the seed's crop + flip recipe: one gather does both
+        return lambda x: random_crop(x, size, self.padding, self.padding_mode, flip_p=after.p)
+
+    def eval_op(self) -> ImageOp:
+        from cnnspec.train.augment import center_crop
+
+        return center_crop(pair(self.size))  # torchvision's CenterCrop at test time
+
+
+@register
+class HorizontalFlip(AugmentKind):
+    """Flip left-right with probability p."""
+
+    kind: ClassVar[str] = "horizontal_flip"
+    moves_pixels: ClassVar[bool] = True
+    p: Fraction = Field(0.5, description="Probability of flipping.")
+
+    def image_op(self, fill: torch.Tensor) -> ImageOp:
+        from cnnspec.train.augment import flip
+
+        return lambda x: flip(x, self.p, 3)
+
+
+@register
+class VerticalFlip(AugmentKind):
+    """Flip top-bottom with probability p."""
+
+    kind: ClassVar[str] = "vertical_flip"
+    moves_pixels: ClassVar[bool] = True
+    p: Fraction = Field(0.5, description="Probability of flipping.")
+
+    def image_op(self, fill: torch.Tensor) -> ImageOp:
+        from cnnspec.train.augment import flip
+
+        return lambda x: flip(x, self.p, 2)
+
+
+@register
+class RandomResizedCrop(AugmentKind):
+    """Crop a random area and aspect ratio, resize to size (torchvision RandomResizedCrop)."""
+
+    kind: ClassVar[str] = "random_resized_crop"
+    size_field: ClassVar[str | None] = "size"
+    size: Size = Field(description="Output size: n or [H, W].")
+    scale: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = Field(
+        [0.08, 1.0], description="Range of the cropped area as a fraction of the image."
+    )
+    ratio: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)] = Field(
+        [3 / 4, 4 / 3], description="Range of aspect ratios."
+    )
+
+    def output_size(self, size: ImageSize) -> ImageSize:
+        return pair(self.size)
+
+    def image_op(self, fill: torch.Tensor) -> ImageOp:
+        from cnnspec.train.augment import random_resized_crop
+
+        size = pair(self.size)
+        return lambda x: random_resized_crop(x, size, self.scale, self.ratio)
+
+    def eval_op(self) -> ImageOp:
+        from cnnspec.train.augment import resize
+
+        return resize(pair(self.size))  # torchvision's Resize at test time
