@@ -86,6 +86,9 @@ class LayerKind(Kind):
     # names are refused to the list's other layers. Its module must have no other attributes a child
     # could clash with.
     self_names: ClassVar[frozenset[str]] = frozenset()
+    # Slides a kernel window over the feature map (convolutions, windowed pooling): a stage of the
+    # summary's receptive-field plot.
+    slides_window: ClassVar[bool] = False
 
     id: Annotated[str | None, WithJsonSchema(_ID_SCHEMA)] = Field(
         None,

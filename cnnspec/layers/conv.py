@@ -68,6 +68,7 @@ class Conv2d(LayerKind):
     """2-D convolution (torch.nn.Conv2d)."""
 
     kind: ClassVar[str] = "conv2d"
+    slides_window: ClassVar[bool] = True
     out_channels: PositiveInt = Field(description="Number of output channels (filters).")
     kernel_size: IntPair = Field(description="Kernel size: k or [kH, kW].")
     stride: IntPair = Field(1, description="Stride: s or [sH, sW].")
@@ -175,6 +176,7 @@ class ConvTranspose2d(LayerKind):
     """Transposed 2-D convolution (torch.nn.ConvTranspose2d), for upsampling."""
 
     kind: ClassVar[str] = "conv_transpose2d"
+    slides_window: ClassVar[bool] = True
     out_channels: PositiveInt = Field(description="Number of output channels.")
     kernel_size: IntPair = Field(description="Kernel size: k or [kH, kW].")
     stride: IntPair = Field(1, description="Stride (the upsampling factor).")

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 
 class _WindowPool(LayerKind):
+    slides_window: ClassVar[bool] = True
     kernel_size: IntPair = Field(description="Window size: k or [kH, kW].")
     stride: IntPair | None = Field(None, description="Stride; defaults to kernel_size.")
     padding: NonNegPair | Literal["auto"] = Field(

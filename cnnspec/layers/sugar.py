@@ -58,7 +58,6 @@ class Residual(LayerKind):
     )
 
     def expand(self, expander: Expander, path: tuple[Any, ...], name: str, prev: str | None) -> str:
-        from cnnspec.layers.elementwise import GELU, LeakyReLU, ReLU, SiLU
         from cnnspec.layers.reshape import Add
 
         scope = expander.child_scope(name)
@@ -82,7 +81,7 @@ class Residual(LayerKind):
                 short_out = prev  # reported; its layers would only repeat the error
         out = expander.add_node(f"{name}.add", Add(), [body_out, short_out], path, scope=None)
         if self.activation:
-            act = {"relu": ReLU, "gelu": GELU, "silu": SiLU, "leaky_relu": LeakyReLU}[self.activation]()
+            act = REGISTRY[self.activation]()  # the activation's own layer kind
             out = expander.add_node(f"{name}.{self.activation}", act, [out], path, scope=None)
         return out
 

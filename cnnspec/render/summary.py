@@ -8,6 +8,7 @@ from typing import Any
 
 from cnnspec.check.graph import Graph
 from cnnspec.check.memory import estimate, format_bytes
+from cnnspec.layers import REGISTRY
 from cnnspec.layers.base import fmt_shape
 
 
@@ -207,8 +208,13 @@ def to_text(summary: Summary) -> Any:
 
 
 def stages(summary: Summary) -> list[Row]:
-    """The rows the plot shows: layers that slide a window over a feature map (conv and pooling)."""
-    return [r for r in summary.layers if len(r.output_shape) == 3 and r.kind.startswith(("conv", "maxpool", "avgpool"))]
+    """The rows the plot shows: layers whose kind slides a window over a feature map (conv and pooling)."""
+    return [r for r in summary.layers if len(r.output_shape) == 3 and _slides_window(r.kind)]
+
+
+def _slides_window(kind: str) -> bool:
+    cls = REGISTRY.get(kind)  # None for the parts sugar expands into (a residual's `shortcut`)
+    return cls is not None and cls.slides_window
 
 
 def plot(summary: Summary, path: str) -> None:
