@@ -168,6 +168,7 @@ class Expander:
         self.root = Scope("")
         self._trace: list[Location] = []
         self._block_stack: list[str] = []
+        self._used_blocks: set[str] = set()
         self._reported: set[tuple[str, Location | None]] = set()
         self._duplicate_ids: set[Path] = set()
         self._deferred: dict[str, tuple[str, Scope, Path]] = {}
@@ -246,10 +247,12 @@ class Expander:
         self._current = self.root
         items = self.spec.model.layers
         try:
-            return self.expand_list(items, ("model", "layers"), self.root, INPUT)
+            out = self.expand_list(items, ("model", "layers"), self.root, INPUT)
         except _TooLarge:
             self.nodes.clear()  # reported; checking a truncated model would only add noise
             return INPUT
+        self.check_unused_blocks()
+        return out
 
     def expand_list(
         self,
@@ -426,6 +429,7 @@ class Expander:
                 hint=suggest(use.name, list(blocks)) or "define it under model.blocks",
             )
             return prev or INPUT
+        self._used_blocks.add(use.name)
         if use.name in self._block_stack:
             self.error(f"block '{use.name}' uses itself", (*path, "name"))
             return prev or INPUT
@@ -491,6 +495,38 @@ class Expander:
         self._block_stack.pop()
         self._trace.pop()
         return out
+
+    def check_unused_blocks(self) -> None:
+        """Check the layers of every block no layer uses, as written: a misspelt kind or key there is an
+        error before the block's first use. Values written as expressions (`$out`) need the arguments of
+        a use, so they are left to it; the layers of a used block are checked at each use."""
+        group = LAYER_KINDS.wrapper("group")  # validated as a group's layers, as a used block is
+        for name, block in self.spec.model.blocks.items():
+            if name in self._used_blocks:
+                continue
+            data = {"group": {"layers": block.layers}}
+            try:
+                group.model_validate(data)
+            except ValidationError as exc:
+                from cnnspec.spec.errors_map import diagnostics_from  # only on errors: it costs import time
+
+                skip = _expression_paths(data)
+                block_path: Path = ("model", "blocks", name)
+                for d in diagnostics_from(exc, data, self.source, group, block_path, strip=1, skip=skip):
+                    self.report(
+                        Diagnostic(
+                            d.message, d.location, notes=(f"in block '{name}', which no layer uses",), hint=d.hint
+                        )
+                    )
+
+
+def _expression_paths(value: Any, path: Path = ()) -> set[Path]:
+    """The paths of the `$name` / `${...}` strings in `value`."""
+    if isinstance(value, dict):
+        return {p for k, v in value.items() for p in _expression_paths(v, (*path, k))}
+    if isinstance(value, list):
+        return {p for i, v in enumerate(value) for p in _expression_paths(v, (*path, i))}
+    return {path} if has_expression(value) else set()
 
 
 def _substitute(
