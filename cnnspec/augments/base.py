@@ -11,7 +11,7 @@ imports torch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from cnnspec.layers.base import ShapeProblem
 from cnnspec.spec.dispatch import Kind, KindItem, KindRegistry, OneKeyItem
@@ -92,12 +92,6 @@ AUGMENT_KINDS: KindRegistry[AugmentKind] = KindRegistry(
     definition="AugmentItem",
 )
 AUGMENTS = AUGMENT_KINDS.classes
+register = AUGMENT_KINDS.register  # class decorator: `@register class Cutout(AugmentKind): ...`
 
 AugmentItem = Annotated[AugmentItemBase, OneKeyItem(AUGMENT_KINDS)]
-
-A = TypeVar("A", bound=type[AugmentKind])
-
-
-def register(cls: A) -> A:
-    """Class decorator: make an augmentation available under `cls.kind`; refuses a duplicate name."""
-    return AUGMENT_KINDS.register(cls)

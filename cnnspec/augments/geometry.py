@@ -61,32 +61,31 @@ class RandomCrop(AugmentKind):
         return center_crop(pair(self.size))  # torchvision's CenterCrop at test time
 
 
+class _Flip(AugmentKind):
+    moves_pixels: ClassVar[bool] = True
+    axis: ClassVar[int]  # of an (N, C, H, W) batch
+    p: Fraction = Field(0.5, description="Probability of flipping.")
+
+    def image_op(self, fill: torch.Tensor) -> ImageOp:
+        from cnnspec.train.augment import flip
+
+        return lambda x: flip(x, self.p, self.axis)
+
+
 @register
-class HorizontalFlip(AugmentKind):
+class HorizontalFlip(_Flip):
     """Flip left-right with probability p."""
 
     kind: ClassVar[str] = "horizontal_flip"
-    moves_pixels: ClassVar[bool] = True
-    p: Fraction = Field(0.5, description="Probability of flipping.")
-
-    def image_op(self, fill: torch.Tensor) -> ImageOp:
-        from cnnspec.train.augment import flip
-
-        return lambda x: flip(x, self.p, 3)
+    axis: ClassVar[int] = 3
 
 
 @register
-class VerticalFlip(AugmentKind):
+class VerticalFlip(_Flip):
     """Flip top-bottom with probability p."""
 
     kind: ClassVar[str] = "vertical_flip"
-    moves_pixels: ClassVar[bool] = True
-    p: Fraction = Field(0.5, description="Probability of flipping.")
-
-    def image_op(self, fill: torch.Tensor) -> ImageOp:
-        from cnnspec.train.augment import flip
-
-        return lambda x: flip(x, self.p, 2)
+    axis: ClassVar[int] = 2
 
 
 @register

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, WithJsonSchema, field_validator
 
@@ -209,15 +209,9 @@ LAYER_KINDS: KindRegistry[LayerKind] = KindRegistry(
     definition="LayerItem",
 )
 REGISTRY = LAYER_KINDS.classes
+register = LAYER_KINDS.register  # class decorator: `@register class Conv2d(LayerKind): ...`
 
 LayerItem = Annotated[LayerItemBase, OneKeyItem(LAYER_KINDS)]
-
-L = TypeVar("L", bound=type[LayerKind])
-
-
-def register(cls: L) -> L:
-    """Class decorator: make a layer kind available under `cls.kind`; refuses a duplicate name."""
-    return LAYER_KINDS.register(cls)
 
 
 def fmt_shape(shape: Shape) -> str:

@@ -7,37 +7,40 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
 from cnnspec.augments import AUGMENTS, AugmentKind
 from cnnspec.augments import register as register_augment
 from cnnspec.layers import REGISTRY, LayerKind, register
-from cnnspec.spec.dispatch import KindClash
+from cnnspec.spec.dispatch import Kind, KindClash
 from cnnspec.spec.load import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_taken_layer_kind_name_is_refused() -> None:
-    class MyRelu(LayerKind):
-        kind: ClassVar[str] = "relu"
-
-    before = REGISTRY["relu"]
-    with pytest.raises(KindClash, match="layer kind 'relu' is already registered by ReLU"):
-        register(MyRelu)
-    assert REGISTRY["relu"] is before
+class MyRelu(LayerKind):
+    kind: ClassVar[str] = "relu"
 
 
-def test_a_taken_augmentation_name_is_refused() -> None:
-    class MyCutout(AugmentKind):
-        kind: ClassVar[str] = "cutout"
+class MyCutout(AugmentKind):
+    kind: ClassVar[str] = "cutout"
 
-    before = AUGMENTS["cutout"]
-    with pytest.raises(KindClash, match="augmentation 'cutout' is already registered by Cutout"):
-        register_augment(MyCutout)
-    assert AUGMENTS["cutout"] is before
+
+@pytest.mark.parametrize(
+    ("decorator", "registry", "cls", "message"),
+    [
+        (register, REGISTRY, MyRelu, "layer kind 'relu' is already registered by ReLU"),
+        (register_augment, AUGMENTS, MyCutout, "augmentation 'cutout' is already registered by Cutout"),
+    ],
+    ids=["layer kind", "augmentation"],
+)
+def test_a_taken_name_is_refused(decorator: Any, registry: dict[str, type], cls: type[Kind], message: str) -> None:
+    before = registry[cls.kind]
+    with pytest.raises(KindClash, match=message):
+        decorator(cls)
+    assert registry[cls.kind] is before
 
 
 def test_single_items_pickle_into_a_fresh_process(tmp_path: Path) -> None:
