@@ -74,7 +74,7 @@ class ModelMetadata:
     def width(self) -> int:
         return self.input_shape[2]
 
-    def image_preprocessing(self, where: str = "the model's metadata") -> Preprocessing:
+    def image_preprocessing(self, where: str = "the model") -> Preprocessing:
         """How to turn an image into this model's input: the recorded steps, checked against the
         keys that repeat them (input_shape, mean, std, resize, pixel_scale); for a file exported
         before they were recorded, the steps its keys imply. ExportError when they disagree, or

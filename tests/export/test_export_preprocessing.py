@@ -3,6 +3,7 @@ bring an image to the model's input the same way, from real files, real trained 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,14 +72,18 @@ def test_predict_on_the_test_folder_counts_what_evaluate_counts(tmp_path: Path) 
     spec = tmp_path / "squares.yaml"
     spec.write_text(SQUARES.format(root=tmp_path / "images"), encoding="utf-8")
     run = train(spec, tmp_path / "run", progress=False)
-    report = evaluate_run(run)
     exported = export_run(run)
     classes = exported.metadata.class_names
     matrix = [[0, 0], [0, 0]]
     for label, name in enumerate(classes):
         for p in predict(exported.path, [tmp_path / "images" / "test" / name], top_k=1).predictions:
             matrix[label][p.best.index] += 1
-    assert report["images"] == 30 and report["accuracy"] >= 0.9  # the model tells the squares apart
+    # Training's own test pass (result.json) and `cnnspec evaluate` count what predict counts.
+    tested = json.loads((run / "result.json").read_text(encoding="utf-8"))["test_accuracy"]
+    assert tested >= 0.9  # the model tells the squares apart
+    assert (matrix[0][0] + matrix[1][1]) / 30 == tested  # was 0.5: predict called every square small
+    report = evaluate_run(run)  # used to end in a traceback: it fed the 20×20 images uncropped
+    assert report["images"] == 30 and report["accuracy"] == tested
     assert matrix == report["confusion_matrix"]
 
 
