@@ -182,7 +182,8 @@ def test_training_and_predict_decode_every_mode_to_the_same_input(tmp_path: Path
     for size in ((6, 6), (9, 7)):
         path = tmp_path / f"{size[0]}x{size[1]}.{MODES[mode]}"
         _mode_image(mode, size).save(path)
-        assert Image.open(path).mode == mode
+        with Image.open(path) as opened:
+            assert opened.mode == mode
         decoded, _ = _FolderImages([(str(path), 0)], channels=channels, size=(6, 6))[0]
         trained = evaluation.normalize(decoded[None])[0].numpy()
         assert np.array_equal(load_image(path, meta), trained), (mode, size)
@@ -191,7 +192,8 @@ def test_training_and_predict_decode_every_mode_to_the_same_input(tmp_path: Path
 def test_predict_scales_16_bit_pngs_by_65535(tmp_path: Path) -> None:
     levels = np.array([[0, 257, 4112, 32896, 65535, 65535]] * 4, dtype=np.uint16)  # 0, 1, 16, 128, 255 (×257)
     Image.fromarray(levels).save(tmp_path / "a16.png")
-    assert Image.open(tmp_path / "a16.png").mode == "I;16"
+    with Image.open(tmp_path / "a16.png") as opened:
+        assert opened.mode == "I;16"
     meta = ModelMetadata(input_shape=[1, 4, 6], class_names=["a"])  # no normalisation: predict feeds 0–1
     x = load_image(tmp_path / "a16.png", meta)
     assert np.array_equal(x[0] * 255, levels // 257)  # was 255 wherever a value was over 255
@@ -392,7 +394,8 @@ def test_a_channel_constant_over_the_data_is_only_centred_and_a_one_level_change
     assert info["std"][1] == 1.0 and info["mean"][1] == pytest.approx(90 / 255)
     exported = export_run(run)
     one = tmp_path / "images" / "test" / "cat" / "0.png"
-    nudged = np.asarray(Image.open(one)).copy()
+    with Image.open(one) as opened:
+        nudged = np.asarray(opened).copy()
     nudged[3, 3, 1] = 91  # an invisible change
     Image.fromarray(nudged).save(tmp_path / "nudged.png")
     before, after = (predict(exported.path, [p], top_k=2).predictions[0].top for p in (one, tmp_path / "nudged.png"))
