@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from cnnspec.preprocess import EvaluationFit
+
     ImageOp = Callable[[torch.Tensor], torch.Tensor]  # (N, C, H, W) images → images
 
 ImageSize = tuple[int, int]
@@ -61,9 +63,10 @@ class AugmentKind(Kind):
         """This operation and the next one as one, where that is cheaper (crop + flip: one gather); else None."""
         return None
 
-    def eval_op(self) -> ImageOp | None:
+    def evaluation_fit(self) -> EvaluationFit | None:
         """What evaluation does in this one's place, without randomness: a size-changing
-        augmentation's plain counterpart (centre crop, resize); None: nothing."""
+        augmentation's plain counterpart (centre crop, resize), carried out by
+        `cnnspec.preprocess` for evaluation and serving alike; None: nothing."""
         return None
 
     def mixer(self, num_classes: int) -> nn.Module:

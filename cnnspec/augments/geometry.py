@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
     from cnnspec.augments.base import ImageOp
+    from cnnspec.preprocess import EvaluationFit
 
 
 @register
@@ -55,10 +56,10 @@ class RandomCrop(AugmentKind):
         size = pair(self.size)  # the seed's crop + flip recipe: one gather does both
         return lambda x: random_crop(x, size, self.padding, self.padding_mode, flip_p=after.p)
 
-    def eval_op(self) -> ImageOp:
-        from cnnspec.train.augment import center_crop
+    def evaluation_fit(self) -> EvaluationFit:
+        from cnnspec.preprocess import EvaluationFit
 
-        return center_crop(pair(self.size))  # torchvision's CenterCrop at test time
+        return EvaluationFit("center_crop", pair(self.size), self.padding_mode)  # torchvision's CenterCrop
 
 
 class _Flip(AugmentKind):
@@ -111,7 +112,7 @@ class RandomResizedCrop(AugmentKind):
         size = pair(self.size)
         return lambda x: random_resized_crop(x, size, self.scale, self.ratio)
 
-    def eval_op(self) -> ImageOp:
-        from cnnspec.train.augment import resize
+    def evaluation_fit(self) -> EvaluationFit:
+        from cnnspec.preprocess import EvaluationFit
 
-        return resize(pair(self.size))  # torchvision's Resize at test time
+        return EvaluationFit("resize", pair(self.size))  # torchvision's Resize at test time

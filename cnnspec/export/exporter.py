@@ -15,7 +15,7 @@ from cnnspec.export.fp16 import fp16_weights
 from cnnspec.export.gate import Parity, run_gate
 from cnnspec.export.metadata import ModelMetadata, attach, color_of
 from cnnspec.export.onnx_export import to_onnx
-from cnnspec.layers.base import pair
+from cnnspec.preprocess import preprocessing_for
 from cnnspec.run import RunPaths, TrainedModel, load_trained
 from cnnspec.spec.dump import dump_spec
 
@@ -38,7 +38,8 @@ class ExportReport:
 def metadata_for(trained: TrainedModel, exporter: str) -> ModelMetadata:
     """The metadata an exported run carries: preprocessing, classes, provenance."""
     info, spec = trained.info, trained.spec
-    resize = list(pair(spec.data.resize)) if spec.data is not None and spec.data.resize is not None else None
+    preprocessing = preprocessing_for(spec, info.mean, info.std)
+    resize = list(preprocessing.image_size) if preprocessing.resize else None  # data.resize, for older readers
     settings = spec.export
     return ModelMetadata(
         input_shape=list(info.input_shape),
@@ -58,6 +59,7 @@ def metadata_for(trained: TrainedModel, exporter: str) -> ModelMetadata:
         dynamic_batch=settings.dynamic_batch,
         opset=settings.opset,
         spec=dump_spec(spec),
+        preprocessing=preprocessing,
     )
 
 

@@ -3,7 +3,8 @@
 1. `onnx.checker.check_model(full_check=True)` (structure, types, shape inference);
 2. the graph's input is `input` of shape (N, C, H, W) and its output `logits`;
 3. onnxruntime (CPU provider) and torch (CPU, eval mode) run the same batches of 1 and 7
-   images; the largest absolute difference of the logits must stay within the bound:
+   random 8-bit images, brought to the input by the preprocessing the file records (the steps
+   predict takes); the largest absolute difference of the logits must stay within the bound:
    1e-4 for fp32 weights, and for fp16 weights 1e-2 · max(1, max |torch logits|)
    (fp16 keeps 11 significant bits, so rounding the weights alone moves logits by a few
    parts in a thousand of their size).
@@ -50,14 +51,12 @@ class Parity:
 
 
 def sample_batch(meta: ModelMetadata, batch: int, seed: int = 0) -> np.ndarray:
-    """Random images on the 0–1 pixel scale, normalised as the model expects: (N, C, H, W) float32."""
+    """Random 8-bit images of the size training stored, brought to the model's input by the model's
+    own preprocessing (the steps predict takes): (N, C, H, W) float32."""
+    preprocessing = meta.image_preprocessing()
     rng = np.random.default_rng(seed)
-    x = rng.random((batch, *meta.input_shape), dtype=np.float32)
-    if meta.mean is not None and meta.std is not None:
-        mean = np.asarray(meta.mean, dtype=np.float32).reshape(-1, 1, 1)
-        std = np.asarray(meta.std, dtype=np.float32).reshape(-1, 1, 1)
-        x = (x - mean) / std
-    return np.ascontiguousarray(x, dtype=np.float32)
+    images = rng.integers(0, 256, (batch, preprocessing.channels, *preprocessing.image_size), dtype=np.uint8)
+    return preprocessing.prepare(images)
 
 
 def bound_for(fp16: bool, torch_logits: np.ndarray) -> float:

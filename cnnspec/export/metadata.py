@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cnnspec.errors import ExportError
+from cnnspec.preprocess import FITS, PADDING_MODES, PIXEL_SCALE, Preprocessing
 
 if TYPE_CHECKING:
     import onnx
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 LAYOUT = "NCHW"
-# Pixels are divided by this before mean/std are applied: the 0–1 scale of ToTensor().
-PIXEL_SCALE = 255.0
 
 # What a file's metadata may ask for (docs/reliability.md, "Models from elsewhere"): checked
 # before anything is allocated, since predict allocates images of input_shape (resizing to
@@ -58,6 +57,9 @@ class ModelMetadata:
     opset: int | None = None
     spec: str | None = None  # the resolved spec, as YAML
     parity: dict[str, Any] | None = None  # the gate's figures
+    # Every step from an image file to the input (cnnspec.preprocess); None in files exported before
+    # it was recorded, whose steps `image_preprocessing` derives from the keys above where it can.
+    preprocessing: Preprocessing | None = None
     extra: dict[str, str] = field(default_factory=dict)  # metadata_props cnnspec does not know
 
     @property
@@ -72,10 +74,60 @@ class ModelMetadata:
     def width(self) -> int:
         return self.input_shape[2]
 
+    def image_preprocessing(self, where: str = "the model") -> Preprocessing:
+        """How to turn an image into this model's input: the recorded steps, checked against the
+        keys that repeat them (input_shape, mean, std, resize, pixel_scale); for a file exported
+        before they were recorded, the steps its keys imply. ExportError when they disagree, or
+        when an older file cannot say (it resized to another size than the input: crop or squash?)."""
+        pre = self.preprocessing
+        if pre is None:
+            return self._legacy_preprocessing(where)
+        repeated = (
+            ("input_shape", [pre.channels, *pre.input_size], self.input_shape),
+            ("mean", list(pre.mean) if pre.mean is not None else None, self.mean),
+            ("std", list(pre.std) if pre.std is not None else None, self.std),
+            ("resize", list(pre.image_size) if pre.resize else None, self.resize),
+            ("pixel_scale", PIXEL_SCALE, self.pixel_scale),
+        )
+        for key, recorded, given in repeated:
+            if recorded != given:
+                raise ExportError(
+                    f"{where}: metadata 'preprocessing' says {key} {json.dumps(recorded)} but '{key}' is"
+                    f" {json.dumps(given)}",
+                    hint="the file's metadata was changed after `cnnspec export`: export the run again",
+                )
+        return pre
+
+    def _legacy_preprocessing(self, where: str) -> Preprocessing:
+        c, h, w = self.input_shape
+        if self.pixel_scale != PIXEL_SCALE:
+            raise ExportError(
+                f"{where}: metadata 'pixel_scale' {self.pixel_scale:g} without 'preprocessing'; cnnspec feeds"
+                f" 8-bit images divided by {PIXEL_SCALE:g}",
+                hint="export the run again with this cnnspec",
+            )
+        if self.resize is not None and self.resize != [h, w]:
+            raise ExportError(
+                f"{where} was exported by cnnspec {self.cnnspec_version or '(unknown version)'} without"
+                f" 'preprocessing': it says training resized images to {self.resize[1]}×{self.resize[0]} but not"
+                f" how they became the model's {w}×{h} input (a centre crop or a resize)",
+                hint="export the run again with this cnnspec (`cnnspec export RUN`): it records every step",
+            )
+        return Preprocessing(
+            channels=c,
+            image_size=(h, w),
+            resize=self.resize is not None,
+            fit="center_crop",
+            input_size=(h, w),
+            mean=tuple(self.mean) if self.mean is not None else None,
+            std=tuple(self.std) if self.std is not None else None,
+        )
+
     def props(self) -> dict[str, str]:
         """The metadata_props: every known field JSON-encoded, None fields left out."""
         data = asdict(self)
         data.pop("extra")
+        data["preprocessing"] = self.preprocessing.to_json() if self.preprocessing is not None else None
         out = {k: json.dumps(v) for k, v in data.items() if v is not None}
         out.update(self.extra)
         return out
@@ -116,6 +168,8 @@ def from_props(props: dict[str, str], where: str) -> ModelMetadata:
             hint="export it with `cnnspec export RUN`, or feed it with onnxruntime directly",
         )
     _check_values(values, where)
+    if values.get("preprocessing") is not None:
+        values["preprocessing"] = Preprocessing.from_json(values["preprocessing"])
     try:
         return ModelMetadata(**values, extra=extra)
     except TypeError as exc:
@@ -193,6 +247,46 @@ def _check_values(values: dict[str, Any], where: str) -> None:
         raise bad("parity", "null or an object")
     if values.get("exporter") is not None and not isinstance(values["exporter"], str):
         raise bad("exporter", "null or a string")
+    if values.get("preprocessing") is not None:
+        _check_preprocessing(values["preprocessing"], bad)
+
+
+# The keys of metadata 'preprocessing' (cnnspec.preprocess.Preprocessing.to_json). An unknown key
+# is refused: it would be a step this cnnspec does not know and would silently leave out.
+PREPROCESSING_KEYS = ("channels", "image_size", "resize", "fit", "input_size", "padding_mode", "scale", "mean", "std")
+
+
+def _check_preprocessing(pre: object, bad: Any) -> None:
+    """Types and bounds of metadata 'preprocessing' (its agreement with the other keys is checked
+    where it is used, `ModelMetadata.image_preprocessing`, after the graph is checked against them)."""
+
+    def side_pair(v: object) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(_is_int(x) and 0 < x <= MAX_SIDE for x in v)
+
+    def numbers(v: object, count: int) -> bool:
+        return isinstance(v, list) and len(v) == count and all(_is_number(x) for x in v)
+
+    expected = (
+        "an object with "
+        + ", ".join(PREPROCESSING_KEYS)
+        + f": channels 1 to {MAX_CHANNELS}, image_size and input_size [H, W] (1 to {MAX_SIDE} a side,"
+        f" at most {MAX_IMAGE_ELEMENTS:,} values an image), resize true or false, fit"
+        f" {' or '.join(FITS)}, padding_mode {' or '.join(PADDING_MODES)}, scale {PIXEL_SCALE:g},"
+        " mean and std null or one finite number per channel (std positive)"
+    )
+    if not isinstance(pre, dict) or sorted(pre) != sorted(PREPROCESSING_KEYS):
+        raise bad("preprocessing", expected)
+    c = pre["channels"]
+    ok = _is_int(c) and 0 < c <= MAX_CHANNELS
+    ok = ok and side_pair(pre["image_size"]) and side_pair(pre["input_size"])
+    ok = ok and all(c * v[0] * v[1] <= MAX_IMAGE_ELEMENTS for v in (pre["image_size"], pre["input_size"]))
+    ok = ok and isinstance(pre["resize"], bool) and pre["fit"] in FITS and pre["padding_mode"] in PADDING_MODES
+    ok = ok and _is_number(pre["scale"]) and pre["scale"] == PIXEL_SCALE
+    mean, std = pre["mean"], pre["std"]
+    ok = ok and (mean is None) == (std is None)
+    ok = ok and (mean is None or (numbers(mean, c) and numbers(std, c) and all(x > 0 for x in std)))
+    if not ok:
+        raise bad("preprocessing", expected)
 
 
 def read_props(model: onnx.ModelProto) -> dict[str, str]:

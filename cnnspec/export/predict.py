@@ -66,9 +66,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:  # (N, K) -> (N, K), rows sum to 
 
 def model_metadata(session: Session) -> ModelMetadata:
     """The cnnspec metadata of an open model, checked against its graph (ExportError when it has
-    none, when it is damaged or out of bounds, or when the graph is not an image classifier)."""
+    none, when it is damaged or out of bounds, when the graph is not an image classifier, or when
+    its preprocessing disagrees with its other keys or cannot be known)."""
     meta = from_props(read_props(session.model), str(session.path))
     check_classifier(session, meta)
+    meta.preprocessing = meta.image_preprocessing(str(session.path))  # older files: derived once, here
     return meta
 
 

@@ -60,9 +60,11 @@ def train(
 
 def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -> dict[str, Any]:
     """Evaluate a run's weights on its test (or val) split; writes evaluation.json and confusion_matrix.png."""
+    import torch
+
     from cnnspec.errors import DataError
+    from cnnspec.preprocess import preprocessing_for
     from cnnspec.run import load_trained
-    from cnnspec.train.augment import BatchAugment
     from cnnspec.train.datasets import load_data
     from cnnspec.train.evaluation import confusion_matrix, evaluate_model, per_class_accuracy, plot_confusion
     from cnnspec.train.precision import resolve
@@ -81,14 +83,13 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
         raise DataError("the dataset's classes differ from the ones this run was trained on")
     precision = resolve(spec.train)
     model = trained.model.to(precision.device)
-    prepare = BatchAugment(
-        [],
-        channels=spec.model.input.channels,
-        mean=info.mean,
-        std=info.std,
-        num_classes=len(info.class_names),
-        device=precision.device,
-    ).normalize
+    # The run's preprocessing (data.resize, the evaluation form of its crops, run.json's mean/std):
+    # the definition export records in the ONNX file and predict applies.
+    preprocessing = preprocessing_for(spec, info.mean, info.std)
+
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(preprocessing.prepare(images.cpu().numpy())).to(images.device)
+
     batch_size = (spec.data.eval_batch_size or 2 * spec.data.batch_size) if spec.data else 256
     result = evaluate_model(model, source, prepare, batch_size=batch_size, precision=precision)
     k = len(info.class_names)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from cnnspec.preprocess import EvaluationFit, evaluation_fit, prepare_batch
+
 if TYPE_CHECKING:
     from cnnspec.augments import AugmentKind
     from cnnspec.augments.pixels import ColorJitter
@@ -242,10 +244,10 @@ class BatchAugment:
         self.normalized = mean is not None
         # Evaluation sees what training's last size-changing op would give, without randomness:
         # the centre crop for random_crop, a plain resize for random_resized_crop (torchvision's
-        # CenterCrop / Resize at test time).
-        self.eval_geometry: Callable[[torch.Tensor], torch.Tensor] | None = None
-        for op in items:
-            self.eval_geometry = op.eval_op() or self.eval_geometry  # the last one that has one
+        # CenterCrop / Resize at test time), through the steps predict takes (cnnspec.preprocess).
+        self.evaluation = evaluation_fit(items)
+        self.mean = tuple(float(v) for v in mean) if mean is not None else None
+        self.std = tuple(float(v) for v in std) if std is not None else None
 
     def _to_float(self, images: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift, images.float(), self.scale) if self.normalized else images.float().div_(255.0)
@@ -253,10 +255,13 @@ class BatchAugment:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) → normalised float at the training crop size, no randomness (for evaluation).
 
-        The crop is centred (with padding only if the crop is larger than the image); a
-        random_resized_crop becomes a resize of the whole image."""
-        x = self.eval_geometry(images) if self.eval_geometry is not None else images
-        return self._to_float(x)
+        The crop is centred (padded as the training crop pads where it is larger than the image);
+        a random_resized_crop becomes a resize of the whole image. The work is
+        `cnnspec.preprocess.prepare_batch`, on the CPU: the function predict, bench and export's
+        gate use, so evaluation and serving cannot disagree."""
+        fit = self.evaluation or EvaluationFit("center_crop", (images.shape[-2], images.shape[-1]))
+        x = prepare_batch(images.cpu().numpy(), fit.fit, fit.size, self.mean, self.std, fit.padding_mode)
+        return torch.from_numpy(x).to(images.device)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment a training batch; labels come back as class indices, or as (N, K)
@@ -279,34 +284,6 @@ class BatchAugment:
         if self.mix is not None:
             x, labels = self.mix(x, labels)
         return x, labels
-
-
-def center_crop(size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Evaluation's counterpart of random_crop: the centre window, padded with black where the
-    crop is larger than the image."""
-
-    def crop(x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if (h, w) == size:
-            return x
-        top, left = max((h - size[0]) // 2, 0), max((w - size[1]) // 2, 0)
-        if h < size[0] or w < size[1]:  # a padded crop larger than the image: pad with black, as training does
-            x = F.pad(x, (0, max(size[1] - w, 0), 0, max(size[0] - h, 0)))
-        return x[:, :, top : top + size[0], left : left + size[1]]
-
-    return crop
-
-
-def resize(size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Evaluation's counterpart of random_resized_crop: the whole image, resized."""
-
-    def scale(x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) == size:
-            return x
-        # On the 0–255 scale, before normalisation (interpolation commutes with it).
-        return F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
-
-    return scale
 
 
 @contextlib.contextmanager

@@ -106,17 +106,20 @@ def _split(
     return images[train_idx], labels[train_idx], TensorSource(images[val_idx], labels[val_idx])
 
 
-def resize_uint8(images: torch.Tensor, size: tuple[int, int], chunk: int = 4096) -> torch.Tensor:
-    """Resize a uint8 (N, C, H, W) tensor once (bilinear, antialiased), in chunks to bound memory."""
-    import torch.nn.functional as F
+def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a uint8 (N, C, H, W) tensor once, image by image, with the resize predict uses
+    (`cnnspec.preprocess.resize_array`: Pillow's bilinear filter, antialiased when shrinking)."""
+    import numpy as np
+
+    from cnnspec.preprocess import resize_array
 
     if tuple(images.shape[-2:]) == size:
         return images
     out = torch.empty((images.shape[0], images.shape[1], *size), dtype=torch.uint8)
-    for begin in range(0, images.shape[0], chunk):
-        x = images[begin : begin + chunk].float()
-        y = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        out[begin : begin + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
+    source = images.numpy()
+    for i in range(source.shape[0]):
+        resized = resize_array(np.ascontiguousarray(source[i].transpose(1, 2, 0)), size)  # (H, W, C)
+        out[i] = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
     return out
 
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Protocol
 import torch
 
 from cnnspec.errors import DataError, Diagnostic
+from cnnspec.preprocess import decode
 from cnnspec.terminal import printable
 
 # At most this many problems of one kind are listed in one error (a folder can hold millions of files).
@@ -81,32 +82,6 @@ class TensorSource:
 
     def sample(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index].cpu(), int(self.labels[index])
-
-
-# Modes PIL opens with more than 8 bits per sample, and the value that is full scale (1.0) in each.
-# "I" is what PIL gives 16-bit files in some formats (TIFF, PGM): 65535 is white; "F" is taken to
-# be on the 0–1 scale already. Values outside [0, full scale] are clipped (they are not light levels).
-_FULL_SCALE = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
-
-
-def to_uint8(image: Any, channels: int) -> Any:
-    """A PIL image of any mode as a uint8 array (H, W, channels) on the 0–255 scale.
-
-    8-bit modes go through PIL's own conversion (alpha dropped, palettes looked up, CMYK and
-    YCbCr to RGB, as torchvision's folder loader does); 16-bit and 32-bit integer and float
-    modes are scaled by their full-scale value (`_FULL_SCALE`), not clipped to 255.
-    """
-    import numpy as np
-    from PIL import Image
-
-    full = _FULL_SCALE.get(image.mode)
-    if full is not None:
-        values = np.asarray(image, dtype=np.float64)
-        values = np.nan_to_num(values, nan=0.0, posinf=full, neginf=0.0)
-        grey = np.rint(np.clip(values / full, 0.0, 1.0) * 255.0).astype(np.uint8)
-        image = Image.fromarray(grey, mode="L")
-    array = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
-    return array[:, :, None] if array.ndim == 2 else array
 
 
 def open_regular(path: str) -> BinaryIO:
@@ -195,7 +170,8 @@ class _Unreadable:
 
 
 class _FolderImages(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
-    """Decode one image file to a fixed-size uint8 tensor; DataError when it cannot be read."""
+    """Decode one image file to a uint8 tensor of `size` (converted, then resized: steps 1–2 of
+    cnnspec.preprocess, which predict takes too); DataError when it cannot be read."""
 
     def __init__(self, items: Sequence[tuple[str, int]], channels: int, size: tuple[int, int]):
         self.items = list(items)
@@ -216,8 +192,8 @@ class _FolderImages(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(file) as opened:
                     opened.load()
-                    resized = opened.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
-                    array = to_uint8(resized, self.channels)
+                    # Converted, then resized: the steps predict takes (cnnspec.preprocess).
+                    array = decode(opened, self.channels, self.size)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, DataError) as exc:
             raise unreadable_image(path, exc) from None
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), label

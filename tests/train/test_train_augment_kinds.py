@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cnnspec.augments import AUGMENTS, AugmentKind
+from cnnspec.preprocess import prepare_batch
 
 # Settings for each kind; every registered kind needs an entry (checked below).
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -51,9 +52,10 @@ def test_the_size_rule_is_the_size_the_operations_give(kind: str) -> None:
         x = images if op.moves_pixels else images.float() / 255
         out = op.image_op(torch.full((3,), 0.5))(x)
     assert tuple(out.shape) == (8, 3, *op.output_size(SIZE))
-    evaluate = op.eval_op()
-    if evaluate is not None:
-        assert tuple(evaluate(images).shape) == (8, 3, *op.output_size(SIZE))
+    fit = op.evaluation_fit()
+    if fit is not None:
+        evaluated = prepare_batch(images.numpy(), fit.fit, fit.size, None, None, fit.padding_mode)
+        assert evaluated.shape == (8, 3, *op.output_size(SIZE))
 
 
 @pytest.mark.parametrize("kind", sorted(k for k in EXAMPLES if AUGMENTS[k].moves_pixels))
