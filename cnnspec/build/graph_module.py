@@ -12,7 +12,8 @@ from cnnspec.check.checker import check
 from cnnspec.check.expand import INPUT
 from cnnspec.check.graph import Graph, Node
 from cnnspec.check.weights import weights_file
-from cnnspec.errors import CnnspecError
+from cnnspec.errors import CnnspecError, Diagnostic, PluginError
+from cnnspec.layers.base import fmt_shape, is_builtin
 from cnnspec.spec.model import Spec
 
 
@@ -52,6 +53,58 @@ def _build_node(node: Node) -> nn.Module:
         raise type(exc)(located) from None
 
 
+def _plugin_faults(node: Node, module: object) -> list[Diagnostic]:
+    """Where a plugin kind's module disagrees with the figures its rules gave the checker.
+
+    A plugin's `params` and shape rule are its author's word; the summary, the checker's later layers
+    and the export's metadata all rest on them, so the built module is held to them: an nn.Module,
+    the parameter count, and the output shape of one forward pass (batch 2, eval mode, no gradients).
+    cnnspec's own kinds are not run here: tests prove their modules equal their rules.
+    """
+    from cnnspec.layers.plugins import origin
+
+    who = f"layer kind '{node.kind}' ({origin(type(node.layer))})"
+
+    def fault(what: str) -> Diagnostic:
+        notes = (f"in layer '{node.id}'",) if "." in node.id else ()
+        return Diagnostic(
+            f"{who} {what}",
+            node.location,
+            notes,
+            "this is a fault in the kind's rules or builder, not in the spec: report it to the kind's author",
+        )
+
+    if not isinstance(module, nn.Module):
+        return [fault(f"built {type(module).__name__!r}, not a torch.nn.Module")]
+    out: list[Diagnostic] = []
+    built = sum(p.numel() for p in module.parameters())
+    if built != node.params:
+        out.append(fault(f"built a module with {built:,} parameters, but its rules count {node.params:,}"))
+    shapes = " and ".join(fmt_shape(s) for s in node.input_shapes)
+    was_training = module.training
+    try:
+        module.eval()
+        with torch.no_grad():
+            y = module(*(torch.zeros((2, *s)) for s in node.input_shapes))
+    except Exception as exc:  # a plugin's forward may raise anything
+        first = (str(exc).strip().splitlines() or [""])[0]
+        batch = " and ".join(f"2×{fmt_shape(s)}" for s in node.input_shapes)
+        return [*out, fault(f"built a module that fails on an input of {batch} (zeros): {type(exc).__name__}: {first}")]
+    finally:
+        module.train(was_training)
+    if not isinstance(y, torch.Tensor):
+        return [*out, fault(f"built a module that returns {type(y).__name__!r}, not a tensor")]
+    got = tuple(y.shape[1:])
+    if got != tuple(node.output_shape):
+        out.append(
+            fault(
+                f"built a module whose output is {fmt_shape(got) or 'a scalar'} for an input of {shapes}, "
+                f"but its shape rule gives {fmt_shape(node.output_shape)}"
+            )
+        )
+    return out
+
+
 class SpecModule(nn.Module):
     """The network a spec describes: one submodule per layer, named by the layer's id.
 
@@ -66,11 +119,19 @@ class SpecModule(nn.Module):
         self.output_shape = tuple(graph.output_shape)
         self._order: list[tuple[str, tuple[str, ...]]] = []
         self._modules_by_id: dict[str, nn.Module] = {}
+        faults: list[Diagnostic] = []
         for node in graph.nodes:
             module = _build_node(node)
+            if not is_builtin(type(node.layer)):
+                found = _plugin_faults(node, module)
+                faults += found
+                if found:
+                    continue  # reported; the other plugin layers are still checked
             _attach(self, node, module)
             self._modules_by_id[node.id] = module
             self._order.append((node.id, node.inputs))
+        if faults:
+            raise PluginError(faults)
         self._output = graph.output
         # Free each intermediate once its last reader has run (keeps activation memory like nn.Sequential).
         last_use: dict[str, int] = {}

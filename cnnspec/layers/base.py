@@ -190,18 +190,67 @@ REGISTRY: dict[str, type[LayerKind]] = {}
 
 
 class KindClash(ValueError):
-    """A second class registered under a kind name that is taken."""
+    """A second class registered under a kind name that is taken, or one that differs from a taken
+    name only in case, '_' or '-' (`Conv2D` next to `conv2d`: a spec could not tell them apart, and
+    the suggestion for either would be the other)."""
 
     def __init__(self, name: str, existing: type[LayerKind], new: type[LayerKind]):
-        super().__init__(f"layer kind '{name}' is already registered by {existing.__qualname__}")
+        taken = existing.kind
+        super().__init__(
+            f"layer kind '{name}' is already registered by {existing.__qualname__}"
+            if taken == name
+            else f"layer kind '{name}' differs from '{taken}' of {existing.__qualname__} only in case, '_' or '-'"
+        )
         self.name, self.existing, self.new = name, existing, new
 
 
+class ReservedField(ValueError):
+    """A layer kind with a field whose name every layer kind has already (`id`, `inputs`) or that would
+    hide one of LayerKind's rules (`params`, `build`, …): the expander and the checker read those."""
+
+    def __init__(self, cls: type[LayerKind], field: str):
+        if field in LayerKind.model_fields:
+            what = f"a field every layer kind has already ({_FIELD_ROLES[field]}), which cnnspec reads itself"
+        else:
+            what = f"which would hide LayerKind.{field}, a rule cnnspec calls"
+        super().__init__(f"layer kind '{cls.kind}' ({cls.__qualname__}) has a field named '{field}', {what}")
+        self.cls, self.field = cls, field
+
+
+_FIELD_ROLES = {"id": "the layer's name", "inputs": "the ids of the layers it reads"}
+
+
+def is_builtin(cls: type) -> bool:
+    """Whether a kind is cnnspec's own (its module is in cnnspec), not a plugin's or a program's."""
+    return cls.__module__ == "cnnspec" or cls.__module__.startswith("cnnspec.")
+
+
+def check_kind_class(cls: type[LayerKind]) -> None:
+    """Refuse a layer kind from outside cnnspec (a plugin's) whose name or fields would break the expander:
+    a name taken up to case, '_' and '-' (KindClash), a field that redefines `id` or `inputs` or hides a
+    rule (ReservedField). cnnspec's own kinds are checked by a test instead, so importing them stays fast."""
+    from cnnspec.errors import fold_name
+
+    folded = fold_name(cls.kind)
+    for name, other in REGISTRY.items():
+        if other is not cls and fold_name(name) == folded:
+            raise KindClash(cls.kind, other, cls)
+    for klass in cls.__mro__:
+        if klass is LayerKind:
+            break
+        for field in vars(klass).get("__annotations__", {}):
+            if field in cls.model_fields and (field in LayerKind.model_fields or hasattr(LayerKind, field)):
+                raise ReservedField(cls, field)
+
+
 def register(cls: L) -> L:
-    """Class decorator: make a layer kind available under `cls.kind`; refuses a duplicate name."""
+    """Class decorator: make a layer kind available under `cls.kind`; refuses a duplicate name (and, for a
+    kind from outside cnnspec, the names `check_kind_class` refuses)."""
     name = cls.kind
     if name in REGISTRY and REGISTRY[name] is not cls:
         raise KindClash(name, REGISTRY[name], cls)
+    if not is_builtin(cls):
+        check_kind_class(cls)
     REGISTRY[name] = cls
     return cls
 
