@@ -7,11 +7,12 @@ adding one class.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
-from pydantic import Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
 
 from cnnspec.spec.base import StrictModel
 
@@ -36,6 +37,22 @@ _ID_SCHEMA = {
     ],
     "default": None,
 }
+
+
+# The largest float32; a layer's value beyond it cannot be held by a float32 module (torch says "value
+# cannot be converted to type float without overflow" only when the module is built, or trains on inf).
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _within_float32(value: float) -> float:
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ValueError("must be a finite number within float32's range, ±3.4028235e+38 (torch holds it as float32)")
+    return value
+
+
+Float32 = Annotated[float, AfterValidator(_within_float32)]
+"""A layer's float setting (an initial value, a bound, a sharpness): a number that float32 can hold, so a
+spec that validates also builds. Every float field of a layer kind is one (or a narrower range)."""
 
 
 def _id_text(value: Any) -> Any:
