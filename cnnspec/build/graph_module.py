@@ -44,6 +44,29 @@ def _attach(root: nn.Module, node: Node, module: nn.Module) -> None:
     parent.add_module(last, module)
 
 
+class OwnTensors(nn.Module):
+    """A layer with `id: self` as `SpecModule.layer` gives it: that layer's own tensors, without the list's.
+
+    The layer's module sits in the model at the name of the list it is in and holds the list's other
+    layers as its children (ConvNeXt's `features.1.0`, with `layer_scale` and `block`), so the module
+    at that name is more than the layer. This one shares the owner's own parameter and buffer tables
+    (the same dicts: what `.to()` or `load_state_dict` does to them shows here) but has no children,
+    and runs the owner: parameters(), state_dict() and hooks are the layer's, forward is unchanged.
+    """
+
+    owner: nn.Module
+
+    def __init__(self, owner: nn.Module):
+        super().__init__()
+        self.__dict__["owner"] = owner  # not a child: the owner is in the model under the list's name
+        self.__dict__["_parameters"] = owner._parameters
+        self.__dict__["_buffers"] = owner._buffers
+        self.__dict__["_non_persistent_buffers_set"] = owner._non_persistent_buffers_set
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.owner(*xs)
+
+
 def _build_node(node: Node) -> nn.Module:
     """The node's torch module; errors the layer's builder raises are pointed at the node's YAML."""
     try:
@@ -132,6 +155,10 @@ class SpecModule(nn.Module):
             self._order.append((node.id, node.inputs))
         if faults:
             raise PluginError(faults)
+        # A layer whose module also holds other layers (`id: self`): `layer(id)` and forward use its own part.
+        hosts = {node_id.rsplit(".", 1)[0] for node_id in self._modules_by_id if "." in node_id}
+        for node_id in hosts & set(self._modules_by_id):
+            self._modules_by_id[node_id] = OwnTensors(self._modules_by_id[node_id])
         self._output = graph.output
         # Free each intermediate once its last reader has run (keeps activation memory like nn.Sequential).
         last_use: dict[str, int] = {}
@@ -152,7 +179,9 @@ class SpecModule(nn.Module):
         return values[self._output]
 
     def layer(self, node_id: str) -> nn.Module:
-        """The module of the layer with this (full, dotted) id."""
+        """The module of the layer with this (full, dotted) id: that layer alone, its parameters the
+        checker's count. For a layer with `id: self` (a `scale` that is its list's own γ) it is an
+        `OwnTensors` view; `get_submodule(node_id)` gives the list's module with its other layers."""
         return self._modules_by_id[node_id]
 
     def layer_ids(self) -> list[str]:
