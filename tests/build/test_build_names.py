@@ -120,7 +120,7 @@ def test_layer_of_a_scale_with_id_self_is_the_scale_alone_not_its_lists_module(s
     assert sorted(model.state_dict()) == ["g.conv.bias", "g.conv.weight", "g.layer_scale"]  # names unchanged
     gamma = torch.rand(8, 1, 1)
     model.load_state_dict({**model.state_dict(), "g.layer_scale": gamma})
-    assert torch.equal(scale.layer_scale, gamma)  # the model's γ, not a copy
+    assert torch.equal(scale.state_dict()["layer_scale"], gamma)  # the model's γ, not a copy
     outputs: list[torch.Tensor] = []
     scale.register_forward_hook(lambda module, args, out: outputs.append(out))
     x = torch.randn(2, 8, 4, 4)
