@@ -188,7 +188,10 @@ def schema(
     """Print the JSON Schema of the spec language (for editors and CI)."""
     from cnnspec.spec.schema import json_schema_text
 
-    text = json_schema_text()
+    try:
+        text = json_schema_text()
+    except CnnspecError as exc:  # a broken plugin: its kinds would be missing from the schema
+        raise fail(exc) from None
     if out_file is None:
         sys.stdout.write(text)
     else:

@@ -106,6 +106,19 @@ class PluginError(CnnspecError):
     """An installed layer plugin could not be loaded (cnnspec.layers.plugins)."""
 
 
+# A name from the input is echoed in a message up to this many characters: a 1 MB kind name is an
+# attack or an accident, and a message that repeats it whole buries everything else.
+ECHO_LIMIT = 80
+
+
+def shown(name: object, limit: int = ECHO_LIMIT) -> str:
+    """A name from the input, quoted, as a message shows it: 'relu', or 'aaaa…' (1,000,000 characters)."""
+    text = str(name)
+    if len(text) <= limit:
+        return f"'{text}'"
+    return f"'{text[: limit - 1]}…' ({len(text):,} characters)"
+
+
 # Names people bring from Keras, torchvision or PyTorch's class names, and what cnnspec calls them.
 SYNONYMS: dict[str, str] = {
     # layer kinds
@@ -165,8 +178,13 @@ SYNONYMS: dict[str, str] = {
 }
 
 
-def _fold(name: str) -> str:
+def fold_name(name: str) -> str:
+    """A name without case, '_' and '-': two names that fold alike are the same name to a reader
+    (`suggest` proposes one for the other; layer kinds may not differ only so)."""
     return name.lower().replace("_", "").replace("-", "")
+
+
+_fold = fold_name
 
 
 def _distance(a: str, b: str, *, substitute: bool) -> int:
@@ -221,6 +239,9 @@ def suggest(name: str, candidates: Sequence[str]) -> str | None:
     relu, batchnrom2d → batchnorm2d, conv2 → conv2d, but never relu6 → relu or hardsigmoid → sigmoid).
     """
     options = list(candidates)
+    longest = max((len(c) for c in options), default=0)
+    if len(name) > 2 * longest + 2:
+        return None  # no slip of the keyboard makes a name that long (and the edit distance would be slow)
     folded = {_fold(c): c for c in options}
     if _fold(name) in folded:
         return f"did you mean '{folded[_fold(name)]}'?"

@@ -88,6 +88,7 @@ class AugmentItemBase(KindItem):
 
 AUGMENT_KINDS: KindRegistry[AugmentKind] = KindRegistry(
     AugmentItemBase,
+    AugmentKind,
     suffix="Augment",
     what="augmentation",
     error_type="augment_kind",

@@ -12,7 +12,9 @@ from cnnspec.check.checker import check
 from cnnspec.check.expand import INPUT
 from cnnspec.check.graph import Graph, Node
 from cnnspec.check.weights import weights_file
-from cnnspec.errors import CnnspecError
+from cnnspec.errors import CnnspecError, Diagnostic, PluginError
+from cnnspec.layers.base import fmt_shape
+from cnnspec.spec.dispatch import is_builtin
 from cnnspec.spec.model import Spec
 
 
@@ -43,6 +45,29 @@ def _attach(root: nn.Module, node: Node, module: nn.Module) -> None:
     parent.add_module(last, module)
 
 
+class OwnTensors(nn.Module):
+    """A layer with `id: self` as `SpecModule.layer` gives it: that layer's own tensors, without the list's.
+
+    The layer's module sits in the model at the name of the list it is in and holds the list's other
+    layers as its children (ConvNeXt's `features.1.0`, with `layer_scale` and `block`), so the module
+    at that name is more than the layer. This one shares the owner's own parameter and buffer tables
+    (the same dicts: what `.to()` or `load_state_dict` does to them shows here) but has no children,
+    and runs the owner: parameters(), state_dict() and hooks are the layer's, forward is unchanged.
+    """
+
+    owner: nn.Module
+
+    def __init__(self, owner: nn.Module):
+        super().__init__()
+        self.__dict__["owner"] = owner  # not a child: the owner is in the model under the list's name
+        self.__dict__["_parameters"] = owner._parameters
+        self.__dict__["_buffers"] = owner._buffers
+        self.__dict__["_non_persistent_buffers_set"] = owner._non_persistent_buffers_set
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.owner(*xs)
+
+
 def _build_node(node: Node) -> nn.Module:
     """The node's torch module; errors the layer's builder raises are pointed at the node's YAML."""
     try:
@@ -50,6 +75,58 @@ def _build_node(node: Node) -> nn.Module:
     except CnnspecError as exc:
         located = [d if d.location else dataclasses.replace(d, location=node.location) for d in exc.diagnostics]
         raise type(exc)(located) from None
+
+
+def _plugin_faults(node: Node, module: object) -> list[Diagnostic]:
+    """Where a plugin kind's module disagrees with the figures its rules gave the checker.
+
+    A plugin's `params` and shape rule are its author's word; the summary, the checker's later layers
+    and the export's metadata all rest on them, so the built module is held to them: an nn.Module,
+    the parameter count, and the output shape of one forward pass (batch 2, eval mode, no gradients).
+    cnnspec's own kinds are not run here: tests prove their modules equal their rules.
+    """
+    from cnnspec.layers.plugins import origin
+
+    who = f"layer kind '{node.kind}' ({origin(type(node.layer))})"
+
+    def fault(what: str) -> Diagnostic:
+        notes = (f"in layer '{node.id}'",) if "." in node.id else ()
+        return Diagnostic(
+            f"{who} {what}",
+            node.location,
+            notes,
+            "this is a fault in the kind's rules or builder, not in the spec: report it to the kind's author",
+        )
+
+    if not isinstance(module, nn.Module):
+        return [fault(f"built {type(module).__name__!r}, not a torch.nn.Module")]
+    out: list[Diagnostic] = []
+    built = sum(p.numel() for p in module.parameters())
+    if built != node.params:
+        out.append(fault(f"built a module with {built:,} parameters, but its rules count {node.params:,}"))
+    shapes = " and ".join(fmt_shape(s) for s in node.input_shapes)
+    was_training = module.training
+    try:
+        module.eval()
+        with torch.no_grad():
+            y = module(*(torch.zeros((2, *s)) for s in node.input_shapes))
+    except Exception as exc:  # a plugin's forward may raise anything
+        first = (str(exc).strip().splitlines() or [""])[0]
+        batch = " and ".join(f"2×{fmt_shape(s)}" for s in node.input_shapes)
+        return [*out, fault(f"built a module that fails on an input of {batch} (zeros): {type(exc).__name__}: {first}")]
+    finally:
+        module.train(was_training)
+    if not isinstance(y, torch.Tensor):
+        return [*out, fault(f"built a module that returns {type(y).__name__!r}, not a tensor")]
+    got = tuple(y.shape[1:])
+    if got != tuple(node.output_shape):
+        out.append(
+            fault(
+                f"built a module whose output is {fmt_shape(got) or 'a scalar'} for an input of {shapes}, "
+                f"but its shape rule gives {fmt_shape(node.output_shape)}"
+            )
+        )
+    return out
 
 
 class SpecModule(nn.Module):
@@ -66,11 +143,23 @@ class SpecModule(nn.Module):
         self.output_shape = tuple(graph.output_shape)
         self._order: list[tuple[str, tuple[str, ...]]] = []
         self._modules_by_id: dict[str, nn.Module] = {}
+        faults: list[Diagnostic] = []
         for node in graph.nodes:
             module = _build_node(node)
+            if not is_builtin(type(node.layer)):
+                found = _plugin_faults(node, module)
+                faults += found
+                if found:
+                    continue  # reported; the other plugin layers are still checked
             _attach(self, node, module)
             self._modules_by_id[node.id] = module
             self._order.append((node.id, node.inputs))
+        if faults:
+            raise PluginError(faults)
+        # A layer whose module also holds other layers (`id: self`): `layer(id)` and forward use its own part.
+        hosts = {node_id.rsplit(".", 1)[0] for node_id in self._modules_by_id if "." in node_id}
+        for node_id in hosts & set(self._modules_by_id):
+            self._modules_by_id[node_id] = OwnTensors(self._modules_by_id[node_id])
         self._output = graph.output
         # Free each intermediate once its last reader has run (keeps activation memory like nn.Sequential).
         last_use: dict[str, int] = {}
@@ -91,7 +180,9 @@ class SpecModule(nn.Module):
         return values[self._output]
 
     def layer(self, node_id: str) -> nn.Module:
-        """The module of the layer with this (full, dotted) id."""
+        """The module of the layer with this (full, dotted) id: that layer alone, its parameters the
+        checker's count. For a layer with `id: self` (a `scale` that is its list's own γ) it is an
+        `OwnTensors` view; `get_submodule(node_id)` gives the list's module with its other layers."""
         return self._modules_by_id[node_id]
 
     def layer_ids(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from graphlib import CycleError, TopologicalSorter
 
@@ -10,7 +11,7 @@ from cnnspec.check.expand import INPUT, Expander, RawNode
 from cnnspec.check.graph import Graph, Node
 from cnnspec.check.memory import check_memory
 from cnnspec.errors import Diagnostic, ShapeError
-from cnnspec.layers import Shape, ShapeProblem
+from cnnspec.layers import Shape, ShapeProblem, Window
 from cnnspec.layers.base import fmt_shape
 from cnnspec.spec.model import Spec
 
@@ -67,8 +68,10 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
             window = layer.window(ins, out)
         except ShapeProblem as problem:
             path = node.path + ((problem.field,) if problem.field else ())
-            notes = problem.notes + tuple(
-                f"{i} is {fmt_shape(shapes[i])}" for i in node.inputs if i != INPUT and len(node.inputs) > 1
+            notes = problem.notes + tuple(  # each input once, however often it is read
+                f"{i} is {fmt_shape(shapes[i])}"
+                for i in dict.fromkeys(node.inputs)
+                if i != INPUT and len(node.inputs) > 1
             )
             notes += tuple(f"in a block used at {t}" for t in reversed(node.trace))
             if "." in node.id:  # expanded from sugar: the location alone does not say which layer
@@ -83,18 +86,17 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
             )
             continue
         except Exception as exc:  # a kind's own rules failing (a plugin's, say): located, never a traceback
-            from cnnspec.layers.plugins import origin
-
             diagnostics.append(
-                Diagnostic(
-                    f"layer kind '{layer.kind}' ({origin(type(layer))}) failed to compute its shape or counts: "
-                    f"{type(exc).__name__}: {exc}",
-                    spec.source.locate(node.path, key=False),
-                    notes=(f"in layer '{node.id}'",) if "." in node.id else (),
-                    hint="this is a fault in the kind's rules, not in the spec: report it to the kind's author",
-                )
+                _rule_fault(spec, node, f"failed to compute its shape or counts: {type(exc).__name__}: {exc}")
             )
             continue
+        # A kind's rules are code (a plugin's, say): figures no tensor can have are its fault, said here
+        # rather than as a traceback (or a wrong summary) further on.
+        fault = _impossible(out, params, macs, window)
+        if fault is not None:
+            diagnostics.append(_rule_fault(spec, node, fault))
+            continue
+        out = tuple(out)
         seen = node.inputs[: layer.value_inputs]  # the inputs whose pixels reach the output
         rf_in = tuple(max(fields[i][0][a] for i in seen) for a in (0, 1))
         jump_in = tuple(min(fields[i][1][a] for i in seen) for a in (0, 1))
@@ -129,6 +131,45 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
         diagnostics += batch_statistics(graph, spec.data.batch_size, ("data", "batch_size"))
     diagnostics += check_memory(spec, graph)
     return graph, diagnostics
+
+
+_RULE_FAULT_HINT = "this is a fault in the kind's rules, not in the spec: report it to the kind's author"
+
+
+def _rule_fault(spec: Spec, node: RawNode, what: str) -> Diagnostic:
+    """A located error for a layer kind whose rules failed or gave impossible figures, naming where it comes from."""
+    from cnnspec.layers.plugins import origin
+
+    layer = node.layer
+    return Diagnostic(
+        f"layer kind '{layer.kind}' ({origin(type(layer))}) {what}",
+        spec.source.locate(node.path, key=False),
+        notes=(f"in layer '{node.id}'",) if "." in node.id else (),
+        hint=_RULE_FAULT_HINT,
+    )
+
+
+def _whole(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _impossible(out: object, params: object, macs: object, window: object) -> str | None:
+    """What is wrong with a kind's figures for one layer, or None: an output shape is C×H×W or F of whole
+    numbers ≥ 1, counts are whole numbers ≥ 0, a window has kernel sides ≥ 1 and strides > 0."""
+    if not (isinstance(out, tuple | list) and len(out) in (1, 3) and all(_whole(d, 1) for d in out)):
+        return f"gave the output shape {out!r}: a shape is C×H×W or F, of whole numbers ≥ 1"
+    for what, count in (("parameters", params), ("multiply-accumulates", macs)):
+        if not _whole(count, 0):
+            return f"counted {count!r} {what}: a count is a whole number ≥ 0"
+    if not isinstance(window, Window):
+        return f"gave the receptive-field step {window!r}, not a Window"
+    kernel_ok = all(_whole(k, 1) for k in window.kernel)
+    stride_ok = all(
+        isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and s > 0 for s in window.stride
+    )
+    if not (len(window.kernel) == 2 and len(window.stride) == 2 and kernel_ok and stride_ok):
+        return f"gave the receptive-field step {window!r}: kernel sides are whole numbers ≥ 1, strides above 0"
+    return None
 
 
 def _written_order(raw: Mapping[str, RawNode]) -> list[str] | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
+from cnnspec.errors import ECHO_LIMIT, Diagnostic, Location, shown, suggest, suggested_name
 from cnnspec.layers import LAYER_KINDS, LayerItemBase, LayerKind
 from cnnspec.layers.base import SELF_ID
 from cnnspec.spec.interp import IDENT, PART, REF, Evaluated, SubstitutionError, explain, has_expression, substitute
@@ -357,7 +357,7 @@ class Expander:
         full = scope.lookup(name)
         if full is None:
             self.error(
-                f"unknown layer id '{name}' in inputs",
+                f"unknown layer id {shown(name)} in inputs",
                 (*path, "inputs"),
                 hint=suggest(name, scope.visible()) or "ids are given with `id:`; `input` is the model input",
             )
@@ -424,7 +424,7 @@ class Expander:
         blocks = self.spec.model.blocks
         if use.name not in blocks:
             self.error(
-                f"unknown block '{use.name}'",
+                f"unknown block {shown(use.name)}",
                 (*path, "name"),
                 hint=suggest(use.name, list(blocks)) or "define it under model.blocks",
             )
@@ -443,7 +443,7 @@ class Expander:
                 misspelt.add(close)
                 listing = f"its parameters: {', '.join(block.params) or 'none'}"
                 self.error(
-                    f"block '{use.name}' has no parameter '{arg}'",
+                    f"block '{use.name}' has no parameter {shown(arg)}",
                     (*path, "args", arg),
                     hint=f"did you mean '{close}'?" if close else listing,
                 )
@@ -559,7 +559,9 @@ def _substitute(
 
     def unknown(n: str) -> tuple[str, str | None]:
         known = list(values) + [v for v in expander.spec.vars if v not in values]
-        return f"'${n}' is not a parameter of this block", suggest(n, known) or f"declare it under params: {n}: DEFAULT"
+        return f"{shown('$' + n)} is not a parameter of this block", suggest(n, known) or (
+            f"declare it under params: {n}: DEFAULT" if len(n) <= ECHO_LIMIT else "declare it under params"
+        )
 
     try:
         result, record = substitute(value, env, where, quoted=path in expander.source.quoted, unknown=unknown)

@@ -8,11 +8,12 @@ the sugar kinds (whose fields are lists of layers) import it like any other name
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
 
 from cnnspec.spec.dispatch import Kind, KindItem, KindRegistry, OneKeyItem
 
@@ -37,6 +38,22 @@ _ID_SCHEMA = {
     ],
     "default": None,
 }
+
+
+# The largest float32; a layer's value beyond it cannot be held by a float32 module (torch says "value
+# cannot be converted to type float without overflow" only when the module is built, or trains on inf).
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _within_float32(value: float) -> float:
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ValueError("must be a finite number within float32's range, ±3.4028235e+38 (torch holds it as float32)")
+    return value
+
+
+Float32 = Annotated[float, AfterValidator(_within_float32)]
+"""A layer's float setting (an initial value, a bound, a sharpness): a number that float32 can hold, so a
+spec that validates also builds. Every float field of a layer kind is one (or a narrower range)."""
 
 
 def _id_text(value: Any) -> Any:
@@ -73,6 +90,7 @@ class Window:
 class LayerKind(Kind):
     """Base of every layer kind. Subclasses set `kind` and implement the rules."""
 
+    FIELD_ROLES: ClassVar[dict[str, str]] = {"id": "the layer's name", "inputs": "the ids of the layers it reads"}
     many_inputs: ClassVar[bool] = False
     # Sugar kinds (residual, repeat, block) expand into other layers before checking.
     sugar: ClassVar[bool] = False
@@ -202,6 +220,7 @@ class LayerItemBase(KindItem):
 
 LAYER_KINDS: KindRegistry[LayerKind] = KindRegistry(
     LayerItemBase,
+    LayerKind,
     suffix="Layer",
     what="layer kind",
     error_type="layer_kind",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, fmt_shape, register
+from cnnspec.layers.base import Float32, LayerKind, Shape, ShapeProblem, fmt_shape, register
 from cnnspec.layers.conv import PositiveInt
 from cnnspec.spec.base import StrictModel
 
@@ -77,7 +77,7 @@ class ELU(_Elementwise):
     """Exponential linear unit (torch.nn.ELU)."""
 
     kind: ClassVar[str] = "elu"
-    alpha: float = Field(1.0, description="Value the function tends to for large negative inputs (−alpha).", gt=0)
+    alpha: Float32 = Field(1.0, description="Value the function tends to for large negative inputs (−alpha).", gt=0)
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
@@ -126,8 +126,8 @@ class Hardtanh(_Elementwise):
     """x clipped to [min_val, max_val] (torch.nn.Hardtanh)."""
 
     kind: ClassVar[str] = "hardtanh"
-    min_val: float = Field(-1.0, description="Lower end of the linear region.")
-    max_val: float = Field(1.0, description="Upper end of the linear region; above min_val.")
+    min_val: Float32 = Field(-1.0, description="Lower end of the linear region.")
+    max_val: Float32 = Field(1.0, description="Upper end of the linear region; above min_val.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Hardtanh:
@@ -182,8 +182,8 @@ class Softplus(_Elementwise):
     """log(1 + e^(beta·x))/beta, linear above `threshold` (torch.nn.Softplus)."""
 
     kind: ClassVar[str] = "softplus"
-    beta: float = Field(1.0, description="Sharpness: larger is closer to relu.", gt=0)
-    threshold: float = Field(20.0, description="Above beta·x > threshold the function is x (for stability).", gt=0)
+    beta: Float32 = Field(1.0, description="Sharpness: larger is closer to relu.", gt=0)
+    threshold: Float32 = Field(20.0, description="Above beta·x > threshold the function is x (for stability).", gt=0)
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
@@ -201,7 +201,7 @@ class PReLU(_Elementwise):
         description="1: one slope shared by every channel; 'channels': one per channel (inferred). "
         "Another number is checked against the input's channels.",
     )
-    init: float = Field(0.25, description="Initial slope.")
+    init: Float32 = Field(0.25, description="Initial slope.")
 
     def _slopes(self, shape: Shape) -> int:
         if self.num_parameters == "channels":
@@ -334,7 +334,7 @@ class Scale(_Elementwise):
 
     kind: ClassVar[str] = "scale"
     self_names: ClassVar[frozenset[str]] = frozenset({"layer_scale"})
-    init: float = Field(1e-6, description="Initial value of every γ (ConvNeXt: 1e-6).")
+    init: Float32 = Field(1e-6, description="Initial value of every γ (ConvNeXt: 1e-6).")
 
     @staticmethod
     def _shape(shape: Shape) -> Shape:

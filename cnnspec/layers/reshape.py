@@ -110,15 +110,14 @@ class _Elementwise(_Merge):
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
         full = max(inputs, key=math.prod)  # the first of the largest: what the others must broadcast to
         if not all(broadcasts(s, full) for s in inputs):
-            forms = (
-                f"{fmt_shape(full)}, {full[0]}×1×1, 1×{full[1]}×{full[2]} or 1×1×1"
-                if len(full) == 3
-                else f"{full[0]} or 1"
-            )
+            c = full[0]
+            allowed = [full, (c, 1, 1), (1, *full[1:]), (1, 1, 1)] if len(full) == 3 else [full, (1,)]
+            forms = [fmt_shape(s) for s in dict.fromkeys(allowed)]  # once each: for C = 1, C×1×1 is 1×1×1
+            said = forms[0] if len(forms) == 1 else f"{', '.join(forms[:-1])} or {forms[-1]}"
             raise ShapeProblem(
                 f"{self.kind} needs inputs of the same shape, or ones that broadcast to it, "
                 f"got {' and '.join(fmt_shape(s) for s in inputs)}",
-                hint=f"each input must be {forms}; {self.advice}",
+                hint=f"each input must be {said}; {self.advice}",
                 field="inputs",
             )
         return full
@@ -191,7 +190,12 @@ class Slice(LayerKind):
         by_range = self.start is not None or self.end is not None
         if (self.chunks is None) != (self.index is None):
             raise ValueError("chunks and index go together: chunks: N, index: I takes chunk I of N")
-        if by_range == (self.chunks is not None):
+        if not by_range and self.chunks is None:
+            raise ValueError(
+                "slice needs start and/or end (a channel range, e.g. {start: 0, end: 16}) "
+                "or chunks and index (one of n equal chunks, e.g. {chunks: 2, index: 0})"
+            )
+        if by_range and self.chunks is not None:
             raise ValueError("give start/end (a channel range) or chunks and index, not both")
         if self.chunks is not None and self.index is not None and self.index >= self.chunks:
             raise ValueError(f"index {self.index} is not one of the {self.chunks} chunks (0 to {self.chunks - 1})")

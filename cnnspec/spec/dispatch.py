@@ -31,6 +31,7 @@ class Kind(StrictModel):
     """Base of every class a `- NAME: {PARAMS}` item names (a layer kind, an augmentation)."""
 
     kind: ClassVar[str]  # the NAME
+    FIELD_ROLES: ClassVar[dict[str, str]] = {}  # what the fields every kind of a family has are for (in messages)
 
     @classmethod
     def may_be_bare(cls) -> bool:
@@ -47,11 +48,37 @@ C = TypeVar("C", bound=type[Kind])
 
 
 class KindClash(ValueError):
-    """A second class registered under a name that is taken."""
+    """A second class registered under a name that is taken, or (for a class from outside cnnspec) one
+    that differs from a taken name only in case, '_' or '-' (`Conv2D` next to `conv2d`: a spec could not
+    tell them apart, and the suggestion for either would be the other)."""
 
     def __init__(self, name: str, existing: type[Kind], new: type[Kind], what: str = "layer kind"):
-        super().__init__(f"{what} '{name}' is already registered by {existing.__qualname__}")
+        taken = existing.kind
+        super().__init__(
+            f"{what} '{name}' is already registered by {existing.__qualname__}"
+            if taken == name
+            else f"{what} '{name}' differs from '{taken}' of {existing.__qualname__} only in case, '_' or '-'"
+        )
         self.name, self.existing, self.new = name, existing, new
+
+
+class ReservedField(ValueError):
+    """A kind from outside cnnspec with a field whose name every kind of its family has already (`id`,
+    `inputs`) or that would hide one of the family's rules (`params`, `build`, …): cnnspec reads those."""
+
+    def __init__(self, cls: type[Kind], field: str, base: type[Kind], what: str):
+        if field in base.model_fields:
+            role = f" ({base.FIELD_ROLES[field]})" if field in base.FIELD_ROLES else ""
+            reason = f"a field every {what} has already{role}, which cnnspec reads itself"
+        else:
+            reason = f"which would hide {base.__name__}.{field}, a rule cnnspec calls"
+        super().__init__(f"{what} '{cls.kind}' ({cls.__qualname__}) has a field named '{field}', {reason}")
+        self.cls, self.field = cls, field
+
+
+def is_builtin(cls: type) -> bool:
+    """Whether a kind is cnnspec's own (its module is in cnnspec), not a plugin's or a program's."""
+    return cls.__module__ == "cnnspec" or cls.__module__.startswith("cnnspec.")
 
 
 class KindItem(StrictModel):
@@ -79,7 +106,8 @@ def _blank_item(item_base: type[KindItem], name: str) -> KindItem:
 class KindRegistry(Generic[K]):
     """One family of `- NAME: {PARAMS}` items: its classes by name and their wrapper models.
 
-    `item_base` is the family's wrapper base (a KindItem subclass with the family's accessors);
+    `kind_base` is the family's kind base class (LayerKind); `item_base` is the family's wrapper
+    base (a KindItem subclass with the family's accessors);
     a wrapper's name is the class's name and `suffix` (Conv2dLayer); `what` names a member in
     messages ("layer kind"); `error_type` is the pydantic error type
     reported for an unknown name or a malformed item (cnnspec.spec.errors_map turns it into a
@@ -89,6 +117,7 @@ class KindRegistry(Generic[K]):
     def __init__(
         self,
         item_base: type[KindItem],
+        kind_base: type[Kind],
         *,
         suffix: str,
         what: str,
@@ -98,6 +127,7 @@ class KindRegistry(Generic[K]):
     ):
         self.classes: dict[str, type[K]] = {}
         self.item_base = item_base
+        self.kind_base = kind_base
         item_base.kinds = self
         self.suffix = suffix
         self.what = what
@@ -108,13 +138,35 @@ class KindRegistry(Generic[K]):
         FAMILIES[error_type] = self
 
     def register(self, cls: C) -> C:
-        """Class decorator: make `cls` available under `cls.kind`; refuses a name that is taken."""
+        """Class decorator: make `cls` available under `cls.kind`; refuses a name that is taken (and, for
+        a kind from outside cnnspec, what `check_outsider` refuses)."""
         name = cls.kind
         existing = self.classes.get(name)
         if existing is not None and existing is not cls:
             raise KindClash(name, existing, cls, self.what)
+        if not is_builtin(cls):
+            self.check_outsider(cls)
         self.classes[name] = cls  # type: ignore[assignment]
         return cls
+
+    def check_outsider(self, cls: type[Kind]) -> None:
+        """Refuse a kind from outside cnnspec (a plugin's) whose name or fields would break the expander:
+        a name taken up to case, '_' and '-' (KindClash), a field that redefines one every kind of the
+        family has or hides a rule of the family's base class (ReservedField). cnnspec's own kinds are
+        checked by a test instead, so importing them stays fast."""
+        from cnnspec.errors import fold_name
+
+        folded = fold_name(cls.kind)
+        for name, other in self.classes.items():
+            if other is not cls and fold_name(name) == folded:
+                raise KindClash(cls.kind, other, cls, self.what)
+        base = self.kind_base
+        for klass in cls.__mro__:
+            if klass is base:
+                break
+            for field in vars(klass).get("__annotations__", {}):
+                if field in cls.model_fields and (field in base.model_fields or hasattr(base, field)):
+                    raise ReservedField(cls, field, base, self.what)
 
     def wrapper(self, name: str) -> type[KindItem]:
         """The one-field model `{NAME: Class}` for a registered name, made on first use."""

@@ -9,6 +9,7 @@ is a misspelling of is not reported twice.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Collection, Hashable, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cnnspec.errors import Diagnostic, Location, suggest, suggested_name
+from cnnspec.errors import Diagnostic, Location, shown, suggest, suggested_name
 from cnnspec.spec.dispatch import FAMILIES, OneKeyItem
 from cnnspec.spec.source import SourceMap
 
@@ -240,7 +241,28 @@ def _merge(found: list[_Found], source: SourceMap) -> Diagnostic:
     said = expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1]
     literal = next((f.err for f in found if f.err["type"] == "literal_error"), None)
     hint = _literal_hint(literal, value) if literal is not None and isinstance(value, str) else None
+    hint = hint or _number_hint(said, value)
     return Diagnostic(f"{where}: expected {said}{_got(value)}", location, hint=hint)
+
+
+# YAML 1.1's base-60 integers (`1:30` is 90): text in YAML 1.2, which cnnspec reads.
+_SEXAGESIMAL = re.compile(r"^[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+$")
+
+
+def _number_hint(expected: str, value: Any) -> str | None:
+    """For a number field given `1:30`: why it is text here although older YAML tools read it as a number."""
+    if "integer" not in expected and "number" not in expected:
+        return None
+    if not (isinstance(value, str) and _SEXAGESIMAL.match(value)):
+        return None
+    total = 0
+    for part in value.lstrip("+-").replace("_", "").split(":"):
+        total = total * 60 + int(part)
+    sign = "-" if value.startswith("-") else ""
+    return (
+        f"YAML 1.1 tools read '{value}' as the base-60 number {sign}{total}; cnnspec reads YAML 1.2, where it is "
+        f"text: write {sign}{total}"
+    )
 
 
 def _literal_hint(err: dict[str, Any], value: str) -> str | None:
@@ -261,7 +283,7 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
     if kind == "extra_forbidden":
         key = loc[-1]
         valid = fields_at(root, loc[:-1])
-        message = f"unknown key '{key}' in {dotted(full[:-1]) or 'the spec'}"
+        message = f"unknown key {shown(key)} in {dotted(full[:-1]) or 'the spec'}"
         hint = suggest(str(key), valid) or (f"valid keys: {', '.join(valid)}" if valid else None)
         if key == "activation" and "inputs" in valid:  # Keras' Conv2D(..., activation="relu")
             after = f"`- {value}`" if isinstance(value, str) else "an activation layer (`- relu`)"
@@ -271,7 +293,7 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
         names, what = FAMILIES[kind].classes, FAMILIES[kind].what
         name = ctx.get("name")
         if name is not None:
-            message = f"unknown {what} '{name}'"
+            message = f"unknown {what} {shown(name)}"
             hint = suggest(str(name), list(names)) or f"known: {', '.join(sorted(names))}"
             location = source.locate((*full, name), key=True) if isinstance(value, dict) else source.locate(full)
         elif isinstance(value, dict) and value:
@@ -294,10 +316,10 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
             )
         location = source.locate(full)
     elif kind == "missing":
-        shown = full
+        at = full
         if isinstance(f.node, str) and f.used < len(loc) - 1 and loc[f.used] == f.node:
-            shown = (*full, f.node)  # a bare `- NAME` item: say which NAME lacks the key
-        message = f"missing required key '{loc[-1]}' in {dotted(shown) or 'the spec'}"
+            at = (*full, f.node)  # a bare `- NAME` item: say which NAME lacks the key
+        message = f"missing required key '{loc[-1]}' in {dotted(at) or 'the spec'}"
         location = source.locate(full)
     elif kind in _TYPE_ERRORS:
         message = f"{where}: expected {_expected(err)}{_got(value)}"
@@ -305,6 +327,8 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
             hint = _literal_hint(err, value)
         elif full == ("model", "input") and isinstance(value, list):
             hint = "write the image shape as a mapping: {channels: C, height: H, width: W}"
+        else:
+            hint = _number_hint(_expected(err), value)
         location = source.locate(full)
     else:
         message = f"{where}: {_lower(err['msg'])}{_got(value)}"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cnnspec.errors import suggest
+from cnnspec.errors import shown, suggest
 
 Number = int | float
 MAX_LENGTH = 1_000  # characters in one expression
@@ -133,8 +133,11 @@ FUNCTIONS: dict[str, Function] = {
 
 # --- parsing ------------------------------------------------------------------------------
 
+# ASCII only: `\d` would take '٣' or '𝟴' as digits (Python's int() reads them), which no reader of the
+# spec would see as numbers.
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>//|[-+*/%(),]))"
+    r"\s*(?:(?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>//|[-+*/%(),]))",
+    re.ASCII,
 )
 GRAMMAR = "an expression has numbers, names, + - * / // %, parentheses and " + ", ".join(FUNCTIONS)
 _BINARY = {"+": 10, "-": 10, "*": 20, "/": 20, "//": 20, "%": 20}
@@ -160,6 +163,8 @@ def tokenize(text: str) -> list[Token]:
         if m is None or m.lastgroup is None:
             start = len(text) - len(text[pos:].lstrip())
             bad = text[start]
+            if bad.isdigit() or bad.isnumeric():
+                raise ExprError(f"'{bad}' is not an ASCII digit", start, hint="write numbers with the digits 0-9")
             raise ExprError(f"unexpected character '{bad}'", start, hint=GRAMMAR)
         kind = m.lastgroup
         if kind == "op" and text.startswith("**", m.start(kind)):
@@ -248,7 +253,7 @@ class _Parser:
     def call(self, name: Token, opened: Token) -> Node:
         if name.text not in FUNCTIONS:
             raise ExprError(
-                f"unknown function '{name.text}'",
+                f"unknown function {shown(name.text)}",
                 name.pos,
                 hint=suggest(name.text, list(FUNCTIONS)) or f"the functions are {', '.join(FUNCTIONS)}",
             )
@@ -313,7 +318,7 @@ def evaluate(node: Node, env: Mapping[str, Any]) -> Number:
                 raise ExprError(f"'{node.name}' is a function: call it", node.pos, hint=FUNCTIONS[node.name].signature)
             known = sorted(env)
             raise ExprError(
-                f"unknown variable '{node.name}'",
+                f"unknown variable {shown(node.name)}",
                 node.pos,
                 hint=suggest(node.name, known)
                 or (f"known names: {', '.join(known)}" if known else "declare it under `vars:` (or a block's params)"),

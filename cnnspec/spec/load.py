@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cnnspec.errors import Diagnostic, Location, PluginError, SpecError
+from cnnspec.errors import Diagnostic, Location, SpecError
 from cnnspec.spec.interp import explain
 from cnnspec.spec.model import Spec
 from cnnspec.spec.resolve import resolve
@@ -16,13 +16,9 @@ from cnnspec.spec.source import SourceMap, parse_yaml, read_spec_text
 
 def _refuse_broken_plugins() -> None:
     """A spec is never read with part of the installed layer kinds missing."""
-    from cnnspec.layers.plugins import problems
+    from cnnspec.layers.plugins import refuse_problems
 
-    found = problems()
-    if found:
-        raise PluginError(
-            [Diagnostic(str(p), hint=f"fix or uninstall {p.distribution.split()[0]} (pip uninstall)") for p in found]
-        )
+    refuse_problems()
 
 
 def load(path: str | Path) -> Spec:

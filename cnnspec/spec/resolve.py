@@ -13,7 +13,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnspec.errors import Diagnostic, Location
+from cnnspec.errors import Diagnostic, Location, shown
 from cnnspec.spec.expr import FUNCTIONS, is_number
 from cnnspec.spec.interp import Evaluated, SubstitutionError, has_expression, substitute
 from cnnspec.spec.source import SourceMap
@@ -60,7 +60,9 @@ def _vars(raw: Any, source: SourceMap, out: Resolution) -> Any:
         if not (isinstance(name, str) and VAR_NAME.match(name)):
             out.diagnostics.append(
                 Diagnostic(
-                    f"'{name}' cannot name a var", source.locate(path, key=True), hint="use letters, digits and '_'"
+                    f"{shown(name)} cannot name a var",
+                    source.locate(path, key=True),
+                    hint="use letters, digits and '_'",
                 )
             )
             out.failed.add(path)
@@ -81,7 +83,9 @@ def _vars(raw: Any, source: SourceMap, out: Resolution) -> Any:
                     out.vars,
                     source.locate(path),
                     quoted=path in source.quoted,
-                    unknown=lambda n, failed=failed: _unknown(n, out.vars, failed),  # type: ignore[misc]
+                    unknown=lambda n, failed=failed, name=name: _unknown(  # type: ignore[misc]
+                        n, out.vars, failed, defining=name
+                    ),
                 )
             except SubstitutionError as exc:
                 if exc.diagnostic.message != _SILENT:
@@ -145,11 +149,21 @@ def _walk(value: Any, path: Path, source: SourceMap, out: Resolution) -> Any:
 _SILENT = "\x00failed var"
 
 
-def _unknown(name: str, env: dict[str, Any], failed: list[str]) -> tuple[str, str | None]:
+def _unknown(
+    name: str, env: dict[str, Any], failed: list[str], *, defining: str | None = None
+) -> tuple[str, str | None]:
+    """The message and hint for `name`, which `env` lacks; `defining` is the var whose value is being
+    evaluated, None outside `vars`."""
     from cnnspec.errors import suggest
 
     if name in failed:
         return _SILENT, None  # said where the var is defined
+    if name == defining:
+        return (
+            f"the var '{name}' refers to itself: its value is what is being defined",
+            "give it a number, or an expression of the vars above it (with --set too: "
+            f"--set vars.{name}=0.5, not --set vars.{name}=${{{name}}})",
+        )
     known = sorted(env)
     hint = suggest(name, known) or (f"known vars: {', '.join(known)}" if known else "declare it under `vars:`")
-    return f"unknown variable '{name}'", hint
+    return f"unknown variable {shown(name)}", hint

@@ -88,5 +88,9 @@ def json_schema(*, expressions: bool = True) -> dict[str, Any]:
 
 
 def json_schema_text() -> str:
-    """The JSON Schema as the text checked in at schemas/cnnspec.schema.json."""
+    """The JSON Schema as the text checked in at schemas/cnnspec.schema.json; raises PluginError when an
+    installed plugin could not be loaded (a schema without its kinds would tell editors they are unknown)."""
+    from cnnspec.layers.plugins import refuse_problems
+
+    refuse_problems()
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -29,6 +29,10 @@ MAX_ALIAS_NODES = 10_000
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _HEX = re.compile(r"^0x[0-9a-fA-F_]+$")
 _OCT = re.compile(r"^0o[0-7_]+$")
+# Digits after a leading zero (`010`): YAML 1.1 tools (PyYAML, most YAML in the wild) read them as an
+# octal number (8), YAML 1.2 as 10. The same file would mean two things, so cnnspec says so instead of
+# choosing (it once read `010` as the float 10.0).
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]*[0-9][0-9_]*$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$")
 # Longer numbers are not hyper-parameters; Python refuses to convert over 4,300 digits anyway.
 MAX_DIGITS = 100
@@ -107,6 +111,8 @@ def _scalar(event: Any, source: SourceMap, path: PathKey) -> Any:
         if _INT.match(value):
             return int(digits)
         return int(digits[2:], 16 if _HEX.match(value) else 8)
+    if _LEADING_ZERO.match(value):
+        return _leading_zero(source, path, event, value)
     if low.lstrip("+-") in (".nan", ".inf", "nan", "inf", "infinity"):
         return _problem(source, path, event, f"'{value}' is not a finite number")
     if not _FLOAT.match(value) or len(value) > MAX_DIGITS:
@@ -115,6 +121,21 @@ def _scalar(event: Any, source: SourceMap, path: PathKey) -> Any:
     if not math.isfinite(number):  # 1e999
         return _problem(source, path, event, f"'{value}' is not a finite number")
     return number
+
+
+def _leading_zero(source: SourceMap, path: PathKey, event: Any, value: str) -> str:
+    digits = value.replace("_", "")
+    sign, body = ("-" if digits[0] == "-" else ""), digits.lstrip("+-")
+    decimal = f"{sign}{int(body)}"
+    # Not octal digits: a string to YAML 1.1.
+    yaml11 = f"octal ({sign}{int(body, 8)})" if set(body) <= set("01234567") else "text"
+    return _problem(
+        source,
+        path,
+        event,
+        f"'{value}' has a leading zero: YAML 1.1 tools read it as {yaml11}, YAML 1.2 (cnnspec) as decimal ({decimal})",
+        f"write {decimal} without the zero, or quote it ('{value}') if it is a name",
+    )
 
 
 def _problem(source: SourceMap, path: PathKey, event: Any, message: str, hint: str = "write a finite number") -> str:

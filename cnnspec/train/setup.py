@@ -98,6 +98,10 @@ def prepare(
     resume_dir = Path(resume) if resume is not None else None
     spec, text = resolve_spec(spec_or_path, resume_dir, overrides)
     graph = check(spec)
+    if resume_dir is None and spec.model.weights is not None:
+        from cnnspec.build import build
+
+        build(graph)  # model.weights read and fitted now: a refused file leaves no run directory behind
     if spec.data is None:
         raise DataError(
             Diagnostic(

@@ -47,6 +47,8 @@ def assert_complete(graph: Graph) -> None:
     state = model.state_dict()
     static = static_tensor_names(graph)
     assert sum(p.numel() for p in model.parameters()) == graph.total_params
+    for node in graph.nodes:  # each layer's module is that layer alone (`id: self` too)
+        assert sum(p.numel() for p in model.layer(node.id).parameters()) == node.params, node.id
     assert len(state) == len(static)
     assert set(static) <= set(state)
     model.double().eval()

@@ -498,3 +498,23 @@ def test_squeeze_excite_matches_torchvision(layer: str, torchvision_args: dict[s
     x = torch.randn(2, 8, 5, 4, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x))
+
+
+LARGEST_FLOAT32 = "3.4028234663852886e+38"
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        "scale: {init: L}",
+        "prelu: {init: -L}",
+        "hardtanh: {min_val: -L, max_val: L}",
+        "softplus: {beta: L, threshold: L}",
+        "elu: {alpha: L}",
+    ],
+)
+def test_a_float_setting_up_to_float32_s_largest_builds_and_one_beyond_is_refused_by_validate(layer: str) -> None:
+    model = _built(f"- {layer.replace('L', LARGEST_FLOAT32)}", (6, 5, 4))  # torch takes it: the bound is torch's
+    assert isinstance(model, torch.nn.Module)
+    with pytest.raises(cnnspec.SpecError, match="must be a finite number within float32's range"):
+        make_spec(f"- {layer.replace('L', '3.5e+38')}", (6, 5, 4))  # torch: "cannot be converted ... overflow"

@@ -105,6 +105,35 @@ def test_the_scale_takes_over_its_lists_module_whichever_is_built_first() -> Non
     assert_complete(graph)
 
 
+@pytest.mark.parametrize("scale_first", [True, False])
+def test_layer_of_a_scale_with_id_self_is_the_scale_alone_not_its_lists_module(scale_first: bool) -> None:
+    scale_line = "- scale: {id: self, init: 0.5}"
+    conv_line = "- conv2d: {id: conv, out_channels: 8, kernel_size: 1}"
+    inner = [scale_line, conv_line] if scale_first else [conv_line, scale_line]
+    graph = graph_of("- group:\n    id: g\n    layers:\n" + "".join(f"      {line}\n" for line in inner))
+    model = cnnspec.build(graph).eval()
+    scale = model.layer("g")
+    # by hand: γ is 8×1×1; the conv beside it in the list has 8·8 + 8
+    assert sum(p.numel() for p in scale.parameters()) == graph.node("g").params == 8
+    assert list(scale.state_dict()) == ["layer_scale"]
+    assert sum(p.numel() for p in model.get_submodule("g").parameters()) == 8 + 72  # the list's module
+    assert sorted(model.state_dict()) == ["g.conv.bias", "g.conv.weight", "g.layer_scale"]  # names unchanged
+    gamma = torch.rand(8, 1, 1)
+    model.load_state_dict({**model.state_dict(), "g.layer_scale": gamma})
+    assert torch.equal(scale.state_dict()["layer_scale"], gamma)  # the model's γ, not a copy
+    outputs: list[torch.Tensor] = []
+    scale.register_forward_hook(lambda module, args, out: outputs.append(out))
+    x = torch.randn(2, 8, 4, 4)
+    with torch.no_grad():
+        y = model(x)
+        conv = model.layer("g.conv")
+        expected = conv(x * gamma) if scale_first else conv(x) * gamma
+    torch.testing.assert_close(y, expected)
+    assert len(outputs) == 1  # a hook on the layer sees it run
+    model.load_state_dict({**model.state_dict(), "g.layer_scale": torch.ones(8, 1, 1)}, assign=True)
+    assert scale.layer_scale is model.get_submodule("g").layer_scale  # a replaced tensor shows too
+
+
 def test_linear_over_channels_is_nn_linear_at_every_position() -> None:
     graph = graph_of("- linear: {id: fc, over: channels, out_features: 5}", size=3)
     linear = nn.Linear(8, 5)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,9 +14,10 @@ import torch
 import torchvision
 
 import cnnspec
-from cnnspec.errors import CheckpointError
+from cnnspec.errors import CheckpointError, Diagnostic
 from cnnspec.spec.overrides import load_with_overrides
 from cnnspec.validate import validate_file
+from tests.cli_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 RESNET18 = ROOT / "specs" / "resnet18.yaml"
@@ -109,4 +114,170 @@ def test_a_file_that_is_not_a_state_dict_is_refused_at_the_weights_key(tmp_path:
     with pytest.raises(CheckpointError) as info:
         cnnspec.build(spec)
     (d,) = info.value.diagnostics
-    assert d.message.startswith(f"model.weights: {tmp_path / 'bad.pth'} cannot be loaded safely")
+    # Garbage has its own message (it once said "cannot be loaded safely", as for a refused pickle).
+    assert d.message == (
+        f"model.weights: {tmp_path / 'bad.pth'} is not a torch checkpoint: it starts with the bytes 6e 6f 74 20, "
+        "neither a zip archive (torch.save's format) nor a pickle (its old format)"
+    )
+
+
+# --- files that are not plain weights (found by the issue-12 attack) ----------------------------------
+
+SMALL = """\
+name: small
+model:
+  input: {channels: 1, height: 8, width: 8}
+  weights: WEIGHTS
+  layers:
+    - conv2d: {id: conv1, out_channels: 4, kernel_size: 3, padding: auto}
+    - batchnorm2d: {id: bn1}
+    - relu
+    - global_avgpool
+    - linear: {id: fc, out_features: 10}
+data: {dataset: {name: digits}, batch_size: 64}
+train: {epochs: 1}
+"""
+
+
+def _small(tmp_path: Path, weights: str) -> Path:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SMALL.replace("WEIGHTS", weights), "utf-8")
+    return spec
+
+
+def _refusal(spec: Path) -> Diagnostic:
+    with pytest.raises(CheckpointError) as info:
+        cnnspec.build(cnnspec.load(spec))
+    (d,) = info.value.diagnostics
+    assert d.location is not None and d.location.line == 4  # at `weights:`
+    return d
+
+
+class _Mkdir:
+    """Unpickling this makes a folder: what a hostile .pth would do, observable and harmless."""
+
+    def __init__(self, target: Path):
+        self.target = str(target)
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.mkdir, (self.target,))
+
+
+def _legacy(path: Path, obj: object) -> None:
+    torch.save(obj, path, _use_new_zipfile_serialization=False)  # torch's old format: a pickle stream
+
+
+@pytest.mark.parametrize(
+    ("writer", "old_format"),
+    [
+        (lambda path, obj: torch.save(obj, path), False),
+        (_legacy, True),
+        (lambda path, obj: path.write_bytes(pickle.dumps(obj, protocol=4)), True),  # a bare pickle
+    ],
+)
+def test_a_pth_that_would_run_code_is_refused_without_running_and_without_torchs_advice(
+    tmp_path: Path, writer: Callable[[Path, object], None], old_format: bool
+) -> None:
+    marker = tmp_path / "PWNED"
+    writer(tmp_path / "evil.pth", {"conv1.weight": _Mkdir(marker)})
+    d = _refusal(_small(tmp_path, "evil.pth"))
+    assert d.message.startswith(f"model.weights: {tmp_path / 'evil.pth'} is not a plain tensor file: it holds more")
+    assert ("torch's old (non-zip) format" in d.message) is old_format
+    assert d.message.endswith("; nothing in it was run")
+    assert "weights_only" not in d.format()  # never torch's "re-run with weights_only=False"
+    assert d.hint is not None
+    assert "torch.save(model.state_dict(), 'FILE.pth') (torch's zip format" in d.hint and ".safetensors" in d.hint
+    assert not marker.exists()
+
+
+def test_a_plain_state_dict_in_torchs_old_format_still_loads(tmp_path: Path) -> None:
+    spec = _small(tmp_path, "old.pth")
+    reference = cnnspec.build(cnnspec.load(spec), pretrained=False)
+    torch.nn.init.normal_(reference.state_dict()["fc.weight"])
+    _legacy(tmp_path / "old.pth", reference.state_dict())
+    model = cnnspec.build(cnnspec.load(spec))
+    assert torch.equal(model.state_dict()["fc.weight"], reference.state_dict()["fc.weight"])
+
+
+def test_an_empty_file_is_said_to_be_empty(tmp_path: Path) -> None:
+    (tmp_path / "empty.pth").write_bytes(b"")
+    d = _refusal(_small(tmp_path, "empty.pth"))
+    assert d.message == f"model.weights: {tmp_path / 'empty.pth'} is empty, not a torch checkpoint"
+
+
+@pytest.mark.parametrize("make", ["directory", "fifo", "dangling link"])
+def test_a_path_that_is_not_a_regular_file_is_said_for_what_it_is_and_never_opened(tmp_path: Path, make: str) -> None:
+    target = tmp_path / "w.pth"
+    if make == "directory":
+        target.mkdir()
+        what = "a directory"
+    elif make == "fifo":
+        os.mkfifo(target)
+        what = "a FIFO (named pipe)"
+    else:
+        target.symlink_to(tmp_path / "gone.pth")
+        what = f"a symbolic link to {tmp_path / 'gone.pth'}, which does not exist"
+    spec = _small(tmp_path, "w.pth")
+    message = f"model.weights: {target} is {what}, not a weights file"
+    assert [d.message for d in validate_file(spec)[1]] == [message]
+    # A reader that opened the FIFO would wait for a writer forever: this writer ends such a wait with an
+    # empty stream (so a regression fails below instead of hanging); it never finds a reader otherwise.
+    stop = threading.Event()
+    if make == "fifo":
+        threading.Thread(target=_unblock_readers, args=(target, stop), daemon=True).start()
+    try:
+        d = _refusal(spec)
+    finally:
+        stop.set()
+    assert d.message == message
+    assert d.hint is not None and ("only regular files are read" in d.hint or "point the link" in d.hint)
+
+
+def _unblock_readers(fifo: Path, stop: threading.Event) -> None:
+    while not stop.wait(0.05):
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while nobody reads
+        except OSError:
+            continue
+        os.close(fd)
+
+
+def test_non_finite_weights_are_refused_naming_their_keys(tmp_path: Path) -> None:
+    spec = _small(tmp_path, "nan.pth")
+    state = cnnspec.build(cnnspec.load(spec), pretrained=False).state_dict()
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    state["fc.bias"][3] = float("-inf")
+    torch.save(state, tmp_path / "nan.pth")
+    d = _refusal(spec)
+    assert d.message == (
+        f"model.weights: {tmp_path / 'nan.pth'} holds values that are not finite (NaN or ±inf) in 2 tensor(s): "
+        "conv1.weight, fc.bias"
+    )
+
+
+def test_a_checkpoint_that_wraps_the_state_dict_is_refused_with_the_line_that_saves_it(tmp_path: Path) -> None:
+    spec = _small(tmp_path, "ckpt.pth")
+    state = cnnspec.build(cnnspec.load(spec), pretrained=False).state_dict()
+    torch.save({"epoch": 3, "state_dict": state}, tmp_path / "ckpt.pth")
+    d = _refusal(spec)
+    assert d.message == (
+        f"model.weights: {tmp_path / 'ckpt.pth'} holds a checkpoint, not a state_dict: its entry 'state_dict' is "
+        f"a dict of {len(state)} tensors, beside 'epoch'"
+    )
+    assert d.hint == (
+        "save the state_dict alone: torch.save(torch.load('ckpt.pth', weights_only=True)['state_dict'], "
+        "'ckpt_state_dict.pth')"
+    )
+    # the hint's line makes a file that loads
+    torch.save(torch.load(tmp_path / "ckpt.pth", weights_only=True)["state_dict"], tmp_path / "ckpt_state_dict.pth")
+    _small(tmp_path, "ckpt_state_dict.pth")
+    cnnspec.build(cnnspec.load(tmp_path / "spec.yaml"))
+
+
+def test_train_refuses_bad_weights_before_it_writes_a_run_directory(tmp_path: Path) -> None:
+    (tmp_path / "bad.pth").write_bytes(b"not a pickle")
+    spec = _small(tmp_path, "bad.pth")
+    result = run_cli("train", str(spec), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1
+    assert "model.weights: " in result.stderr and "is not a torch checkpoint" in result.stderr
+    assert not (tmp_path / "run").exists()

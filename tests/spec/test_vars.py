@@ -97,6 +97,15 @@ def test_set_of_an_undeclared_var_is_refused_with_the_closest_name() -> None:
     assert d.hint == "did you mean 'width'?"
 
 
+def test_a_var_set_to_itself_is_said_to_refer_to_itself() -> None:
+    with pytest.raises(SpecError) as caught:
+        load_with_overrides(FAMILY, ["vars.width=${width}"])
+    (d,) = caught.value.diagnostics
+    assert str(d.location) == "--set vars.width=${width}"
+    assert d.message == "the var 'width' refers to itself: its value is what is being defined"  # not "unknown"
+    assert d.hint is not None and "--set vars.width=0.5, not --set vars.width=${width}" in d.hint
+
+
 def test_a_bad_var_value_from_set_is_located_at_the_set() -> None:
     with pytest.raises(SpecError) as caught:
         load_with_overrides(FAMILY, ["vars.width=wide"])
