@@ -194,6 +194,8 @@ def test_image_folder_channels_the_files_cannot_supply(tmp_path: Path) -> None:
         ("optimizé.lr=1", "unknown key 'optimizé'"),
         ("model.layers.0.conv2d.id=a.b", "an id may hold only"),
         ("name=\x1b[31m", "--set name="),
+        ("optimizer.lr.x=1", "optimizer.lr is a number (0.005), it has no key 'x'"),  # was located at the file
+        ("model.layers.².conv2d.out_channels=1", "'²' is not an index"),  # was int()'s ValueError, a traceback
     ],
 )
 def test_odd_set_paths_are_located_errors(tmp_path: Path, override: str, message: str) -> None:
