@@ -218,6 +218,8 @@ def _damaged_info(path: Path, exc: ValidationError) -> CheckpointError:
         elif field:
             shown = json.dumps(error["input"]) if _json_able(error["input"]) else repr(error["input"])
             message = f"{field}: {message[:1].lower()}{message[1:]}, got {shown[:80]}"
+        else:
+            message = f"{message[:1].lower()}{message[1:]}"  # the whole record (a list, a mean without std)
         diagnostics.append(Diagnostic(message, where))
     return CheckpointError(
         diagnostics,
