@@ -8,7 +8,6 @@ from collections.abc import Hashable
 from cnnspec.check.graph import Graph
 from cnnspec.errors import Diagnostic
 from cnnspec.layers.base import pair
-from cnnspec.layers.dense import _BatchNorm
 from cnnspec.spec.model import Spec
 
 # The channel counts an image folder's files can be converted to (PIL modes L and RGB).
@@ -103,25 +102,26 @@ def check_data(spec: Spec) -> list[Diagnostic]:
 
 
 def batch_statistics(graph: Graph, batch: int, where: tuple[Hashable, ...]) -> list[Diagnostic]:
-    """An error when a batch of `batch` gives a batch norm layer one value per channel.
+    """An error when a batch of `batch` gives a batch norm one value per channel.
 
     torch refuses to train batch norm on a single value per channel ("Expected more than 1 value
-    per channel when training"): a batch of one through batchnorm1d, or through batchnorm2d on
-    1×1 maps. `where` is the spec key that decides the batch (data.batch_size).
+    per channel when training"): a batch of one through batchnorm1d, through batchnorm2d on 1×1
+    maps, or through a layer that holds batch norm (a residual's `shortcut: auto` projection, a
+    torchvision backbone's deepest stage). Each layer kind says the smallest map its batch norm
+    sees (`LayerKind.batchnorm_map`). `where` is the spec key that decides the batch (data.batch_size).
     """
     for node in graph.nodes:
-        if not isinstance(node.layer, _BatchNorm):
+        smallest = node.layer.batchnorm_map(node.input_shapes, node.output_shape)
+        if smallest is None or batch * math.prod(smallest) != 1:
             continue
-        values = batch * math.prod(node.output_shape[1:])
-        if values == 1:
-            shape = "×".join(map(str, node.output_shape))
-            return [
-                Diagnostic(
-                    f"{node.kind} '{node.id}' would normalise a single value per channel: a training batch"
-                    f" of {batch} image{'s' if batch > 1 else ''} through its {shape} input",
-                    graph.spec.source.locate(where),
-                    notes=(f"'{node.id}' is at {node.location}",),
-                    hint="train with a batch of 2 or more images (data.batch_size), or use groupnorm/layernorm",
-                )
-            ]
+        through = f"{'×'.join(map(str, smallest))} maps" if smallest else "vector input"
+        return [
+            Diagnostic(
+                f"{node.kind} '{node.id}' would normalise a single value per channel: a training batch"
+                f" of {batch} image{'s' if batch > 1 else ''} through its {through}",
+                graph.spec.source.locate(where),
+                notes=(f"'{node.id}' is at {node.location}",),
+                hint="train with a batch of 2 or more images (data.batch_size), or use groupnorm/layernorm",
+            )
+        ]
     return []

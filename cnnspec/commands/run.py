@@ -123,13 +123,22 @@ def register(app: typer.Typer) -> None:
 
         from cnnspec.terminal import cell
 
-        table = Table(title=cell(f"{run}: {split.value} set, {which.value} weights"), title_justify="left")
+        used = report["weights"]
+        table = Table(title=cell(f"{run}: {split.value} set, {used} weights"), title_justify="left")
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         table.add_column("images", justify="right")
         for (name, acc), row in zip(report["per_class_accuracy"].items(), report["confusion_matrix"], strict=True):
             table.add_row(cell(name), "–" if acc is None else f"{acc:.4f}", str(sum(row)))
         stdout.print(table)
+        if used != which.value:
+            stdout.print(
+                cell(
+                    f"note: {run} has no {which.value}.safetensors (it stopped inside its first epoch): "
+                    f"evaluated its {used} weights"
+                ),
+                markup=False,
+            )
         stdout.print(
             f"accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}  ({report['images']} images)\n"
             f"wrote {run / 'evaluation.json'} and {run / 'confusion_matrix.png'}",

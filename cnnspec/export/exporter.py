@@ -113,7 +113,8 @@ def check_target(run: str | Path, target: str | Path) -> Path:
 
 
 def export_run(run: str | Path, out: str | Path | None = None, which: str = "best") -> ExportReport:
-    """Export a run's weights (`which`: best, falling back to last) to ONNX, gate it, and write it atomically.
+    """Export a run's weights (`which`: best, falling back to last, said in the notes) to ONNX, gate it, and
+    write it atomically. The run's spec.yaml must still be the network the weights were trained as.
 
     Nothing is written when the gate fails: the file is built and checked under a
     temporary name beside `out` and moved into place only afterwards.
@@ -150,6 +151,10 @@ def export_run(run: str | Path, out: str | Path | None = None, which: str = "bes
             f"cannot write {target}: {exc.strerror or exc}", hint="free disk space, or choose a folder with --out"
         ) from None
     notes = []
+    if trained.weights != which:
+        notes.append(
+            f"the run has no {which}.safetensors (it stopped inside its first epoch): exported its last weights"
+        )
     if exported.dynamo_error:
         notes.append(f"the dynamo exporter failed ({exported.dynamo_error}); used the TorchScript exporter")
     return ExportReport(target, meta, parity, size, exported.dynamo_error, notes)

@@ -22,6 +22,20 @@ class BackboneFacts:
     gmacs_224: float  # torchvision's GFLOPS figure (really multiply-accumulates) at 224×224
     classifier: str  # attribute path of the classifier that is replaced by Identity
     min_size: int = 1  # smallest input H and W: unpadded downsampling (convnext's stem, densenet's pools) needs this
+    # Batch norm down to the deepest maps, reached by 5 halvings: padded stride-2 convs and pools
+    # halve rounding up, densenet's last 3 (its transitions' 2×2 average pools) rounding down.
+    batch_norm: bool = True  # convnext normalises with LayerNorm
+    floor_halvings: int = 0
+
+    def deepest_map(self, size: int) -> int:
+        """The side of the smallest map the backbone's batch norms see, for an input side of `size`."""
+        for i in range(DOWNSAMPLINGS):
+            size = size // 2 if i >= DOWNSAMPLINGS - self.floor_halvings else (size - 1) // 2 + 1
+        return size
+
+
+# Every tabulated backbone downsamples by 32 (stride 2, five times) before its classifier.
+DOWNSAMPLINGS = 5
 
 
 # Checked against torchvision by tests/build/test_build_backbones.py.
@@ -35,10 +49,10 @@ BACKBONES: dict[str, BackboneFacts] = {
     "mobilenet_v3_large": BackboneFacts(960, 2_971_952, 0.217, "classifier"),
     "efficientnet_b0": BackboneFacts(1280, 4_007_548, 0.386, "classifier"),
     "efficientnet_b1": BackboneFacts(1280, 6_513_184, 0.687, "classifier"),
-    "convnext_tiny": BackboneFacts(768, 27_820_128, 4.456, "classifier.2", min_size=32),
+    "convnext_tiny": BackboneFacts(768, 27_820_128, 4.456, "classifier.2", min_size=32, batch_norm=False),
     "regnet_y_400mf": BackboneFacts(440, 3_903_144, 0.402, "fc"),
     "shufflenet_v2_x1_0": BackboneFacts(1024, 1_253_604, 0.145, "fc"),
-    "densenet121": BackboneFacts(1024, 6_953_856, 2.834, "classifier", min_size=29),
+    "densenet121": BackboneFacts(1024, 6_953_856, 2.834, "classifier", min_size=29, floor_halvings=3),
 }
 
 BackboneName = Literal[
@@ -98,6 +112,11 @@ class Torchvision(LayerKind):
 
     def trainable(self) -> bool:
         return not self.freeze
+
+    def batchnorm_map(self, inputs: Sequence[Shape], output: Shape) -> tuple[int, ...] | None:
+        facts = BACKBONES[self.model]
+        _, h, w = self.image(inputs)
+        return (facts.deepest_map(h), facts.deepest_map(w)) if facts.batch_norm else None
 
     def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape] | None:
         # Only the ResNets are tabulated; other backbones' tensors are known once built.

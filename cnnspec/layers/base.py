@@ -159,6 +159,15 @@ class LayerKind(Kind):
         """Whether this layer's parameters are trained (frozen backbones are not)."""
         return True
 
+    def batchnorm_map(self, inputs: Sequence[Shape], output: Shape) -> tuple[int, ...] | None:
+        """The smallest map a batch norm inside this layer normalises, per image and channel: (H, W) of
+        an image, () for a vector; None when the layer holds no batch norm.
+
+        Training batch norm needs more than one value per channel over the batch (torch refuses one),
+        so a batch of one image through a 1×1 map is refused before training (cnnspec.check.data).
+        """
+        return None
+
     def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape] | None:
         """The built module's state_dict entries (parameters and buffers) by local name and shape.
 

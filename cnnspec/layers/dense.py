@@ -107,6 +107,9 @@ class _BatchNorm(LayerKind):
     def params(self, inputs: Sequence[Shape]) -> int:
         return 2 * inputs[0][0] if self.affine else 0
 
+    def batchnorm_map(self, inputs: Sequence[Shape], output: Shape) -> tuple[int, ...]:
+        return tuple(output[1:])
+
     def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
         return batchnorm_tensors(inputs[0][0], affine=self.affine)
 

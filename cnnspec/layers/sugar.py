@@ -132,6 +132,10 @@ class Projection(LayerKind):
         s = self._stride(inputs[0], inputs[1]) or (1, 1)
         return Window((1, 1), (float(s[0]), float(s[1])))
 
+    def batchnorm_map(self, inputs: Sequence[Shape], output: Shape) -> tuple[int, ...] | None:
+        # The 1×1 conv + batchnorm normalises the body's output size; the identity holds no batch norm.
+        return None if self._stride(inputs[0], inputs[1]) is None else tuple(output[1:])
+
     def tensors(self, inputs: Sequence[Shape]) -> dict[str, Shape]:
         from cnnspec.layers.dense import batchnorm_tensors
 

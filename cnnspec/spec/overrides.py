@@ -65,42 +65,94 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
         parts, value = parse_override(text)
         node = data
         path: list[Hashable] = []
+        made: tuple[Hashable, ...] | None = None  # the first node this override created or replaced
         item = False  # node is a list item `{KIND: {...}}` (a layer or an augmentation)
         params: type[BaseModel] | None = None  # node is the parameter mapping of that KIND
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
             where = ".".join(parts[:depth]) or "the spec"
             if isinstance(node, list):
-                if not part.isdigit():
-                    raise _fail(
-                        text, f"{where} is a list: '{part}' is not an index", hint=f"use a number 0…{len(node) - 1}"
-                    )
+                if not (part.isascii() and part.isdigit()):
+                    raise _fail(text, f"{where} is a list: '{part}' is not an index", hint=_indices(where, len(node)))
                 index = int(part)
                 if index >= len(node):
-                    raise _fail(text, f"{where} has {len(node)} items: index {index} is out of range")
+                    items = f"{len(node)} item{'s' if len(node) != 1 else ''}"
+                    raise _fail(
+                        text, f"{where} has {items}: index {index} is out of range", hint=_indices(where, len(node))
+                    )
                 path.append(index)
                 if last:
                     node[index] = value
                 else:
-                    node[index] = _as_mapping(node[index], parts[depth + 1], item=True)
+                    node[index], fresh = _descend(text, node[index], parts[depth + 1], path, item=True)
+                    made = made or (tuple(path) if fresh else None)
                     node = node[index]
                 item = isinstance(node, dict) and len(node) == 1 and _kind_class(next(iter(node))) is not None
                 params = None
                 continue
-            if not isinstance(node, dict):
-                raise _fail(text, f"{where} is a single value, it has no key '{part}'")
+            if not isinstance(node, dict):  # a spec file that is a single value (_descend hands on containers)
+                raise _fail(text, f"{where} is {_describe(node)}, it has no key {part!r}")
             if part not in node:
                 _check_new_key(text, node, part, where, path, item, params)
             path.append(part)
             if last:
                 node[part] = value
             else:
-                node[part] = _as_mapping(node.get(part), parts[depth + 1])
+                node[part], fresh = _descend(text, node.get(part), parts[depth + 1], path)
+                made = made or (tuple(path) if fresh else None)
                 node = node[part]
             params = _kind_class(part) if item else None
             item = False
         located.overrides[tuple(path)] = text
+        if made is not None:  # what was not in the file is this --set's: errors about it point here
+            located.overrides.setdefault(made, text)
     return data, located
+
+
+def _indices(where: str, length: int) -> str:
+    if length == 0:
+        return f"{where} is empty: set the whole list, e.g. --set {where}=[...]"
+    return f"use a number 0…{length - 1}; to add items, set the whole list: --set {where}=[...]"
+
+
+def _descend(text: str, value: Any, next_key: str, path: Sequence[Hashable], *, item: bool = False) -> tuple[Any, bool]:
+    """The node to step into for `next_key`, and whether it is new: a mapping or list as it is, a bare
+    list item `- relu` as {relu: {}}, a missing (or null) value as a new mapping; a scalar only where
+    the schema takes a mapping instead (`data.normalize: none` → {mean, std}). A number, a string or a
+    boolean that cannot hold keys is a located error, and so is an index into a list that is not there."""
+    where = ".".join(str(p) for p in path)
+    if isinstance(value, (dict, list)):
+        return value, False
+    if item and isinstance(value, str):
+        return {value: {}}, False  # the same layer, written out: it stays located in the file
+    index = next_key.isascii() and next_key.isdigit()
+    if value is None:
+        if index:
+            raise _fail(
+                text,
+                f"{where} is not set, so it has no item {next_key}",
+                hint=f"set the whole list, e.g. --set {where}=[...]",
+            )
+        return {}, True
+    if not index and isinstance(value, str) and fields_at(Spec, path):
+        return {}, True
+    raise _fail(
+        text,
+        f"{where} is {_describe(value)}, it has no {f'item {next_key}' if index else f'key {next_key!r}'}",
+        hint=f"set the value itself: --set {where}=VALUE",
+    )
+
+
+def _describe(value: Any) -> str:
+    """A scalar as an error names it: `a number (0.005)`, `a string ('digits-cnn')`, `a boolean (true)`."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"a string ({shown!r})"
+    return f"a single value ({value!r})"
 
 
 def _kind_class(name: Any) -> type[BaseModel] | None:
@@ -146,17 +198,6 @@ def _check_new_key(
         raise _fail(
             text, f"unknown key '{part}' in {where}", hint=suggest(part, valid) or f"valid keys: {', '.join(valid)}"
         )
-
-
-def _as_mapping(value: Any, next_key: str, *, item: bool = False) -> Any:
-    """Make room to descend: a bare list item `- relu` becomes {relu: {}}, a missing or scalar value {}."""
-    if isinstance(value, (dict, list)):
-        return value
-    if item and isinstance(value, str):
-        return {value: {}}
-    if value is None or not next_key.isdigit():
-        return {}
-    return value
 
 
 def load_with_overrides(path: str | Path, overrides: Sequence[str] = ()) -> Spec:

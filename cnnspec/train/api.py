@@ -59,20 +59,30 @@ def train(
 
 
 def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -> dict[str, Any]:
-    """Evaluate a run's weights on its test (or val) split; writes evaluation.json and confusion_matrix.png."""
+    """Evaluate a run's weights on its test (or val) split; writes evaluation.json and confusion_matrix.png.
+
+    `which` "best" gives the last weights when the run has none marked best yet (it stopped inside its
+    first epoch); the report's "weights" says which were evaluated.
+    """
     import torch
 
     from cnnspec.errors import DataError
     from cnnspec.preprocess import preprocessing_for
-    from cnnspec.run import load_trained
+    from cnnspec.run import load_trained, open_run
     from cnnspec.train.datasets import load_data
     from cnnspec.train.evaluation import confusion_matrix, evaluate_model, per_class_accuracy, plot_confusion
+    from cnnspec.train.memory import ensure_evaluation_fits
     from cnnspec.train.precision import resolve
     from cnnspec.train.records import write_json
 
-    trained = load_trained(run, which)
-    spec, info, paths = trained.spec, trained.info, trained.paths
-    data = load_data(spec)
+    opened = open_run(run)  # run.json's rules, and spec.yaml still the network the weights were trained as
+    spec, info, paths = opened.spec, opened.info, opened.paths
+    precision = resolve(spec.train)
+    batch_size = (spec.data.eval_batch_size or 2 * spec.data.batch_size) if spec.data else 256
+    # What evaluating needs (the weights, one batch's forward pass, the dataset), not what training would.
+    ensure_evaluation_fits(spec, opened.graph, precision.device, batch_size)
+    trained = load_trained(opened, which)
+    data = load_data(spec, need_train=False)
     source = data.test if split == "test" else data.val
     if source is None:
         raise DataError(
@@ -81,7 +91,6 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
         )
     if data.class_names != info.class_names:
         raise DataError("the dataset's classes differ from the ones this run was trained on")
-    precision = resolve(spec.train)
     model = trained.model.to(precision.device)
     # The run's preprocessing (data.resize, the evaluation form of its crops, run.json's mean/std):
     # the definition export records in the ONNX file and predict applies.
@@ -90,14 +99,13 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
     def prepare(images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(preprocessing.prepare(images.cpu().numpy())).to(images.device)
 
-    batch_size = (spec.data.eval_batch_size or 2 * spec.data.batch_size) if spec.data else 256
     result = evaluate_model(model, source, prepare, batch_size=batch_size, precision=precision)
     k = len(info.class_names)
     matrix = confusion_matrix(result.labels, result.predictions, k)
     per_class = per_class_accuracy(matrix)
     report: dict[str, Any] = {
         "split": split,
-        "weights": which,
+        "weights": trained.weights,
         "images": len(result.labels),
         "accuracy": result.accuracy,
         "loss": result.loss,
@@ -106,6 +114,9 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
     }
     write_json(paths.root / "evaluation.json", report)
     plot_confusion(
-        matrix, info.class_names, paths.root / "confusion_matrix.png", f"{info.spec_name}: {split} ({which} weights)"
+        matrix,
+        info.class_names,
+        paths.root / "confusion_matrix.png",
+        f"{info.spec_name}: {split} ({trained.weights} weights)",
     )
     return report

@@ -251,14 +251,19 @@ class Checkpoints:
         state: TrainState,
         world_size: int,
         rng_ranks: list[Any] | None = None,
+        batch_size: int | None = None,
     ) -> None:
-        """The weights after `state.epoch` (or mid-epoch, at an interrupt), then the state that resumes them."""
+        """The weights after `state.epoch` (or mid-epoch, at an interrupt), then the state that resumes them.
+
+        `world_size` and `batch_size` (per process) say what one step of `state.tally.batches` was, so a
+        resume with other values continues after the same images."""
         save_weights(model, self.paths.weights("last"), {"epoch": str(state.epoch)})
         stored: dict[str, Any] = {
             "format": STATE_FORMAT,
             "architecture_hash": self.info.architecture_hash,
             "spec_hash": self.info.spec_hash,
             "world_size": world_size,
+            **({"batch_size": batch_size} if batch_size is not None else {}),
             **state.to_dict(),
             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(),

@@ -37,7 +37,7 @@ from cnnspec.train.optim import Schedule, make_optimizer, param_groups
 from cnnspec.train.precision import Precision, resolve
 from cnnspec.train.progress import Reporter, ReporterCallback
 from cnnspec.train.records import plot_curves, read_metrics, write_json, write_metrics
-from cnnspec.train.setup import Session
+from cnnspec.train.setup import Session, check_unfreeze, frozen_nodes
 from cnnspec.train.signals import StopFlag, TrainingInterrupted
 from cnnspec.train.sources import Batch, Source, TensorSource, epoch_order, worker_failure
 from cnnspec.train.state import BestEpoch, EpochTally, TrainState
@@ -120,9 +120,13 @@ class Trainer:
             self._resume()
 
     def _build_model(self) -> SpecModule:
-        torch.manual_seed(self.train_spec.seed)  # the same initial weights on every rank
-        # A resumed run continues from its own weights: model.weights was read when it started.
-        model = build(self.session.graph, pretrained=not self.session.resumed).to(self.device)
+        model: SpecModule | None = self.session.model  # built (seed set) while setup checked the run
+        self.session.model = None
+        if model is None:
+            torch.manual_seed(self.train_spec.seed)  # the same initial weights on every rank
+            # A resumed run continues from its own weights: model.weights was read when it started.
+            model = build(self.session.graph, pretrained=not self.session.resumed)
+        model = model.to(self.device)
         if self.train_spec.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.strategy.prepare_model(model, self.train_spec, self.reporter)
@@ -130,13 +134,8 @@ class Trainer:
 
     def _frozen_backbones(self) -> list[nn.Module]:
         """The layers that do not train (a torchvision backbone with freeze: true) until train.unfreeze."""
-        frozen = [self.model.layer(n.id) for n in self.session.graph.nodes if not n.layer.trainable()]
-        if self.train_spec.unfreeze is not None and not frozen:
-            raise TrainingError(
-                "train.unfreeze is set but no torchvision layer has freeze: true",
-                hint="freeze a backbone (`- torchvision: {model: resnet18, freeze: true}`) or remove train.unfreeze",
-            )
-        return frozen
+        check_unfreeze(self.session.spec, self.session.graph)  # setup checked it before writing; other ranks here
+        return [self.model.layer(n.id) for n in frozen_nodes(self.session.graph)]
 
     # --- the loop -------------------------------------------------------------------
 
@@ -363,7 +362,7 @@ class Trainer:
         if self.strategy.is_main:
             saved = replace(self.state, tally=tally)
             self.checkpoints.save_last(
-                self.model, self.optimizer, self.scaler, saved, self.strategy.world_size, rng_ranks
+                self.model, self.optimizer, self.scaler, saved, self.strategy.world_size, rng_ranks, self.batch_size
             )
 
     def _interrupt(self, epoch: int) -> None:
@@ -383,11 +382,17 @@ class Trainer:
         self.scaler.load_state_dict(stored["scaler"])
         self.strategy.restore_rng(stored, self.train_spec.seed)
         self.state = state = TrainState.from_dict(stored, self.device)
+        self._restate_progress(stored)
         state.tally = self.strategy.own_tally(state.tally)
-        saved_world = stored.get("world_size", 1)
-        if saved_world != self.strategy.world_size:
-            self._rescale_progress(saved_world)
         self.history = [m for m in read_metrics(self.paths) if m["epoch"] <= state.epoch]
+        if state.stopped_early and not self.best_rule.stops(state.bad_epochs) and state.epoch < self.train_spec.epochs:
+            # setup refused the resume if the rule would still stop the run; it no longer does
+            state.stopped_early = False
+            patience = "off" if self.best_rule.patience is None else f"patience {self.best_rule.patience}"
+            self.reporter.message(
+                f"{self.paths.root} stopped early after epoch {state.epoch}; early stopping now {patience}, "
+                f"{state.bad_epochs} epochs without an improvement so far: training on"
+            )
         at = (
             f"epoch {state.epoch + 1}, step {state.tally.batches + 1}"
             if state.tally.batches
@@ -396,21 +401,39 @@ class Trainer:
         if state.epoch < self.train_spec.epochs and not state.stopped_early:
             self.reporter.message(f"resuming {self.paths.root} at {at} (step {state.step} overall)")
 
-    def _rescale_progress(self, saved_world: int) -> None:
-        """A state saved by N processes, resumed by M: the same images seen, counted in M-process steps.
+    def _restate_progress(self, stored: dict[str, Any]) -> None:
+        """Count a resumed run's progress in this run's steps: the same images, whatever the batch size
+        or the number of processes was when the state was saved.
 
-        Steps of all ranks together read a prefix of the epoch's order (see shard_epoch), so
-        `batches` steps of N processes are `batches·N/M` steps of M; the step count (which the
-        learning-rate schedule reads) restarts from the completed epochs at M processes' steps per epoch.
+        Steps of all ranks together read a prefix of the epoch's order (see shard_epoch), so an
+        interrupted epoch continues after the images it had seen (`batches` steps of the saved
+        batch × processes), rounded down to a whole step of this run's; the step count (which the
+        learning-rate schedule reads) is the completed epochs at this run's steps per epoch plus those.
         """
-        state, world = self.state, self.strategy.world_size
-        batches = min(state.tally.batches * saved_world // world, self.steps_per_epoch)
+        state, world, batch = self.state, self.strategy.world_size, self.batch_size
+        saved_world = int(stored.get("world_size", 1))
+        saved_batch = int(stored.get("batch_size", batch))  # states written before cnnspec recorded it: this run's
+        seen = state.tally.batches * saved_batch * saved_world
+        batches = min(seen // (batch * world), self.steps_per_epoch)
         state.tally.batches = batches
         state.step = state.epoch * self.steps_per_epoch + batches
-        self.reporter.message(
-            f"the checkpoint was written by {saved_world} process(es), this run has {world}: "
-            f"{self.steps_per_epoch} steps per epoch from now on"
-        )
+        if saved_world != world:
+            self.reporter.message(
+                f"the checkpoint was written by {saved_world} process(es), this run has {world}: "
+                f"{self.steps_per_epoch} steps per epoch from now on"
+            )
+        if saved_batch != batch:
+            again = seen - batches * batch * world if batches < self.steps_per_epoch else 0
+            where = (
+                f"; epoch {state.epoch + 1} continues after {batches * batch * world} of its {seen} images seen"
+                + (f" ({again} of them are read again)" if again else "")
+                if seen
+                else ""
+            )
+            self.reporter.message(
+                f"the checkpoint was saved at data.batch_size {saved_batch}, this run uses {batch}: "
+                f"{self.steps_per_epoch} steps per epoch from now on{where}"
+            )
 
     # --- the end --------------------------------------------------------------------------
 

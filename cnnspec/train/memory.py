@@ -10,6 +10,7 @@ through may still run out of memory, one it refuses could not have run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,43 @@ def ensure_fits(spec: Spec, graph: Graph, device: torch.device) -> None:
     if device.type != "cpu" and est.data.bytes:
         data_part = needs[0][1][-1]
         needs.append((torch.device("cpu"), [data_part]))
+    _refuse_over(needs, est, "training")
+
+
+def evaluation_parts(spec: Spec, graph: Graph, batch_size: int, est: MemoryEstimate | None = None) -> list[_Part]:
+    """What evaluating needs beside the dataset: the weights and one batch's forward pass, without
+    gradients, optimizer state or the backward pass (outputs are freed layer by layer, so the pass
+    counts the input and the largest output only: it errs low, like the training estimate)."""
+    est = est or estimate(graph)
+    heavy, big = est.heaviest_weights, est.heaviest_output
+    largest = math.prod(big.output_shape) if big is not None else 0
+    per_image = (math.prod(graph.input_shape) + largest) * BYTES_FP32
+    return [
+        _Part(f"weights ({graph.total_params:,} params)", est.weights, heavy.location if heavy else None),
+        _Part(
+            f"activations: {format_bytes(per_image)} per image (forward only) × batch {batch_size}",
+            per_image * batch_size,
+            big.location if big else None,
+        ),
+    ]
+
+
+def ensure_evaluation_fits(spec: Spec, graph: Graph, device: torch.device, batch_size: int) -> None:
+    """DataError when evaluating (`cnnspec evaluate`) would not fit: the model and a batch of
+    `batch_size` on `device`, the dataset on the CPU (where evaluate keeps it)."""
+    est = estimate(graph)
+    model = evaluation_parts(spec, graph, batch_size, est)
+    data = [_Part(f"the dataset ({est.data.what})", est.data.bytes, spec.source.locate(est.data.path))]
+    if device.type == "cpu":
+        needs = [(device, model + (data if est.data.bytes else []))]
+    else:
+        needs = [(device, model), (torch.device("cpu"), data)] if est.data.bytes else [(device, model)]
+    _refuse_over(needs, est, "evaluating")
+
+
+def _refuse_over(needs: list[tuple[torch.device, list[_Part]]], est: MemoryEstimate, doing: str) -> None:
+    """DataError naming the estimate, the free memory and the part that dominates, for the first
+    device whose parts do not fit."""
     for where, parts in needs:
         free = available_memory(where)
         total = sum(p.bytes for p in parts)
@@ -111,13 +149,18 @@ def ensure_fits(spec: Spec, graph: Graph, device: torch.device) -> None:
         if big is not None and top.what.startswith("activations"):
             shape = "×".join(map(str, big.output_shape))
             notes += (f"the largest output is '{big.id}' ({big.kind}): {shape} per image",)
+        hint = (
+            "lower data.batch_size, the model's size, data.resize or the dataset's size;"
+            " or train on a machine with more memory"
+            if doing == "training"
+            else "lower data.eval_batch_size in the run's spec.yaml, or evaluate on a machine with more memory"
+        )
         raise DataError(
             Diagnostic(
-                f"training needs an estimated {format_bytes(total)} but the {where.type} has"
+                f"{doing} needs an estimated {format_bytes(total)} but the {where.type} has"
                 f" {format_bytes(free)} free; most of it is {top.what.split(':')[0]}",
                 top.location,
                 notes=notes,
-                hint="lower data.batch_size, the model's size, data.resize or the dataset's size;"
-                " or train on a machine with more memory",
+                hint=hint,
             )
         )

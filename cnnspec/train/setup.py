@@ -1,7 +1,8 @@
 """Everything before the first step: the resolved spec, the run directory, data, normalisation.
 
-A fresh run writes spec.yaml, run.json and samples/ here; a resumed run reads them back
-and refuses to continue when the architecture changed.
+Every check that can refuse a run comes first and writes nothing; then the run directory is
+locked and a fresh run writes spec.yaml, run.json and samples/ here, while a resumed run reads
+them back (refused when the architecture changed) and continues.
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ from typing import Any
 
 from cnnspec.atomic import atomic_write_text, remove_stale_temporaries
 from cnnspec.check.checker import check
-from cnnspec.check.graph import Graph
-from cnnspec.errors import CheckpointError, DataError, Diagnostic, ShapeError, SpecError
-from cnnspec.run import LOCK_NAME, RunInfo, RunLock, RunPaths, architecture_hash, is_run, read_info, spec_hash
+from cnnspec.check.graph import Graph, Node
+from cnnspec.errors import CheckpointError, DataError, Diagnostic, ShapeError, SpecError, TrainingError
+from cnnspec.run import (
+    LOCK_NAME,
+    RunInfo,
+    RunLock,
+    RunPaths,
+    architecture_hash,
+    ensure_architecture,
+    is_run,
+    read_info,
+    spec_hash,
+)
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.spec.overrides import load_with_overrides, override_spec
@@ -27,6 +38,7 @@ from cnnspec.train.datasets import DataBundle, load_data
 from cnnspec.train.progress import Reporter
 from cnnspec.train.records import write_json, write_samples, written_samples
 from cnnspec.train.sources import FolderSource, Source, TensorSource, channel_stats
+from cnnspec.train.state import BestEpoch
 
 SAMPLE_IMAGES = 8
 
@@ -58,6 +70,7 @@ class Session:
     resumed: bool
     lock: RunLock | None = None  # held by the process that writes the run (rank 0) until training ends
     resume_state: dict[str, Any] | None = None  # the verified training state a resumed run continues from
+    model: Any = None  # the model built while checking (CPU), for the loop to train; None: the loop builds it
 
     def release(self) -> None:
         if self.lock is not None:
@@ -94,7 +107,13 @@ def prepare(
     overrides: Sequence[str],
     reporter: Reporter,
 ) -> Session:
-    """Resolve the spec, load the data and set up (or reopen) the run directory, locked for this process."""
+    """Resolve the spec, check everything that can refuse the run, then set up (or reopen) the run
+    directory, locked for this process.
+
+    Nothing is written before the checks have passed (the spec, the data with its memory estimate
+    and every image header, the classes, normalisation, the model with its pretrained weights, and on
+    a resume the saved state): a refused `train` leaves --out absent, or as it was.
+    """
     resume_dir = Path(resume) if resume is not None else None
     spec, text = resolve_spec(spec_or_path, resume_dir, overrides)
     graph = check(spec)
@@ -112,47 +131,100 @@ def prepare(
         )
     root = resume_dir if resume_dir is not None else Path(out) if out is not None else default_out(spec)
     paths = RunPaths(root)
+    previous: RunInfo | None = None
     if resume_dir is None:
         _refuse_foreign_folder(paths)
     else:
-        read_info(root)  # a folder that is not a run is refused before a lock file is made in it
-    with writing(root):
-        lock = RunLock(root, "cnnspec train").acquire()
+        previous = read_info(root)  # a folder that is not a run is refused before anything else
+        ensure_architecture(previous, spec, root, resuming=True)
+    lock = RunLock(root, "cnnspec train")
     try:
-        return _prepare_locked(spec, text, graph, paths, resume_dir, reporter, lock)
+        if paths.lock.is_file():
+            # Taking an existing lock file creates nothing: a live holder is named before the checks' work.
+            with writing(root):
+                lock.acquire()
+        checked = _check_run(spec, graph, root, previous, reporter)
+        if not lock.held:
+            with writing(root):
+                lock.acquire()  # creates the folder and its lock file: the first write
+        return _prepare_locked(spec, text, graph, paths, previous, checked, reporter, lock)
     except BaseException:
         lock.release()
         raise
 
 
+@dataclass
+class _Checked:
+    """What the checks before any write produced: the data, normalisation and the built model."""
+
+    data: DataBundle
+    mean: list[float] | None
+    std: list[float] | None
+    model: Any  # SpecModule on the CPU (torch imported by build)
+
+
+def _check_run(spec: Spec, graph: Graph, root: Path, previous: RunInfo | None, reporter: Reporter) -> _Checked:
+    """Every check that can refuse the run and needs no lock: nothing is written here."""
+    import torch
+
+    from cnnspec.build import build
+
+    assert spec.data is not None
+    data = load_data(spec)  # the memory estimate, the batch statistics and every image header
+    _check_classes(spec, graph, data.class_names)
+    if previous is not None and previous.class_names != data.class_names:
+        raise CheckpointError(f"cannot resume {root}: the dataset's classes differ from the run's ({previous.dataset})")
+    check_unfreeze(spec, graph)
+    if previous is not None:
+        mean, std = previous.mean, previous.std  # resuming reads them back rather than recomputing
+    else:
+        mean, std = _normalization(spec, data.train, reporter)
+    # Built here (model.weights and torchvision weights read, a plugin's builder run) so that a file
+    # that cannot be loaded is refused before the run directory is written. The seed is set right
+    # before, as the training loop always did: the same initial weights and random stream.
+    torch.manual_seed(spec.train.seed)
+    model = build(graph, pretrained=previous is None)  # a resumed run continues from its own weights
+    return _Checked(data, mean, std, model)
+
+
+def frozen_nodes(graph: Graph) -> list[Node]:
+    """The layers that do not train until train.unfreeze (a torchvision backbone with freeze: true)."""
+    return [n for n in graph.nodes if not n.layer.trainable()]
+
+
+def check_unfreeze(spec: Spec, graph: Graph) -> None:
+    """train.unfreeze needs a frozen layer to unfreeze."""
+    if spec.train.unfreeze is not None and not frozen_nodes(graph):
+        raise TrainingError(
+            Diagnostic(
+                "train.unfreeze is set but no torchvision layer has freeze: true",
+                spec.source.locate(("train", "unfreeze")),
+                hint="freeze a backbone (`- torchvision: {model: resnet18, freeze: true}`) or remove train.unfreeze",
+            )
+        )
+
+
 def _prepare_locked(
-    spec: Spec, text: str, graph: Graph, paths: RunPaths, resume_dir: Path | None, reporter: Reporter, lock: RunLock
+    spec: Spec,
+    text: str,
+    graph: Graph,
+    paths: RunPaths,
+    previous: RunInfo | None,
+    checked: _Checked,
+    reporter: Reporter,
+    lock: RunLock,
 ) -> Session:
     from cnnspec import __version__
 
     assert spec.data is not None
     root = paths.root
-    previous = read_info(root) if resume_dir is not None else None
-    if previous is not None and previous.architecture_hash != architecture_hash(spec):
-        raise CheckpointError(
-            f"cannot resume {root}: the spec's architecture (model:) differs from the one this run trained",
-            hint="resume with the run's own spec.yaml, or train the changed model as a new run with --out NEW_DIR",
-        )
-    data = load_data(spec)
-    _check_classes(spec, graph, data.class_names)
+    data = checked.data
     resume_state: dict[str, Any] | None = None
     if previous is not None:
-        if previous.class_names != data.class_names:
-            raise CheckpointError(
-                f"cannot resume {root}: the dataset's classes differ from the run's ({previous.dataset})"
-            )
-        # Read and verified before spec.yaml or run.json is rewritten: a refused resume changes nothing.
+        # Read and verified under the lock, before spec.yaml or run.json is rewritten: a refused
+        # resume changes nothing.
         resume_state = Checkpoints(paths, previous).read()
-        mean, std = previous.mean, previous.std
-    else:
-        with writing(root):
-            _clear_previous_run(paths, reporter)
-        mean, std = _normalization(spec, data.train, reporter)
+        _check_resumable(spec, root, resume_state)
     info = RunInfo(
         spec_name=spec.name,
         spec_hash=spec_hash(spec),
@@ -160,10 +232,15 @@ def _prepare_locked(
         cnnspec_version=__version__,
         input_shape=list(spec.model.input.shape),
         class_names=data.class_names,
-        mean=mean,
-        std=std,
+        mean=checked.mean,
+        std=checked.std,
         dataset=spec.data.dataset.name,
     )
+    if previous is None:
+        with writing(root):
+            _clear_previous_run(paths, reporter)
+    elif resume_state is not None and _will_train(spec, resume_state):
+        _remove_stale_export(paths, reporter)
     if previous is None or previous.spec_hash != info.spec_hash:
         if previous is not None:
             reporter.message(f"resuming {root} with a changed spec (same architecture); spec.yaml updated")
@@ -177,7 +254,63 @@ def _prepare_locked(
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(paths.checkpoints)
         remove_stale_temporaries(paths.root)
-    return Session(spec, graph, paths, data, info, resumed=previous is not None, lock=lock, resume_state=resume_state)
+    return Session(
+        spec,
+        graph,
+        paths,
+        data,
+        info,
+        resumed=previous is not None,
+        lock=lock,
+        resume_state=resume_state,
+        model=checked.model,
+    )
+
+
+def _will_train(spec: Spec, state: dict[str, Any]) -> bool:
+    """Whether resuming from `state` takes a step (a finished run only re-tests its best weights)."""
+    return int(state["epoch"]) < spec.train.epochs and not (
+        state["stopped_early"] and BestEpoch.from_spec(spec.train.early_stopping).stops(int(state["bad_epochs"]))
+    )
+
+
+def _check_resumable(spec: Spec, root: Path, state: dict[str, Any]) -> None:
+    """Refuse to resume an early-stopped run for more epochs when its early stopping would stop it again.
+
+    The count of epochs without an improvement carries on (as in one run trained with the resumed
+    spec): raising the patience above it, or turning early stopping off, continues the run.
+    """
+    epoch, bad = int(state["epoch"]), int(state["bad_epochs"])
+    rule = BestEpoch.from_spec(spec.train.early_stopping)
+    if not state["stopped_early"] or epoch >= spec.train.epochs or not rule.stops(bad):
+        return
+    best = f" (best epoch {state['best_epoch']})" if state.get("best_epoch") else ""
+    raise CheckpointError(
+        Diagnostic(
+            f"cannot resume {root} for more epochs: it stopped early after epoch {epoch} of {spec.train.epochs}, "
+            f"{rule.metric} had not improved for {bad} epochs{best}, and with patience {rule.patience} "
+            "it would stop again before a step",
+            spec.source.locate(("train", "early_stopping")),
+            hint=f"to train on, raise the patience above {bad} "
+            f"(--set train.early_stopping.patience={bad + (rule.patience or 0)}) or turn early stopping off "
+            f"(--set train.early_stopping=null); the count of epochs without an improvement carries on from {bad}",
+        )
+    )
+
+
+def _remove_stale_export(paths: RunPaths, reporter: Reporter) -> None:
+    """A resume that trains changes the weights: RUN/model.onnx (cnnspec export's file, like the other
+    names a fresh run replaces) would answer with the old ones, so it goes, and a line says so."""
+    stale = [p for p in (paths.onnx, paths.root / "model.onnx.data") if p.is_file() or p.is_symlink()]
+    if not stale:
+        return
+    with writing(paths.onnx):
+        for path in stale:
+            path.unlink()
+    reporter.message(
+        f"removed {paths.onnx}: it was exported from the weights before this resume; "
+        "run `cnnspec export` again when training ends"
+    )
 
 
 def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:

@@ -127,6 +127,10 @@ class BestEpoch:
             return cls()
         return cls(early_stopping.metric, early_stopping.min_delta, early_stopping.patience)
 
+    def stops(self, bad_epochs: int) -> bool:
+        """Whether `bad_epochs` epochs in a row without an improvement end the run under this rule."""
+        return self.patience is not None and bad_epochs >= self.patience
+
     def is_better(self, value: float, loss: float, state: TrainState) -> bool:
         """Whether an epoch with metric `value` and val_loss `loss` beats the best one in `state`."""
         if state.best is None:
@@ -154,6 +158,6 @@ class BestEpoch:
             )
             return True
         state.bad_epochs += 1
-        if self.patience is not None and state.bad_epochs >= self.patience:
+        if self.stops(state.bad_epochs):
             state.stopped_early = True
         return False

@@ -8,6 +8,7 @@ console script, never a traceback, with nothing written.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -17,10 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import cnnspec
 from cnnspec.build import build
 from cnnspec.check.checker import check
 from cnnspec.check.memory import estimate, parse_size
+from cnnspec.layers.backbone import BACKBONES
 from cnnspec.spec.load import load
+from cnnspec.train.callbacks import Callback, Step
 from tests.train._train_helpers import THREADS_ENV
 
 CNNSPEC = [sys.executable, "-m", "cnnspec"]
@@ -190,6 +194,8 @@ def test_image_folder_channels_the_files_cannot_supply(tmp_path: Path) -> None:
         ("optimizé.lr=1", "unknown key 'optimizé'"),
         ("model.layers.0.conv2d.id=a.b", "an id may hold only"),
         ("name=\x1b[31m", "--set name="),
+        ("optimizer.lr.x=1", "optimizer.lr is a number (0.005), it has no key 'x'"),  # was located at the file
+        ("model.layers.².conv2d.out_channels=1", "'²' is not an index"),  # was int()'s ValueError, a traceback
     ],
 )
 def test_odd_set_paths_are_located_errors(tmp_path: Path, override: str, message: str) -> None:
@@ -205,3 +211,88 @@ def test_odd_set_paths_are_located_errors(tmp_path: Path, override: str, message
     assert stderr.startswith("--set ") and "error:" in stderr and message in stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "run" / "spec.yaml").exists()
+
+
+# A residual whose body halves 2×2 to 1×1 with more channels: `shortcut: auto` is a 1×1 conv + batch
+# norm on 1×1 maps. The body itself holds no batch norm, so only the shortcut's can refuse.
+SHORTCUT = (
+    "    - residual:\n        id: res\n        body:\n"
+    "          - conv2d: {out_channels: 4, kernel_size: 3, stride: 2, padding: 1}\n"
+    "        shortcut: auto\n    - flatten\n    - linear: {out_features: 2}\n",
+    "1, height: 2, width: 2",
+    "shortcut 'res.downsample' would normalise a single value per channel",
+)
+# A torchvision backbone whose deepest stage is 1×1 at a 32×32 input (its classifier cut off).
+BACKBONE = (
+    "    - torchvision: {id: net, model: mobilenet_v3_small}\n    - linear: {out_features: 2}\n",
+    "3, height: 32, width: 32",
+    "torchvision 'net' would normalise a single value per channel",
+)
+
+
+@pytest.mark.parametrize(("layers", "input_", "message"), [SHORTCUT, BACKBONE], ids=["shortcut", "backbone"])
+def test_batch_norm_inside_a_shortcut_or_a_backbone_on_a_batch_of_one(
+    tmp_path: Path, layers: str, input_: str, message: str
+) -> None:
+    static = _write(tmp_path, layers, "  dataset: {name: synthetic, num_classes: 2}\n  batch_size: 1\n", input_=input_)
+    result = _cli("validate", str(static))
+    assert result.returncode == 1, result.stdout  # was "ok"
+    assert f"{static}:" in result.stdout + result.stderr and message in result.stdout + result.stderr
+    # One training image is a batch of one: refused before training, the run folder never made.
+    one = _write(
+        tmp_path,
+        layers,
+        "  dataset: {name: synthetic, num_samples: 1, num_classes: 2}\n  val_split: 0\n",
+        name="one.yaml",
+        input_=input_,
+    )
+    out = tmp_path / "run"
+    trained = _cli("train", str(one), "--out", str(out))
+    assert trained.returncode == 1, trained.stderr  # was torch's "Expected more than 1 value per channel"
+    assert message + ": a training batch of 1 image through its 1×1 maps" in trained.stderr
+    assert "Traceback" not in trained.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("layers", "input_", "message"), [SHORTCUT, BACKBONE], ids=["shortcut", "backbone"])
+def test_33_images_in_batches_of_32_train_one_full_batch(
+    tmp_path: Path, layers: str, input_: str, message: str
+) -> None:
+    """The last batch (one image) is dropped, so the batch norms never see a batch of one."""
+    spec = _write(
+        tmp_path,
+        layers,
+        "  dataset: {name: synthetic, num_samples: 33, num_classes: 2}\n  batch_size: 32\n  val_split: 0\n",
+        input_=input_,
+    )
+    batches: list[int] = []
+
+    class Sizes(Callback):
+        def on_batch(
+            self, step: Step, images: torch.Tensor, targets: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            batches.append(images.shape[0])
+            return images, targets
+
+    run = cnnspec.train(spec, out=tmp_path / "run", progress=False, callbacks=[Sizes()])
+    assert batches == [32]
+    assert json.loads((run / "result.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize("name", [n for n, facts in BACKBONES.items() if facts.batch_norm])
+def test_the_deepest_batch_norm_map_of_each_backbone_is_torchvisions(name: str) -> None:
+    """`BackboneFacts.deepest_map` against the smallest map any BatchNorm of the torchvision model sees."""
+    import torchvision
+    from torch import nn
+
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    seen: list[tuple[int, int]] = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.register_forward_hook(lambda _m, _i, out: seen.append((out.shape[2], out.shape[3])))
+    facts = BACKBONES[name]
+    for h, w in ((32, 35), (33, 64)) if facts.min_size <= 32 else ((facts.min_size, 33), (45, 64)):
+        seen.clear()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, h, w))
+        assert min(seen, key=math.prod) == (facts.deepest_map(h), facts.deepest_map(w)), (name, h, w)

@@ -75,6 +75,45 @@ def test_bad_keys_are_errors_with_suggestions(override: str, message: str, hint:
         assert diag.hint == hint
 
 
+@pytest.mark.parametrize(
+    ("override", "message", "hint"),
+    [
+        # A path through a scalar (was "optimizer.lr: expected a number" at the file's line, the
+        # value silently replaced by a mapping).
+        ("optimizer.lr.x=1", "optimizer.lr is a number (0.1), it has no key 'x'", "--set optimizer.lr=VALUE"),
+        ("optimizer.lr.x.y=1", "optimizer.lr is a number (0.1), it has no key 'x'", "--set optimizer.lr=VALUE"),
+        ("name.first=a", "name is a string ('small-cnn'), it has no key 'first'", "--set name=VALUE"),
+        ("train.amp.0=1", "train.amp is a string ('auto'), it has no item 0", "--set train.amp=VALUE"),
+        ("train.epochs.0=1", "train.epochs is a number (100), it has no item 0", "--set train.epochs=VALUE"),
+        ("export.dynamic_batch.on=1", "export.dynamic_batch is a boolean (true), it has no key 'on'", None),
+        # An index into a list the spec does not have.
+        ("optimizer.betas.1=0.9", "optimizer.betas is not set, so it has no item 1", "--set optimizer.betas=[...]"),
+        # Indices are ASCII digits: int('²') was a ValueError traceback.
+        ("model.layers.².conv2d.out_channels=1", "model.layers is a list: '²' is not an index", None),
+        ("model.layers.٣.conv2d.out_channels=1", "model.layers is a list: '٣' is not an index", None),
+        ("data.augment.5.horizontal_flip.p=1", "data.augment has 2 items: index 5 is out of range", None),
+        ("data.augment.x=1", "data.augment is a list: 'x' is not an index", "set the whole list: --set data.augment="),
+    ],
+)
+def test_paths_through_values_and_lists_are_located_errors(override: str, message: str, hint: str | None) -> None:
+    with pytest.raises(SpecError) as info:
+        load_with_overrides(SPECS / "small_cnn.yaml", [override])
+    (diag,) = info.value.diagnostics
+    assert diag.message == message or diag.message.startswith(message), diag.message
+    assert diag.location is not None and str(diag.location) == f"--set {override}"
+    if hint is not None:
+        assert diag.hint is not None and hint in diag.hint, diag.hint
+
+
+def test_errors_in_what_an_override_created_point_at_it() -> None:
+    # small_cnn has `normalize: none`: setting only the mean makes a mapping that lacks std. The error
+    # is about data.normalize, which the override wrote, not the file (it used to name the file's line).
+    with pytest.raises(SpecError) as info:
+        load_with_overrides(SPECS / "small_cnn.yaml", ["data.normalize.mean=[0.5, 0.5, 0.5]"])
+    text = info.value.format()
+    assert text.startswith("--set data.normalize.mean=[0.5, 0.5, 0.5]: error: ") and "std" in text, text
+
+
 def test_bad_values_fail_validation_at_the_set() -> None:
     with pytest.raises(SpecError) as info:
         load_with_overrides(SPECS / "small_cnn.yaml", ["data.batch_size=-3", "optimizer.lr=abc"])

@@ -217,7 +217,7 @@ def _info(architecture: str) -> RunInfo:
         spec_hash="s" * 64,
         architecture_hash=architecture,
         cnnspec_version="0",
-        input_shape=[4],
+        input_shape=[4, 1, 1],
         class_names=["a", "b"],
     )
 
