@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cnnspec.check.checker import check
+from cnnspec.checker.checker import check
 from cnnspec.errors import (
     CheckpointError,
     CnnspecError,
@@ -29,9 +29,9 @@ from cnnspec.spec.load import load, loads
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from cnnspec.build import build
-    from cnnspec.export import export
-    from cnnspec.train import train
+    from cnnspec.builder import build
+    from cnnspec.deploy import export
+    from cnnspec.training import train
 
 __all__ = [
     "CheckpointError",
@@ -55,15 +55,15 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # build, train and export need torch: import them only when asked for.
     if name == "build":
-        from cnnspec.build import build
+        from cnnspec.builder import build
 
         return build
     if name == "train":
-        from cnnspec.train import train
+        from cnnspec.training import train
 
         return train
     if name == "export":
-        from cnnspec.export import export
+        from cnnspec.deploy import export
 
         return export
     raise AttributeError(name)

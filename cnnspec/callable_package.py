@@ -1,6 +1,6 @@
 """Packages that are also the function they are named after (`cnnspec.build`, `train`, `export`).
 
-`cnnspec.build(spec)` is documented API, and `cnnspec/build/` is a package. Importing any
+`cnnspec.build(spec)` is documented API, and `cnnspec/builder/` is a package. Importing any
 `cnnspec.build.*` module binds the attribute `cnnspec.build` to the package, hiding the
 function that `cnnspec/__init__.py` imports lazily. Making the package callable keeps
 `cnnspec.build(spec)` working whichever of the two the name resolves to.

@@ -156,7 +156,7 @@ def summary(
     ] = None,
 ) -> None:
     """Per-layer table: output shape, params, MACs, receptive field, stride; computed statically."""
-    from cnnspec.check.checker import check
+    from cnnspec.checker.checker import check
     from cnnspec.render import summary as render
     from cnnspec.spec.load import load
 

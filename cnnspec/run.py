@@ -32,8 +32,8 @@ from cnnspec.errors import CheckpointError
 from cnnspec.spec.base import StrictModel
 
 if TYPE_CHECKING:
-    from cnnspec.build.graph_module import SpecModule
-    from cnnspec.check.graph import Graph
+    from cnnspec.builder.graph_module import SpecModule
+    from cnnspec.checker.graph import Graph
     from cnnspec.spec.model import Spec
 
 
@@ -220,10 +220,10 @@ class TrainedModel:
 
 def load_trained(run: str | Path, which: str = "best") -> TrainedModel:
     """The trained model of a run directory, weights loaded through safetensors only."""
-    from cnnspec.build import build
-    from cnnspec.check.checker import check
+    from cnnspec.builder import build
+    from cnnspec.checker.checker import check
     from cnnspec.spec.load import load
-    from cnnspec.train.checkpoint import load_weights
+    from cnnspec.training.checkpoint import load_weights
 
     paths = RunPaths(Path(run))
     info = read_info(run)

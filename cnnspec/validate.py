@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnspec.check.checker import analyse
-from cnnspec.check.graph import Graph
-from cnnspec.check.weights import check_weights
+from cnnspec.checker.checker import analyse
+from cnnspec.checker.graph import Graph
+from cnnspec.checker.weights import check_weights
 from cnnspec.errors import CnnspecError, Diagnostic
 from cnnspec.spec.load import load
 

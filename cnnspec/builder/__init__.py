@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnspec.build.graph_module import SpecModule, build
+from cnnspec.builder.graph_module import SpecModule, build
 from cnnspec.callable_package import make_callable
 
 __all__ = ["SpecModule", "build"]

@@ -7,11 +7,11 @@ import dataclasses
 import torch
 from torch import nn
 
-from cnnspec.build.weights import load_pretrained
-from cnnspec.check.checker import check
-from cnnspec.check.expand import INPUT
-from cnnspec.check.graph import Graph, Node
-from cnnspec.check.weights import weights_file
+from cnnspec.builder.weights import load_pretrained
+from cnnspec.checker.checker import check
+from cnnspec.checker.expand import INPUT
+from cnnspec.checker.graph import Graph, Node
+from cnnspec.checker.weights import weights_file
 from cnnspec.errors import CnnspecError
 from cnnspec.spec.model import Spec
 

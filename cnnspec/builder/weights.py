@@ -27,7 +27,7 @@ def load_pretrained(model: nn.Module, path: Path, location: Location | None = No
     A mismatch is a CheckpointError naming the first missing keys (in the model, not in the
     file), unexpected keys (in the file, not in the model) and shape differences.
     """
-    from cnnspec.train.checkpoint import load_state_dict_file
+    from cnnspec.training.checkpoint import load_state_dict_file
 
     try:
         state = load_state_dict_file(path)

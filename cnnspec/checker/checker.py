@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from graphlib import CycleError, TopologicalSorter
 
-from cnnspec.check.data import batch_statistics, check_data
-from cnnspec.check.expand import INPUT, Expander, RawNode
-from cnnspec.check.graph import Graph, Node
-from cnnspec.check.memory import check_memory
+from cnnspec.checker.data import batch_statistics, check_data
+from cnnspec.checker.expand import INPUT, Expander, RawNode
+from cnnspec.checker.graph import Graph, Node
+from cnnspec.checker.memory import check_memory
 from cnnspec.errors import Diagnostic, ShapeError
 from cnnspec.layers import Shape, ShapeProblem
 from cnnspec.layers.base import fmt_shape

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 
-from cnnspec.check.graph import Graph
+from cnnspec.checker.graph import Graph
 from cnnspec.errors import Diagnostic
 from cnnspec.layers.base import pair
 from cnnspec.layers.dense import _BatchNorm

@@ -6,7 +6,7 @@ weights are the parameters × 4; the forward/backward pass of one image is every
 backbone counts only its output; kernels' workspaces are left out), good enough to refuse what
 cannot run: `validate` refuses a spec whose weights, one image's pass, or in-memory dataset is
 over the limit (`CNNSPEC_MAX_MEMORY`, default 1 TiB), and `train` refuses one that does not fit
-the device it would train on (cnnspec/train/memory.py).
+the device it would train on (cnnspec/training/memory.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from cnnspec.check.data import DATASET_SHAPES
-from cnnspec.check.graph import Graph, Node
+from cnnspec.checker.data import DATASET_SHAPES
+from cnnspec.checker.graph import Graph, Node
 from cnnspec.errors import Diagnostic, Location
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import Spec

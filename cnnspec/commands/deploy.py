@@ -1,4 +1,4 @@
-"""`cnnspec export`, `cnnspec predict` and `cnnspec bench`: thin wrappers over cnnspec.export.
+"""`cnnspec export`, `cnnspec predict` and `cnnspec bench`: thin wrappers over cnnspec.deploy.
 
 torch is imported inside export and bench only; predict needs onnxruntime alone.
 """
@@ -15,9 +15,9 @@ import typer
 from cnnspec.terminal import cell, printable
 
 if TYPE_CHECKING:
-    from cnnspec.export.bench import BenchResult
-    from cnnspec.export.exporter import ExportReport
-    from cnnspec.export.predict import PredictResult
+    from cnnspec.deploy.bench import BenchResult
+    from cnnspec.deploy.exporter import ExportReport
+    from cnnspec.deploy.predict import PredictResult
 
 
 class Format(StrEnum):
@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
         """Export a run to ONNX; onnxruntime must match torch at batch 1 and 7 or nothing is written (exit 1)."""
         from cnnspec.cli import fail
         from cnnspec.cli import out as stdout
+        from cnnspec.deploy.exporter import export_run
         from cnnspec.errors import CnnspecError
-        from cnnspec.export.exporter import export_run
 
         try:
             report = export_run(run, out, which=which.value)
@@ -91,8 +91,8 @@ def register(app: typer.Typer) -> None:
         """Classify images with onnxruntime, preprocessing them as the model's metadata says."""
         from cnnspec.cli import err, fail
         from cnnspec.cli import out as stdout
+        from cnnspec.deploy.predict import predict as run_predict
         from cnnspec.errors import CnnspecError
-        from cnnspec.export.predict import predict as run_predict
 
         try:
             result = run_predict(model, inputs, top_k=top_k, device=device.value)
@@ -119,8 +119,8 @@ def register(app: typer.Typer) -> None:
         """torch eager vs onnxruntime on the same input: latency (median, p90), throughput and their ratio."""
         from cnnspec.cli import err, fail
         from cnnspec.cli import out as stdout
+        from cnnspec.deploy.bench import bench as run_bench
         from cnnspec.errors import CnnspecError
-        from cnnspec.export.bench import bench as run_bench
 
         sizes = _batches(batch)
         try:

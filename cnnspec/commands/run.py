@@ -64,9 +64,9 @@ def register(app: typer.Typer) -> None:
         from cnnspec.cli import err, fail
         from cnnspec.cli import out as stdout
         from cnnspec.errors import CnnspecError
-        from cnnspec.train import train as run_training
-        from cnnspec.train.distributed import PeerFailed, from_env
-        from cnnspec.train.signals import TrainingInterrupted
+        from cnnspec.training import train as run_training
+        from cnnspec.training.distributed import PeerFailed, from_env
+        from cnnspec.training.signals import TrainingInterrupted
 
         if spec is None and resume is None:
             err.print("give a spec file to train, or --resume RUN to continue a run", markup=False)
@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
         from cnnspec.cli import fail
         from cnnspec.cli import out as stdout
         from cnnspec.errors import CnnspecError
-        from cnnspec.train import evaluate_run
+        from cnnspec.training import evaluate_run
 
         try:
             report = evaluate_run(run, which=which.value, split=split.value)
@@ -142,11 +142,11 @@ def _launch(
 ) -> int:
     """`cnnspec train --nproc N ...`: check the spec here (one clear message for a mistake), then run
     `torchrun --standalone --nproc_per_node N -m cnnspec train ...` with the other arguments."""
-    from cnnspec.check.checker import check
+    from cnnspec.checker.checker import check
     from cnnspec.cli import fail
     from cnnspec.errors import CnnspecError
-    from cnnspec.train.distributed import launch
-    from cnnspec.train.setup import resolve_spec
+    from cnnspec.training.distributed import launch
+    from cnnspec.training.setup import resolve_spec
 
     try:
         check(resolve_spec(spec, resume, overrides)[0])

@@ -1,7 +1,7 @@
 """Export to ONNX and inference with onnxruntime.
 
     path = cnnspec.export("runs/digits")              # RUN/model.onnx, after the parity gate
-    result = predict("runs/digits/model.onnx", ["img.png"])   # cnnspec.export.predict
+    result = predict("runs/digits/model.onnx", ["img.png"])   # cnnspec.deploy.predict
 
 This package imports torch only in the modules that export or benchmark (exporter,
 onnx_export, gate, bench, runs); metadata, safety, session, images and predict need
@@ -23,7 +23,7 @@ def export(run: str | Path, out: str | Path | None = None) -> Path:
     Raises ExportError (and writes nothing) when the gate fails, CheckpointError when
     `run` is not a usable run directory.
     """
-    from cnnspec.export.exporter import export_run
+    from cnnspec.deploy.exporter import export_run
 
     return export_run(run, out).path
 

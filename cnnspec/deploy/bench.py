@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnspec.check.graph import Graph
+from cnnspec.checker.graph import Graph
+from cnnspec.deploy.gate import sample_batch
+from cnnspec.deploy.metadata import ModelMetadata
+from cnnspec.deploy.predict import model_metadata, run_batches
+from cnnspec.deploy.session import Device, Session, open_session
 from cnnspec.errors import ExportError
-from cnnspec.export.gate import sample_batch
-from cnnspec.export.metadata import ModelMetadata
-from cnnspec.export.predict import model_metadata, run_batches
-from cnnspec.export.session import Device, Session, open_session
 from cnnspec.run import RunPaths, load_trained, read_info
 
 
@@ -133,7 +133,7 @@ def _onnx_for_run(run: Path, notes: list[str]) -> Iterator[Path]:
     if existing.is_file():
         yield existing
         return
-    from cnnspec.export.exporter import export_run
+    from cnnspec.deploy.exporter import export_run
 
     with tempfile.TemporaryDirectory(prefix="cnnspec-bench-") as folder:
         notes.append(f"{existing} does not exist: exported the run to a temporary file for this benchmark")
@@ -148,8 +148,8 @@ def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> nn.Mo
         raise ExportError(
             f"{path} carries no spec to rebuild the torch model from", hint="pass the run directory instead"
         )
-    from cnnspec.build import build
-    from cnnspec.check.checker import check
+    from cnnspec.builder import build
+    from cnnspec.checker.checker import check
     from cnnspec.spec.load import loads
 
     graph = check(loads(meta.spec, file=f"{path}:spec"))

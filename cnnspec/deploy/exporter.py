@@ -10,11 +10,11 @@ import onnx
 
 import cnnspec
 from cnnspec.atomic import NotRegularFileError, atomic_path, write_target
+from cnnspec.deploy.fp16 import fp16_weights
+from cnnspec.deploy.gate import Parity, run_gate
+from cnnspec.deploy.metadata import ModelMetadata, attach, color_of
+from cnnspec.deploy.onnx_export import to_onnx
 from cnnspec.errors import ExportError
-from cnnspec.export.fp16 import fp16_weights
-from cnnspec.export.gate import Parity, run_gate
-from cnnspec.export.metadata import ModelMetadata, attach, color_of
-from cnnspec.export.onnx_export import to_onnx
 from cnnspec.layers.base import pair
 from cnnspec.run import RunPaths, TrainedModel, load_trained
 from cnnspec.spec.dump import dump_spec

@@ -19,9 +19,9 @@ import onnx
 import torch
 from torch import nn
 
+from cnnspec.deploy.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from cnnspec.deploy.session import open_session
 from cnnspec.errors import Diagnostic, ExportError, Location
-from cnnspec.export.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
-from cnnspec.export.session import open_session
 
 BATCHES = (1, 7)
 FP32_BOUND = 1e-4

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.errors import DataError
-from cnnspec.export.metadata import ModelMetadata
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 

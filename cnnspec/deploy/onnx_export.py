@@ -27,8 +27,8 @@ import onnx
 import torch
 from torch import nn
 
+from cnnspec.deploy.metadata import INPUT_NAME, OUTPUT_NAME
 from cnnspec.errors import ExportError
-from cnnspec.export.metadata import INPUT_NAME, OUTPUT_NAME
 
 STOP_IN_EXPORT = "CNNSPEC_TEST_STOP_IN_EXPORT"
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from cnnspec.deploy.images import image_files, load_batch
+from cnnspec.deploy.metadata import ModelMetadata, from_props, read_props
+from cnnspec.deploy.session import Device, Session, open_session
 from cnnspec.errors import ExportError
-from cnnspec.export.images import image_files, load_batch
-from cnnspec.export.metadata import ModelMetadata, from_props, read_props
-from cnnspec.export.session import Device, Session, open_session
 
 DEFAULT_BATCH = 32
 

@@ -11,14 +11,14 @@ import torch
 
 import cnnspec
 from cnnspec.atomic import atomic_write_text
-from cnnspec.build import build
-from cnnspec.check.checker import check
+from cnnspec.builder import build
+from cnnspec.checker.checker import check
 from cnnspec.errors import SpecError
 from cnnspec.run import RunInfo, RunPaths, architecture_hash, spec_hash
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.load import load
 from cnnspec.spec.model import Normalize, Spec
-from cnnspec.train.checkpoint import save_weights
+from cnnspec.training.checkpoint import save_weights
 
 
 def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str] | None = None, seed: int = 0) -> Path:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from cnnspec.deploy.safety import load_checked
 from cnnspec.errors import ExportError
-from cnnspec.export.safety import load_checked
 
 if TYPE_CHECKING:
     import onnx

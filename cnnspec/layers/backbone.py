@@ -107,7 +107,7 @@ class Torchvision(LayerKind):
         return Window(global_=True)
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.backbone import build_backbone
+        from cnnspec.builder.backbone import build_backbone
 
         return build_backbone(self.model, self.weights, self.freeze, BACKBONES[self.model].classifier)
 

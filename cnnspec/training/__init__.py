@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cnnspec.callable_package import make_callable
-from cnnspec.train.api import evaluate_run, train
+from cnnspec.training.api import evaluate_run, train
 
 __all__ = ["evaluate_run", "train"]
 

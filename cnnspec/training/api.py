@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnspec.spec.model import Spec
-from cnnspec.train.callbacks import Callback, checked
-from cnnspec.train.progress import Reporter
+from cnnspec.training.callbacks import Callback, checked
+from cnnspec.training.progress import Reporter
 
 
 def train(
@@ -28,21 +28,21 @@ def train(
     the run in that directory from its last checkpoint (with `spec_or_path` None, its own
     spec.yaml); `overrides` are `KEY=VALUE` strings validated like the file. `progress`: None
     draws a bar on a terminal and plain lines elsewhere, False is silent, a
-    `cnnspec.train.progress.Reporter` receives every update. `callbacks` are
-    `cnnspec.train.callbacks.Callback` instances whose hooks the loop calls (batches after
+    `cnnspec.training.progress.Reporter` receives every update. `callbacks` are
+    `cnnspec.training.callbacks.Callback` instances whose hooks the loop calls (batches after
     augmentation, gradients, steps, epochs), on every rank under torchrun.
 
     Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises
-    `cnnspec.train.signals.TrainingInterrupted` (a KeyboardInterrupt) naming the run.
+    `cnnspec.training.signals.TrainingInterrupted` (a KeyboardInterrupt) naming the run.
 
     Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK set, WORLD_SIZE > 1) every process calls this
     and they train one model with DistributedDataParallel; rank 0 alone reports and writes
     (docs/distributed.md).
     """
-    from cnnspec.train.distributed import from_env, prepare_shared, process_group
-    from cnnspec.train.loop import Trainer
-    from cnnspec.train.progress import make_reporter
-    from cnnspec.train.signals import StopFlag, stop_on_signals
+    from cnnspec.training.distributed import from_env, prepare_shared, process_group
+    from cnnspec.training.loop import Trainer
+    from cnnspec.training.progress import make_reporter
+    from cnnspec.training.signals import StopFlag, stop_on_signals
 
     callbacks = checked(callbacks)  # before anything is written
     dist = from_env()
@@ -62,11 +62,11 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
     """Evaluate a run's weights on its test (or val) split; writes evaluation.json and confusion_matrix.png."""
     from cnnspec.errors import DataError
     from cnnspec.run import load_trained
-    from cnnspec.train.augment import BatchAugment
-    from cnnspec.train.datasets import load_data
-    from cnnspec.train.evaluation import confusion_matrix, evaluate_model, per_class_accuracy, plot_confusion
-    from cnnspec.train.precision import resolve
-    from cnnspec.train.records import write_json
+    from cnnspec.training.augment import BatchAugment
+    from cnnspec.training.datasets import load_data
+    from cnnspec.training.evaluation import confusion_matrix, evaluate_model, per_class_accuracy, plot_confusion
+    from cnnspec.training.precision import resolve
+    from cnnspec.training.records import write_json
 
     trained = load_trained(run, which)
     spec, info, paths = trained.spec, trained.info, trained.paths

@@ -2,7 +2,7 @@
 
 A callback subclasses `Callback` and overrides the hooks it needs; every hook of the base
 class does nothing. Pass instances as `cnnspec.train(..., callbacks=[...])`. The progress
-display is one of them (`cnnspec.train.progress.ReporterCallback`); loggers and the
+display is one of them (`cnnspec.training.progress.ReporterCallback`); loggers and the
 fault-injection tests (tests/reliability/test_numerics.py) are others.
 
 Order of the hooks in one process::
@@ -113,7 +113,7 @@ def checked(callbacks: Sequence[Callback]) -> list[Callback]:
     """The callbacks as a list; anything that is not a Callback is a TypeError (a bug in the caller)."""
     for cb in callbacks:
         if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be cnnspec.train.callbacks.Callback instances, got {cb!r}")
+            raise TypeError(f"callbacks must be cnnspec.training.callbacks.Callback instances, got {cb!r}")
     return list(callbacks)
 
 

@@ -19,7 +19,7 @@ from cnnspec.errors import CheckpointError
 
 if TYPE_CHECKING:
     from cnnspec.run import RunInfo, RunPaths
-    from cnnspec.train.state import TrainState
+    from cnnspec.training.state import TrainState
 
 HASH_KEY = "cnnspec.sha256"
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
-from cnnspec.check.checker import check
-from cnnspec.check.data import batch_statistics
+from cnnspec.checker.checker import check
+from cnnspec.checker.data import batch_statistics
 from cnnspec.errors import DataError, Diagnostic
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import DataSpec, Spec
-from cnnspec.train.memory import ensure_fits
-from cnnspec.train.precision import resolve
-from cnnspec.train.sources import FolderSource, Source, TensorSource, image_files
+from cnnspec.training.memory import ensure_fits
+from cnnspec.training.precision import resolve
+from cnnspec.training.sources import FolderSource, Source, TensorSource, image_files
 
 # Seed of the fixed digits train/test split: the same test set for every run and spec.
 DIGITS_SPLIT_SEED = 0

@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from cnnspec.errors import DataError, Diagnostic, TrainingError
-from cnnspec.train.sources import Batch, FolderSource, Source, epoch_order
+from cnnspec.training.sources import Batch, FolderSource, Source, epoch_order
 
 if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
-    from cnnspec.train.progress import Reporter
-    from cnnspec.train.setup import Session
+    from cnnspec.training.progress import Reporter
+    from cnnspec.training.setup import Session
 
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -168,10 +168,10 @@ def prepare_shared(
 ) -> Session:
     """`setup.prepare` on rank 0 (which alone writes the run directory); the other ranks get its
     spec and run info and load their own copy of the data."""
-    from cnnspec.check.checker import check
+    from cnnspec.checker.checker import check
     from cnnspec.run import RunPaths
-    from cnnspec.train.datasets import load_data
-    from cnnspec.train.setup import Session, prepare, resolve_spec
+    from cnnspec.training.datasets import load_data
+    from cnnspec.training.setup import Session, prepare, resolve_spec
 
     if not dist.enabled:
         return prepare(spec_or_path, out, resume, overrides, reporter)
@@ -200,7 +200,7 @@ def prepare_shared(
 def check_supported(spec: Spec, train_images: int | None, dist: Dist) -> None:
     """Refuse, before any step, what a distributed run of this spec cannot do (`train_images`: None
     when the data is not loaded yet)."""
-    from cnnspec.train.precision import resolve
+    from cnnspec.training.precision import resolve
 
     if not dist.enabled:
         return

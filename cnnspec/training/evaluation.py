@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnspec.train.precision import Precision
-from cnnspec.train.records import save_figure
-from cnnspec.train.sources import Source
+from cnnspec.training.precision import Precision
+from cnnspec.training.records import save_figure
+from cnnspec.training.sources import Source
 
 
 @dataclass

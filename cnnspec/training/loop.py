@@ -1,10 +1,10 @@
 """The training loop: `Trainer.fit` runs epochs of optimizer steps, then tests the best weights.
 
 Where the rest lives: the run's progress is a `TrainState` and the best-epoch / early-stopping
-rule a `BestEpoch` (cnnspec.train.state); the checkpoint files are written and read by
-`Checkpoints` (cnnspec.train.checkpoint); one process or DistributedDataParallel is a
-`Strategy` (cnnspec.train.strategy), so the loop reads the same for both; progress, loggers
-and tests observe and inject through callbacks (cnnspec.train.callbacks).
+rule a `BestEpoch` (cnnspec.training.state); the checkpoint files are written and read by
+`Checkpoints` (cnnspec.training.checkpoint); one process or DistributedDataParallel is a
+`Strategy` (cnnspec.training.strategy), so the loop reads the same for both; progress, loggers
+and tests observe and inject through callbacks (cnnspec.training.callbacks).
 
 Reproducibility: the data order of epoch e is a permutation drawn from a generator seeded
 with (seed, e); every other random draw (augmentation, dropout, mixup) comes from torch's
@@ -25,25 +25,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnspec.build import build
-from cnnspec.build.graph_module import SpecModule
+from cnnspec.builder import build
+from cnnspec.builder.graph_module import SpecModule
 from cnnspec.errors import TrainingError
-from cnnspec.train.augment import BatchAugment
-from cnnspec.train.callbacks import Callback, CallbackList, Progress, Step, TrainStart
-from cnnspec.train.checkpoint import Checkpoints, all_finite
-from cnnspec.train.distributed import LOCAL, Dist, steps_per_epoch
-from cnnspec.train.evaluation import EvalResult, evaluate_model
-from cnnspec.train.optim import Schedule, make_optimizer, param_groups
-from cnnspec.train.precision import Precision, resolve
-from cnnspec.train.progress import Reporter, ReporterCallback
-from cnnspec.train.records import plot_curves, read_metrics, write_json, write_metrics
-from cnnspec.train.setup import Session
-from cnnspec.train.signals import StopFlag, TrainingInterrupted
-from cnnspec.train.sources import Batch, Source, TensorSource, epoch_order, worker_failure
-from cnnspec.train.state import BestEpoch, EpochTally, TrainState
-from cnnspec.train.strategy import make_strategy
+from cnnspec.training.augment import BatchAugment
+from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TrainStart
+from cnnspec.training.checkpoint import Checkpoints, all_finite
+from cnnspec.training.distributed import LOCAL, Dist, steps_per_epoch
+from cnnspec.training.evaluation import EvalResult, evaluate_model
+from cnnspec.training.optim import Schedule, make_optimizer, param_groups
+from cnnspec.training.precision import Precision, resolve
+from cnnspec.training.progress import Reporter, ReporterCallback
+from cnnspec.training.records import plot_curves, read_metrics, write_json, write_metrics
+from cnnspec.training.setup import Session
+from cnnspec.training.signals import StopFlag, TrainingInterrupted
+from cnnspec.training.sources import Batch, Source, TensorSource, epoch_order, worker_failure
+from cnnspec.training.state import BestEpoch, EpochTally, TrainState
+from cnnspec.training.strategy import make_strategy
 
-__all__ = ["Trainer", "epoch_order"]  # epoch_order lives in cnnspec.train.sources; kept importable here
+__all__ = ["Trainer", "epoch_order"]  # epoch_order lives in cnnspec.training.sources; kept importable here
 
 # Steps between host syncs (loss check, progress) on a GPU; a CPU syncs every step anyway.
 CUDA_SYNC_EVERY = 20
@@ -53,7 +53,7 @@ class Trainer:
     """Trains a Session's model; `fit()` runs to the end (or to early stopping) and returns result.json's data.
 
     `reporter` receives the loop's messages and, through a ReporterCallback, its progress;
-    `callbacks` are called after it (cnnspec.train.callbacks).
+    `callbacks` are called after it (cnnspec.training.callbacks).
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Refuse a training run that cannot fit the device before anything is allocated or written.
 
-The estimate (cnnspec.check.memory) is fp32 weights, their gradients and the optimizer's
+The estimate (cnnspec.checker.memory) is fp32 weights, their gradients and the optimizer's
 state, a batch's forward/backward pass, and the dataset held in memory; it is compared
 with what the device has free: on a CPU the kernel's MemAvailable (/proc/meminfo), capped by
 the cgroup's memory.max when the process runs in one; on CUDA `torch.cuda.mem_get_info`. The
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from cnnspec.check.graph import Graph
-from cnnspec.check.memory import BYTES_FP32, MemoryEstimate, estimate, format_bytes
+from cnnspec.checker.graph import Graph
+from cnnspec.checker.memory import BYTES_FP32, MemoryEstimate, estimate, format_bytes
 from cnnspec.errors import DataError, Diagnostic, Location
 from cnnspec.spec.model import Spec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from cnnspec.train.callbacks import Callback, Progress, TrainStart
+from cnnspec.training.callbacks import Callback, Progress, TrainStart
 
 
 def _fmt_epoch(m: dict[str, Any], epochs: int) -> str:

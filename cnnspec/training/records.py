@@ -9,7 +9,7 @@ from typing import Any
 
 from cnnspec.atomic import atomic_write_text, atomic_write_with
 from cnnspec.run import RunPaths
-from cnnspec.train.checkpoint import writing
+from cnnspec.training.checkpoint import writing
 
 
 def write_metrics(paths: RunPaths, history: list[dict[str, Any]]) -> None:

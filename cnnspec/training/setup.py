@@ -14,19 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from cnnspec.atomic import atomic_write_text, remove_stale_temporaries
-from cnnspec.check.checker import check
-from cnnspec.check.graph import Graph
+from cnnspec.checker.checker import check
+from cnnspec.checker.graph import Graph
 from cnnspec.errors import CheckpointError, DataError, Diagnostic, ShapeError, SpecError
 from cnnspec.run import LOCK_NAME, RunInfo, RunLock, RunPaths, architecture_hash, is_run, read_info, spec_hash
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.spec.overrides import load_with_overrides, override_spec
 from cnnspec.spec.source import read_spec_text
-from cnnspec.train.checkpoint import Checkpoints, writing
-from cnnspec.train.datasets import DataBundle, load_data
-from cnnspec.train.progress import Reporter
-from cnnspec.train.records import write_json, write_samples, written_samples
-from cnnspec.train.sources import FolderSource, Source, TensorSource, channel_stats
+from cnnspec.training.checkpoint import Checkpoints, writing
+from cnnspec.training.datasets import DataBundle, load_data
+from cnnspec.training.progress import Reporter
+from cnnspec.training.records import write_json, write_samples, written_samples
+from cnnspec.training.sources import FolderSource, Source, TensorSource, channel_stats
 
 SAMPLE_IMAGES = 8
 

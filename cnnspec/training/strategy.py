@@ -1,7 +1,7 @@
 """One process or DistributedDataParallel: what the training loop asks of the run's processes.
 
 The loop calls the same methods in both cases; `OneProcess` answers them for a plain run and
-`DataParallel` with torch.distributed collectives (cnnspec.train.distributed holds the primitives).
+`DataParallel` with torch.distributed collectives (cnnspec.training.distributed holds the primitives).
 Every `DataParallel` method that communicates must be called by every rank at the same point.
 """
 
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from cnnspec.spec.model import TrainSpec
-from cnnspec.train.checkpoint import restore_main_rng
-from cnnspec.train.distributed import (
+from cnnspec.training.checkpoint import restore_main_rng
+from cnnspec.training.distributed import (
     Dist,
     all_reduce_sum,
     any_rank,
@@ -27,10 +27,10 @@ from cnnspec.train.distributed import (
     share,
     wrap,
 )
-from cnnspec.train.evaluation import EvalResult
-from cnnspec.train.progress import Reporter
-from cnnspec.train.sources import Source, epoch_order
-from cnnspec.train.state import EpochTally
+from cnnspec.training.evaluation import EvalResult
+from cnnspec.training.progress import Reporter
+from cnnspec.training.sources import Source, epoch_order
+from cnnspec.training.state import EpochTally
 
 Evaluate = Callable[[Source], EvalResult]
 

@@ -14,7 +14,7 @@ import torch
 
 from cnnspec.atomic import TMP_PREFIX
 from cnnspec.run import RunPaths
-from cnnspec.train.checkpoint import load_state, read_weights
+from cnnspec.training.checkpoint import load_state, read_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,7 +31,7 @@ import torch
 import cnnspec
 from cnnspec.atomic import STOP_BEFORE_RENAME, TMP_PREFIX, atomic_write_bytes
 from cnnspec.run import RunPaths, load_trained
-from cnnspec.train.checkpoint import load_state, read_weights
+from cnnspec.training.checkpoint import load_state, read_weights
 from tests.reliability._reliability_helpers import (
     TINY,
     assert_checkpoints_finite_and_loadable,
@@ -53,7 +53,7 @@ PRELOAD = [
     "_reliability_helpers",
     "cnnspec.cli",
     "cnnspec.commands.run",
-    "cnnspec.train.loop",
+    "cnnspec.training.loop",
     "matplotlib.pyplot",
     "safetensors.torch",
     "torch._dynamo",

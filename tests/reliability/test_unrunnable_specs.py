@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnspec.build import build
-from cnnspec.check.checker import check
-from cnnspec.check.memory import estimate, parse_size
+from cnnspec.builder import build
+from cnnspec.checker.checker import check
+from cnnspec.checker.memory import estimate, parse_size
 from cnnspec.spec.load import load
 from tests.train._train_helpers import THREADS_ENV
 

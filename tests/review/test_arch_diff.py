@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnspec.check.checker import check
+from cnnspec.checker.checker import check
 from cnnspec.review.diff import diff_graphs, diff_specs, is_named
 from cnnspec.spec.load import load, loads
 from tests.review.review_helpers import SPECS, cnnspec, git, git_repo

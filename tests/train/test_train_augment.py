@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 from cnnspec.spec.model import ColorJitter, CutMix, HorizontalFlip, MixUp, RandomCrop, RandomResizedCrop
-from cnnspec.train.augment import (
+from cnnspec.training.augment import (
     BatchAugment,
     _hsv_to_rgb,
     _rgb_to_hsv,
