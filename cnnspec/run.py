@@ -220,7 +220,7 @@ class TrainedModel:
 
 def load_trained(run: str | Path, which: str = "best") -> TrainedModel:
     """The trained model of a run directory, weights loaded through safetensors only."""
-    from cnnspec.builder import build
+    from cnnspec.builder.graph_module import build
     from cnnspec.checker.checker import check
     from cnnspec.spec.load import load
     from cnnspec.training.checkpoint import load_weights

@@ -1,10 +1,4 @@
-"""Spec → torch.nn.Module."""
+"""Stage 3, Graph → torch.nn.Module: `graph_module.build` and `SpecModule` (imports torch).
 
-from __future__ import annotations
-
-from cnnspec.builder.graph_module import SpecModule, build
-from cnnspec.callable_package import make_callable
-
-__all__ = ["SpecModule", "build"]
-
-make_callable(__name__, build)
+The public function is `cnnspec.build`; this package holds its parts.
+"""

@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         from cnnspec.cli import err, fail
         from cnnspec.cli import out as stdout
         from cnnspec.errors import CnnspecError
-        from cnnspec.training import train as run_training
+        from cnnspec.training.api import train as run_training
         from cnnspec.training.distributed import PeerFailed, from_env
         from cnnspec.training.signals import TrainingInterrupted
 
@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
         from cnnspec.cli import fail
         from cnnspec.cli import out as stdout
         from cnnspec.errors import CnnspecError
-        from cnnspec.training import evaluate_run
+        from cnnspec.training.api import evaluate_run
 
         try:
             report = evaluate_run(run, which=which.value, split=split.value)

@@ -148,7 +148,7 @@ def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> nn.Mo
         raise ExportError(
             f"{path} carries no spec to rebuild the torch model from", hint="pass the run directory instead"
         )
-    from cnnspec.builder import build
+    from cnnspec.builder.graph_module import build
     from cnnspec.checker.checker import check
     from cnnspec.spec.load import loads
 

@@ -11,7 +11,7 @@ import torch
 
 import cnnspec
 from cnnspec.atomic import atomic_write_text
-from cnnspec.builder import build
+from cnnspec.builder.graph_module import build
 from cnnspec.checker.checker import check
 from cnnspec.errors import SpecError
 from cnnspec.run import RunInfo, RunPaths, architecture_hash, spec_hash

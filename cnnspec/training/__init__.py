@@ -1,10 +1,4 @@
-"""Training: data, batched augmentation, the loop, checkpoints and resume (imports torch)."""
+"""Stage 4, training: data, batched augmentation, the loop, checkpoints and resume (imports torch).
 
-from __future__ import annotations
-
-from cnnspec.callable_package import make_callable
-from cnnspec.training.api import evaluate_run, train
-
-__all__ = ["evaluate_run", "train"]
-
-make_callable(__name__, train)
+The public functions are `cnnspec.train` and `cnnspec.evaluate_run` (`api.py`).
+"""

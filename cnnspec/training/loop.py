@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnspec.builder import build
-from cnnspec.builder.graph_module import SpecModule
+from cnnspec.builder.graph_module import SpecModule, build
 from cnnspec.errors import TrainingError
 from cnnspec.training.augment import BatchAugment
 from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TrainStart

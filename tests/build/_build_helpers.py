@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import cnnspec
-from cnnspec.builder import SpecModule
+from cnnspec.builder.graph_module import SpecModule
 from cnnspec.checker.graph import Graph
 from cnnspec.spec.model import Spec
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torchvision
 
 import cnnspec
-from cnnspec.builder import SpecModule
+from cnnspec.builder.graph_module import SpecModule
 from cnnspec.checker.graph import Graph
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"

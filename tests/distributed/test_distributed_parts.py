@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnspec.builder import build
+from cnnspec.builder.graph_module import build
 from cnnspec.errors import DataError, TrainingError
 from cnnspec.spec.load import load
 from cnnspec.spec.overrides import load_with_overrides

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnspec.builder import build
+from cnnspec.builder.graph_module import build
 from cnnspec.checker.checker import check
 from cnnspec.checker.memory import estimate, parse_size
 from cnnspec.spec.load import load
