@@ -29,6 +29,7 @@ from torch import nn
 
 from cnnspec.deploy.metadata import INPUT_NAME, OUTPUT_NAME
 from cnnspec.errors import ExportError
+from cnnspec.interrupts import Interrupted, ctrl_c, raises_on_ctrl_c
 
 STOP_IN_EXPORT = "CNNSPEC_TEST_STOP_IN_EXPORT"
 
@@ -123,14 +124,15 @@ def _noticing_interrupts() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield hits
         return
+    ctrl_c.deliver_held()  # a Ctrl-C the command line held during an import stops the export before it starts
     previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:  # SIG_IGN, SIG_DFL or someone's handler: leave it
+    if not raises_on_ctrl_c(previous):  # SIG_IGN, SIG_DFL or someone's handler: leave it
         yield hits
         return
 
     def noticed(signum: int, frame: object) -> None:
         hits.append(signum)
-        raise KeyboardInterrupt
+        raise Interrupted
 
     signal.signal(signal.SIGINT, noticed)
     try:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
+from cnnspec.interrupts import ctrl_c
+
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on Ctrl-C/SIGTERM after saving; `run` is the run directory to resume."""
@@ -41,6 +43,7 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
+    ctrl_c.deliver_held()  # a Ctrl-C the command line held during an import: stop before training starts
     previous: dict[signal.Signals, object] = {}
 
     def handler(signum: int, frame: FrameType | None) -> None:

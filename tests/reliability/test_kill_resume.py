@@ -51,7 +51,7 @@ TIMING = {"seconds", "images_per_second"}
 # Imported once by the fork server; torch._dynamo is what torch.optim imports lazily (4 s).
 PRELOAD = [
     "_reliability_helpers",
-    "cnnspec.cli",
+    "cnnspec.commands.app",
     "cnnspec.commands.run",
     "cnnspec.training.loop",
     "matplotlib.pyplot",
