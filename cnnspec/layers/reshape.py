@@ -82,10 +82,6 @@ class _Merge(LayerKind):
         return self
 
 
-def _describe(inputs: Sequence[Shape], names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(f"{n} is {fmt_shape(s)}" for n, s in zip(names, inputs, strict=False))
-
-
 def broadcasts(shape: Shape, full: Shape) -> bool:
     """Whether `shape` may be combined element-wise with `full`, cnnspec's deliberately narrow broadcasting.
 
