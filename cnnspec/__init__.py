@@ -27,6 +27,7 @@ from cnnspec.errors import (
     SpecError,
     TrainingError,
 )
+from cnnspec.version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from cnnspec.training.callbacks import Callback
     from cnnspec.training.progress import Reporter
 
-__version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",

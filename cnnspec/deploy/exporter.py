@@ -8,7 +8,6 @@ from pathlib import Path
 
 import onnx
 
-import cnnspec
 from cnnspec.atomic import NotRegularFileError, atomic_path, write_target
 from cnnspec.deploy.fp16 import fp16_weights
 from cnnspec.deploy.gate import Parity, run_gate
@@ -18,6 +17,7 @@ from cnnspec.errors import ExportError
 from cnnspec.layers.base import pair
 from cnnspec.run import RunPaths, TrainedModel, load_trained
 from cnnspec.spec.dump import dump_spec
+from cnnspec.version import __version__
 
 # protobuf cannot serialise a single message of 2 GiB or more.
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -50,7 +50,7 @@ def metadata_for(trained: TrainedModel, exporter: str) -> ModelMetadata:
         spec_name=info.spec_name,
         spec_hash=info.spec_hash,
         architecture_hash=info.architecture_hash,
-        cnnspec_version=cnnspec.__version__,
+        cnnspec_version=__version__,
         trained_with=info.cnnspec_version,
         dataset=info.dataset,
         exporter=exporter,

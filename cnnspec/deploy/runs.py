@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-import cnnspec
 from cnnspec.atomic import atomic_write_text
 from cnnspec.builder.graph_module import build
 from cnnspec.checker.checker import check
@@ -19,6 +18,7 @@ from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.load import load
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.training.checkpoint import save_weights
+from cnnspec.version import __version__
 
 
 def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str] | None = None, seed: int = 0) -> Path:
@@ -41,7 +41,7 @@ def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str]
         spec_name=spec.name,
         spec_hash=spec_hash(spec),
         architecture_hash=architecture_hash(spec),
-        cnnspec_version=cnnspec.__version__,
+        cnnspec_version=__version__,
         input_shape=list(graph.input_shape),
         class_names=names,
         mean=mean,

@@ -27,6 +27,7 @@ from cnnspec.training.datasets import DataBundle, load_data
 from cnnspec.training.progress import Reporter
 from cnnspec.training.records import write_json, write_samples, written_samples
 from cnnspec.training.sources import FolderSource, Source, TensorSource, channel_stats
+from cnnspec.version import __version__
 
 SAMPLE_IMAGES = 8
 
@@ -124,8 +125,6 @@ def prepare(
 def _prepare_locked(
     spec: Spec, text: str, graph: Graph, paths: RunPaths, resume_dir: Path | None, reporter: Reporter, lock: RunLock
 ) -> Session:
-    from cnnspec import __version__
-
     assert spec.data is not None
     root = paths.root
     previous = read_info(root) if resume_dir is not None else None

@@ -88,11 +88,11 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
-def test_import_cnnspec_loads_only_the_error_classes() -> None:
+def test_import_cnnspec_loads_only_the_error_classes_and_the_version() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", IMPORT_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     loaded = json.loads(proc.stdout)
-    assert sorted(m for m in loaded if m.startswith("cnnspec")) == ["cnnspec", "cnnspec.errors"]
+    assert sorted(m for m in loaded if m.startswith("cnnspec")) == ["cnnspec", "cnnspec.errors", "cnnspec.version"]
     heavy = {"pydantic", "torch", "typer", "rich", "ruamel", "yaml", "numpy", "onnxruntime"}
     assert sorted({m.split(".")[0] for m in loaded} & heavy) == []
