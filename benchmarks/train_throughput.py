@@ -39,10 +39,10 @@ from torch.utils.data import DataLoader, Dataset
 import cnnspec
 from cnnspec.layers.base import pair
 from cnnspec.spec.overrides import load_with_overrides
-from cnnspec.train.augment import BatchAugment
-from cnnspec.train.datasets import make_synthetic
-from cnnspec.train.loop import epoch_order
-from cnnspec.train.sources import TensorSource
+from cnnspec.training.augment import BatchAugment
+from cnnspec.training.datasets import make_synthetic
+from cnnspec.training.loop import epoch_order
+from cnnspec.training.sources import TensorSource
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "small_cnn.yaml"

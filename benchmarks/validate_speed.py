@@ -90,7 +90,7 @@ def generated_spec(layers: int) -> str:
 
 def in_process(path: Path, runs: int) -> float:
     """Median time of load + check in this (already warm) process."""
-    from cnnspec.check.checker import check
+    from cnnspec.checker.checker import check
     from cnnspec.spec.load import load
 
     times = []
@@ -136,7 +136,7 @@ def main() -> None:
 
 def zoo(cli: list[str], base: float, base_cpu: float, specs: list[Path], runs: int) -> None:
     """Each zoo spec's `cnnspec validate` time against resnet18's (the goal: at most twice)."""
-    from cnnspec.check.checker import check
+    from cnnspec.checker.checker import check
     from cnnspec.spec.load import load
 
     print(f"\n{'zoo spec':<24} {'layers':>6} {'validate':>10} {'CPU':>9} {'÷ resnet18':>11} {'CPU ÷':>7}")

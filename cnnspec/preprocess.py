@@ -15,7 +15,7 @@ The steps, in this order (docs/training.md, "Preprocessing"):
 Steps 1–2 (`decode`) turn a file into the uint8 image that training stores: the image-folder
 decoder and an in-memory dataset's `data.resize` use them. Steps 3–5 (`prepare_batch`) turn stored
 uint8 images into the model's input for validation, test, `cnnspec evaluate`, export's parity gate,
-predict and bench. Training's own batches take random crops instead of step 3 (cnnspec.train.augment).
+predict and bench. Training's own batches take random crops instead of step 3 (cnnspec.training.augment).
 The definition is computed once from the spec and the run (`preprocessing_for`) and recorded in the
 ONNX metadata (`preprocessing`), so that predict and bench read it rather than guess it.
 """
@@ -207,7 +207,7 @@ class Preprocessing:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Preprocessing:
-        """The inverse of `to_json`, for values already checked (cnnspec.export.metadata checks them)."""
+        """The inverse of `to_json`, for values already checked (cnnspec.deploy.metadata checks them)."""
         mean, std = value["mean"], value["std"]
         return cls(
             channels=value["channels"],
@@ -225,7 +225,7 @@ def stored_size(spec: Spec) -> tuple[tuple[int, int], bool]:
     """(H, W) of the images training stores for `spec`, and whether they were resized to it:
     data.resize when given; otherwise the dataset's own size (the model's input for image
     folders, which check refuses without data.resize, and for synthetic data)."""
-    from cnnspec.check.data import DATASET_SHAPES
+    from cnnspec.checker.data import DATASET_SHAPES
     from cnnspec.layers.base import pair
 
     _, h, w = spec.model.input.shape

@@ -32,8 +32,8 @@ from cnnspec.errors import CheckpointError, Diagnostic, Location
 from cnnspec.spec.base import StrictModel
 
 if TYPE_CHECKING:
-    from cnnspec.build.graph_module import SpecModule
-    from cnnspec.check.graph import Graph
+    from cnnspec.builder.graph_module import SpecModule
+    from cnnspec.checker.graph import Graph
     from cnnspec.spec.model import Spec
 
 
@@ -329,7 +329,7 @@ class OpenRun:
 
 def open_run(run: str | Path) -> OpenRun:
     """Read a run directory's run.json and spec.yaml and check that they still describe the weights."""
-    from cnnspec.check.checker import check
+    from cnnspec.checker.checker import check
     from cnnspec.spec.load import load
 
     paths = RunPaths(Path(run))
@@ -359,8 +359,8 @@ def load_trained(run: str | Path | OpenRun, which: str = "best") -> TrainedModel
     `which` is "best" or "last"; a run without best.safetensors (stopped inside its first epoch)
     gives its last weights for "best", and `TrainedModel.weights` says which were loaded.
     """
-    from cnnspec.build import build
-    from cnnspec.train.checkpoint import load_weights
+    from cnnspec.builder.graph_module import build
+    from cnnspec.training.checkpoint import load_weights
 
     opened = run if isinstance(run, OpenRun) else open_run(run)
     model = build(opened.graph, pretrained=False)  # the run's own weights are loaded below

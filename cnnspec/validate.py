@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from cnnspec.check.checker import analyse
-from cnnspec.check.graph import Graph
-from cnnspec.check.weights import check_weights
+from cnnspec.checker.checker import analyse
+from cnnspec.checker.graph import Graph
+from cnnspec.checker.weights import check_weights
 from cnnspec.errors import CnnspecError, Diagnostic
-from cnnspec.spec.load import load
+from cnnspec.spec.overrides import load_with_overrides
 
 
-def validate_file(path: str | Path) -> tuple[Graph | None, list[Diagnostic]]:
-    """Every diagnostic for one spec file; the graph when loading succeeded."""
+def validate_file(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Graph | None, list[Diagnostic]]:
+    """Every diagnostic for one spec file, with `--set` overrides applied as train applies them;
+    the graph when loading succeeded."""
     try:
-        spec = load(path)
+        spec = load_with_overrides(path, overrides)
     except CnnspecError as exc:
         return None, exc.diagnostics
     graph, diagnostics = analyse(spec)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import pytest
 from typer.testing import CliRunner, Result
 
-from cnnspec.cli import app
+from cnnspec.commands.app import app
 
 
 def assert_clean_exit(result: Result) -> None:

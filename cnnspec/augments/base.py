@@ -4,7 +4,7 @@
 name; `data.augment` (`AugmentItem`) is a discriminated union built from that registry, so adding
 an augmentation means adding one class. The static side (fields, `output_size`, `size_problem`)
 is pure Python, so `validate` checks the data pipeline's image size without torch; the batch
-operations import their torch kernels (cnnspec.train.augment) inside, as a layer kind's `build`
+operations import their torch kernels (cnnspec.training.augment) inside, as a layer kind's `build`
 imports torch.
 """
 

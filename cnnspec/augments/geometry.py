@@ -43,7 +43,7 @@ class RandomCrop(AugmentKind):
         )
 
     def image_op(self, fill: torch.Tensor) -> ImageOp:
-        from cnnspec.train.augment import random_crop
+        from cnnspec.training.augment import random_crop
 
         size = pair(self.size)
         return lambda x: random_crop(x, size, self.padding, self.padding_mode)
@@ -51,7 +51,7 @@ class RandomCrop(AugmentKind):
     def fused_op(self, after: AugmentKind) -> ImageOp | None:
         if not isinstance(after, HorizontalFlip):
             return None
-        from cnnspec.train.augment import random_crop
+        from cnnspec.training.augment import random_crop
 
         size = pair(self.size)  # the seed's crop + flip recipe: one gather does both
         return lambda x: random_crop(x, size, self.padding, self.padding_mode, flip_p=after.p)
@@ -68,7 +68,7 @@ class _Flip(AugmentKind):
     p: Fraction = Field(0.5, description="Probability of flipping.")
 
     def image_op(self, fill: torch.Tensor) -> ImageOp:
-        from cnnspec.train.augment import flip
+        from cnnspec.training.augment import flip
 
         return lambda x: flip(x, self.p, self.axis)
 
@@ -107,7 +107,7 @@ class RandomResizedCrop(AugmentKind):
         return pair(self.size)
 
     def image_op(self, fill: torch.Tensor) -> ImageOp:
-        from cnnspec.train.augment import random_resized_crop
+        from cnnspec.training.augment import random_resized_crop
 
         size = pair(self.size)
         return lambda x: random_resized_crop(x, size, self.scale, self.ratio)

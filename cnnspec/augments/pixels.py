@@ -26,7 +26,7 @@ class ColorJitter(AugmentKind):
     hue: Annotated[float, Field(ge=0, le=0.5)] = Field(0.0, description="Hue shift drawn from [−h, h].")
 
     def image_op(self, fill: torch.Tensor) -> ImageOp:
-        from cnnspec.train.augment import color_jitter
+        from cnnspec.training.augment import color_jitter
 
         return lambda x: color_jitter(x, self)
 
@@ -39,7 +39,7 @@ class RandomGrayscale(AugmentKind):
     p: Fraction = Field(0.1, description="Probability of greying.")
 
     def image_op(self, fill: torch.Tensor) -> ImageOp:
-        from cnnspec.train.augment import random_grayscale
+        from cnnspec.training.augment import random_grayscale
 
         return lambda x: random_grayscale(x, self.p)
 
@@ -53,6 +53,6 @@ class Cutout(AugmentKind):
     p: Fraction = Field(1.0, description="Probability of cutting.")
 
     def image_op(self, fill: torch.Tensor) -> ImageOp:
-        from cnnspec.train.augment import cutout
+        from cnnspec.training.augment import cutout
 
         return lambda x: cutout(x, self.size, self.p, fill)

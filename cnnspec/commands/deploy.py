@@ -1,4 +1,4 @@
-"""`cnnspec export`, `cnnspec predict` and `cnnspec bench`: thin wrappers over cnnspec.export.
+"""`cnnspec export`, `cnnspec predict` and `cnnspec bench`: thin wrappers over cnnspec.deploy.
 
 torch is imported inside export and bench only; predict needs onnxruntime alone.
 """
@@ -12,28 +12,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cnnspec.commands.common import Format, Which, fail, stderr_console, stdout_console
 from cnnspec.terminal import cell, printable
 
 if TYPE_CHECKING:
-    from cnnspec.export.bench import BenchResult
-    from cnnspec.export.exporter import ExportReport
-    from cnnspec.export.predict import PredictResult
-
-
-class Format(StrEnum):
-    text = "text"
-    json = "json"
+    from cnnspec.deploy.bench import BenchResult
+    from cnnspec.deploy.exporter import ExportReport
+    from cnnspec.deploy.predict import PredictResult
 
 
 class DeviceChoice(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Which(StrEnum):
-    best = "best"
-    last = "last"
 
 
 def _batches(text: str) -> list[int]:
@@ -46,93 +37,85 @@ def _batches(text: str) -> list[int]:
     return values
 
 
-def register(app: typer.Typer) -> None:
-    """Add the export, predict and bench commands to the CLI."""
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="ONNX file to write; default RUN/model.onnx.")] = None,
+    which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
+    format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+) -> None:
+    """Export a run to ONNX; onnxruntime must match torch at batch 1 and 7 or nothing is written (exit 1)."""
+    from cnnspec.deploy.exporter import export_run
+    from cnnspec.errors import CnnspecError
 
-    @app.command()
-    def export(
-        run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.")],
-        out: Annotated[
-            Path | None, typer.Option("--out", "-o", help="ONNX file to write; default RUN/model.onnx.")
-        ] = None,
-        which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
-        format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
-    ) -> None:
-        """Export a run to ONNX; onnxruntime must match torch at batch 1 and 7 or nothing is written (exit 1)."""
-        from cnnspec.cli import fail
-        from cnnspec.cli import out as stdout
-        from cnnspec.errors import CnnspecError
-        from cnnspec.export.exporter import export_run
+    stdout = stdout_console()
 
-        try:
-            report = export_run(run, out, which=which.value)
-        except CnnspecError as exc:
-            raise fail(exc) from None
-        except KeyboardInterrupt:  # the file is written only after the gate: an interrupt leaves none
-            from cnnspec.cli import err
+    try:
+        report = export_run(run, out, which=which.value)
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:  # the file is written only after the gate: an interrupt leaves none
+        stderr_console().print("interrupted: no ONNX file was written", markup=False)
+        raise typer.Exit(130) from None
+    if format is Format.json:
+        stdout.print(json.dumps(_export_json(report), indent=2), markup=False)
+    else:
+        stdout.print(_export_text(report), markup=False)
 
-            err.print("interrupted: no ONNX file was written", markup=False)
-            raise typer.Exit(130) from None
-        if format is Format.json:
-            stdout.print(json.dumps(_export_json(report), indent=2), markup=False)
-        else:
-            stdout.print(_export_text(report), markup=False)
 
-    @app.command()
-    def predict(
-        model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.")],
-        inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
-        top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image.")] = 5,
-        format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
-        device: Annotated[
-            DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
-        ] = DeviceChoice.auto,
-    ) -> None:
-        """Classify images with onnxruntime, preprocessing them as the model's metadata says."""
-        from cnnspec.cli import err, fail
-        from cnnspec.cli import out as stdout
-        from cnnspec.errors import CnnspecError
-        from cnnspec.export.predict import predict as run_predict
+def predict(
+    model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image.")] = 5,
+    format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
+    ] = DeviceChoice.auto,
+) -> None:
+    """Classify images with onnxruntime, preprocessing them as the model's metadata says."""
+    from cnnspec.deploy.predict import predict as run_predict
+    from cnnspec.errors import CnnspecError
 
-        try:
-            result = run_predict(model, inputs, top_k=top_k, device=device.value)
-        except CnnspecError as exc:
-            raise fail(exc) from None
-        if format is Format.json:
-            stdout.print(json.dumps(result.to_json(), indent=2), markup=False)
-            return
-        err.print(f"onnxruntime provider: {result.provider}", markup=False)
-        stdout.print(_predict_text(result), markup=False)
+    err, stdout = stderr_console(), stdout_console()
 
-    @app.command()
-    def bench(
-        target: Annotated[Path, typer.Argument(help="Run directory or exported .onnx file.")],
-        batch: Annotated[str, typer.Option("--batch", "-b", help="Comma-separated batch sizes.")] = "1,64",
-        device: Annotated[
-            DeviceChoice, typer.Option("--device", help="auto (GPU when both engines can use it), cpu or cuda.")
-        ] = DeviceChoice.auto,
-        seconds: Annotated[
-            float, typer.Option("--seconds", min=0.0, help="Minimum timing per engine and batch size.")
-        ] = 1.0,
-        format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
-    ) -> None:
-        """torch eager vs onnxruntime on the same input: latency (median, p90), throughput and their ratio."""
-        from cnnspec.cli import err, fail
-        from cnnspec.cli import out as stdout
-        from cnnspec.errors import CnnspecError
-        from cnnspec.export.bench import bench as run_bench
+    try:
+        result = run_predict(model, inputs, top_k=top_k, device=device.value)
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    if format is Format.json:
+        stdout.print(json.dumps(result.to_json(), indent=2), markup=False)
+        return
+    err.print(f"onnxruntime provider: {result.provider}", markup=False)
+    stdout.print(_predict_text(result), markup=False)
 
-        sizes = _batches(batch)
-        try:
-            result = run_bench(target, sizes, device=device.value, min_seconds=seconds)
-        except CnnspecError as exc:
-            raise fail(exc) from None
-        if format is Format.json:
-            stdout.print(json.dumps(result.to_json(), indent=2), markup=False)
-            return
-        for note in result.notes:
-            err.print(f"note: {printable(note)}", markup=False)
-        stdout.print(_bench_table(result))
+
+def bench(
+    target: Annotated[Path, typer.Argument(help="Run directory or exported .onnx file.")],
+    batch: Annotated[str, typer.Option("--batch", "-b", help="Comma-separated batch sizes.")] = "1,64",
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="auto (GPU when both engines can use it), cpu or cuda.")
+    ] = DeviceChoice.auto,
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=0.0, help="Minimum timing per engine and batch size.")
+    ] = 1.0,
+    format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+) -> None:
+    """torch eager vs onnxruntime on the same input: latency (median, p90), throughput and their ratio."""
+    from cnnspec.deploy.bench import bench as run_bench
+    from cnnspec.errors import CnnspecError
+
+    err, stdout = stderr_console(), stdout_console()
+
+    sizes = _batches(batch)
+    try:
+        result = run_bench(target, sizes, device=device.value, min_seconds=seconds)
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    if format is Format.json:
+        stdout.print(json.dumps(result.to_json(), indent=2), markup=False)
+        return
+    for note in result.notes:
+        err.print(f"note: {printable(note)}", markup=False)
+    stdout.print(_bench_table(result))
 
 
 def _export_json(report: ExportReport) -> dict[str, object]:

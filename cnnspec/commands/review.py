@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cnnspec.commands.common import fail, stderr_console, stdout_console
 from cnnspec.errors import CnnspecError
 
 
@@ -31,8 +32,9 @@ def fmt(
 ) -> None:
     """Write specs in the canonical layout (key order, one line per layer, indentation); comments are kept."""
     from cnnspec.atomic import atomic_write_text
-    from cnnspec.cli import err, out
     from cnnspec.review.fmt import format_file, format_text, unified_diff
+
+    err, out = stderr_console(), stdout_console()
 
     failed = would_change = changed = 0
     for path in specs:
@@ -82,9 +84,10 @@ def diff(
 
     Exit status as diff(1): 0 same architecture, 1 different, 2 trouble (a spec does not load or check).
     """
-    from cnnspec.cli import err, out
     from cnnspec.review import report
     from cnnspec.review.diff import diff_specs
+
+    err, out = stderr_console(), stdout_console()
 
     try:
         d = diff_specs(old, new)
@@ -109,8 +112,9 @@ def init(
     list_: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
 ) -> None:
     """Write a starting spec from a template (with the `$schema` line for editors); never overwrites a file."""
-    from cnnspec.cli import err, fail, out
     from cnnspec.review import templates
+
+    err, out = stderr_console(), stdout_console()
 
     if list_:
         for name in templates.template_names():
@@ -121,9 +125,3 @@ def init(
     except CnnspecError as exc:
         raise fail(exc) from None
     err.print(f"wrote {target} (template {template}); next: cnnspec validate {target}", markup=False)
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(fmt)
-    app.command()(diff)
-    app.command()(init)

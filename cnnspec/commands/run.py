@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cnnspec.commands.common import Overrides, Which, fail, stderr_console, stdout_console
+from cnnspec.interrupts import Interrupted
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-
-class Which(StrEnum):
-    best = "best"
-    last = "last"
 
 
 class Split(StrEnum):
@@ -22,128 +20,115 @@ class Split(StrEnum):
     val = "val"
 
 
-def register(app: typer.Typer) -> None:
-    """Add the train and evaluate commands to the CLI."""
+def train(
+    spec: Annotated[
+        Path | None, typer.Argument(help="Spec file to train (optional with --resume).", metavar="SPEC")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run directory; default runs/<spec name>. An earlier run there is replaced."),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", metavar="RUN", help="Continue the run in this directory from its last checkpoint."),
+    ] = None,
+    overrides: Overrides = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            min=1,
+            metavar="N",
+            help="Train in N processes on this machine (DDP, launched with torchrun): one per GPU, "
+            "or CPU processes (gloo). data.batch_size is per process. See docs/distributed.md.",
+        ),
+    ] = None,
+) -> None:
+    """Train a spec; writes checkpoints, metrics.jsonl, result.json and curves.png to the run directory."""
+    from cnnspec.errors import CnnspecError
+    from cnnspec.training.api import train as run_training
+    from cnnspec.training.distributed import PeerFailed, from_env
+    from cnnspec.training.signals import TrainingInterrupted
 
-    @app.command()
-    def train(
-        spec: Annotated[
-            Path | None, typer.Argument(help="Spec file to train (optional with --resume).", metavar="SPEC")
-        ] = None,
-        out: Annotated[
-            Path | None,
-            typer.Option(
-                "--out", "-o", help="Run directory; default runs/<spec name>. An earlier run there is replaced."
-            ),
-        ] = None,
-        resume: Annotated[
-            Path | None,
-            typer.Option(
-                "--resume", metavar="RUN", help="Continue the run in this directory from its last checkpoint."
-            ),
-        ] = None,
-        overrides: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--set", metavar="KEY=VALUE", help="Override a spec value, e.g. --set optimizer.lr=0.05 (repeatable)."
-            ),
-        ] = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-        nproc: Annotated[
-            int | None,
-            typer.Option(
-                "--nproc",
-                min=1,
-                metavar="N",
-                help="Train in N processes on this machine (DDP, launched with torchrun): one per GPU, "
-                "or CPU processes (gloo). data.batch_size is per process. See docs/distributed.md.",
-            ),
-        ] = None,
-    ) -> None:
-        """Train a spec; writes checkpoints, metrics.jsonl, result.json and curves.png to the run directory."""
-        from cnnspec.cli import err, fail
-        from cnnspec.cli import out as stdout
-        from cnnspec.errors import CnnspecError
-        from cnnspec.train import train as run_training
-        from cnnspec.train.distributed import PeerFailed, from_env
-        from cnnspec.train.signals import TrainingInterrupted
+    err, stdout = stderr_console(), stdout_console()
 
-        if spec is None and resume is None:
-            err.print("give a spec file to train, or --resume RUN to continue a run", markup=False)
+    if spec is None and resume is None:
+        err.print("give a spec file to train, or --resume RUN to continue a run", markup=False)
+        raise typer.Exit(2)
+    if out is not None and resume is not None and out.resolve() != resume.resolve():
+        err.print("--out and --resume name different folders; a resumed run stays in its own folder", markup=False)
+        raise typer.Exit(2)
+    try:
+        dist = from_env()
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    if nproc is not None and nproc > 1:
+        if dist.enabled:
+            err.print("--nproc starts torchrun itself; under torchrun leave it out", markup=False)
             raise typer.Exit(2)
-        if out is not None and resume is not None and out.resolve() != resume.resolve():
-            err.print("--out and --resume name different folders; a resumed run stays in its own folder", markup=False)
-            raise typer.Exit(2)
-        try:
-            dist = from_env()
-        except CnnspecError as exc:
-            raise fail(exc) from None
-        if nproc is not None and nproc > 1:
-            if dist.enabled:
-                err.print("--nproc starts torchrun itself; under torchrun leave it out", markup=False)
-                raise typer.Exit(2)
-            raise typer.Exit(_launch(nproc, spec, out, resume, overrides or [], quiet))
-        try:
-            run = run_training(
-                spec, out=out, resume=resume, overrides=overrides or [], progress=False if quiet else None
-            )
-        except PeerFailed:  # rank 0 failed and printed why
-            raise typer.Exit(1) from None
-        except CnnspecError as exc:
-            if not dist.is_main:
-                err.print(f"rank {dist.rank}:", markup=False)
-            raise fail(exc) from None
-        except TrainingInterrupted as exc:
-            if dist.is_main:
-                err.print(f"stopped; continue with: cnnspec train --resume {exc.run}", markup=False)
-            raise typer.Exit(130) from None
-        except KeyboardInterrupt:  # a second Ctrl-C: stopped without saving
-            err.print("aborted", markup=False)
-            raise typer.Exit(130) from None
+        raise typer.Exit(_launch(nproc, spec, out, resume, overrides or [], quiet))
+    try:
+        run = run_training(spec, out=out, resume=resume, overrides=overrides or [], progress=False if quiet else None)
+    except PeerFailed:  # rank 0 failed and printed why
+        raise typer.Exit(1) from None
+    except CnnspecError as exc:
+        if not dist.is_main:
+            err.print(f"rank {dist.rank}:", markup=False)
+        raise fail(exc) from None
+    except TrainingInterrupted as exc:
         if dist.is_main:
-            _print_result(run, stdout)
+            err.print(f"stopped; continue with: cnnspec train --resume {exc.run}", markup=False)
+        raise typer.Exit(130) from None
+    except Interrupted:  # Ctrl-C before training began (the command line's handler): nothing to say but that
+        raise
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped without saving
+        err.print("aborted", markup=False)
+        raise typer.Exit(130) from None
+    if dist.is_main:
+        _print_result(run, stdout)
 
-    @app.command()
-    def evaluate(
-        run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.", metavar="RUN")],
-        which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
-        split: Annotated[Split, typer.Option("--split", help="test or val.")] = Split.test,
-    ) -> None:
-        """Test-set metrics, per-class accuracy and a confusion matrix (RUN/evaluation.json, confusion_matrix.png)."""
-        from cnnspec.cli import fail
-        from cnnspec.cli import out as stdout
-        from cnnspec.errors import CnnspecError
-        from cnnspec.train import evaluate_run
 
-        try:
-            report = evaluate_run(run, which=which.value, split=split.value)
-        except CnnspecError as exc:
-            raise fail(exc) from None
-        from rich.table import Table
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.", metavar="RUN")],
+    which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
+    split: Annotated[Split, typer.Option("--split", help="test or val.")] = Split.test,
+) -> None:
+    """Test-set metrics, per-class accuracy and a confusion matrix (RUN/evaluation.json, confusion_matrix.png)."""
+    from cnnspec.errors import CnnspecError
+    from cnnspec.training.api import evaluate_run
 
-        from cnnspec.terminal import cell
+    stdout = stdout_console()
 
-        used = report["weights"]
-        table = Table(title=cell(f"{run}: {split.value} set, {used} weights"), title_justify="left")
-        table.add_column("class")
-        table.add_column("accuracy", justify="right")
-        table.add_column("images", justify="right")
-        for (name, acc), row in zip(report["per_class_accuracy"].items(), report["confusion_matrix"], strict=True):
-            table.add_row(cell(name), "–" if acc is None else f"{acc:.4f}", str(sum(row)))
-        stdout.print(table)
-        if used != which.value:
-            stdout.print(
-                cell(
-                    f"note: {run} has no {which.value}.safetensors (it stopped inside its first epoch): "
-                    f"evaluated its {used} weights"
-                ),
-                markup=False,
-            )
+    try:
+        report = evaluate_run(run, which=which.value, split=split.value)
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    from rich.table import Table
+
+    from cnnspec.terminal import cell
+
+    used = report["weights"]
+    table = Table(title=cell(f"{run}: {split.value} set, {used} weights"), title_justify="left")
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    table.add_column("images", justify="right")
+    for (name, acc), row in zip(report["per_class_accuracy"].items(), report["confusion_matrix"], strict=True):
+        table.add_row(cell(name), "–" if acc is None else f"{acc:.4f}", str(sum(row)))
+    stdout.print(table)
+    if used != which.value:
         stdout.print(
-            f"accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}  ({report['images']} images)\n"
-            f"wrote {run / 'evaluation.json'} and {run / 'confusion_matrix.png'}",
+            cell(
+                f"note: {run} has no {which.value}.safetensors (it stopped inside its first epoch): "
+                f"evaluated its {used} weights"
+            ),
             markup=False,
         )
+    stdout.print(
+        f"accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}  ({report['images']} images)\n"
+        f"wrote {run / 'evaluation.json'} and {run / 'confusion_matrix.png'}",
+        markup=False,
+    )
 
 
 def _launch(
@@ -151,11 +136,10 @@ def _launch(
 ) -> int:
     """`cnnspec train --nproc N ...`: check the spec here (one clear message for a mistake), then run
     `torchrun --standalone --nproc_per_node N -m cnnspec train ...` with the other arguments."""
-    from cnnspec.check.checker import check
-    from cnnspec.cli import fail
+    from cnnspec.checker.checker import check
     from cnnspec.errors import CnnspecError
-    from cnnspec.train.distributed import launch
-    from cnnspec.train.setup import resolve_spec
+    from cnnspec.training.distributed import launch
+    from cnnspec.training.setup import resolve_spec
 
     try:
         check(resolve_spec(spec, resume, overrides)[0])

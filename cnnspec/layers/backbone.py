@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
@@ -55,21 +54,11 @@ BACKBONES: dict[str, BackboneFacts] = {
     "densenet121": BackboneFacts(1024, 6_953_856, 2.834, "classifier", min_size=29, floor_halvings=3),
 }
 
-BackboneName = Literal[
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-    "efficientnet_b1",
-    "convnext_tiny",
-    "regnet_y_400mf",
-    "shufflenet_v2_x1_0",
-    "densenet121",
-]
+# The `model` field accepts exactly the tabulated names (the JSON Schema's enum, the error's list).
+if TYPE_CHECKING:
+    BackboneName = str
+else:
+    BackboneName = Literal[tuple(BACKBONES)]
 
 
 @register
@@ -126,14 +115,9 @@ class Torchvision(LayerKind):
         return Window(global_=True)
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.backbone import build_backbone
+        from cnnspec.builder.backbone import build_backbone
 
         return build_backbone(self.model, self.weights, self.freeze, BACKBONES[self.model].classifier)
-
-    def weights_file(self) -> Path | None:
-        if self.weights.endswith((".pth", ".pt", ".safetensors")):
-            return Path(self.weights)
-        return None
 
 
 # torchvision's ResNets: (block, blocks per stage); the stages have 64, 128, 256, 512 planes.

@@ -20,14 +20,14 @@ from cnnspec.spec.dispatch import Kind, KindItem, KindRegistry, OneKeyItem
 if TYPE_CHECKING:
     from torch import nn
 
-    from cnnspec.check.expand import Expander
+    from cnnspec.checker.expand import Expander
 
 Shape = tuple[int, ...]
 """A per-sample tensor shape without the batch axis: (C, H, W) for images, (F,) for vectors."""
 
 # Letters, digits, '_' and '-' (torchvision's RegNet names blocks `block1-0`), not starting with '-'.
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
-# `id: self`: the layer takes the name of the list it is in (see cnnspec.check.expand).
+# `id: self`: the layer takes the name of the list it is in (see cnnspec.checker.expand).
 SELF_ID = "self"
 # An id written as a whole number (`id: 0`, `id: ${i + 1}`) is that number's text: nn.Sequential's names.
 _ID_SCHEMA = {
@@ -164,7 +164,7 @@ class LayerKind(Kind):
         an image, () for a vector; None when the layer holds no batch norm.
 
         Training batch norm needs more than one value per channel over the batch (torch refuses one),
-        so a batch of one image through a 1×1 map is refused before training (cnnspec.check.data).
+        so a batch of one image through a 1×1 map is refused before training (cnnspec.checker.data).
         """
         return None
 

@@ -77,7 +77,7 @@ class Linear(LayerKind):
         from torch import nn
 
         if self.over == "channels":
-            from cnnspec.build.modules import ChannelLinear
+            from cnnspec.builder.modules import ChannelLinear
 
             return ChannelLinear(inputs[0][0], self.out_features, bias=self.bias)
         return nn.Linear(inputs[0][0], self.out_features, bias=self.bias)
@@ -199,7 +199,7 @@ class LayerNorm(LayerKind):
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
 
-        from cnnspec.build.modules import LayerNorm2d
+        from cnnspec.builder.modules import LayerNorm2d
 
         cls = nn.LayerNorm if self.over == "all" else LayerNorm2d
         return cls(list(self._normalized(inputs)), eps=self.eps, elementwise_affine=self.elementwise_affine)

@@ -347,7 +347,7 @@ class Scale(_Elementwise):
         return {"layer_scale": self._shape(inputs[0])}
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.modules import LayerScale
+        from cnnspec.builder.modules import LayerScale
 
         return LayerScale(self._shape(inputs[0]), self.init)
 

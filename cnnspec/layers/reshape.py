@@ -82,10 +82,6 @@ class _Merge(LayerKind):
         return self
 
 
-def _describe(inputs: Sequence[Shape], names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(f"{n} is {fmt_shape(s)}" for n, s in zip(names, inputs, strict=False))
-
-
 def broadcasts(shape: Shape, full: Shape) -> bool:
     """Whether `shape` may be combined element-wise with `full`, cnnspec's deliberately narrow broadcasting.
 
@@ -131,7 +127,7 @@ class Add(_Elementwise):
     advice: ClassVar[str] = "make the branches agree (e.g. a 1×1 conv with the right stride on the shortcut)"
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.modules import Sum
+        from cnnspec.builder.modules import Sum
 
         return Sum()
 
@@ -145,7 +141,7 @@ class Multiply(_Elementwise):
     advice: ClassVar[str] = "a gate has the channels of what it scales (squeeze_excite builds one)"
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.modules import Product
+        from cnnspec.builder.modules import Product
 
         return Product()
 
@@ -169,7 +165,7 @@ class Concat(_Merge):
         return (sum(s[0] for s in inputs), *first[1:])
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.modules import Concat as ConcatModule
+        from cnnspec.builder.modules import Concat as ConcatModule
 
         return ConcatModule()
 
@@ -230,7 +226,7 @@ class Slice(LayerKind):
         return (end - start, *shape[1:])
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.modules import ChannelSlice
+        from cnnspec.builder.modules import ChannelSlice
 
         return ChannelSlice(*self._range(inputs[0]))
 
@@ -253,6 +249,6 @@ class ChannelShuffle(LayerKind):
         return (c, h, w)
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.modules import ChannelShuffle as ShuffleModule
+        from cnnspec.builder.modules import ChannelShuffle as ShuffleModule
 
         return ShuffleModule(self.groups)

@@ -26,7 +26,7 @@ from cnnspec.layers.pool import AdaptiveAvgPool2d
 if TYPE_CHECKING:
     from torch import nn
 
-    from cnnspec.check.expand import Expander
+    from cnnspec.checker.expand import Expander
 
 
 @register
@@ -147,7 +147,7 @@ class Projection(LayerKind):
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from torch import nn
 
-        from cnnspec.build.modules import Shortcut
+        from cnnspec.builder.modules import Shortcut
 
         stride = self._stride(inputs[0], inputs[1])
         if stride is None:
@@ -199,7 +199,7 @@ class Repeat(LayerKind):
             added = itertools.islice(reversed(expander.nodes.values()), len(expander.nodes) - first)
             for node in added:
                 node.layer = node.layer.at_copy(i, self.n)
-        from cnnspec.check.expand import INPUT
+        from cnnspec.checker.expand import INPUT
 
         return out or INPUT
 
@@ -313,6 +313,6 @@ class SqueezeConv(LayerKind):
         return {"weight": (width, inputs[0][0], 1, 1), "bias": (width,)}
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
-        from cnnspec.build.modules import SqueezeConv as SqueezeConvModule
+        from cnnspec.builder.modules import SqueezeConv as SqueezeConvModule
 
         return SqueezeConvModule(inputs[0][0], self._width(inputs))

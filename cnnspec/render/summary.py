@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cnnspec.check.graph import Graph
-from cnnspec.check.memory import estimate, format_bytes
+from cnnspec.checker.graph import Graph
+from cnnspec.checker.memory import estimate, format_bytes
 from cnnspec.layers import REGISTRY
 from cnnspec.layers.base import fmt_shape
 
@@ -38,7 +38,7 @@ class Summary:
     # 224×224); the total is then an estimate too.
     estimated_macs: list[str]
     vars: dict[str, int | float]  # the spec's vars after --set: the values the rows were computed with
-    # fp32 estimates (cnnspec.check.memory), like torchinfo's "Params size" and "Forward/backward pass size".
+    # fp32 estimates (cnnspec.checker.memory), like torchinfo's "Params size" and "Forward/backward pass size".
     weights_bytes: int
     forward_backward_bytes: int  # per image: every layer's output and its gradient
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnspec.check.graph import Graph, Node
+from cnnspec.checker.graph import Graph, Node
 from cnnspec.layers import REGISTRY, Shape
 
 _AUTO = re.compile(r"^(?P<kind>[a-z0-9_]+)_(?P<index>\d+)$")
@@ -300,7 +300,7 @@ def diff_graphs(old: Graph, new: Graph, old_label: str = "OLD", new_label: str =
 
 def diff_specs(old: str, new: str) -> SpecDiff:
     """Diff two specs named by file paths or git revisions (`REV:path`); raises CnnspecError when one is invalid."""
-    from cnnspec.check.checker import check
+    from cnnspec.checker.checker import check
     from cnnspec.review.sources import load_spec
 
     return diff_graphs(check(load_spec(old)), check(load_spec(new)), old, new)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cnnspec.check.graph import Node
+from cnnspec.checker.graph import Node
 from cnnspec.layers.base import fmt_shape
 from cnnspec.render.summary import NaturalWidth, human
 from cnnspec.review.diff import Change, SpecDiff, TensorFit, numel

@@ -48,11 +48,6 @@ _TYPE_ERRORS = {
 _NOT_BRANCH = frozenset({"missing", "extra_forbidden", "layer_kind", "augment_kind"})
 
 
-def yaml_path(data: Any, loc: Sequence[Hashable]) -> Path:
-    """Follow a pydantic `loc` through the raw data, skipping union tags that are not keys."""
-    return _walk(data, loc)[0]
-
-
 def _walk(data: Any, loc: Sequence[Hashable]) -> tuple[Path, int, Any]:
     """The YAML path of `loc`, how many elements of `loc` it took (tags in between count), and the node."""
     path: list[Hashable] = []

@@ -2,7 +2,7 @@
 
 `vars` is evaluated first, in order (a var may use the vars above it). Then every `$name` /
 `${...}` string in the rest of the document becomes its value, except inside `model.blocks`:
-a block's parameters and layers are filled in at each use (cnnspec.check.expand), where the
+a block's parameters and layers are filled in at each use (cnnspec.checker.expand), where the
 block's parameters are visible too.
 """
 

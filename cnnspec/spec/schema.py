@@ -19,7 +19,7 @@ SCHEMA_ID = "https://cnnspec.dev/schemas/cnnspec.schema.json"
 REF = "#/$defs/{model}"
 
 
-def _one_key_items(names: list[str], refs: list[str], bare: list[str], what: str) -> dict[str, Any]:
+def _one_key_items(refs: list[str], bare: list[str], what: str) -> dict[str, Any]:
     return {
         "description": f"A {what}: `- NAME: {{PARAMS}}`, or a bare `- NAME` when every parameter has a default.",
         "anyOf": [
@@ -72,9 +72,9 @@ def json_schema(*, expressions: bool = True) -> dict[str, Any]:
     _, combined = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     defs: dict[str, Any] = combined["$defs"]
     root = defs.pop("Spec")
-    defs["LayerItem"] = _one_key_items(kinds, [w.__name__ for w in layer_wrappers], LAYER_KINDS.bare(), "layer")
+    defs["LayerItem"] = _one_key_items([w.__name__ for w in layer_wrappers], LAYER_KINDS.bare(), "layer")
     defs["AugmentItem"] = _one_key_items(
-        augment_names, [w.__name__ for w in augment_wrappers], AUGMENT_KINDS.bare(), "training augmentation"
+        [w.__name__ for w in augment_wrappers], AUGMENT_KINDS.bare(), "training augmentation"
     )
     if expressions:
         root, defs = _with_expressions(root), _with_expressions(defs)

@@ -75,17 +75,6 @@ class SourceMap:
             p = p[:-1]
         return Location(self.file, *self.values.get((), (1, 1)))
 
-    def sub(self, prefix: Sequence[Hashable], new_prefix: Sequence[Hashable] = ()) -> SourceMap:
-        """The part of the map under `prefix`, re-rooted at `new_prefix`."""
-        pre, n = tuple(prefix), len(prefix)
-        out = SourceMap(self.file)
-        out.quoted = {tuple(new_prefix) + k[n:] for k in self.quoted if k[:n] == pre}
-        for src, dst in ((self.values, out.values), (self.keys, out.keys)):
-            for k, v in src.items():
-                if k[:n] == pre:
-                    dst[tuple(new_prefix) + k[n:]] = v
-        return out
-
 
 def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import cnnspec
-from cnnspec.build import SpecModule
-from cnnspec.check.graph import Graph
+from cnnspec.builder.graph_module import SpecModule
+from cnnspec.checker.graph import Graph
 from cnnspec.spec.model import Spec
 
 

@@ -13,11 +13,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 import cnnspec
-from cnnspec.build.backbone import build_backbone
+from cnnspec.builder.backbone import build_backbone
 from cnnspec.errors import CheckpointError, ShapeError, SpecError
 from cnnspec.layers.backbone import BACKBONES
 from cnnspec.spec.model import Spec
-from cnnspec.train.checkpoint import save_weights
+from cnnspec.training.checkpoint import save_weights
 from tests.build._build_helpers import assert_agrees, make_spec, run_with_hooks
 
 CHEAP = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x1_0"}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnspec.build import build
-from cnnspec.check.checker import check
+from cnnspec.builder.graph_module import build
+from cnnspec.checker.checker import check
 from cnnspec.spec.overrides import load_with_overrides
 from tests.build._build_helpers import make_spec
 

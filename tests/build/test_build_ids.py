@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 import cnnspec
-from cnnspec.check.expand import MODULE_ATTRIBUTES
-from cnnspec.check.graph import Graph
+from cnnspec.checker.expand import MODULE_ATTRIBUTES
+from cnnspec.checker.graph import Graph
 from cnnspec.spec.model import Spec
 from tests.build._build_helpers import spec_text
 

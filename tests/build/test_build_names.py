@@ -24,7 +24,7 @@ from torchvision.models.convnext import CNBlock
 from torchvision.models.regnet import AnyStage, ResBottleneckBlock
 
 import cnnspec
-from cnnspec.check.graph import Graph
+from cnnspec.checker.graph import Graph
 from cnnspec.errors import CnnspecError
 from tests.build.test_build_ids import assert_complete, static_tensor_names
 from tests.build.test_build_ids import leaf as leaf_layer

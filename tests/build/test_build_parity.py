@@ -12,8 +12,8 @@ import torch.nn.functional as F
 import torchvision
 
 import cnnspec
-from cnnspec.build import SpecModule
-from cnnspec.check.graph import Graph
+from cnnspec.builder.graph_module import SpecModule
+from cnnspec.checker.graph import Graph
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -172,7 +172,7 @@ def test_every_spec_builds_with_the_checked_shapes_and_counts(name: str) -> None
 
 
 def test_cnnspec_build_stays_callable_after_submodules_are_imported() -> None:
-    import cnnspec.build.graph_module  # binds the attribute cnnspec.build to the package
+    import cnnspec.builder.graph_module  # binds the attribute cnnspec.builder (no longer cnnspec.build) to the package
 
     model = cnnspec.build(cnnspec.load(SPECS / "digits.yaml"))
     assert isinstance(model, SpecModule)

@@ -34,7 +34,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 import cnnspec
-from cnnspec.check.graph import Graph
+from cnnspec.checker.graph import Graph
 from cnnspec.errors import ShapeError
 
 Layer = dict[str, dict[str, Any]]  # {kind: params}, as in YAML

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import cnnspec
-from cnnspec.check.checker import analyse
+from cnnspec.checker.checker import analyse
 
 SPEC = """\
 name: notes

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import cnnspec
-from cnnspec.check.graph import Graph
+from cnnspec.checker.graph import Graph
 from tests.build._build_helpers import make_spec
 
 SPECS: dict[str, tuple[tuple[int, int, int], str]] = {

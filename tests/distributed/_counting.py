@@ -19,7 +19,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cnnspec.train.callbacks import Callback, Step, TrainStart
+from cnnspec.training.callbacks import Callback, Step, TrainStart
 
 if TYPE_CHECKING:
     import torch

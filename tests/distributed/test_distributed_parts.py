@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from cnnspec.build import build
+from cnnspec.builder.graph_module import build
 from cnnspec.errors import DataError, TrainingError
 from cnnspec.spec.load import load
 from cnnspec.spec.overrides import load_with_overrides
-from cnnspec.train.distributed import (
+from cnnspec.training.distributed import (
     LOCAL,
     Dist,
     check_supported,
@@ -24,7 +24,7 @@ from cnnspec.train.distributed import (
     shard_split,
     steps_per_epoch,
 )
-from cnnspec.train.sources import FolderSource, TensorSource, epoch_order
+from cnnspec.training.sources import FolderSource, TensorSource, epoch_order
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -35,7 +35,7 @@ import torch
 
 import cnnspec
 from cnnspec.run import RunPaths
-from cnnspec.train.checkpoint import load_state, read_weights
+from cnnspec.training.checkpoint import load_state, read_weights
 from tests.distributed._counting import Counter, EpochCount, parse
 
 ROOT = Path(__file__).resolve().parents[2]

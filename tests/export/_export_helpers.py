@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnspec.export.runs import init_run
+from cnnspec.deploy.runs import init_run
 from cnnspec.run import load_trained
 from cnnspec.spec.load import load, loads
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnnspec.export.exporter import ExportReport, export_run
+from cnnspec.deploy.exporter import ExportReport, export_run
 from tests.export._export_helpers import RESIZED_NORMALISED, make_run
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnspec.export.bench import BenchResult, BenchRow, Timing, bench, time_calls
-from cnnspec.export.exporter import ExportReport
+from cnnspec.deploy.bench import BenchResult, BenchRow, Timing, bench, time_calls
+from cnnspec.deploy.exporter import ExportReport
 from tests.cli_helpers import run_cli
 from tests.export._export_helpers import TINY_GREY, make_run
 

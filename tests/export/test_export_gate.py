@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import cnnspec
+from cnnspec.deploy.exporter import ExportReport
+from cnnspec.deploy.gate import FP16_RELATIVE_BOUND, FP32_BOUND, bound_for, run_gate
 from cnnspec.errors import ExportError
-from cnnspec.export.exporter import ExportReport
-from cnnspec.export.gate import FP16_RELATIVE_BOUND, FP32_BOUND, bound_for, run_gate
 
 DIGITS = Path(__file__).resolve().parents[2] / "specs" / "digits.yaml"
 

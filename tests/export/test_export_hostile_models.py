@@ -24,8 +24,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cnnspec.export.exporter import ExportReport
-from cnnspec.export.metadata import (
+from cnnspec.deploy.exporter import ExportReport
+from cnnspec.deploy.metadata import (
     MAX_CHANNELS,
     MAX_CLASSES,
     MAX_IMAGE_ELEMENTS,

@@ -3,7 +3,7 @@ TorchExportError, which cnnspec used to take for an exporter failure: it fell ba
 TorchScript exporter, wrote the model and exited 0.
 
 A real `python -m cnnspec export` process and a real SIGINT. The child runs with the test hook
-CNNSPEC_TEST_STOP_IN_EXPORT=1 (cnnspec/export/onnx_export.py): it stops itself with SIGSTOP the
+CNNSPEC_TEST_STOP_IN_EXPORT=1 (cnnspec/deploy/onnx_export.py): it stops itself with SIGSTOP the
 first time the dynamo exporter runs the model's forward. The test waits until it is stopped,
 sends SIGINT, then SIGCONT, so the interrupt lands inside torch.export's tracing on every run.
 """
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cnnspec.atomic import TMP_PREFIX
-from cnnspec.export.onnx_export import to_onnx
+from cnnspec.deploy.onnx_export import to_onnx
 from tests.export._export_helpers import make_run
 
 

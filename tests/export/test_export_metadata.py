@@ -12,10 +12,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import cnnspec
+from cnnspec.deploy.fp16 import fp16_weights
+from cnnspec.deploy.metadata import ModelMetadata, attach, from_props, read_props
+from cnnspec.deploy.runs import init_run
 from cnnspec.errors import ExportError, SpecError
-from cnnspec.export.fp16 import fp16_weights
-from cnnspec.export.metadata import ModelMetadata, attach, from_props, read_props
-from cnnspec.export.runs import init_run
 from cnnspec.run import load_trained, read_info, spec_hash
 from tests.export._export_helpers import TINY_GREY
 

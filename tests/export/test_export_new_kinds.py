@@ -7,8 +7,8 @@ import onnxruntime as ort
 import torch
 
 import cnnspec
-from cnnspec.export.gate import FP32_BOUND
-from cnnspec.export.onnx_export import to_onnx
+from cnnspec.deploy.gate import FP32_BOUND
+from cnnspec.deploy.onnx_export import to_onnx
 from tests.build._build_helpers import make_spec
 
 # One small network through every new kind (and add's broadcast), trained-looking weights not needed.

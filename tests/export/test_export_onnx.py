@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import cnnspec
+from cnnspec.deploy.exporter import ExportReport, export_run
+from cnnspec.deploy.gate import FP32_BOUND, run_gate, sample_batch
+from cnnspec.deploy.metadata import from_props
+from cnnspec.deploy.onnx_export import to_onnx
 from cnnspec.errors import ExportError
-from cnnspec.export.exporter import ExportReport, export_run
-from cnnspec.export.gate import FP32_BOUND, run_gate, sample_batch
-from cnnspec.export.metadata import from_props
-from cnnspec.export.onnx_export import to_onnx
 from cnnspec.run import RunPaths, read_info
-from cnnspec.train.checkpoint import save_weights
+from cnnspec.training.checkpoint import save_weights
 from tests.cli_helpers import run_cli
 from tests.export._export_helpers import TINY_GREY, make_run, torch_logits
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnspec.export.exporter import ExportReport
-from cnnspec.export.images import load_image
-from cnnspec.export.predict import predict
-from cnnspec.export.session import CPU, CUDA, cuda_device_present
-from cnnspec.train.augment import BatchAugment
-from cnnspec.train.sources import _FolderImages
+from cnnspec.deploy.exporter import ExportReport
+from cnnspec.deploy.images import load_image
+from cnnspec.deploy.predict import predict
+from cnnspec.deploy.session import CPU, CUDA, cuda_device_present
+from cnnspec.training.augment import BatchAugment
+from cnnspec.training.sources import _FolderImages
 from tests.cli_helpers import run_cli
 from tests.export._export_helpers import torch_logits, write_image
 
@@ -137,7 +137,7 @@ def test_predict_does_not_import_torch(digits_export: ExportReport, tmp_path: Pa
     png = write_image(tmp_path / "x.png", (8, 8), "L", seed=9)
     code = (
         "import sys\n"
-        "from cnnspec.export.predict import predict\n"
+        "from cnnspec.deploy.predict import predict\n"
         f"r = predict({str(digits_export.path)!r}, [{str(png)!r}])\n"
         "assert len(r.predictions) == 1\n"
         "print('torch' in sys.modules)\n"

@@ -11,15 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnspec.export.exporter import ExportReport, export_run
-from cnnspec.export.images import load_image
-from cnnspec.export.metadata import ModelMetadata
-from cnnspec.export.predict import predict
+from cnnspec.deploy.exporter import ExportReport, export_run
+from cnnspec.deploy.images import load_image
+from cnnspec.deploy.metadata import ModelMetadata
+from cnnspec.deploy.predict import predict
 from cnnspec.run import load_trained
-from cnnspec.train import evaluate_run, train
-from cnnspec.train.augment import BatchAugment
-from cnnspec.train.datasets import load_data
-from cnnspec.train.sources import _FolderImages
+from cnnspec.training.api import evaluate_run, train
+from cnnspec.training.augment import BatchAugment
+from cnnspec.training.datasets import load_data
+from cnnspec.training.sources import _FolderImages
 from tests.cli_helpers import run_cli
 
 # Two classes told apart by the side of a centred bright square: 8 or 10 pixels in a 20×20 image.

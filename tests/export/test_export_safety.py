@@ -10,9 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from cnnspec.deploy.safety import check_external_data, load_checked
+from cnnspec.deploy.session import open_session
 from cnnspec.errors import ExportError
-from cnnspec.export.safety import check_external_data, load_checked
-from cnnspec.export.session import open_session
 
 WEIGHTS = np.arange(8, dtype=np.float32).reshape(4, 2)
 

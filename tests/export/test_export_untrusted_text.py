@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnspec.export.exporter import ExportReport
-from cnnspec.export.runs import init_run
+from cnnspec.deploy.exporter import ExportReport
+from cnnspec.deploy.runs import init_run
 from cnnspec.spec.load import loads
 from cnnspec.terminal import printable
 from tests.cli_helpers import run_cli

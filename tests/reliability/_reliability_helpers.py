@@ -14,7 +14,7 @@ import torch
 
 from cnnspec.atomic import TMP_PREFIX
 from cnnspec.run import RunPaths
-from cnnspec.train.checkpoint import load_state, read_weights
+from cnnspec.training.checkpoint import load_state, read_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +71,7 @@ def cli(*args: str | Path) -> CliResult:
     (not raised) so that tests can assert there was none: an escaped exception is a traceback."""
     from typer.testing import CliRunner
 
-    from cnnspec.cli import app
+    from cnnspec.commands.app import app
 
     result = CliRunner().invoke(app, [str(a) for a in args])
     exc = result.exception
@@ -135,6 +135,6 @@ def cli_child(args: list[str], log: str, env: dict[str, str] | None = None) -> N
     os.dup2(fd, 2)
     os.close(fd)
     torch.set_num_threads(1)
-    from cnnspec.cli import app
+    from cnnspec.commands.app import app
 
     app([*args], prog_name="cnnspec")

@@ -25,8 +25,8 @@ import cnnspec.atomic
 from cnnspec.atomic import TMP_PREFIX
 from cnnspec.errors import CheckpointError
 from cnnspec.run import LOCK_NAME, RunPaths
-from cnnspec.train.checkpoint import load_state, read_weights
-from cnnspec.train.progress import Reporter
+from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.training.progress import Reporter
 from tests.reliability._reliability_helpers import (
     LONG_EPOCHS,
     assert_checkpoints_finite_and_loadable,

@@ -19,7 +19,7 @@ import torch
 
 from cnnspec.errors import CheckpointError
 from cnnspec.run import RunPaths
-from cnnspec.train.checkpoint import load_state, load_state_dict_file, read_weights
+from cnnspec.training.checkpoint import load_state, load_state_dict_file, read_weights
 from tests.reliability._reliability_helpers import assert_refused, cli, report
 
 

@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from cnnspec.export.exporter import export_run
+from cnnspec.deploy.exporter import export_run
 from tests.reliability._reliability_helpers import assert_refused, cli, report
 
 pytestmark = pytest.mark.slow  # one real export (the dynamo exporter) costs several seconds

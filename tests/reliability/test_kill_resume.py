@@ -31,7 +31,7 @@ import torch
 import cnnspec
 from cnnspec.atomic import STOP_BEFORE_RENAME, TMP_PREFIX, atomic_write_bytes
 from cnnspec.run import RunPaths, load_trained
-from cnnspec.train.checkpoint import load_state, read_weights
+from cnnspec.training.checkpoint import load_state, read_weights
 from tests.reliability._reliability_helpers import (
     TINY,
     assert_checkpoints_finite_and_loadable,
@@ -51,9 +51,9 @@ TIMING = {"seconds", "images_per_second"}
 # Imported once by the fork server; torch._dynamo is what torch.optim imports lazily (4 s).
 PRELOAD = [
     "_reliability_helpers",
-    "cnnspec.cli",
+    "cnnspec.commands.app",
     "cnnspec.commands.run",
-    "cnnspec.train.loop",
+    "cnnspec.training.loop",
     "matplotlib.pyplot",
     "safetensors.torch",
     "torch._dynamo",

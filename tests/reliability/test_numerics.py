@@ -3,7 +3,7 @@
 A bad step stops the run with an error naming its epoch and step; no checkpoint with a
 non-finite number is ever written (every checkpoint is scanned afterwards), and the run
 resumes from the last good epoch to the same end as a run that never failed. Faults are
-injected at a known step through the trainer's callbacks (cnnspec.train.callbacks), the
+injected at a known step through the trainer's callbacks (cnnspec.training.callbacks), the
 supported hooks a user has too: a NaN pixel in one augmented batch (`on_batch`), an inf
 written into a batchnorm buffer (`on_step_end`), inf gradients (`on_after_backward`).
 Those runs go through `cnnspec.train(callbacks=...)`, so they check the TrainingError the
@@ -29,9 +29,9 @@ from torch import nn
 import cnnspec
 from cnnspec.errors import TrainingError
 from cnnspec.run import RunPaths
-from cnnspec.train.callbacks import Callback, Step
-from cnnspec.train.checkpoint import load_state, read_weights
-from cnnspec.train.progress import PlainReporter
+from cnnspec.training.callbacks import Callback, Step
+from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.training.progress import PlainReporter
 from tests.reliability._reliability_helpers import (
     LONG_EPOCHS,
     STEPS_PER_EPOCH,

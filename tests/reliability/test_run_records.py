@@ -19,12 +19,12 @@ from PIL import Image
 
 import cnnspec
 from cnnspec.run import LOCK_NAME, RunPaths
-from cnnspec.train.callbacks import Callback, Step
-from cnnspec.train.checkpoint import load_state
-from cnnspec.train.datasets import load_data
-from cnnspec.train.progress import Reporter
-from cnnspec.train.signals import TrainingInterrupted
-from cnnspec.train.sources import TensorSource, epoch_order
+from cnnspec.training.callbacks import Callback, Step
+from cnnspec.training.checkpoint import load_state
+from cnnspec.training.datasets import load_data
+from cnnspec.training.progress import Reporter
+from cnnspec.training.signals import TrainingInterrupted
+from cnnspec.training.sources import TensorSource, epoch_order
 from tests.reliability._reliability_helpers import TINY, assert_refused, cli, report
 from tests.train._train_helpers import DIGITS_FAST
 
@@ -62,7 +62,8 @@ def test_evaluate_export_and_bench_refuse_a_spec_yaml_whose_network_was_edited(
     # answer wrongly (evaluate gave 0.18 on such an edit, exit 0).
     spec.write_text(text.replace("    - relu\n", "    - sigmoid\n"), encoding="utf-8")
     refusal = "does not describe the network this run's weights were trained as"
-    for command in (["evaluate", run], ["export", run], ["bench", run, "--seconds", "0"]):
+    commands: list[list[str | Path]] = [["evaluate", run], ["export", run], ["bench", run, "--seconds", "0"]]
+    for command in commands:
         assert_refused(cli(*command), refusal, "architecture_hash")
     assert not (run / "evaluation.json").exists() and not (run / "model.onnx").exists()
     # An edit outside model: (how it trains) is not the network: evaluate still reads the run.
@@ -98,7 +99,12 @@ def test_a_hand_edited_run_json_is_refused_naming_the_field(
     assert record["mean"] is not None and len(record["mean"]) == 1  # TINY: one channel, normalize auto
     info.write_text(json.dumps({**record, **edit}), encoding="utf-8")  # NaN and inf as JSON's NaN, Infinity
     before = _files(run)
-    for command in (["evaluate", run], ["export", run], ["train", "--resume", run, "--set", "train.epochs=3"]):
+    commands: list[list[str | Path]] = [
+        ["evaluate", run],
+        ["export", run],
+        ["train", "--resume", run, "--set", "train.epochs=3"],
+    ]
+    for command in commands:
         assert_refused(cli(*command), f"{info}: error: {message}", "put back the original")
     assert _files(run) == before  # no evaluation.json with a NaN accuracy, no model.onnx, nothing resumed
 

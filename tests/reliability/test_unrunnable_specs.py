@@ -19,12 +19,12 @@ import pytest
 import torch
 
 import cnnspec
-from cnnspec.build import build
-from cnnspec.check.checker import check
-from cnnspec.check.memory import estimate, parse_size
+from cnnspec.builder.graph_module import build
+from cnnspec.checker.checker import check
+from cnnspec.checker.memory import estimate, parse_size
 from cnnspec.layers.backbone import BACKBONES
 from cnnspec.spec.load import load
-from cnnspec.train.callbacks import Callback, Step
+from cnnspec.training.callbacks import Callback, Step
 from tests.train._train_helpers import THREADS_ENV
 
 CNNSPEC = [sys.executable, "-m", "cnnspec"]

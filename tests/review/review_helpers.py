@@ -28,7 +28,7 @@ def cnnspec(*args: str, cwd: Path | None = None, stdin: str | None = None) -> su
     """
     from typer.testing import CliRunner
 
-    from cnnspec.cli import app
+    from cnnspec.commands.app import app
 
     before = Path.cwd()
     try:

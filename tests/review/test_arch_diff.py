@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnspec.check.checker import check
+from cnnspec.checker.checker import check
 from cnnspec.review.diff import diff_graphs, diff_specs, is_named
 from cnnspec.spec.load import load, loads
 from tests.review.review_helpers import SPECS, cnnspec, git, git_repo
@@ -223,7 +223,7 @@ def test_review_commands_do_not_import_torch(tmp_path: Path, args: tuple[str, ..
     files = {"fmt": [str(SMALL)], "diff": [str(SMALL), str(other)], "init": []}[args[0]]
     code = (
         "import sys\n"
-        "from cnnspec.cli import app\n"
+        "from cnnspec.commands.app import app\n"
         f"sys.argv = ['cnnspec', *{list(args)!r}, *{files!r}]\n"
         "try:\n    app()\nexcept SystemExit as exc:\n    code = exc.code\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnspec.check.checker import check
-from cnnspec.check.graph import Graph
+from cnnspec.checker.checker import check
+from cnnspec.checker.graph import Graph
 from cnnspec.layers import REGISTRY
 from cnnspec.layers.backbone import BACKBONES, RESNET_STAGES, resnet_tensors
 from cnnspec.spec.load import loads
@@ -54,7 +54,7 @@ def offline(text: str) -> str:
 
 @pytest.mark.parametrize("path", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.name)
 def test_static_tensors_equal_the_built_state_dict(path: Path) -> None:
-    from cnnspec.build import build
+    from cnnspec.builder.graph_module import build
 
     graph = check(loads(offline(path.read_text(encoding="utf-8")), str(path)))
     built = {k: tuple(v.shape) for k, v in build(graph).state_dict().items()}
@@ -62,7 +62,7 @@ def test_static_tensors_equal_the_built_state_dict(path: Path) -> None:
 
 
 def test_every_parameterised_kind_matches_torch() -> None:
-    from cnnspec.build import build
+    from cnnspec.builder.graph_module import build
 
     graph = check(loads(ALL_KINDS))
     kinds = {n.kind for n in graph.nodes if n.params or n.kind.startswith("batchnorm")}

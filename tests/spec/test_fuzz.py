@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnspec.check.checker import analyse
+from cnnspec.checker.checker import analyse
 from cnnspec.errors import SpecError
 from cnnspec.spec.load import loads
 from cnnspec.spec.source import parse_yaml, read_spec_text

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import cnnspec
-from cnnspec.check.checker import check
+from cnnspec.checker.checker import check
 from cnnspec.errors import CnnspecError, SpecError
 from cnnspec.run import architecture_hash
 from cnnspec.spec.dump import dump_spec

@@ -1,5 +1,5 @@
 """A callback that records what the training loop really did, step by step, through the
-supported hooks (cnnspec.train.callbacks) and forward hooks on the model being trained.
+supported hooks (cnnspec.training.callbacks) and forward hooks on the model being trained.
 
 Tests use it to observe a behaviour (the dtype inside the forward under autocast, the memory
 format a convolution computes in, the batch after augmentation, the loss of a step) rather
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnspec.train.callbacks import Callback, Step, TrainStart
+from cnnspec.training.callbacks import Callback, Step, TrainStart
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torchvision.transforms.v2.functional as TF
 from cnnspec.augments.geometry import HorizontalFlip, RandomCrop, RandomResizedCrop
 from cnnspec.augments.mixing import CutMix, MixUp
 from cnnspec.augments.pixels import ColorJitter
-from cnnspec.train.augment import (
+from cnnspec.training.augment import (
     BatchAugment,
     _hsv_to_rgb,
     _rgb_to_hsv,

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("svg")
 import cnnspec
 from cnnspec.render.summary import plot, summarize
-from cnnspec.train import evaluate_run
+from cnnspec.training.api import evaluate_run
 
 run = cnnspec.train(sys.argv[1], out=sys.argv[2], progress=False)   # curves.png
 evaluate_run(run)                                                      # confusion_matrix.png

@@ -1,4 +1,4 @@
-"""The trainer's callback hooks (cnnspec.train.callbacks): order, counts, and what each one sees.
+"""The trainer's callback hooks (cnnspec.training.callbacks): order, counts, and what each one sees.
 
 The expected sequence is written out from the spec's own numbers (64 images, batch 16: 4 steps
 per epoch), and what the hooks were given is compared with what the run wrote to disk.
@@ -16,8 +16,8 @@ from torch import nn
 
 import cnnspec
 from cnnspec.run import RunPaths
-from cnnspec.train.callbacks import Callback, Progress, Step, TrainStart
-from cnnspec.train.checkpoint import read_weights
+from cnnspec.training.callbacks import Callback, Progress, Step, TrainStart
+from cnnspec.training.checkpoint import read_weights
 
 SPEC = """\
 name: hooks

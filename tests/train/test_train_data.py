@@ -11,8 +11,8 @@ from PIL import Image
 
 from cnnspec.errors import DataError
 from cnnspec.spec.load import loads
-from cnnspec.train.datasets import load_data, make_synthetic, resize_uint8
-from cnnspec.train.sources import FolderSource, TensorSource, channel_stats
+from cnnspec.training.datasets import load_data, make_synthetic, resize_uint8
+from cnnspec.training.sources import FolderSource, TensorSource, channel_stats
 
 
 def _spec(data: str, input_: str = "{channels: 1, height: 8, width: 8}", classes: int = 10) -> str:

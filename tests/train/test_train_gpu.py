@@ -12,7 +12,7 @@ import torch
 import cnnspec
 from cnnspec.errors import TrainingError
 from cnnspec.run import RunPaths
-from cnnspec.train.checkpoint import load_state, read_weights
+from cnnspec.training.checkpoint import load_state, read_weights
 from tests.train._observe import Recorder
 
 pytestmark = pytest.mark.gpu

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from cnnspec.errors import DataError
-from cnnspec.train.sources import FolderSource, TensorSource, _FolderImages, channel_stats, image_files
+from cnnspec.training.sources import FolderSource, TensorSource, _FolderImages, channel_stats, image_files
 from tests.train._train_helpers import THREADS_ENV
 
 CNNSPEC = [sys.executable, "-m", "cnnspec"]

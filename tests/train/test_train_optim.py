@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnspec.spec.model import OptimizerSpec, ScheduleSpec
-from cnnspec.train.optim import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, Schedule, make_optimizer, param_groups
+from cnnspec.training.optim import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, Schedule, make_optimizer, param_groups
 
 
 def _schedule(steps_per_epoch: int = 10, epochs: int = 10, lr: float = 0.1, **kw: object) -> Schedule:

@@ -15,8 +15,8 @@ import cnnspec
 from cnnspec.errors import TrainingError
 from cnnspec.run import RunPaths, read_info
 from cnnspec.spec.load import loads
-from cnnspec.train.checkpoint import load_state, read_weights
-from cnnspec.train.progress import PlainReporter, RichReporter
+from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.training.progress import PlainReporter, RichReporter
 from tests.train._observe import Recorder
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnspec.check.checker import check
+from cnnspec.checker.checker import check
 from cnnspec.errors import ShapeError, SpecError
 from cnnspec.spec.load import load
 from cnnspec.spec.overrides import load_with_overrides, override_spec, parse_override

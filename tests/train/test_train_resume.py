@@ -14,8 +14,8 @@ import torch
 
 import cnnspec
 from cnnspec.run import RunPaths
-from cnnspec.train.checkpoint import load_state, read_weights
-from cnnspec.train.progress import Reporter
+from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.training.progress import Reporter
 from tests.train._train_helpers import THREADS_ENV
 
 # 53 steps per epoch; mixup, dropout and random crops make every RNG stream matter.
@@ -51,7 +51,7 @@ STOP_AT = (2, 20)  # (epoch, step): well inside epoch 2
 CHILD = """
 import sys, time
 import cnnspec
-from cnnspec.train.progress import Reporter
+from cnnspec.training.progress import Reporter
 
 class PauseAt(Reporter):
     epoch = 0

@@ -14,7 +14,7 @@ import cnnspec
 from cnnspec.errors import CheckpointError, ShapeError, TrainingError
 from cnnspec.run import RunPaths, architecture_hash, load_trained, read_info, spec_hash
 from cnnspec.spec.load import load
-from cnnspec.train.checkpoint import load_state, read_weights
+from cnnspec.training.checkpoint import load_state, read_weights
 from tests.cli_helpers import run_cli
 from tests.train._observe import Recorder
 from tests.train._train_helpers import DIGITS_FAST

@@ -18,8 +18,8 @@ from torch import nn
 from cnnspec.errors import CheckpointError
 from cnnspec.run import RunInfo, RunPaths
 from cnnspec.spec.model import EarlyStopping
-from cnnspec.train.checkpoint import Checkpoints, read_weights
-from cnnspec.train.state import BestEpoch, EpochTally, TrainState
+from cnnspec.training.checkpoint import Checkpoints, read_weights
+from cnnspec.training.state import BestEpoch, EpochTally, TrainState
 
 CPU = torch.device("cpu")
 

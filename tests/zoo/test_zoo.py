@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnspec
-from cnnspec.check.graph import Graph
+from cnnspec.checker.graph import Graph
 from cnnspec.spec.overrides import load_with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,127 @@
+"""Static checks of the data section against the model's input."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+
+from cnnspec.checker.graph import Graph
+from cnnspec.errors import Diagnostic
+from cnnspec.layers.base import pair
+from cnnspec.spec.model import Spec
+
+# The channel counts an image folder's files can be converted to (PIL modes L and RGB).
+FOLDER_CHANNELS = (1, 3)
+
+# Image shape (C, H, W) of each built-in dataset; None: given by the spec.
+DATASET_SHAPES: dict[str, tuple[int, int, int] | None] = {
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "svhn": (3, 32, 32),
+    "mnist": (1, 28, 28),
+    "fashion_mnist": (1, 28, 28),
+    "digits": (1, 8, 8),
+    "synthetic": None,
+    "image_folder": None,
+}
+
+DATASET_TITLES = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "svhn": "SVHN",
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "digits": "the digits dataset",
+}
+
+
+def check_data(spec: Spec) -> list[Diagnostic]:
+    """Dataset and augmentation shapes must end at the model's input shape."""
+    data = spec.data
+    if data is None:
+        return []
+    src = spec.source
+    want = spec.model.input.shape
+    name = data.dataset.name
+    native = DATASET_SHAPES[name]
+    out: list[Diagnostic] = []
+    if name == "image_folder" and want[0] not in FOLDER_CHANNELS:
+        out.append(
+            Diagnostic(
+                f"image_folder images are read as grey (1 channel) or RGB (3) but model.input has {want[0]} channels",
+                src.locate(("model", "input", "channels")),
+                hint="set model.input.channels to 1 or 3, or use the synthetic dataset",
+            )
+        )
+    if name == "image_folder" and data.resize is None:
+        out.append(
+            Diagnostic(
+                "image_folder needs data.resize: images in a folder can have any size",
+                src.locate(("data", "dataset", "name")),
+                hint=f"add `resize: [{want[1]}, {want[2]}]` under data",
+            )
+        )
+        return out
+    channels = native[0] if native else want[0]
+    size = (native[1], native[2]) if native else (want[1], want[2])
+    if native and channels != want[0]:
+        out.append(
+            Diagnostic(
+                f"{DATASET_TITLES[name]} images have {channels} channel{'s' if channels > 1 else ''} "
+                f"but model.input has {want[0]}",
+                src.locate(("model", "input", "channels")),
+                notes=(f"{DATASET_TITLES[name]} is {native[0]}×{native[1]}×{native[2]}",),
+                hint=f"set model.input.channels: {channels}",
+            )
+        )
+    if data.resize is not None:
+        size = pair(data.resize)
+    where: tuple[str | int, ...] = ("data", "resize") if data.resize is not None else ("data", "dataset", "name")
+    for index, item in enumerate(data.augment):
+        op, at = item.op, ("data", "augment", index, item.name)
+        problem = op.size_problem(size)
+        if problem is not None:
+            field = (problem.field,) if problem.field else ()
+            out.append(Diagnostic(problem.message, src.locate((*at, *field)), notes=problem.notes, hint=problem.hint))
+        size = op.output_size(size)
+        if op.size_field is not None:
+            where = (*at, op.size_field)
+    if size != (want[1], want[2]):
+        native_note: tuple[str, ...] = ()
+        if native:
+            native_note = (f"{DATASET_TITLES[name]} is {native[0]}×{native[1]}×{native[2]}",)
+        out.append(
+            Diagnostic(
+                f"the data pipeline gives {size[0]}×{size[1]} images but model.input is {want[1]}×{want[2]}",
+                src.locate(where),
+                notes=native_note,
+                hint=f"set model.input height/width to {size[0]}×{size[1]}, or data.resize: [{want[1]}, {want[2]}]",
+            )
+        )
+    return out
+
+
+def batch_statistics(graph: Graph, batch: int, where: tuple[Hashable, ...]) -> list[Diagnostic]:
+    """An error when a batch of `batch` gives a batch norm one value per channel.
+
+    torch refuses to train batch norm on a single value per channel ("Expected more than 1 value
+    per channel when training"): a batch of one through batchnorm1d, through batchnorm2d on 1×1
+    maps, or through a layer that holds batch norm (a residual's `shortcut: auto` projection, a
+    torchvision backbone's deepest stage). Each layer kind says the smallest map its batch norm
+    sees (`LayerKind.batchnorm_map`). `where` is the spec key that decides the batch (data.batch_size).
+    """
+    for node in graph.nodes:
+        smallest = node.layer.batchnorm_map(node.input_shapes, node.output_shape)
+        if smallest is None or batch * math.prod(smallest) != 1:
+            continue
+        through = f"{'×'.join(map(str, smallest))} maps" if smallest else "vector input"
+        return [
+            Diagnostic(
+                f"{node.kind} '{node.id}' would normalise a single value per channel: a training batch"
+                f" of {batch} image{'s' if batch > 1 else ''} through its {through}",
+                graph.spec.source.locate(where),
+                notes=(f"'{node.id}' is at {node.location}",),
+                hint="train with a batch of 2 or more images (data.batch_size), or use groupnorm/layernorm",
+            )
+        ]
+    return []

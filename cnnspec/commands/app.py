@@ -1,0 +1,93 @@
+"""The `cnnspec` command group: every command, in one table, in workflow order.
+
+A command is a plain function in its area's module (spec.py, review.py, run.py, deploy.py)
+and one line of COMMANDS; nothing else registers commands. Turning a typer function into a
+click command reads its signature and type hints, which for all of them costs more than
+`cnnspec validate` spends on a ResNet: the group converts the command it runs, and all of
+them only to list them (`--help`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import typer
+import typer.main
+from typer.core import TyperGroup
+
+from cnnspec.commands import deploy, review, run, spec
+from cnnspec.interrupts import interrupts_exit
+
+if TYPE_CHECKING:
+    from typer import _click as click  # typer's own copy of click, which TyperGroup derives from
+
+# How a command ends on purpose (its exit status, a usage error): never taken for an interrupt.
+TYPER_ENDINGS = (typer.Exit, typer.Abort, typer.TyperException)
+
+# The order `cnnspec --help` lists them in: write a spec, check it, review it, train, ship it.
+COMMANDS: dict[str, Callable[..., None]] = {
+    "init": review.init,
+    "validate": spec.validate,
+    "summary": spec.summary,
+    "fmt": review.fmt,
+    "diff": review.diff,
+    "train": run.train,
+    "evaluate": run.evaluate,
+    "export": deploy.export,
+    "predict": deploy.predict,
+    "bench": deploy.bench,
+    "schema": spec.schema,
+}
+
+
+def click_command(name: str, function: Callable[..., None]) -> click.Command:
+    """The click command typer makes of `function`, named `name`."""
+    single = typer.Typer(add_completion=False)
+    single.command(name=name)(function)
+    command = typer.main.get_command(single)  # one command and no callback: the command itself
+    command.name = name
+    return command
+
+
+class Commands(TyperGroup):
+    """The command group: COMMANDS, each made into a click command when first asked for.
+
+    A Ctrl-C anywhere in here (parsing, converting a command, a command that does not handle
+    it) ends with `interrupted` and exit 130, where typer would exit 130 silently.
+    """
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.commands[cmd_name] = click_command(cmd_name, COMMANDS[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with interrupts_exit(passing=TYPER_ENDINGS):
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with interrupts_exit(passing=TYPER_ENDINGS):
+            return super().invoke(ctx)
+
+
+def _group() -> None:
+    # The group's own callback: no options of its own. typer needs one to make a group of an app
+    # whose commands are all added by Commands.get_command.
+    pass
+
+
+app = typer.Typer(
+    name="cnnspec",
+    callback=_group,
+    help="Declarative CNN specs: validate, summarise, train, export, predict.",
+    cls=Commands,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)

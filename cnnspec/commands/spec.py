@@ -1,0 +1,125 @@
+"""`cnnspec validate`, `cnnspec summary` and `cnnspec schema`: the spec read statically (no torch)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnnspec.commands.common import Overrides, echo, fail
+from cnnspec.errors import CnnspecError
+
+
+class ValidateFormat(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+class SummaryFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def validate(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    format: Annotated[
+        ValidateFormat, typer.Option("--format", "-f", help="text, json, or github (Actions annotations).")
+    ] = ValidateFormat.text,
+    overrides: Overrides = None,
+) -> None:
+    """Check spec files statically (schema, shapes, data); exit 1 when any is invalid."""
+    from cnnspec.validate import github_annotation, validate_file
+
+    failed = 0
+    report = []
+    for path in specs:
+        graph, diagnostics = validate_file(path, overrides or ())
+        errors = [d for d in diagnostics if d.severity == "error"]
+        failed += bool(errors)
+        if format is ValidateFormat.json:
+            report.append(
+                {
+                    "file": str(path),
+                    "valid": not errors,
+                    "diagnostics": [d.to_json() for d in diagnostics],
+                    "total_params": graph.total_params if graph and not errors else None,
+                }
+            )
+        elif format is ValidateFormat.github:
+            for d in diagnostics:
+                echo(github_annotation(d))
+        else:
+            for d in diagnostics:
+                echo(d.format(), stderr=True)
+            if not errors and graph is not None:
+                shape = "×".join(map(str, graph.output_shape))
+                n = len(graph.nodes)
+                echo(f"{path}: ok ({n} layer{'s' * (n != 1)}, {graph.total_params:,} params, output {shape})")
+    if format is ValidateFormat.json:
+        echo(json.dumps(report, indent=2))
+    elif format is ValidateFormat.text and len(specs) > 1:
+        echo(f"{len(specs) - failed} of {len(specs)} specs valid")
+    if failed:
+        raise typer.Exit(1)
+
+
+def summary(
+    spec: Annotated[Path, typer.Argument(help="Spec file.")],
+    format: Annotated[
+        SummaryFormat, typer.Option("--format", "-f", help="text, json or markdown.")
+    ] = SummaryFormat.text,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw receptive field and feature-map size per stage to this PNG."),
+    ] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Per-layer table: output shape, params, MACs, receptive field, stride; computed statically."""
+    from cnnspec.checker.checker import check
+    from cnnspec.render import summary as render
+    from cnnspec.spec.overrides import load_with_overrides
+
+    try:
+        graph = check(load_with_overrides(spec, overrides or ()))
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    rows = render.summarize(graph)
+    if format is SummaryFormat.json:
+        echo(render.to_json(rows), end="")
+    elif format is SummaryFormat.markdown:
+        echo(render.to_markdown(rows), end="")
+    else:
+        from rich.console import Console
+
+        Console(highlight=False, soft_wrap=False).print(render.to_text(rows))
+    if plot is not None:
+        try:
+            render.plot(rows, str(plot))
+        except OSError as exc:
+            raise fail(CnnspecError(f"cannot write {plot}: {exc.strerror or exc}")) from None
+        echo(f"wrote {plot}", stderr=True)
+
+
+def schema(
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the spec language (for editors and CI)."""
+    from cnnspec.spec.schema import json_schema_text
+
+    try:
+        text = json_schema_text()
+    except CnnspecError as exc:  # a broken plugin: its kinds would be missing from the schema
+        raise fail(exc) from None
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            out_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise fail(CnnspecError(f"cannot write {out_file}: {exc.strerror or exc}")) from None

@@ -1,0 +1,248 @@
+"""torch eager vs onnxruntime: latency and throughput on the same input.
+
+Both engines start from the same host (CPU) array and hand back host logits, so on a
+GPU both timings include the copies in and out. On a CPU both get the same number of
+threads (torch's `get_num_threads()`), so the ratio compares engines, not thread counts.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnspec.checker.graph import Graph
+from cnnspec.deploy.gate import sample_batch
+from cnnspec.deploy.metadata import ModelMetadata
+from cnnspec.deploy.predict import model_metadata, run_batches
+from cnnspec.deploy.session import Device, Session, open_session
+from cnnspec.errors import ExportError
+from cnnspec.run import RunPaths, load_trained, read_info
+
+
+@dataclass
+class Timing:
+    """Latency of one call on a batch, in milliseconds, and the throughput it implies."""
+
+    iterations: int
+    median_ms: float
+    p90_ms: float
+
+    def images_per_second(self, batch: int) -> float:
+        return batch / (self.median_ms / 1e3) if self.median_ms > 0 else float("inf")
+
+
+@dataclass
+class BenchRow:
+    batch: int
+    torch: Timing
+    onnx: Timing
+
+    @property
+    def ratio(self) -> float:
+        """onnxruntime throughput ÷ torch eager throughput (> 1: onnxruntime is faster)."""
+        return self.torch.median_ms / self.onnx.median_ms if self.onnx.median_ms > 0 else float("inf")
+
+
+@dataclass
+class BenchResult:
+    name: str
+    onnx_path: str
+    device: str  # "cpu" or "cuda"
+    provider: str
+    threads: int
+    rows: list[BenchRow]
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "onnx": self.onnx_path,
+            "device": self.device,
+            "provider": self.provider,
+            "threads": self.threads,
+            "rows": [
+                {
+                    "batch": r.batch,
+                    "torch_eager": {**asdict(r.torch), "images_per_second": r.torch.images_per_second(r.batch)},
+                    "onnxruntime": {**asdict(r.onnx), "images_per_second": r.onnx.images_per_second(r.batch)},
+                    "ratio": r.ratio,
+                }
+                for r in self.rows
+            ],
+            "notes": self.notes,
+        }
+
+
+def time_calls(
+    call: Callable[[], object], min_seconds: float = 1.0, min_iters: int = 5, max_iters: int = 200, warmup: int = 3
+) -> Timing:
+    """Call `call` `warmup` times, then until `min_seconds` and `min_iters` are both reached (or `max_iters`)."""
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_iters and (len(times) < min_iters or time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    median, p90 = np.percentile(np.asarray(times) * 1e3, [50, 90])
+    return Timing(len(times), float(median), float(p90))
+
+
+def bench_pair(
+    model: nn.Module,
+    session: Session,
+    meta: ModelMetadata,
+    batches: Sequence[int],
+    device: str = "cpu",
+    min_seconds: float = 1.0,
+) -> list[BenchRow]:
+    """Time torch eager (`model` on `device`) and `session` on the same random batches."""
+    model = model.eval().to(device)
+    rows = []
+    for batch in batches:
+        x = sample_batch(meta, batch, seed=batch)
+        xt = torch.from_numpy(x)
+
+        def torch_call(xt: torch.Tensor = xt) -> np.ndarray:
+            return model(xt.to(device)).cpu().numpy()  # type: ignore[no-any-return]
+
+        def onnx_call(x: np.ndarray = x) -> np.ndarray:
+            return run_batches(session, x, batch_size=len(x))
+
+        with torch.inference_mode():
+            torch_timing = time_calls(torch_call, min_seconds)
+        onnx_timing = time_calls(onnx_call, min_seconds)
+        rows.append(BenchRow(batch, torch_timing, onnx_timing))
+    return rows
+
+
+@contextmanager
+def _onnx_for_run(run: Path, notes: list[str]) -> Iterator[Path]:
+    existing = RunPaths(run).onnx
+    if existing.is_file():
+        yield existing
+        return
+    from cnnspec.deploy.exporter import export_run
+
+    with tempfile.TemporaryDirectory(prefix="cnnspec-bench-") as folder:
+        notes.append(f"{existing} does not exist: exported the run to a temporary file for this benchmark")
+        yield export_run(run, Path(folder) / "model.onnx").path
+
+
+def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> nn.Module:
+    parent = path.resolve().parent
+    if RunPaths(parent).info.is_file() and read_info(parent).spec_hash == meta.spec_hash:
+        return load_trained(parent).model
+    if meta.spec is None:
+        raise ExportError(
+            f"{path} carries no spec to rebuild the torch model from", hint="pass the run directory instead"
+        )
+    from cnnspec.builder.graph_module import build
+    from cnnspec.checker.checker import check
+    from cnnspec.spec.load import loads
+
+    graph = check(loads(meta.spec, file=f"{path}:spec"))
+    _check_embedded(path, graph, meta)
+    notes.append(
+        "torch runs the spec embedded in the file with fresh weights (the speed does not depend on their values)"
+    )
+    return build(graph, pretrained=False).eval()
+
+
+# What an embedded spec may ask torch to allocate. A single ONNX file holds at most 2 GiB,
+# so a spec with more float32 weights than that cannot be the model in the file.
+MAX_EMBEDDED_PARAMS = 2**29
+MAX_EMBEDDED_ACTIVATIONS = 2**28  # values summed over every layer's output, for one image (1 GiB as float32)
+
+
+def _check_embedded(path: Path, graph: Graph, meta: ModelMetadata) -> None:
+    """The embedded spec describes the file's model and fits the bounds; ExportError before torch allocates."""
+    hint = "bench the run directory instead, or a file written by `cnnspec export`"
+    if list(graph.input_shape) != list(meta.input_shape) or list(graph.output_shape) != [len(meta.class_names)]:
+        raise ExportError(
+            f"{path}: the embedded spec takes {list(graph.input_shape)} and returns {list(graph.output_shape)}, "
+            f"but the file takes {meta.input_shape} and names {len(meta.class_names)} classes",
+            hint=hint,
+        )
+    for n in graph.nodes:
+        weights = getattr(n.layer, "weights", "none")
+        if weights != "none":  # a path or a download a file someone sent would have bench read
+            raise ExportError(
+                f"{path}: the embedded spec's layer '{n.id}' loads weights from {weights!r}; "
+                "bench builds embedded specs with fresh weights only",
+                hint=hint,
+            )
+    params = graph.total_params
+    activations = sum(math.prod(n.output_shape) for n in graph.nodes)
+    if params > MAX_EMBEDDED_PARAMS or activations > MAX_EMBEDDED_ACTIVATIONS:
+        raise ExportError(
+            f"{path}: refused to build the embedded spec: {params:,} parameters and {activations:,} activation "
+            f"values an image; at most {MAX_EMBEDDED_PARAMS:,} and {MAX_EMBEDDED_ACTIVATIONS:,}",
+            hint=hint,
+        )
+
+
+def _pick_device(device: Device) -> str:
+    if device == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise ExportError("torch sees no CUDA device", hint="use --device cpu or auto")
+    return "cpu"
+
+
+def bench(
+    target: str | Path, batches: Iterable[int] = (1, 64), device: Device = "auto", min_seconds: float = 1.0
+) -> BenchResult:
+    """Benchmark a run directory (its model.onnx, exported on the fly when absent) or an exported .onnx file."""
+    p = Path(target)
+    notes: list[str] = []
+    where = _pick_device(device)
+    threads = torch.get_num_threads()
+    if p.is_dir():
+        trained = load_trained(p)
+        with _onnx_for_run(p, notes) as onnx_path:
+            return _bench_files(trained.model, onnx_path, list(batches), device, where, threads, min_seconds, notes)
+    if not p.is_file():
+        raise ExportError(f"{p} is neither a run directory nor an ONNX file")
+    return _bench_files(None, p, list(batches), device, where, threads, min_seconds, notes)
+
+
+def _bench_files(
+    model: nn.Module | None,
+    onnx_path: Path,
+    batches: list[int],
+    requested: Device,
+    where: str,
+    threads: int,
+    min_seconds: float,
+    notes: list[str],
+) -> BenchResult:
+    session: Session | None = None
+    if where == "cuda":
+        try:
+            session = open_session(onnx_path, "cuda")
+        except ExportError:
+            if requested == "cuda":
+                raise
+            notes.append("torch sees a GPU but onnxruntime's CUDA provider does not work: compared both on the CPU")
+            where = "cpu"
+    if session is None:
+        session = open_session(onnx_path, "cpu", threads=threads)
+    meta = model_metadata(session)
+    if model is None:
+        model = _torch_for_model(onnx_path, meta, notes)
+    rows = bench_pair(model, session, meta, batches, where, min_seconds)
+    return BenchResult(meta.spec_name or onnx_path.stem, str(onnx_path), where, session.provider, threads, rows, notes)

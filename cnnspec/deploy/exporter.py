@@ -1,0 +1,160 @@
+"""Run directory → self-describing, gate-checked ONNX file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from cnnspec.atomic import NotRegularFileError, atomic_path, write_target
+from cnnspec.deploy.fp16 import fp16_weights
+from cnnspec.deploy.gate import Parity, run_gate
+from cnnspec.deploy.metadata import ModelMetadata, attach, color_of
+from cnnspec.deploy.onnx_export import to_onnx
+from cnnspec.errors import ExportError
+from cnnspec.preprocess import preprocessing_for
+from cnnspec.run import RunPaths, TrainedModel, load_trained
+from cnnspec.spec.dump import dump_spec
+from cnnspec.version import __version__
+
+# protobuf cannot serialise a single message of 2 GiB or more.
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+@dataclass
+class ExportReport:
+    """What `export_run` wrote and the figures of its gate."""
+
+    path: Path
+    metadata: ModelMetadata
+    parity: list[Parity]
+    bytes: int
+    dynamo_error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def metadata_for(trained: TrainedModel, exporter: str) -> ModelMetadata:
+    """The metadata an exported run carries: preprocessing, classes, provenance."""
+    info, spec = trained.info, trained.spec
+    preprocessing = preprocessing_for(spec, info.mean, info.std)
+    resize = list(preprocessing.image_size) if preprocessing.resize else None  # data.resize, for older readers
+    settings = spec.export
+    return ModelMetadata(
+        input_shape=list(info.input_shape),
+        class_names=list(info.class_names),
+        mean=list(info.mean) if info.mean is not None else None,
+        std=list(info.std) if info.std is not None else None,
+        resize=resize,
+        color=color_of(info.input_shape[0]),
+        spec_name=info.spec_name,
+        spec_hash=info.spec_hash,
+        architecture_hash=info.architecture_hash,
+        cnnspec_version=__version__,
+        trained_with=info.cnnspec_version,
+        dataset=info.dataset,
+        exporter=exporter,
+        weights_dtype="float16" if settings.fp16 else "float32",
+        dynamic_batch=settings.dynamic_batch,
+        opset=settings.opset,
+        spec=dump_spec(spec),
+        preprocessing=preprocessing,
+    )
+
+
+def _check_run(trained: TrainedModel) -> None:
+    info, graph = trained.info, trained.graph
+    if list(info.input_shape) != list(graph.input_shape):
+        raise ExportError(
+            f"{trained.paths.info}: input_shape {info.input_shape} does not match the spec's {list(graph.input_shape)}"
+        )
+    classes = graph.output_shape
+    if len(classes) != 1:
+        raise ExportError(
+            f"the model's output is {'×'.join(map(str, classes))}, not a vector of class logits",
+            hint="end the model with flatten and linear layers",
+        )
+    if len(info.class_names) != classes[0]:
+        raise ExportError(
+            f"{trained.paths.info} names {len(info.class_names)} classes but the model has {classes[0]} outputs"
+        )
+
+
+def _run_inputs(run: Path) -> tuple[list[Path], Path]:
+    """The files of `run` that export reads or that training owns, and its checkpoints folder."""
+    paths = RunPaths(run)
+    return [paths.spec, paths.info, paths.metrics, paths.result, paths.curves], paths.checkpoints
+
+
+def check_target(run: str | Path, target: str | Path) -> Path:
+    """The file an export of `run` to `target` would replace (symlinks followed); ExportError when that
+    is not a regular file or is one of the run's own files (its spec, record, metrics or checkpoints)."""
+    try:
+        final = write_target(target)
+    except NotRegularFileError as exc:
+        raise ExportError(
+            f"cannot write {target}: {exc.strerror}", hint="give --out the path of an .onnx file (new or old)"
+        ) from None
+    except OSError as exc:
+        raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
+    real = Path(os.path.realpath(final))
+    files, checkpoints = _run_inputs(Path(run))
+    owned = [Path(os.path.realpath(f)) for f in files]
+    inside = real.is_relative_to(Path(os.path.realpath(checkpoints)))
+    same = any(real == f or (real.exists() and f.exists() and os.path.samefile(real, f)) for f in owned)
+    if inside or same:
+        what = "its checkpoints" if inside else "its own files"
+        raise ExportError(
+            f"refused to write {target}: it is {real.name} of the run being exported ({what})",
+            hint=f"export to a new .onnx file, e.g. --out {Path(run) / 'model.onnx'}",
+        )
+    return final
+
+
+def export_run(run: str | Path, out: str | Path | None = None, which: str = "best") -> ExportReport:
+    """Export a run's weights (`which`: best, falling back to last, said in the notes) to ONNX, gate it, and
+    write it atomically. The run's spec.yaml must still be the network the weights were trained as.
+
+    Nothing is written when the gate fails: the file is built and checked under a
+    temporary name beside `out` and moved into place only afterwards.
+    """
+    target = Path(out) if out is not None else RunPaths(Path(run)).onnx
+    check_target(run, target)  # before the export's seconds of work
+    trained = load_trained(run, which)
+    _check_run(trained)
+    settings = trained.spec.export
+    exported = to_onnx(trained.model, tuple(trained.info.input_shape), settings.opset, settings.dynamic_batch)
+    model = exported.model
+    if settings.fp16:
+        fp16_weights(model)
+    meta = metadata_for(trained, exported.exporter)
+    if trained.spec.description:
+        model.doc_string = trained.spec.description
+    attach(model, meta)
+    if model.ByteSize() >= _PROTOBUF_LIMIT:
+        raise ExportError(
+            f"the model needs {model.ByteSize() / 2**30:.1f} GiB, beyond a single ONNX file's 2 GiB",
+            hint="models this large need external data files, which cnnspec export does not write yet",
+        )
+    try:
+        with atomic_path(target) as tmp:
+            onnx.save(model, str(tmp))
+            parity = run_gate(tmp, trained.model, meta, fp16=settings.fp16, where=str(target))
+            # Record the gate's figures in the file itself; the graph is unchanged.
+            meta.parity = {"provider": "CPUExecutionProvider", "batches": [p.to_json() for p in parity]}
+            attach(model, meta)
+            onnx.save(model, str(tmp))
+            size = tmp.stat().st_size
+    except OSError as exc:  # a full disk or a read-only folder: the old file (if any) is unchanged
+        raise ExportError(
+            f"cannot write {target}: {exc.strerror or exc}", hint="free disk space, or choose a folder with --out"
+        ) from None
+    notes = []
+    if trained.weights != which:
+        notes.append(
+            f"the run has no {which}.safetensors (it stopped inside its first epoch): exported its last weights"
+        )
+    if exported.dynamo_error:
+        notes.append(f"the dynamo exporter failed ({exported.dynamo_error}); used the TorchScript exporter")
+    return ExportReport(target, meta, parity, size, exported.dynamo_error, notes)

@@ -1,0 +1,73 @@
+"""Image files → the normalised (N, C, H, W) float32 batch an exported model expects (no torch).
+
+The steps are the ones training and evaluation used, read from the ONNX metadata
+(`preprocessing`) and carried out by the same functions (cnnspec.preprocess): decode with
+Pillow and convert to grey or RGB (16-bit and float images scaled by their range), resize to
+the size training stored when training resized, centre-crop (or pad, or resize) to the
+model's H×W as evaluation does, scale to 0–1, then subtract `mean` and divide by `std`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from cnnspec.deploy.metadata import ModelMetadata
+from cnnspec.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+def image_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and the images directly inside each folder (sorted by name)."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(
+                    f"{p} holds no images",
+                    hint=f"put {', '.join(sorted(IMAGE_SUFFIXES))} files in it (not in subfolders)",
+                )
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"no such file or folder: {p}")
+    return files
+
+
+def decode_image(path: str | Path, meta: ModelMetadata) -> np.ndarray:
+    """Steps 1–2 of the model's preprocessing for one file: uint8 (C, H, W) of the size training stored."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    preprocessing = meta.image_preprocessing()
+    try:
+        with Image.open(p) as opened:
+            opened.load()
+            return preprocessing.image(opened, str(p))
+    except Image.DecompressionBombError as exc:  # Pillow's own limit on pixels (Image.MAX_IMAGE_PIXELS)
+        raise DataError(
+            f"{p} is refused: {exc}",
+            hint="an image this large is more likely a decompression bomb than a photo; shrink it first",
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{p} is not an image Pillow can decode: {exc}") from None
+
+
+def load_image(path: str | Path, meta: ModelMetadata) -> np.ndarray:
+    """One image as the model's normalised (C, H, W) float32 input."""
+    return meta.image_preprocessing().prepare(decode_image(path, meta)[None])[0]
+
+
+def load_batch(paths: Iterable[str | Path], meta: ModelMetadata) -> np.ndarray:
+    """Images as the model's (N, C, H, W) float32 input batch."""
+    images = [decode_image(p, meta) for p in paths]
+    preprocessing = meta.image_preprocessing()
+    if not images:
+        return np.zeros((0, *meta.input_shape), dtype=np.float32)
+    return preprocessing.prepare(np.stack(images))

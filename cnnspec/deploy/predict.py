@@ -1,0 +1,149 @@
+"""Classify image files with an exported model on onnxruntime (no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnspec.deploy.images import image_files, load_batch
+from cnnspec.deploy.metadata import ModelMetadata, from_props, read_props
+from cnnspec.deploy.session import Device, Session, open_session
+from cnnspec.errors import ExportError
+
+DEFAULT_BATCH = 32
+
+
+@dataclass
+class ClassScore:
+    index: int
+    name: str
+    probability: float  # softmax of the logits
+    logit: float
+
+
+@dataclass
+class Prediction:
+    file: str
+    top: list[ClassScore]
+
+    @property
+    def best(self) -> ClassScore:
+        return self.top[0]
+
+
+@dataclass
+class PredictResult:
+    model: Path
+    provider: str
+    predictions: list[Prediction]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": str(self.model),
+            "provider": self.provider,
+            "predictions": [
+                {
+                    "file": p.file,
+                    "top": [
+                        {"index": s.index, "class": s.name, "probability": s.probability, "logit": s.logit}
+                        for s in p.top
+                    ],
+                }
+                for p in self.predictions
+            ],
+        }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:  # (N, K) -> (N, K), rows sum to 1
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted.astype(np.float64))
+    return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def model_metadata(session: Session) -> ModelMetadata:
+    """The cnnspec metadata of an open model, checked against its graph (ExportError when it has
+    none, when it is damaged or out of bounds, when the graph is not an image classifier, or when
+    its preprocessing disagrees with its other keys or cannot be known)."""
+    meta = from_props(read_props(session.model), str(session.path))
+    check_classifier(session, meta)
+    meta.preprocessing = meta.image_preprocessing(str(session.path))  # older files: derived once, here
+    return meta
+
+
+def _dims(value: Any) -> list[int | str | None]:
+    return list(value.shape) if isinstance(value.shape, list | tuple) else []
+
+
+def check_classifier(session: Session, meta: ModelMetadata) -> None:
+    """The graph takes one float32 (N, C, H, W) batch of the metadata's C×H×W and returns one float32
+    (N, classes) matrix with one column per class name; ExportError saying what it has instead."""
+    where = session.path
+    inputs, outputs = session.session.get_inputs(), session.session.get_outputs()
+    expected_in = f"one float32 input [N, {', '.join(map(str, meta.input_shape))}]"
+    expected_out = f"one float32 output [N, {len(meta.class_names)}] (a logit per class name)"
+    hint = "predict and bench run image classifiers exported by `cnnspec export`"
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise ExportError(f"{where} has {len(inputs)} inputs ({names}); expected {expected_in}", hint=hint)
+    if len(outputs) != 1:
+        names = ", ".join(o.name for o in outputs)
+        raise ExportError(f"{where} has {len(outputs)} outputs ({names}); expected {expected_out}", hint=hint)
+    x, y = inputs[0], outputs[0]
+    dims = _dims(x)
+    if x.type != "tensor(float)" or len(dims) != 4 or dims[1:] != meta.input_shape:
+        raise ExportError(f"{where}: its input is {x.type} {dims}; expected {expected_in}", hint=hint)
+    out = _dims(y)
+    classes = out[1] if len(out) == 2 else None
+    if y.type != "tensor(float)" or len(out) != 2 or (isinstance(classes, int) and classes != len(meta.class_names)):
+        raise ExportError(f"{where}: its output is {y.type} {out}; expected {expected_out}", hint=hint)
+
+
+def run_batches(session: Session, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+    """Logits for all of `x` (N, C, H, W), fed in batches the model accepts."""
+    step = session.static_batch or batch_size
+    outputs = []
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        real = len(chunk)
+        if session.static_batch is not None and real < step:  # pad a fixed batch axis, drop the padding after
+            chunk = np.concatenate([chunk, np.zeros((step - real, *chunk.shape[1:]), dtype=chunk.dtype)])
+        got = session.run(chunk)
+        if got.ndim != 2 or got.shape[0] != len(chunk):
+            raise ExportError(
+                f"{session.path} returned an output of shape {list(got.shape)} for a batch of {len(chunk)}; "
+                "expected one row of logits per image"
+            )
+        outputs.append(got[:real])
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
+
+
+def predict(
+    model: str | Path,
+    inputs: Iterable[str | Path],
+    top_k: int = 5,
+    device: Device = "auto",
+    batch_size: int = DEFAULT_BATCH,
+) -> PredictResult:
+    """Top-k classes of each image (files, or folders of images) with the exported model at `model`."""
+    session = open_session(model, device)
+    meta = model_metadata(session)
+    files = image_files(inputs)
+    results: list[Prediction] = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        logits = run_batches(session, load_batch(chunk, meta), batch_size)
+        probabilities = softmax(logits)
+        k = max(1, min(top_k, logits.shape[1]))
+        for file, row, probs in zip(chunk, logits, probabilities, strict=True):
+            order = np.argsort(-probs, kind="stable")[:k]
+            top = [ClassScore(int(i), _name(meta, int(i)), float(probs[i]), float(row[i])) for i in order]
+            results.append(Prediction(str(file), top))
+    return PredictResult(Path(model), session.provider, results)
+
+
+def _name(meta: ModelMetadata, index: int) -> str:
+    return meta.class_names[index] if index < len(meta.class_names) else str(index)

@@ -1,0 +1,59 @@
+"""An untrained run directory, in the layout `cnnspec train` writes (cnnspec/run.py).
+
+Useful to export, benchmark or serve an architecture before (or without) training it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cnnspec.atomic import atomic_write_text
+from cnnspec.builder.graph_module import build
+from cnnspec.checker.checker import check
+from cnnspec.errors import SpecError
+from cnnspec.run import RunInfo, RunPaths, architecture_hash, spec_hash
+from cnnspec.spec.dump import dump_spec
+from cnnspec.spec.load import load
+from cnnspec.spec.model import Normalize, Spec
+from cnnspec.training.checkpoint import save_weights
+from cnnspec.version import __version__
+
+
+def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str] | None = None, seed: int = 0) -> Path:
+    """Write RUN/spec.yaml, run.json and freshly initialised best/last weights; returns the run folder.
+
+    Class names default to "0", "1", …; mean/std come from `data.normalize` when it
+    gives them explicitly (no normalisation otherwise: nothing was computed from data).
+    """
+    spec = spec if isinstance(spec, Spec) else load(spec)
+    graph = check(spec)
+    outputs = graph.output_shape
+    count = outputs[0] if len(outputs) == 1 else 0
+    names = class_names if class_names is not None else [str(i) for i in range(count)]
+    if len(outputs) != 1 or len(names) != count:
+        raise SpecError(f"the model has output {'×'.join(map(str, outputs))}; init_run needs {len(names)} class logits")
+    normalize = spec.data.normalize if spec.data is not None else None
+    mean = list(normalize.mean) if isinstance(normalize, Normalize) else None
+    std = list(normalize.std) if isinstance(normalize, Normalize) else None
+    info = RunInfo(
+        spec_name=spec.name,
+        spec_hash=spec_hash(spec),
+        architecture_hash=architecture_hash(spec),
+        cnnspec_version=__version__,
+        input_shape=list(graph.input_shape),
+        class_names=names,
+        mean=mean,
+        std=std,
+        dataset=spec.data.dataset.name if spec.data is not None else None,
+    )
+    torch.manual_seed(seed)
+    model = build(graph).eval()
+    paths = RunPaths(Path(out))
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(paths.spec, dump_spec(spec))
+    atomic_write_text(paths.info, info.model_dump_json(indent=2) + "\n")
+    for which in ("best", "last"):
+        save_weights(model, paths.weights(which))
+    return paths.root

@@ -1,0 +1,247 @@
+"""The datasets a spec can name, loaded into train/val/test sources.
+
+Datasets that fit in memory (torchvision's, digits, synthetic) become one uint8 tensor
+per split; `image_folder` stays on disk and streams through a DataLoader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cnnspec.checker.checker import check
+from cnnspec.checker.data import batch_statistics
+from cnnspec.errors import DataError, Diagnostic
+from cnnspec.layers.base import pair
+from cnnspec.spec.model import DataSpec, Spec
+from cnnspec.training.memory import ensure_fits
+from cnnspec.training.precision import resolve
+from cnnspec.training.sources import FolderSource, Source, TensorSource, image_files
+
+# Seed of the fixed digits train/test split: the same test set for every run and spec.
+DIGITS_SPLIT_SEED = 0
+DIGITS_TEST_FRACTION = 0.2
+
+# Where torchvision expects each dataset's files under `root`, for offline messages.
+_FILES = {
+    "cifar10": ("CIFAR10", "cifar-10-batches-py/ (extracted from cifar-10-python.tar.gz)"),
+    "cifar100": ("CIFAR100", "cifar-100-python/ (extracted from cifar-100-python.tar.gz)"),
+    "mnist": ("MNIST", "MNIST/raw/ (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-…)"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw/ (train-images-idx3-ubyte, …, t10k-…)"),
+    "svhn": ("SVHN", "train_32x32.mat and test_32x32.mat"),
+}
+
+
+@dataclass
+class DataBundle:
+    """The splits of a dataset and its class names."""
+
+    train: Source
+    val: Source | None
+    test: Source | None
+    class_names: list[str]
+    in_memory: bool
+
+
+def load_data(spec: Spec, *, need_train: bool = True) -> DataBundle:
+    """Load the dataset `spec.data` names, split off validation, resize; uint8 sources on the CPU."""
+    data = spec.data
+    if data is None:
+        raise DataError(
+            Diagnostic(
+                "the spec has no data section; training needs one",
+                spec.source.locate(()),
+                hint="add `data: {dataset: {name: digits}}` (or cifar10, image_folder, …)",
+            )
+        )
+    graph = check(spec)
+    if need_train:  # before a byte of the dataset is allocated
+        ensure_fits(spec, graph, resolve(spec.train).device)
+    bundle = _load(spec, data)
+    if need_train:  # the batch the loop will take: data.batch_size, or the whole set when it is smaller
+        problems = batch_statistics(graph, min(data.batch_size, len(bundle.train)), ("data", "batch_size"))
+        if problems:
+            raise DataError(problems)
+    return bundle
+
+
+def _load(spec: Spec, data: DataSpec) -> DataBundle:
+    c, h, w = spec.model.input.shape
+    name = data.dataset.name
+    seed = spec.train.seed
+    if name == "image_folder":
+        return _image_folder(data, c, (h, w), seed)
+    if name == "digits":
+        (train_x, train_y), (test_x, test_y), classes = _digits()
+    elif name == "synthetic":
+        n = data.dataset.num_samples
+        k = data.dataset.num_classes
+        train_x, train_y = make_synthetic((c, h, w), n, k, seed)
+        test_x, test_y = make_synthetic((c, h, w), max(n // 5, k), k, seed + 1, prototypes_seed=seed)
+        classes = [str(i) for i in range(k)]
+    else:
+        (train_x, train_y), (test_x, test_y), classes = _torchvision(name, data)
+    if data.resize is not None:
+        size = pair(data.resize)
+        train_x, test_x = resize_uint8(train_x, size), resize_uint8(test_x, size)
+    train_x, train_y, val = _split(train_x, train_y, data.val_split, seed)
+    return DataBundle(TensorSource(train_x, train_y), val, TensorSource(test_x, test_y), classes, in_memory=True)
+
+
+def _split(
+    images: torch.Tensor, labels: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, TensorSource | None]:
+    """Hold out `fraction` of the training set for validation, the same way for a given seed."""
+    n_val = round(len(labels) * fraction)
+    if n_val == 0:
+        return images, labels, None
+    if n_val >= len(labels):
+        raise DataError(
+            f"val_split {fraction} leaves no training images out of {len(labels)}", hint="lower data.val_split"
+        )
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return images[train_idx], labels[train_idx], TensorSource(images[val_idx], labels[val_idx])
+
+
+def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a uint8 (N, C, H, W) tensor once, image by image, with the resize predict uses
+    (`cnnspec.preprocess.resize_array`: Pillow's bilinear filter, antialiased when shrinking)."""
+    import numpy as np
+
+    from cnnspec.preprocess import resize_array
+
+    if tuple(images.shape[-2:]) == size:
+        return images
+    out = torch.empty((images.shape[0], images.shape[1], *size), dtype=torch.uint8)
+    source = images.numpy()
+    for i in range(source.shape[0]):
+        resized = resize_array(np.ascontiguousarray(source[i].transpose(1, 2, 0)), size)  # (H, W, C)
+        out[i] = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+    return out
+
+
+def _digits() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], list[str]]:
+    """scikit-learn's 8×8 digits (values 0–16, scaled to 0–255), split 80/20 with a fixed seed."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.from_numpy((digits.images * (255.0 / 16.0)).round()).to(torch.uint8).unsqueeze(1)  # (N, 1, 8, 8)
+    labels = torch.from_numpy(digits.target).long()
+    idx = torch.arange(len(labels)).numpy()
+    train_idx, test_idx = train_test_split(
+        idx, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=digits.target
+    )
+    train_i, test_i = torch.from_numpy(train_idx).sort().values, torch.from_numpy(test_idx).sort().values
+    return (images[train_i], labels[train_i]), (images[test_i], labels[test_i]), [str(i) for i in range(10)]
+
+
+def make_synthetic(
+    shape: tuple[int, int, int], n: int, num_classes: int, seed: int, *, prototypes_seed: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` random uint8 images: a smooth per-class pattern plus noise, so a model can learn them."""
+    import torch.nn.functional as F
+
+    c, h, w = shape
+    proto_gen = torch.Generator().manual_seed(seed if prototypes_seed is None else prototypes_seed)
+    coarse = torch.rand((num_classes, c, max(h // 4, 1), max(w // 4, 1)), generator=proto_gen)
+    prototypes = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)  # (K, C, H, W)
+    gen = torch.Generator().manual_seed(seed + 7919)
+    labels = torch.randint(0, num_classes, (n,), generator=gen)
+    images = torch.empty((n, c, h, w), dtype=torch.uint8)
+    for begin in range(0, n, 4096):
+        y = labels[begin : begin + 4096]
+        noise = torch.rand((len(y), c, h, w), generator=gen)
+        x = 0.6 * prototypes[y] + 0.4 * noise
+        images[begin : begin + 4096] = (x * 255).round_().clamp_(0, 255).to(torch.uint8)
+    return images, labels
+
+
+def _torchvision(
+    name: str, data: DataSpec
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], list[str]]:
+    """A torchvision dataset's arrays, read straight into uint8 tensors (no per-image PIL work)."""
+    import numpy as np
+    import torchvision.datasets as tvd
+
+    cls_name, files = _FILES[name]
+    cls = getattr(tvd, cls_name)
+    root = Path(data.dataset.root)
+    splits = []
+    classes: list[str] = []
+    for train in (True, False):
+        kwargs = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+        try:
+            ds = cls(str(root), download=data.dataset.download, **kwargs)
+        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, … for missing files
+            how = "download: true could not fetch it" if data.dataset.download else "download is off"
+            raise DataError(
+                f"{name} is not in {root} and {how} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                hint=f"put {files} in {root}, or run once with network access and data.dataset.download: true",
+            ) from None
+        raw = ds.data
+        images = raw.numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+        if images.ndim == 3:  # MNIST-like (N, H, W)
+            images = images[:, None]
+        elif name != "svhn":  # CIFAR (N, H, W, C); SVHN is already (N, C, H, W)
+            images = images.transpose(0, 3, 1, 2)
+        targets = ds.labels if name == "svhn" else ds.targets
+        labels = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+        splits.append((torch.from_numpy(np.ascontiguousarray(images)).to(torch.uint8), labels))
+        classes = list(getattr(ds, "classes", None) or [str(i) for i in range(int(labels.max()) + 1)])
+    return splits[0], splits[1], classes
+
+
+def _image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed: int) -> DataBundle:
+    """ROOT/train/CLASS/* (required), ROOT/val/CLASS/* and ROOT/test/CLASS/* (optional)."""
+    root = Path(data.dataset.root)
+    if data.resize is not None:
+        size = pair(data.resize)
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DataError(
+            f"image_folder: no {train_dir} folder",
+            hint=f"put training images in {train_dir}/CLASS/*.png (and optionally {root}/val, {root}/test)",
+        )
+    classes, train_items = image_files(train_dir, root)
+    if not train_items:
+        raise DataError(
+            f"image_folder: no images in {train_dir}/*/", hint="supported: .png .jpg .jpeg .bmp .webp .tif .ppm .pgm"
+        )
+
+    def other(split: str) -> list[tuple[str, int]] | None:
+        folder = root / split
+        if not folder.is_dir():
+            return None
+        names, items = image_files(folder, root)
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise DataError(f"{folder} has classes that {train_dir} lacks: {', '.join(unknown)}")
+        remap = {i: classes.index(n) for i, n in enumerate(names)}
+        return [(p, remap[c]) for p, c in items]
+
+    val_items = other("val")
+    test_items = other("test")
+    if val_items is None and data.val_split > 0:
+        n_val = round(len(train_items) * data.val_split)
+        if n_val >= len(train_items):
+            raise DataError(f"val_split {data.val_split} leaves no training images out of {len(train_items)}")
+        perm = torch.randperm(len(train_items), generator=torch.Generator().manual_seed(seed)).tolist()
+        val_set = set(perm[:n_val])
+        val_items = [it for i, it in enumerate(train_items) if i in val_set] if n_val else None
+        train_items = [it for i, it in enumerate(train_items) if i not in val_set]
+
+    def source(items: list[tuple[str, int]] | None) -> FolderSource | None:
+        return FolderSource(items, channels, size, data.num_workers) if items else None
+
+    train = source(train_items)
+    assert train is not None  # checked non-empty above
+    val, test = source(val_items), source(test_items)
+    # Every file's header, before the run directory is touched: a bad file is named now, not mid-epoch.
+    for split in (train, val, test):
+        if split is not None:
+            split.check_files()
+    return DataBundle(train, val, test, classes, in_memory=False)

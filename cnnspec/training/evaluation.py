@@ -1,0 +1,98 @@
+"""Evaluation: loss, accuracy, predictions over a split; confusion matrix and per-class accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnspec.training.precision import Precision
+from cnnspec.training.records import save_figure
+from cnnspec.training.sources import Source
+
+
+@dataclass
+class EvalResult:
+    loss: float  # mean cross-entropy (no label smoothing)
+    accuracy: float
+    predictions: torch.Tensor  # (N,) int64, CPU
+    labels: torch.Tensor  # (N,) int64, CPU
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    source: Source,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int,
+    precision: Precision,
+    channels_last: bool = False,
+) -> EvalResult:
+    """Run `model` (eval mode) over every image of `source` in order; `prepare` turns uint8 into input."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=precision.device)
+    preds: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    try:
+        for images, y in source.batches(None, batch_size, precision.device):
+            x = prepare(images)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                logits = model(x)
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            preds.append(logits.argmax(dim=1).cpu())
+            labels.append(y.cpu())
+    finally:
+        model.train(was_training)
+    if not labels:
+        return EvalResult(
+            float("nan"), float("nan"), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+        )
+    p, t = torch.cat(preds), torch.cat(labels)
+    return EvalResult(float(loss_sum) / len(t), float((p == t).double().mean()), p, t)
+
+
+def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(K, K) counts: row = true class, column = predicted class."""
+    flat = labels * num_classes + predictions
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def per_class_accuracy(matrix: torch.Tensor) -> list[float | None]:
+    """Recall of each class (correct / images of that class); None for a class with no images."""
+    totals = matrix.sum(dim=1)
+    return [float(matrix[i, i] / totals[i]) if totals[i] > 0 else None for i in range(matrix.shape[0])]
+
+
+def plot_confusion(matrix: torch.Tensor, class_names: list[str], path: Path, title: str) -> None:
+    """The confusion matrix as a PNG: rows normalised to 1, counts written in the cells when few."""
+    from matplotlib.figure import Figure
+
+    k = matrix.shape[0]
+    rows = matrix.double() / matrix.sum(dim=1, keepdim=True).clamp_min(1)
+    side = min(max(4.0, 0.45 * k + 2), 30.0)
+    fig = Figure(figsize=(side, side))
+    ax = fig.subplots()
+    im = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ticks = list(range(k))
+    ax.set_xticks(ticks, labels=class_names if k <= 50 else [""] * k, rotation=90 if k > 10 else 0)
+    ax.set_yticks(ticks, labels=class_names if k <= 50 else [""] * k)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                count = int(matrix[i, j])
+                if count:
+                    ax.text(j, i, str(count), ha="center", va="center", color="white" if rows[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    save_figure(fig, path)

@@ -1,0 +1,412 @@
+"""Everything before the first step: the resolved spec, the run directory, data, normalisation.
+
+Every check that can refuse a run comes first and writes nothing; then the run directory is
+locked and a fresh run writes spec.yaml, run.json and samples/ here, while a resumed run reads
+them back (refused when the architecture changed) and continues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnspec.atomic import atomic_write_text, remove_stale_temporaries
+from cnnspec.checker.checker import check
+from cnnspec.checker.graph import Graph, Node
+from cnnspec.errors import CheckpointError, DataError, Diagnostic, ShapeError, SpecError, TrainingError
+from cnnspec.run import (
+    LOCK_NAME,
+    RunInfo,
+    RunLock,
+    RunPaths,
+    architecture_hash,
+    ensure_architecture,
+    is_run,
+    read_info,
+    spec_hash,
+)
+from cnnspec.spec.dump import dump_spec
+from cnnspec.spec.model import Normalize, Spec
+from cnnspec.spec.overrides import load_with_overrides, override_spec
+from cnnspec.spec.source import read_spec_text
+from cnnspec.training.checkpoint import Checkpoints, writing
+from cnnspec.training.datasets import DataBundle, load_data
+from cnnspec.training.progress import Reporter
+from cnnspec.training.records import write_json, write_samples, written_samples
+from cnnspec.training.sources import FolderSource, Source, TensorSource, channel_stats
+from cnnspec.training.state import BestEpoch
+from cnnspec.version import __version__
+
+SAMPLE_IMAGES = 8
+
+# The files cnnspec writes in a run directory; a fresh run removes these (and only these) first,
+# with the checkpoints below and the sample images write_samples names.
+_RUN_FILES = (
+    "spec.yaml",
+    "run.json",
+    "metrics.jsonl",
+    "result.json",
+    "curves.png",
+    "model.onnx",
+    "model.onnx.data",
+    "evaluation.json",
+    "confusion_matrix.png",
+)
+_CHECKPOINT_FILES = ("last.safetensors", "best.safetensors", "last.state.pt")
+
+
+@dataclass
+class Session:
+    """A run ready to train: the spec, its graph, the data, and the run directory."""
+
+    spec: Spec
+    graph: Graph
+    paths: RunPaths
+    data: DataBundle
+    info: RunInfo
+    resumed: bool
+    lock: RunLock | None = None  # held by the process that writes the run (rank 0) until training ends
+    resume_state: dict[str, Any] | None = None  # the verified training state a resumed run continues from
+    model: Any = None  # the model built while checking (CPU), for the loop to train; None: the loop builds it
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def default_out(spec: Spec) -> Path:
+    """runs/<spec name>, the name made safe for a folder."""
+    return Path("runs") / (re.sub(r"[^A-Za-z0-9._-]+", "-", spec.name).strip("-.") or "run")
+
+
+def resolve_spec(
+    spec_or_path: Spec | str | Path | None, resume: Path | None, overrides: Sequence[str]
+) -> tuple[Spec, str]:
+    """The spec to train (overrides applied) and the YAML text that records it in the run."""
+    if spec_or_path is None:
+        if resume is None:
+            raise SpecError("nothing to train: give a spec file, or --resume RUN")
+        spec_or_path = RunPaths(resume).spec
+        if not Path(spec_or_path).is_file():
+            raise CheckpointError(f"{resume} is not a cnnspec run directory (no spec.yaml)")
+    if not isinstance(spec_or_path, Spec):
+        spec = load_with_overrides(spec_or_path, overrides)
+        # Without overrides the file itself is the record, comments and all.
+        return spec, dump_spec(spec) if overrides else read_spec_text(spec_or_path)
+    spec = override_spec(spec_or_path, overrides)
+    return spec, dump_spec(spec)
+
+
+def prepare(
+    spec_or_path: Spec | str | Path | None,
+    out: str | Path | None,
+    resume: str | Path | None,
+    overrides: Sequence[str],
+    reporter: Reporter,
+) -> Session:
+    """Resolve the spec, check everything that can refuse the run, then set up (or reopen) the run
+    directory, locked for this process.
+
+    Nothing is written before the checks have passed (the spec, the data with its memory estimate
+    and every image header, the classes, normalisation, the model with its pretrained weights, and on
+    a resume the saved state): a refused `train` leaves --out absent, or as it was.
+    """
+    resume_dir = Path(resume) if resume is not None else None
+    spec, text = resolve_spec(spec_or_path, resume_dir, overrides)
+    graph = check(spec)
+    if resume_dir is None and spec.model.weights is not None:
+        from cnnspec.builder.graph_module import build
+
+        build(graph)  # model.weights read and fitted now: a refused file leaves no run directory behind
+    if spec.data is None:
+        raise DataError(
+            Diagnostic(
+                "the spec has no data section; training needs one",
+                spec.source.locate(()),
+                hint="add `data: {dataset: {name: digits}}` (or cifar10, image_folder, …)",
+            )
+        )
+    root = resume_dir if resume_dir is not None else Path(out) if out is not None else default_out(spec)
+    paths = RunPaths(root)
+    previous: RunInfo | None = None
+    if resume_dir is None:
+        _refuse_foreign_folder(paths)
+    else:
+        previous = read_info(root)  # a folder that is not a run is refused before anything else
+        ensure_architecture(previous, spec, root, resuming=True)
+    lock = RunLock(root, "cnnspec train")
+    try:
+        if paths.lock.is_file():
+            # Taking an existing lock file creates nothing: a live holder is named before the checks' work.
+            with writing(root):
+                lock.acquire()
+        checked = _check_run(spec, graph, root, previous, reporter)
+        if not lock.held:
+            with writing(root):
+                lock.acquire()  # creates the folder and its lock file: the first write
+        return _prepare_locked(spec, text, graph, paths, previous, checked, reporter, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+@dataclass
+class _Checked:
+    """What the checks before any write produced: the data, normalisation and the built model."""
+
+    data: DataBundle
+    mean: list[float] | None
+    std: list[float] | None
+    model: Any  # SpecModule on the CPU (torch imported by build)
+
+
+def _check_run(spec: Spec, graph: Graph, root: Path, previous: RunInfo | None, reporter: Reporter) -> _Checked:
+    """Every check that can refuse the run and needs no lock: nothing is written here."""
+    import torch
+
+    from cnnspec.builder.graph_module import build
+
+    assert spec.data is not None
+    data = load_data(spec)  # the memory estimate, the batch statistics and every image header
+    _check_classes(spec, graph, data.class_names)
+    if previous is not None and previous.class_names != data.class_names:
+        raise CheckpointError(f"cannot resume {root}: the dataset's classes differ from the run's ({previous.dataset})")
+    check_unfreeze(spec, graph)
+    if previous is not None:
+        mean, std = previous.mean, previous.std  # resuming reads them back rather than recomputing
+    else:
+        mean, std = _normalization(spec, data.train, reporter)
+    # Built here (model.weights and torchvision weights read, a plugin's builder run) so that a file
+    # that cannot be loaded is refused before the run directory is written. The seed is set right
+    # before, as the training loop always did: the same initial weights and random stream.
+    torch.manual_seed(spec.train.seed)
+    model = build(graph, pretrained=previous is None)  # a resumed run continues from its own weights
+    return _Checked(data, mean, std, model)
+
+
+def frozen_nodes(graph: Graph) -> list[Node]:
+    """The layers that do not train until train.unfreeze (a torchvision backbone with freeze: true)."""
+    return [n for n in graph.nodes if not n.layer.trainable()]
+
+
+def check_unfreeze(spec: Spec, graph: Graph) -> None:
+    """train.unfreeze needs a frozen layer to unfreeze."""
+    if spec.train.unfreeze is not None and not frozen_nodes(graph):
+        raise TrainingError(
+            Diagnostic(
+                "train.unfreeze is set but no torchvision layer has freeze: true",
+                spec.source.locate(("train", "unfreeze")),
+                hint="freeze a backbone (`- torchvision: {model: resnet18, freeze: true}`) or remove train.unfreeze",
+            )
+        )
+
+
+def _prepare_locked(
+    spec: Spec,
+    text: str,
+    graph: Graph,
+    paths: RunPaths,
+    previous: RunInfo | None,
+    checked: _Checked,
+    reporter: Reporter,
+    lock: RunLock,
+) -> Session:
+    assert spec.data is not None
+    root = paths.root
+    data = checked.data
+    resume_state: dict[str, Any] | None = None
+    if previous is not None:
+        # Read and verified under the lock, before spec.yaml or run.json is rewritten: a refused
+        # resume changes nothing.
+        resume_state = Checkpoints(paths, previous).read()
+        _check_resumable(spec, root, resume_state)
+    info = RunInfo(
+        spec_name=spec.name,
+        spec_hash=spec_hash(spec),
+        architecture_hash=architecture_hash(spec),
+        cnnspec_version=__version__,
+        input_shape=list(spec.model.input.shape),
+        class_names=data.class_names,
+        mean=checked.mean,
+        std=checked.std,
+        dataset=spec.data.dataset.name,
+    )
+    if previous is None:
+        with writing(root):
+            _clear_previous_run(paths, reporter)
+    elif resume_state is not None and _will_train(spec, resume_state):
+        _remove_stale_export(paths, reporter)
+    if previous is None or previous.spec_hash != info.spec_hash:
+        if previous is not None:
+            reporter.message(f"resuming {root} with a changed spec (same architecture); spec.yaml updated")
+        with writing(paths.spec):
+            paths.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(paths.spec, text)
+        write_json(paths.info, info.model_dump(mode="json"))
+    if previous is None and data.test is not None:
+        _samples(paths, data.test, data.class_names)
+    with writing(paths.checkpoints):
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(paths.checkpoints)
+        remove_stale_temporaries(paths.root)
+    return Session(
+        spec,
+        graph,
+        paths,
+        data,
+        info,
+        resumed=previous is not None,
+        lock=lock,
+        resume_state=resume_state,
+        model=checked.model,
+    )
+
+
+def _will_train(spec: Spec, state: dict[str, Any]) -> bool:
+    """Whether resuming from `state` takes a step (a finished run only re-tests its best weights)."""
+    return int(state["epoch"]) < spec.train.epochs and not (
+        state["stopped_early"] and BestEpoch.from_spec(spec.train.early_stopping).stops(int(state["bad_epochs"]))
+    )
+
+
+def _check_resumable(spec: Spec, root: Path, state: dict[str, Any]) -> None:
+    """Refuse to resume an early-stopped run for more epochs when its early stopping would stop it again.
+
+    The count of epochs without an improvement carries on (as in one run trained with the resumed
+    spec): raising the patience above it, or turning early stopping off, continues the run.
+    """
+    epoch, bad = int(state["epoch"]), int(state["bad_epochs"])
+    rule = BestEpoch.from_spec(spec.train.early_stopping)
+    if not state["stopped_early"] or epoch >= spec.train.epochs or not rule.stops(bad):
+        return
+    best = f" (best epoch {state['best_epoch']})" if state.get("best_epoch") else ""
+    raise CheckpointError(
+        Diagnostic(
+            f"cannot resume {root} for more epochs: it stopped early after epoch {epoch} of {spec.train.epochs}, "
+            f"{rule.metric} had not improved for {bad} epochs{best}, and with patience {rule.patience} "
+            "it would stop again before a step",
+            spec.source.locate(("train", "early_stopping")),
+            hint=f"to train on, raise the patience above {bad} "
+            f"(--set train.early_stopping.patience={bad + (rule.patience or 0)}) or turn early stopping off "
+            f"(--set train.early_stopping=null); the count of epochs without an improvement carries on from {bad}",
+        )
+    )
+
+
+def _remove_stale_export(paths: RunPaths, reporter: Reporter) -> None:
+    """A resume that trains changes the weights: RUN/model.onnx (cnnspec export's file, like the other
+    names a fresh run replaces) would answer with the old ones, so it goes, and a line says so."""
+    stale = [p for p in (paths.onnx, paths.root / "model.onnx.data") if p.is_file() or p.is_symlink()]
+    if not stale:
+        return
+    with writing(paths.onnx):
+        for path in stale:
+            path.unlink()
+    reporter.message(
+        f"removed {paths.onnx}: it was exported from the weights before this resume; "
+        "run `cnnspec export` again when training ends"
+    )
+
+
+def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:
+    out = graph.output_shape
+    node = graph.node(graph.output) if graph.nodes else None
+    where = node.location if node is not None else spec.source.locate(("model", "layers"))
+    if len(out) != 1:
+        raise ShapeError(
+            Diagnostic(
+                f"the model ends in a {'×'.join(map(str, out))} tensor; a classifier ends in one score per class",
+                where,
+                hint=f"end with `- flatten` (or global_avgpool) and `- linear: {{out_features: {len(class_names)}}}`",
+            )
+        )
+    if out[0] != len(class_names):
+        assert spec.data is not None
+        raise ShapeError(
+            Diagnostic(
+                f"the model outputs {out[0]} class scores but {spec.data.dataset.name} has {len(class_names)} classes",
+                where,
+                hint=f"set out_features: {len(class_names)} on the last layer",
+            )
+        )
+
+
+def _normalization(spec: Spec, train: Source, reporter: Reporter) -> tuple[list[float] | None, list[float] | None]:
+    assert spec.data is not None
+    setting = spec.data.normalize
+    channels = spec.model.input.channels
+    if setting == "none":
+        return None, None
+    if isinstance(setting, Normalize):
+        for key, values in (("mean", setting.mean), ("std", setting.std)):
+            if len(values) != channels:
+                raise DataError(
+                    Diagnostic(
+                        f"data.normalize.{key} has {len(values)} values but the images have {channels} channels",
+                        spec.source.locate(("data", "normalize", key)),
+                        hint=f"give one value per channel ({channels})",
+                    )
+                )
+        return list(setting.mean), list(setting.std)
+    return channel_stats(train, warn=reporter.message)
+
+
+def _refuse_foreign_folder(paths: RunPaths) -> None:
+    """A fresh run goes into a new folder, an empty one, or one that holds a cnnspec run."""
+    root = paths.root
+    if root.exists() and not root.is_dir():
+        raise CheckpointError(f"--out {root} is a file, not a folder")
+    if not root.is_dir() or is_run(root) or all(p.name == LOCK_NAME for p in root.iterdir()):
+        return
+    why = " (its run.json is not a cnnspec run record)" if paths.info.exists() else ""
+    raise CheckpointError(
+        f"--out {root} is a non-empty folder that is not a cnnspec run{why}; nothing in it was touched",
+        hint="choose a new or empty folder for the run",
+    )
+
+
+def _clear_previous_run(paths: RunPaths, reporter: Reporter) -> None:
+    """Remove the files an earlier run wrote here; whatever else the folder holds stays."""
+    root = paths.root
+    if not is_run(root):
+        return
+    reporter.message(f"replacing the previous run in {root}")
+    samples = root / "samples"
+    written = [root / name for name in _RUN_FILES] + [paths.checkpoints / name for name in _CHECKPOINT_FILES]
+    for path in [*written, *(written_samples(samples) if samples.is_dir() else [])]:
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    for folder in (paths.checkpoints, samples):
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
+            with contextlib.suppress(OSError):  # kept when it holds files of the user's
+                folder.rmdir()
+
+
+def _samples(paths: RunPaths, test: Source, class_names: list[str]) -> None:
+    """A few test images (the first of each class, then the next ones) as PNGs in RUN/samples/."""
+    if isinstance(test, TensorSource):
+        labels = test.labels.tolist()
+    elif isinstance(test, FolderSource):
+        labels = [label for _, label in test.items]
+    else:
+        return
+    picked: list[int] = []
+    seen: set[int] = set()
+    for i, label in enumerate(labels):
+        if label not in seen:
+            seen.add(label)
+            picked.append(i)
+        if len(picked) == SAMPLE_IMAGES:
+            break
+    for i in range(len(labels)):
+        if len(picked) >= SAMPLE_IMAGES:
+            break
+        if i not in picked:
+            picked.append(i)
+    images = [(*test.sample(i), i) for i in sorted(picked)]
+    write_samples(paths.root / "samples", images, class_names)

@@ -1,0 +1,105 @@
+"""Ctrl-C in the first second of a command: exit 130 and one line on stderr, never a traceback.
+
+A real `python -m cnnspec train` gets a real SIGINT at several moments of its start-up: while
+typer, rich, pydantic and torch are imported, while the arguments are parsed and the command
+is made, while the spec is read. Python's own start-up (site and the .pth files, ~50 ms on
+a busy machine) runs before any cnnspec code and is Python's to handle, so the delays count
+from the moment the entry module `cnnspec.cli` has been imported, which `-X importtime`
+writes on stderr. The delays are moments to interrupt at, not timings: nothing here asserts
+how long anything takes.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = ["train", "specs/digits.yaml", "--quiet"]
+DELAYS = [0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0]
+ENTRY_IMPORTED = re.compile(r"^import time:.*\|\s*cnnspec\.cli$", re.MULTILINE)
+# What a Ctrl-C may end with: this one line, or train's own words when it reached its loop.
+MESSAGES = re.compile(r"interrupted|stopped; continue with: cnnspec train --resume \S+")
+
+
+def _wait_for_entry(proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120  # a guard against hanging, not a measurement
+    while not ENTRY_IMPORTED.search(log.read_text(encoding="utf-8", errors="replace")):
+        assert proc.poll() is None, f"cnnspec exited before it was interrupted:\n{log.read_text()}"
+        assert time.monotonic() < deadline, "cnnspec.cli was never imported"
+        time.sleep(0.002)
+
+
+@pytest.mark.parametrize("delay", DELAYS)
+def test_ctrl_c_during_start_up_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
+    log = tmp_path / "stderr.txt"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "cnnspec", *TRAIN, "--out", str(tmp_path / "run")],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            _wait_for_entry(proc, log)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text(encoding="utf-8", errors="replace")
+    said = [line for line in text.splitlines() if not line.startswith("import time:")]
+    assert "Traceback" not in text, "\n".join(said)
+    assert code == 130, "\n".join(said)
+    assert len(said) == 1 and MESSAGES.fullmatch(said[0]), said
+
+
+# A module that presses Ctrl-C on itself while it is being imported, then finishes its import.
+SIGNALS_ITSELF = """
+import signal, time
+signal.raise_signal(signal.SIGINT)
+for _ in range(20):
+    time.sleep(0.005)  # runs with the Ctrl-C held
+finished = True
+"""
+
+HELD_PROBE = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from cnnspec.interrupts import Interrupted, catch_ctrl_c
+catch_ctrl_c()
+try:
+    import signals_itself
+except Interrupted:
+    sys.exit("raised inside the import")
+try:
+    if sys.argv[2] == "handover":
+        from cnnspec.training.signals import StopFlag, stop_on_signals
+        with stop_on_signals(StopFlag()):
+            sys.exit("train's handler took SIGINT over without the held Ctrl-C")
+    time.sleep(30)
+    sys.exit("the held Ctrl-C was never delivered")
+except Interrupted:
+    print("delivered after the import:", signals_itself.finished)
+"""
+
+
+@pytest.mark.parametrize("how", ["retry", "handover"])
+def test_a_ctrl_c_inside_an_import_is_held_until_the_import_is_done(tmp_path: Path, how: str) -> None:
+    """Delivered by the 50 ms retry once no import runs, or at once when train's handler takes over."""
+    (tmp_path / "signals_itself.py").write_text(SIGNALS_ITSELF, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-c", HELD_PROBE, str(tmp_path), how], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == "delivered after the import: True\n"
