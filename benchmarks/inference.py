@@ -3,7 +3,7 @@
     python benchmarks/inference.py                      # CPU here; on a GPU machine: CUDA provider vs torch on CUDA
     python benchmarks/inference.py --device cpu --batch 1,64 --seconds 2 --markdown
 
-Each model is an untrained run (cnnspec.deploy.runs.init_run: speed does not depend on
+Each model is an untrained run (cnnspec.rundir.untrained.init_run: speed does not depend on
 the weight values), exported through the full gate, then timed by cnnspec's `bench`
 (same input for both engines, same thread count on a CPU). On a machine where torch
 sees a GPU and onnxruntime's CUDA provider works, `--device auto` compares the CUDA
@@ -24,7 +24,7 @@ import torch
 
 from cnnspec.deploy.bench import BenchResult, bench
 from cnnspec.deploy.exporter import export_run
-from cnnspec.deploy.runs import init_run
+from cnnspec.rundir.untrained import init_run
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"SmallCNN": ROOT / "specs" / "small_cnn.yaml", "ResNet-18": ROOT / "specs" / "resnet18.yaml"}

@@ -69,7 +69,7 @@ def _weights_enum(name: str, weights: str) -> Any:
 
 def _load_file(model: nn.Module, file: Path, name: str, classifier: str) -> None:
     """Load a state_dict file into `model`; the file may hold the full model or the cut backbone."""
-    from cnnspec.training.checkpoint import load_state_dict_file
+    from cnnspec.rundir.weights import load_state_dict_file
 
     head = classifier + "."
     # The classifier is cut off anyway: drop its keys, so a head trained for other classes still loads.

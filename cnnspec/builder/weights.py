@@ -42,7 +42,7 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     if what is not None:
         raise CheckpointError(f"{path} is {what}, not a weights file", hint=not_a_file_hint(what))
     if path.suffix == ".safetensors":
-        from cnnspec.training.checkpoint import read_weights
+        from cnnspec.rundir.weights import read_weights
 
         state = read_weights(path)
     else:

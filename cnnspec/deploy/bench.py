@@ -26,7 +26,9 @@ from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.deploy.predict import model_metadata, run_batches
 from cnnspec.deploy.session import Device, Session, open_session
 from cnnspec.errors import ExportError
-from cnnspec.run import RunPaths, load_trained, read_info
+from cnnspec.rundir.info import read_info
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.reader import load_trained
 
 
 @dataclass

@@ -15,7 +15,8 @@ from cnnspec.deploy.metadata import ModelMetadata, attach, color_of
 from cnnspec.deploy.onnx_export import to_onnx
 from cnnspec.errors import ExportError
 from cnnspec.preprocess import preprocessing_for
-from cnnspec.run import RunPaths, TrainedModel, load_trained
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.reader import TrainedModel, load_trained
 from cnnspec.spec.dump import dump_spec
 from cnnspec.version import __version__
 

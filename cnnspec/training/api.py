@@ -68,7 +68,7 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
 
     from cnnspec.errors import DataError
     from cnnspec.preprocess import preprocessing_for
-    from cnnspec.run import load_trained, open_run
+    from cnnspec.rundir.reader import load_trained, open_run
     from cnnspec.training.datasets import load_data
     from cnnspec.training.evaluation import confusion_matrix, evaluate_model, per_class_accuracy, plot_confusion
     from cnnspec.training.memory import ensure_evaluation_fits

@@ -169,7 +169,7 @@ def prepare_shared(
     """`setup.prepare` on rank 0 (which alone writes the run directory); the other ranks get its
     spec and run info and load their own copy of the data."""
     from cnnspec.checker.checker import check
-    from cnnspec.run import RunPaths
+    from cnnspec.rundir.paths import RunPaths
     from cnnspec.training.datasets import load_data
     from cnnspec.training.setup import Session, prepare, resolve_spec
 

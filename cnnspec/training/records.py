@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnspec.atomic import atomic_write_text, atomic_write_with
-from cnnspec.run import RunPaths
-from cnnspec.training.checkpoint import writing
+from cnnspec.rundir.files import writing
+from cnnspec.rundir.paths import RunPaths
 
 
 def write_metrics(paths: RunPaths, history: list[dict[str, Any]]) -> None:

@@ -18,28 +18,21 @@ from cnnspec.atomic import atomic_write_text, remove_stale_temporaries
 from cnnspec.checker.checker import check
 from cnnspec.checker.graph import Graph, Node
 from cnnspec.errors import CheckpointError, DataError, Diagnostic, ShapeError, SpecError, TrainingError
-from cnnspec.run import (
-    LOCK_NAME,
-    RunInfo,
-    RunLock,
-    RunPaths,
-    architecture_hash,
-    ensure_architecture,
-    is_run,
-    read_info,
-    spec_hash,
-)
+from cnnspec.rundir.files import writing
+from cnnspec.rundir.info import RunInfo, is_run, read_info, write_info
+from cnnspec.rundir.lock import RunLock
+from cnnspec.rundir.paths import LOCK_NAME, RunPaths
+from cnnspec.rundir.reader import ensure_architecture
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.spec.overrides import load_with_overrides, override_spec
 from cnnspec.spec.source import read_spec_text
-from cnnspec.training.checkpoint import Checkpoints, writing
+from cnnspec.training.checkpoint import Checkpoints
 from cnnspec.training.datasets import DataBundle, load_data
 from cnnspec.training.progress import Reporter
-from cnnspec.training.records import write_json, write_samples, written_samples
+from cnnspec.training.records import write_samples, written_samples
 from cnnspec.training.sources import FolderSource, Source, TensorSource, channel_stats
 from cnnspec.training.state import BestEpoch
-from cnnspec.version import __version__
 
 SAMPLE_IMAGES = 8
 
@@ -224,16 +217,8 @@ def _prepare_locked(
         # resume changes nothing.
         resume_state = Checkpoints(paths, previous).read()
         _check_resumable(spec, root, resume_state)
-    info = RunInfo(
-        spec_name=spec.name,
-        spec_hash=spec_hash(spec),
-        architecture_hash=architecture_hash(spec),
-        cnnspec_version=__version__,
-        input_shape=list(spec.model.input.shape),
-        class_names=data.class_names,
-        mean=checked.mean,
-        std=checked.std,
-        dataset=spec.data.dataset.name,
+    info = RunInfo.for_spec(
+        spec, input_shape=spec.model.input.shape, class_names=data.class_names, mean=checked.mean, std=checked.std
     )
     if previous is None:
         with writing(root):
@@ -246,7 +231,7 @@ def _prepare_locked(
         with writing(paths.spec):
             paths.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(paths.spec, text)
-        write_json(paths.info, info.model_dump(mode="json"))
+        write_info(paths, info)
     if previous is None and data.test is not None:
         _samples(paths, data.test, data.class_names)
     with writing(paths.checkpoints):

@@ -16,8 +16,8 @@ import cnnspec
 from cnnspec.builder.backbone import build_backbone
 from cnnspec.errors import CheckpointError, ShapeError, SpecError
 from cnnspec.layers.backbone import BACKBONES
+from cnnspec.rundir.weights import save_weights
 from cnnspec.spec.model import Spec
-from cnnspec.training.checkpoint import save_weights
 from tests.build._build_helpers import assert_agrees, make_spec, run_with_hooks
 
 CHEAP = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x1_0"}

@@ -34,8 +34,8 @@ import pytest
 import torch
 
 import cnnspec
-from cnnspec.run import RunPaths
-from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import load_state, read_weights
 from tests.distributed._counting import Counter, EpochCount, parse
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnspec.deploy.runs import init_run
-from cnnspec.run import load_trained
+from cnnspec.rundir.reader import load_trained
+from cnnspec.rundir.untrained import init_run
 from cnnspec.spec.load import load, loads
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,9 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 import cnnspec
 from cnnspec.deploy.fp16 import fp16_weights
 from cnnspec.deploy.metadata import ModelMetadata, attach, from_props, read_props
-from cnnspec.deploy.runs import init_run
 from cnnspec.errors import ExportError, SpecError
-from cnnspec.run import load_trained, read_info, spec_hash
+from cnnspec.rundir.info import read_info, spec_hash
+from cnnspec.rundir.reader import load_trained
+from cnnspec.rundir.untrained import init_run
 from tests.export._export_helpers import TINY_GREY
 
 

@@ -17,8 +17,9 @@ from cnnspec.deploy.gate import FP32_BOUND, run_gate, sample_batch
 from cnnspec.deploy.metadata import from_props
 from cnnspec.deploy.onnx_export import to_onnx
 from cnnspec.errors import ExportError
-from cnnspec.run import RunPaths, read_info
-from cnnspec.training.checkpoint import save_weights
+from cnnspec.rundir.info import read_info
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import save_weights
 from tests.cli_helpers import run_cli
 from tests.export._export_helpers import TINY_GREY, make_run, torch_logits
 

@@ -15,7 +15,7 @@ from cnnspec.deploy.exporter import ExportReport, export_run
 from cnnspec.deploy.images import load_image
 from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.deploy.predict import predict
-from cnnspec.run import load_trained
+from cnnspec.rundir.reader import load_trained
 from cnnspec.training.api import evaluate_run, train
 from cnnspec.training.augment import BatchAugment
 from cnnspec.training.datasets import load_data

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from cnnspec.deploy.exporter import ExportReport
-from cnnspec.deploy.runs import init_run
+from cnnspec.rundir.untrained import init_run
 from cnnspec.spec.load import loads
 from cnnspec.terminal import printable
 from tests.cli_helpers import run_cli

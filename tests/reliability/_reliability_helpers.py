@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from cnnspec.atomic import TMP_PREFIX
-from cnnspec.run import RunPaths
-from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import load_state, read_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import torch
 
 from cnnspec.atomic import TMP_PREFIX, atomic_write_text, atomic_write_with
 from cnnspec.errors import CheckpointError
-from cnnspec.training.checkpoint import STATE_FORMAT, load_state, save_state
+from cnnspec.rundir.weights import STATE_FORMAT, load_state, save_state
 
 
 @pytest.fixture

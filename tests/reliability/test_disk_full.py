@@ -24,8 +24,8 @@ import cnnspec
 import cnnspec.atomic
 from cnnspec.atomic import TMP_PREFIX
 from cnnspec.errors import CheckpointError
-from cnnspec.run import LOCK_NAME, RunPaths
-from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.rundir.paths import LOCK_NAME, RunPaths
+from cnnspec.rundir.weights import load_state, read_weights
 from cnnspec.training.progress import Reporter
 from tests.reliability._reliability_helpers import (
     LONG_EPOCHS,

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from cnnspec.errors import CheckpointError
-from cnnspec.run import RunPaths
-from cnnspec.training.checkpoint import load_state, load_state_dict_file, read_weights
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import load_state, load_state_dict_file, read_weights
 from tests.reliability._reliability_helpers import assert_refused, cli, report
 
 

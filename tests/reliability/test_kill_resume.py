@@ -30,8 +30,9 @@ import torch
 
 import cnnspec
 from cnnspec.atomic import STOP_BEFORE_RENAME, TMP_PREFIX, atomic_write_bytes
-from cnnspec.run import RunPaths, load_trained
-from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.reader import load_trained
+from cnnspec.rundir.weights import load_state, read_weights
 from tests.reliability._reliability_helpers import (
     TINY,
     assert_checkpoints_finite_and_loadable,

@@ -28,9 +28,9 @@ from torch import nn
 
 import cnnspec
 from cnnspec.errors import TrainingError
-from cnnspec.run import RunPaths
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import load_state, read_weights
 from cnnspec.training.callbacks import Callback, Step
-from cnnspec.training.checkpoint import load_state, read_weights
 from cnnspec.training.progress import PlainReporter
 from tests.reliability._reliability_helpers import (
     LONG_EPOCHS,

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from cnnspec.atomic import STOP_BEFORE_RENAME
-from cnnspec.run import LOCK_NAME, RunPaths, locked
+from cnnspec.rundir.lock import locked
+from cnnspec.rundir.paths import LOCK_NAME, RunPaths
 from tests.reliability._reliability_helpers import TINY
 
 CNNSPEC = [sys.executable, "-m", "cnnspec"]

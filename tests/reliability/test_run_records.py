@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 import cnnspec
-from cnnspec.run import LOCK_NAME, RunPaths
+from cnnspec.rundir.paths import LOCK_NAME, RunPaths
+from cnnspec.rundir.weights import load_state
 from cnnspec.training.callbacks import Callback, Step
-from cnnspec.training.checkpoint import load_state
 from cnnspec.training.datasets import load_data
 from cnnspec.training.progress import Reporter
 from cnnspec.training.signals import TrainingInterrupted

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cnnspec.atomic import TMP_PREFIX, NotRegularFileError, atomic_write_text
-from cnnspec.run import RunPaths
+from cnnspec.rundir.paths import RunPaths
 from tests.cli_helpers import run_cli
 from tests.export._export_helpers import TINY_GREY, make_run
 

@@ -9,7 +9,7 @@ import pytest
 import cnnspec
 from cnnspec.checker.checker import check
 from cnnspec.errors import CnnspecError, SpecError
-from cnnspec.run import architecture_hash
+from cnnspec.rundir.info import architecture_hash
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.overrides import load_with_overrides, override_spec
 

@@ -14,13 +14,11 @@ import graphlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[2] / "cnnspec"
 
 # Used by everything; they import nothing of cnnspec beyond each other.
 FOUNDATION = frozenset({"errors", "atomic", "terminal", "interrupts", "version", "spec.base", "spec.dispatch"})
-STAGES = ("layers", "augments", "spec", "checker", "preprocess", "builder", "run", "training", "deploy")
+STAGES = ("layers", "augments", "spec", "checker", "preprocess", "builder", "rundir", "training", "deploy")
 F = set(FOUNDATION)
 MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
@@ -36,9 +34,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "checker": F | {"layers", "augments", "spec"},
     "preprocess": F | {"layers", "augments", "spec", "checker"},
     "builder": F | {"layers", "augments", "spec", "checker"},
-    "run": F | {"layers", "augments", "spec", "checker", "preprocess", "builder"},
-    "training": F | {"layers", "augments", "spec", "checker", "preprocess", "builder", "run"},
-    "deploy": F | {"layers", "augments", "spec", "checker", "preprocess", "builder", "run"},
+    "rundir": F | {"layers", "augments", "spec", "checker", "preprocess", "builder"},  # the run directory
+    "training": F | {"layers", "augments", "spec", "checker", "preprocess", "builder", "rundir"},
+    "deploy": F | {"layers", "augments", "spec", "checker", "preprocess", "builder", "rundir"},
     "reference": F,
     "render": F | {"layers", "augments", "spec", "checker"},
     "review": F | {"layers", "augments", "spec", "checker", "render"},
@@ -60,10 +58,10 @@ LAZY_ONLY = {
     ("layers", "checker"),
     ("augments", "training"),  # an augmentation's batch op imports its torch kernel when asked for it
     ("augments", "preprocess"),  # its evaluation fit, a value of cnnspec.preprocess
+    # `model.weights` and a backbone's local file are read by the run directory's weight-file reader
+    # (safetensors with its content hash, or a .pth read weights_only), when a model is built with them
+    ("builder", "rundir"),
 }
-# Upward today, removed by issue 13 item 5 (one package owns the run directory: its weight and
-# state files are read and written in training/checkpoint.py). Delete each line when it is gone.
-PENDING = {("builder", "training"), ("run", "training"), ("deploy", "training")}
 
 
 @dataclass(frozen=True)
@@ -149,9 +147,7 @@ def test_no_unit_imports_a_later_stage() -> None:
     wrong = [
         f"{e.where}: {e.source} imports {e.target}"
         for e in EDGES
-        if e.target not in MAY_IMPORT.get(e.source, set())
-        and not (e.lazy and (e.source, e.target) in LAZY_ONLY)
-        and (e.source, e.target) not in PENDING
+        if e.target not in MAY_IMPORT.get(e.source, set()) and not (e.lazy and (e.source, e.target) in LAZY_ONLY)
     ]
     assert wrong == []
 
@@ -161,16 +157,10 @@ def test_lazy_only_imports_are_inside_functions() -> None:
     assert eager == []
 
 
-@pytest.mark.parametrize("pending", sorted(PENDING))
-def test_each_pending_upward_import_still_exists(pending: tuple[str, str]) -> None:
-    """When item 5 removes one, its line in PENDING goes too (so the table never excuses a new one)."""
-    assert any((e.source, e.target) == pending for e in EDGES)
-
-
 def test_no_import_cycles_between_units() -> None:
     graph: dict[str, set[str]] = {}
     for e in EDGES:
-        if (e.source, e.target) in PENDING or (e.lazy and (e.source, e.target) in LAZY_ONLY):
+        if e.lazy and (e.source, e.target) in LAZY_ONLY:
             continue
         graph.setdefault(e.source, set()).add(e.target)
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 import cnnspec
-from cnnspec.run import RunPaths
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import read_weights
 from cnnspec.training.callbacks import Callback, Progress, Step, TrainStart
-from cnnspec.training.checkpoint import read_weights
 
 SPEC = """\
 name: hooks

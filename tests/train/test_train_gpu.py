@@ -11,8 +11,8 @@ import torch
 
 import cnnspec
 from cnnspec.errors import TrainingError
-from cnnspec.run import RunPaths
-from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import load_state, read_weights
 from tests.train._observe import Recorder
 
 pytestmark = pytest.mark.gpu

@@ -13,9 +13,10 @@ from PIL import Image
 
 import cnnspec
 from cnnspec.errors import TrainingError
-from cnnspec.run import RunPaths, read_info
+from cnnspec.rundir.info import read_info
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import load_state, read_weights
 from cnnspec.spec.load import loads
-from cnnspec.training.checkpoint import load_state, read_weights
 from cnnspec.training.progress import PlainReporter, RichReporter
 from tests.train._observe import Recorder
 

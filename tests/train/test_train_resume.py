@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import cnnspec
-from cnnspec.run import RunPaths
-from cnnspec.training.checkpoint import load_state, read_weights
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import load_state, read_weights
 from cnnspec.training.progress import Reporter
 from tests.train._train_helpers import THREADS_ENV
 

@@ -12,9 +12,11 @@ from PIL import Image
 
 import cnnspec
 from cnnspec.errors import CheckpointError, ShapeError, TrainingError
-from cnnspec.run import RunPaths, architecture_hash, load_trained, read_info, spec_hash
+from cnnspec.rundir.info import architecture_hash, read_info, spec_hash
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.reader import load_trained
+from cnnspec.rundir.weights import load_state, read_weights
 from cnnspec.spec.load import load
-from cnnspec.training.checkpoint import load_state, read_weights
 from tests.cli_helpers import run_cli
 from tests.train._observe import Recorder
 from tests.train._train_helpers import DIGITS_FAST

@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from cnnspec.errors import CheckpointError
-from cnnspec.run import RunInfo, RunPaths
+from cnnspec.rundir.info import RunInfo
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import read_weights
 from cnnspec.spec.model import EarlyStopping
-from cnnspec.training.checkpoint import Checkpoints, read_weights
+from cnnspec.training.checkpoint import Checkpoints
 from cnnspec.training.state import BestEpoch, EpochTally, TrainState
 
 CPU = torch.device("cpu")

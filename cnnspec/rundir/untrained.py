@@ -1,4 +1,4 @@
-"""An untrained run directory, in the layout `cnnspec train` writes (cnnspec/run.py).
+"""An untrained run directory, in the layout `cnnspec train` writes (cnnspec/rundir/__init__.py).
 
 Useful to export, benchmark or serve an architecture before (or without) training it.
 """
@@ -13,12 +13,12 @@ from cnnspec.atomic import atomic_write_text
 from cnnspec.builder.graph_module import build
 from cnnspec.checker.checker import check
 from cnnspec.errors import SpecError
-from cnnspec.run import RunInfo, RunPaths, architecture_hash, spec_hash
+from cnnspec.rundir.info import RunInfo, write_info
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.rundir.weights import save_weights
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.load import load
 from cnnspec.spec.model import Normalize, Spec
-from cnnspec.training.checkpoint import save_weights
-from cnnspec.version import __version__
 
 
 def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str] | None = None, seed: int = 0) -> Path:
@@ -37,23 +37,13 @@ def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str]
     normalize = spec.data.normalize if spec.data is not None else None
     mean = list(normalize.mean) if isinstance(normalize, Normalize) else None
     std = list(normalize.std) if isinstance(normalize, Normalize) else None
-    info = RunInfo(
-        spec_name=spec.name,
-        spec_hash=spec_hash(spec),
-        architecture_hash=architecture_hash(spec),
-        cnnspec_version=__version__,
-        input_shape=list(graph.input_shape),
-        class_names=names,
-        mean=mean,
-        std=std,
-        dataset=spec.data.dataset.name if spec.data is not None else None,
-    )
+    info = RunInfo.for_spec(spec, input_shape=graph.input_shape, class_names=names, mean=mean, std=std)
     torch.manual_seed(seed)
     model = build(graph).eval()
     paths = RunPaths(Path(out))
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths.spec, dump_spec(spec))
-    atomic_write_text(paths.info, info.model_dump_json(indent=2) + "\n")
+    write_info(paths, info)
     for which in ("best", "last"):
         save_weights(model, paths.weights(which))
     return paths.root

@@ -1,0 +1,169 @@
+"""run.json: `RunInfo`, what a trained model needs beside its weights, and the spec hashes it records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field, PositiveInt, ValidationError, model_validator
+
+from cnnspec.atomic import atomic_write_text
+from cnnspec.errors import CheckpointError, Diagnostic, Location
+from cnnspec.rundir.files import writing
+from cnnspec.rundir.paths import RunPaths
+from cnnspec.spec.base import StrictModel
+from cnnspec.version import __version__
+
+if TYPE_CHECKING:
+    from cnnspec.spec.model import Spec
+
+
+# Normalisation values as run.json may hold them: finite, and a std above 0 (evaluate, export and
+# predict divide by it, so 0 or NaN would turn every prediction into NaN).
+_Mean = Annotated[float, Field(allow_inf_nan=False)]
+_Std = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class RunInfo(StrictModel):
+    """What a trained model needs beside its weights (stored as RUN/run.json).
+
+    Every reader (evaluate, export, bench, --resume, the run-folder test of a fresh train) goes
+    through these rules, so a hand-edited record is refused naming its field, never trusted.
+    """
+
+    spec_name: str
+    spec_hash: str = Field(description="sha256 of the whole resolved spec.")
+    architecture_hash: str = Field(description="sha256 of model: only; resuming needs it unchanged.")
+    cnnspec_version: str
+    input_shape: list[PositiveInt] = Field(min_length=3, max_length=3, description="[C, H, W] of one image.")
+    class_names: list[str] = Field(min_length=1)
+    mean: list[_Mean] | None = Field(None, description="Per channel, on the 0–1 scale; None: no normalisation.")
+    std: list[_Std] | None = Field(None, description="Per channel, above 0; None exactly when mean is None.")
+    dataset: str | None = None
+
+    @model_validator(mode="after")
+    def _one_value_per_channel(self) -> RunInfo:
+        if (self.mean is None) != (self.std is None):
+            given, missing = ("mean", "std") if self.std is None else ("std", "mean")
+            raise ValueError(f"{given} is given but {missing} is not: normalisation needs both, or neither")
+        channels = self.input_shape[0]
+        for key, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) != channels:
+                raise ValueError(
+                    f"{key} has {len(values)} value{'s' if len(values) != 1 else ''} but input_shape has "
+                    f"{channels} channel{'s' if channels != 1 else ''}: one value per channel"
+                )
+        return self
+
+    @classmethod
+    def for_spec(
+        cls,
+        spec: Spec,
+        *,
+        input_shape: Sequence[int],
+        class_names: list[str],
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> RunInfo:
+        """The record of a run of `spec`: the one place a RunInfo is made (train and `init_run`)."""
+        return cls(
+            spec_name=spec.name,
+            spec_hash=spec_hash(spec),
+            architecture_hash=architecture_hash(spec),
+            cnnspec_version=__version__,
+            input_shape=list(input_shape),
+            class_names=class_names,
+            mean=mean,
+            std=std,
+            dataset=spec.data.dataset.name if spec.data is not None else None,
+        )
+
+
+def is_run(root: Path) -> bool:
+    """Whether `root` holds a cnnspec run: a run.json that parses as cnnspec's own record."""
+    try:
+        RunInfo.model_validate_json(RunPaths(root).info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _damaged_info(path: Path, exc: ValidationError) -> CheckpointError:
+    """A run.json that breaks RunInfo's rules: one located line per problem, naming the field."""
+    where = Location(str(path))
+    diagnostics = []
+    for error in exc.errors(include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        if error["type"] == "json_invalid":
+            message = f"not valid JSON ({message.removeprefix('Invalid JSON: ')})"
+        elif field:
+            shown = json.dumps(error["input"]) if _json_able(error["input"]) else repr(error["input"])
+            message = f"{field}: {message[:1].lower()}{message[1:]}, got {shown[:80]}"
+        else:
+            message = f"{message[:1].lower()}{message[1:]}"  # the whole record (a list, a mean without std)
+        diagnostics.append(Diagnostic(message, where))
+    return CheckpointError(
+        diagnostics,
+        hint="run.json is the record `cnnspec train` wrote; put back the original, or train the run again",
+    )
+
+
+def _json_able(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def spec_hash(spec: Spec) -> str:
+    return hashlib.sha256(_canonical(spec.model_dump(mode="json"))).hexdigest()
+
+
+def architecture_hash(spec: Spec) -> str:
+    """sha256 of `model:` with its expressions' values, plus the vars when there are any: the layers
+    of a block read vars at each use, so the same `model:` text is another network at another width.
+
+    Values equal to their defaults are left out, so a later cnnspec that adds an optional field
+    (with a default that keeps today's behaviour) still resumes today's runs; `model.weights` is
+    left out because it names where the first weights came from, not what the network is.
+    """
+    model = spec.model.model_dump(mode="json", exclude_defaults=True, exclude={"weights"})
+    return hashlib.sha256(_canonical({"model": model, "vars": spec.vars} if spec.vars else model)).hexdigest()
+
+
+def read_info(run: str | Path) -> RunInfo:
+    paths = RunPaths(Path(run))
+    if not paths.info.is_file():
+        raise CheckpointError(
+            f"{run} is not a cnnspec run directory (no run.json)", hint="pass the folder `cnnspec train --out` wrote"
+        )
+    try:
+        text = paths.info.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"cannot read {paths.info}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return RunInfo.model_validate_json(text)
+    except ValidationError as exc:
+        raise _damaged_info(paths.info, exc) from None
+
+
+def legacy_architecture_hash(spec: Spec) -> str:
+    """The architecture hash as cnnspec wrote it before values at their defaults were left out
+    (every value of `model:`, `model.weights` included): run.json files of older runs hold it."""
+    model = spec.model.model_dump(mode="json")
+    return hashlib.sha256(_canonical({"model": model, "vars": spec.vars} if spec.vars else model)).hexdigest()
+
+
+def write_info(paths: RunPaths, info: RunInfo) -> None:
+    """Write run.json atomically; a failed write is a CheckpointError naming the file."""
+    with writing(paths.info):
+        atomic_write_text(paths.info, json.dumps(info.model_dump(mode="json"), indent=2) + "\n")

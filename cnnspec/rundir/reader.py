@@ -1,0 +1,108 @@
+"""A run directory read back and checked: its record and spec still describe its weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cnnspec.errors import CheckpointError
+from cnnspec.rundir.info import RunInfo, architecture_hash, legacy_architecture_hash, read_info
+from cnnspec.rundir.paths import RunPaths
+
+if TYPE_CHECKING:
+    from cnnspec.builder.graph_module import SpecModule
+    from cnnspec.checker.graph import Graph
+    from cnnspec.spec.model import Spec
+
+
+def ensure_architecture(info: RunInfo, spec: Spec, root: Path, *, resuming: bool) -> None:
+    """CheckpointError unless `spec`'s architecture is the one the run in `root` trained (run.json's
+    architecture_hash): `--resume` continues only the same network, and evaluate, export and bench
+    load the weights only into the network they were trained as (the same shapes with another
+    activation would load and answer wrongly)."""
+    if info.architecture_hash in (architecture_hash(spec), legacy_architecture_hash(spec)):
+        return
+    if resuming:
+        raise CheckpointError(
+            f"cannot resume {root}: the spec's architecture (model:) differs from the one this run trained",
+            hint="resume with the run's own spec.yaml, or train the changed model as a new run with --out NEW_DIR",
+        )
+    paths = RunPaths(root)
+    raise CheckpointError(
+        f"{paths.spec} does not describe the network this run's weights were trained as: its model: section "
+        f"differs from the one recorded in {paths.info.name} (architecture_hash), so it was changed after training",
+        hint=f"put back the spec.yaml the run was trained with; to train the changed model, run "
+        f"`cnnspec train {paths.spec} --out NEW_DIR`",
+    )
+
+
+def ensure_record_fits(info: RunInfo, graph: Graph, paths: RunPaths) -> None:
+    """CheckpointError when run.json's input shape or class names do not fit the spec's network."""
+    if list(info.input_shape) != list(graph.input_shape):
+        raise CheckpointError(
+            f"{paths.info}: input_shape {info.input_shape} does not match the spec's {list(graph.input_shape)}"
+        )
+    out = graph.output_shape
+    if len(out) == 1 and len(info.class_names) != out[0]:
+        raise CheckpointError(f"{paths.info} names {len(info.class_names)} classes but the model has {out[0]} outputs")
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A run directory read back and checked: its record, its spec and the spec's graph."""
+
+    paths: RunPaths
+    info: RunInfo
+    spec: Spec
+    graph: Graph
+
+    def weights_file(self, which: str = "best") -> tuple[str, Path]:
+        """Which weights `which` gives and their file: best.safetensors, or last.safetensors when the run
+        has no best one yet (stopped inside its first epoch)."""
+        if which == "best" and not self.paths.weights("best").is_file() and self.paths.weights("last").is_file():
+            return "last", self.paths.weights("last")
+        return which, self.paths.weights(which)
+
+
+def open_run(run: str | Path) -> OpenRun:
+    """Read a run directory's run.json and spec.yaml and check that they still describe the weights."""
+    from cnnspec.checker.checker import check
+    from cnnspec.spec.load import load
+
+    paths = RunPaths(Path(run))
+    info = read_info(run)
+    if not paths.spec.is_file():
+        raise CheckpointError(f"{run} is not a cnnspec run directory (no spec.yaml)")
+    spec = load(paths.spec)
+    ensure_architecture(info, spec, paths.root, resuming=False)
+    graph = check(spec)
+    ensure_record_fits(info, graph, paths)
+    return OpenRun(paths, info, spec, graph)
+
+
+@dataclass
+class TrainedModel:
+    spec: Spec
+    graph: Graph
+    model: SpecModule  # eval mode, on the CPU
+    info: RunInfo
+    paths: RunPaths
+    weights: str = "best"  # the weights loaded: "best", or "last" (asked for, or best did not exist)
+
+
+def load_trained(run: str | Path | OpenRun, which: str = "best") -> TrainedModel:
+    """The trained model of a run directory, weights loaded through safetensors only.
+
+    `which` is "best" or "last"; a run without best.safetensors (stopped inside its first epoch)
+    gives its last weights for "best", and `TrainedModel.weights` says which were loaded.
+    """
+    from cnnspec.builder.graph_module import build
+    from cnnspec.rundir.weights import load_weights
+
+    opened = run if isinstance(run, OpenRun) else open_run(run)
+    model = build(opened.graph, pretrained=False)  # the run's own weights are loaded below
+    used, weights = opened.weights_file(which)
+    load_weights(model, weights)
+    model.eval()
+    return TrainedModel(opened.spec, opened.graph, model, opened.info, opened.paths, used)
