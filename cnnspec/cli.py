@@ -16,6 +16,9 @@ from cnnspec.interrupts import catch_ctrl_c, interrupts_exit
 def main() -> None:
     """The console script."""
     catch_ctrl_c()
+    from cnnspec.background import quiet_background_errors
+
+    quiet_background_errors()
     with interrupts_exit():
         # The first validator pydantic builds makes it read every installed package's metadata,
         # looking for plugins (observability hooks): ~20 ms of a `validate` run, for nothing here.

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Protocol
 
 import torch
 
+from cnnspec.background import QuietContext
 from cnnspec.errors import DataError, Diagnostic
 from cnnspec.preprocess import decode
 from cnnspec.terminal import printable
@@ -278,11 +279,14 @@ class FolderSource:
         batch_list = [chunk.tolist() for chunk in _chunks(order, batch_size, start)]
         if not batch_list:
             return
+        workers = min(self.num_workers, len(batch_list))
         loader = DataLoader(
             _WorkerImages(_FolderImages(self.items, self.channels, self.size)),
             batch_sampler=_BatchList(batch_list),
             collate_fn=_collate,
-            num_workers=min(self.num_workers, len(batch_list)),
+            num_workers=workers,
+            # Queues that stay quiet when a worker has died: the loop below says so in its own words.
+            multiprocessing_context=QuietContext() if workers else None,
             pin_memory=device.type == "cuda",
             # The workers draw nothing at random; their base seed must not come from the global RNG,
             # whose stream (augmentation, dropout) a resumed run has to replay exactly.

@@ -17,13 +17,16 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "cnnspec"
 
 # Used by everything; they import nothing of cnnspec beyond each other.
-FOUNDATION = frozenset({"errors", "atomic", "terminal", "interrupts", "version", "spec.base", "spec.dispatch"})
+FOUNDATION = frozenset(
+    {"errors", "atomic", "terminal", "background", "interrupts", "version", "spec.base", "spec.dispatch"}
+)
 STAGES = ("layers", "augments", "spec", "checker", "preprocess", "builder", "rundir", "training", "deploy")
 F = set(FOUNDATION)
 MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
     "version": set(),
     "terminal": set(),
+    "background": {"terminal"},
     "interrupts": set(),
     "spec.base": set(),
     "spec.dispatch": {"errors", "spec.base"},  # the registry machinery layer kinds and augmentations share
