@@ -302,7 +302,8 @@ def test_train_refuses_a_repeat_copy_named_like_a_module_attribute_before_making
     spec = tmp_path / "n12.yaml"
     spec.write_text(
         "name: n12\nmodel:\n  input: {channels: 1, height: 8, width: 8}\n  layers:\n"
-        "    - repeat: {id: r, n: 1, start: 16, prefix: bfloat, layers: [{conv2d: {out_channels: 8, kernel_size: 1}}]}\n"
+        "    - repeat: {id: r, n: 1, start: 16, prefix: bfloat,\n"
+        "               layers: [{conv2d: {out_channels: 8, kernel_size: 1}}]}\n"
         "    - flatten\n    - linear: {out_features: 10}\n"
         "data: {dataset: {name: digits}, batch_size: 128}\noptimizer: {name: adamw, lr: 5.0e-3}\n"
         "train: {epochs: 1, seed: 0}\n",
