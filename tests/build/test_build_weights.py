@@ -281,3 +281,26 @@ def test_train_refuses_bad_weights_before_it_writes_a_run_directory(tmp_path: Pa
     assert result.exit_code == 1
     assert "model.weights: " in result.stderr and "is not a torch checkpoint" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_weights_file_of_another_suffix_is_refused_by_load_build_and_train_alike(tmp_path: Path) -> None:
+    """The suffix rule is the spec's own: a real .pth file renamed .bin is refused when the spec is
+    loaded (so cnnspec.build never sees it), through `--set`, and by train before its run folder."""
+    spec = _small(tmp_path, "w.pth")
+    torch.save(cnnspec.build(cnnspec.load(spec), pretrained=False).state_dict(), tmp_path / "w.pth")
+    cnnspec.build(cnnspec.load(spec))  # the file itself loads
+    (tmp_path / "w.pth").rename(tmp_path / "w.bin")
+    message = "model.weights must be a .pth, .pt or .safetensors file, got 'w.bin'"
+    _small(tmp_path, "w.bin")
+    with pytest.raises(cnnspec.SpecError) as info:
+        cnnspec.build(cnnspec.load(spec))
+    (d,) = info.value.diagnostics
+    assert d.message == message
+    assert d.location is not None and d.location.line == 4  # at `weights:`
+    _small(tmp_path, "w.pth")
+    with pytest.raises(cnnspec.SpecError, match=re.escape(message)):
+        load_with_overrides(spec, ["model.weights=w.bin"])
+    result = run_cli("train", str(spec), "--set", "model.weights=w.bin", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()
