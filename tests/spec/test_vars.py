@@ -193,3 +193,13 @@ def test_a_var_set_to_one_declared_below_it_is_said_to_be_declared_after() -> No
     assert str(d.location) == "--set vars.width=${stem / 32}"
     assert d.message == "'stem' is declared after 'width'; a var may use only the vars above it"  # not "unknown"
     assert d.hint == "move 'stem' above 'width' in `vars:`"
+
+
+@pytest.mark.parametrize(("value", "got"), [("3", "a number (3)"), ("[1, 2]", "a list"), ("null", "null")])
+def test_set_of_vars_to_a_non_mapping_is_refused_at_the_set_alone(value: str, got: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_with_overrides(FAMILY, [f"vars={value}"])
+    (d,) = caught.value.diagnostics  # one error, not an "unknown variable" at each use
+    assert str(d.location) == f"--set vars={value}"
+    assert d.message == f"vars must be a mapping of names to values, got {got}"
+    assert d.hint == "set one var with --set vars.NAME=VALUE"
