@@ -25,6 +25,10 @@ def _shape(t: torch.Tensor) -> str:
     return "×".join(str(d) for d in t.shape) or "scalar"
 
 
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
 def _first(keys: list[str]) -> str:
     more = f", … ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else ""
     return ", ".join(keys[:SHOWN]) + more
@@ -161,6 +165,21 @@ def load_pretrained(model: nn.Module, path: Path, location: Location | None = No
                 tuple(notes),
                 "the state_dict keys are the layers' dotted ids: name the layers as the file's model does "
                 "(compare `cnnspec summary` with the file's keys)",
+            )
+        )
+    # load_state_dict copies with Tensor.copy_, which casts any dtype: an int64, bool or complex tensor
+    # would become float weights without a word (complex drops its imaginary part). Floating point of
+    # another width (half, bfloat16, float64) is a plain cast and loads, as torch's own loading does.
+    kinds = [k for k in own if own[k].is_floating_point() and not state[k].is_floating_point()]
+    if kinds:
+        listed = [f"{k} ({_dtype(state[k])}, model {_dtype(own[k])})" for k in kinds]
+        raise CheckpointError(
+            Diagnostic(
+                f"model.weights: {path} holds {len(kinds)} tensor(s) that are not floating point where the "
+                f"model's are: {_first(listed)}",
+                location,
+                hint="these are not the weights of a model like this one: if they are, save them as floating "
+                "point (tensor.float()); integer buffers such as num_batches_tracked stay integers",
             )
         )
     model.load_state_dict(state, strict=True)

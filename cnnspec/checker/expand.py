@@ -110,6 +110,15 @@ MODULE_ATTRIBUTES = frozenset(
 Path = tuple[Hashable, ...]
 
 
+def attribute_clash(part: str) -> str | None:
+    """Why `part` cannot be one level of a layer's name (it becomes a module attribute), or None."""
+    if part.startswith("_"):
+        return "starts with '_', as torch modules' own attributes do"
+    if part in MODULE_ATTRIBUTES:
+        return "is the name of an attribute of torch modules"
+    return None
+
+
 @dataclass
 class Scope:
     """Names visible to `inputs`: local id → full node id, falling back to the parent scope."""
@@ -175,6 +184,8 @@ class Expander:
         # Full names given to the entries of every list (layers, groups, block uses, repeat copies): two
         # entries of the same name would share one module, even when their layers' names differ.
         self._claimed: dict[str, tuple[Path, bool]] = {}
+        # Levels of names already refused as module attributes: said once, where the name came from.
+        self._refused_parts: set[str] = set()
 
     # -- helpers used by sugar kinds ------------------------------------------------
     def loc(self, path: Path, *, key: bool = False) -> Location:
@@ -196,6 +207,25 @@ class Expander:
     def child_scope(self, prefix: str) -> Scope:
         return Scope(prefix, parent=self._current)
 
+    def refuse_attribute_name(self, full: str, path: Path, what: str, hint: str) -> bool:
+        """False, with an error at `path` (the field that made the name), when the last level of `full`
+        is a torch module attribute: the module could not be attached under it."""
+        part = full.rsplit(".", 1)[-1]
+        why = attribute_clash(part)
+        if why is None:
+            return False
+        if part not in self._refused_parts:
+            self._refused_parts.add(part)
+            self.error(f"{what} would be named '{part}', which {why}", path, hint=hint)
+        return True
+
+    def _check_levels(self, full: str, path: Path) -> None:
+        """Every level of a generated name becomes a module attribute: refuse the ones torch has (a
+        name not refused where it was made, e.g. by a plugin's sugar kind)."""
+        for part in full.split("."):
+            if attribute_clash(part) is not None and part not in self._refused_parts:
+                self.refuse_attribute_name(part, path, f"layer '{full}'", "rename the layer or its container")
+
     def claim(
         self, name: str, path: Path, what: str = "a layer", hint: str = "give each layer a unique id", *, layer: bool
     ) -> bool:
@@ -204,6 +234,7 @@ class Expander:
         False, with a located error, when another container has it: their layers would share one module.
         Where one of the two is a layer, add_node ("two layers are named") or the nested-layer check says so.
         """
+        self._check_levels(name, path)
         first, first_is_layer = self._claimed.setdefault(name, (path, layer))
         if first == path or layer or first_is_layer:
             return True
@@ -237,6 +268,7 @@ class Expander:
                 hint="a `repeat` count (or repeats inside repeats) is far larger than intended",
             )
             raise _TooLarge
+        self._check_levels(node_id, path)
         resolved = [i if i is not None else INPUT for i in inputs]
         self.nodes[node_id] = RawNode(node_id, layer, resolved, path, scope, tuple(self._trace), is_self)
         return node_id
@@ -282,12 +314,8 @@ class Expander:
                 self.error("'input' names the model's input; choose another id", (*path, "id"))
             elif local == BLOCK_INPUT:
                 self.error("'block_input' names the input of the enclosing block; choose another id", (*path, "id"))
-            elif local.startswith("_") or local in MODULE_ATTRIBUTES:
-                what = (
-                    "starts with '_', as torch modules' own attributes do"
-                    if local[0] == "_"
-                    else ("is the name of an attribute of torch modules")
-                )
+            elif (what := attribute_clash(local)) is not None:
+                self._refused_parts.add(local)
                 self.error(
                     f"the id '{local}' {what}", (*path, "id"), hint=f"rename it, e.g. '{local.strip('_') or 'layer'}_'"
                 )

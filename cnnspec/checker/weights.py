@@ -10,7 +10,6 @@ from pathlib import Path
 from cnnspec.errors import Diagnostic
 from cnnspec.spec.model import Spec
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors")
 MISSING = "nothing"
 # Said of a path that is there but is not a regular file: a pipe or a device is never opened (reading a
 # FIFO waits for a writer forever; /dev/zero never ends), a folder cannot be read as one file.
@@ -59,7 +58,8 @@ def what_is_at(path: Path) -> str | None:
 
 
 def check_weights(spec: Spec) -> list[Diagnostic]:
-    """A located error when `model.weights` names no file, or one of a kind build cannot read.
+    """A located error when `model.weights` names no file, or one of a kind build cannot read (its
+    suffix is the spec's own rule, ModelSpec's validator).
 
     Only `validate` runs this: a run directory's spec.yaml keeps the path as written, and the
     commands that rebuild a run load its checkpoint instead (`build(..., pretrained=False)`).
@@ -68,14 +68,6 @@ def check_weights(spec: Spec) -> list[Diagnostic]:
     if path is None:
         return []
     where = spec.source.locate(("model", "weights"))
-    if not path.name.endswith(WEIGHT_SUFFIXES):
-        return [
-            Diagnostic(
-                f"model.weights must be a .pth, .pt or .safetensors file, got '{spec.model.weights}'",
-                where,
-                hint="save the state_dict with torch.save(model.state_dict(), 'FILE.pth') or safetensors",
-            )
-        ]
     what = what_is_at(path)
     if what == MISSING:
         return [

@@ -65,6 +65,13 @@ class Residual(LayerKind):
         if self.drop_path is not None:
             drop = DropPath(p=self.drop_path)
             body_out = expander.add_node(f"{name}.stochastic_depth", drop, [body_out], (*path, "drop_path"), None)
+        if self.shortcut_id is not None:
+            expander.refuse_attribute_name(
+                f"{name}.{self.shortcut_id}",
+                (*path, "shortcut_id"),
+                "the shortcut",
+                hint=f"choose another shortcut_id, e.g. '{self.shortcut_id.strip('_') or 'shortcut'}_'",
+            )
         if self.shortcut == "identity":
             short_out = prev
         elif self.shortcut == "auto":
@@ -183,6 +190,10 @@ class Repeat(LayerKind):
         single = len(self.layers) == 1 and self.layers[0].layer.id is None
         for i in range(self.n):
             copy = f"{name}.{self.prefix}{self.start + i}"
+            if expander.refuse_attribute_name(
+                copy, (*path, "prefix"), f"copy {i} of this repeat", hint="choose another `prefix`, or `start`"
+            ):
+                continue
             hint = "start the copies further on (`start`), give them a `prefix`, or rename the other layer"
             if not expander.claim(copy, path, f"copy {i} of this repeat", hint=hint, layer=single):
                 continue

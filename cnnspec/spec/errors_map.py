@@ -275,7 +275,10 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
     where = dotted(full) or "the spec"
     hint = None
     location: Location
-    if kind == "extra_forbidden":
+    if kind == "spec_rule":  # a model's own rule (cnnspec.spec.model.SPEC_RULE): its message as written
+        message, hint = err["msg"], ctx.get("hint")
+        location = source.locate(full)
+    elif kind == "extra_forbidden":
         key = loc[-1]
         valid = fields_at(root, loc[:-1])
         message = f"unknown key {shown(key)} in {dotted(full[:-1]) or 'the spec'}"

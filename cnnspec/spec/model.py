@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
+from pydantic_core import PydanticCustomError
 
 from cnnspec.augments import AugmentItem
 from cnnspec.layers import LayerItem
@@ -12,6 +14,11 @@ from cnnspec.spec.base import Fraction, PositiveInt, Size, StrictModel
 from cnnspec.spec.source import SourceMap
 
 # --- model ----------------------------------------------------------------------------
+
+# The files `model.weights` may name: the spec's rule, so validate, build, train and `--set` all apply it.
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors")
+# The error type (see errors_map) of a rule whose message is said as written, with ctx["hint"].
+SPEC_RULE = "spec_rule"
 
 
 class InputSpec(StrictModel):
@@ -53,6 +60,20 @@ class ModelSpec(StrictModel):
         "weights, the ids chosen to match). A relative path is relative to the spec file's folder.",
         min_length=1,
     )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_suffix(cls, value: str | None) -> str | None:
+        if value is not None and not PurePath(value).name.endswith(WEIGHT_SUFFIXES):
+            raise PydanticCustomError(
+                SPEC_RULE,
+                "model.weights must be a .pth, .pt or .safetensors file, got {value}",
+                {
+                    "value": repr(value),
+                    "hint": "save the state_dict with torch.save(model.state_dict(), 'FILE.pth') or safetensors",
+                },
+            )
+        return value
 
 
 # --- data -----------------------------------------------------------------------------

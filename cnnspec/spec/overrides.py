@@ -63,6 +63,14 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
         data = {}
     for text in overrides:
         parts, value = parse_override(text)
+        if parts == ["vars"] and not isinstance(value, dict):
+            # The whole mapping replaced by one value: every use of every var would then be "unknown".
+            raise _fail(
+                text,
+                f"vars must be a mapping of names to values, got "
+                f"{'a list' if isinstance(value, list) else 'null' if value is None else _describe(value)}",
+                hint="set one var with --set vars.NAME=VALUE",
+            )
         node = data
         path: list[Hashable] = []
         made: tuple[Hashable, ...] | None = None  # the first node this override created or replaced

@@ -9,7 +9,7 @@ block's parameters are visible too.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,8 @@ def _vars(raw: Any, source: SourceMap, out: Resolution) -> Any:
     if not isinstance(raw, dict):
         return raw  # the schema says it must be a mapping
     values: dict[str, Any] = {}
-    for name, value in raw.items():
+    names = list(raw)
+    for index, (name, value) in enumerate(raw.items()):
         path: Path = ("vars", name)
         if not (isinstance(name, str) and VAR_NAME.match(name)):
             out.diagnostics.append(
@@ -83,8 +84,8 @@ def _vars(raw: Any, source: SourceMap, out: Resolution) -> Any:
                     out.vars,
                     source.locate(path),
                     quoted=path in source.quoted,
-                    unknown=lambda n, failed=failed, name=name: _unknown(  # type: ignore[misc]
-                        n, out.vars, failed, defining=name
+                    unknown=lambda n, failed=failed, name=name, index=index: _unknown(  # type: ignore[misc]
+                        n, out.vars, failed, defining=name, below=names[index + 1 :]
                     ),
                 )
             except SubstitutionError as exc:
@@ -150,10 +151,10 @@ _SILENT = "\x00failed var"
 
 
 def _unknown(
-    name: str, env: dict[str, Any], failed: list[str], *, defining: str | None = None
+    name: str, env: dict[str, Any], failed: list[str], *, defining: str | None = None, below: Sequence[str] = ()
 ) -> tuple[str, str | None]:
     """The message and hint for `name`, which `env` lacks; `defining` is the var whose value is being
-    evaluated, None outside `vars`."""
+    evaluated, None outside `vars`, and `below` the vars declared after it."""
     from cnnspec.errors import suggest
 
     if name in failed:
@@ -163,6 +164,11 @@ def _unknown(
             f"the var '{name}' refers to itself: its value is what is being defined",
             "give it a number, or an expression of the vars above it (with --set too: "
             f"--set vars.{name}=0.5, not --set vars.{name}=${{{name}}})",
+        )
+    if name in below:  # vars are evaluated top to bottom, so a later one has no value yet
+        return (
+            f"'{name}' is declared after '{defining}'; a var may use only the vars above it",
+            f"move '{name}' above '{defining}' in `vars:`",
         )
     known = sorted(env)
     hint = suggest(name, known) or (f"known vars: {', '.join(known)}" if known else "declare it under `vars:`")

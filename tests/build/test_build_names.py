@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -291,3 +294,25 @@ def test_every_spec_the_checker_accepts_builds_every_static_tensor(group: dict[s
         return
     event("self used" if '"self"' in text else "no self")
     assert_complete(graph)
+
+
+def test_train_refuses_a_repeat_copy_named_like_a_module_attribute_before_making_the_run(tmp_path: Path) -> None:
+    """`prefix: bfloat, start: 16` names copy 0 `bfloat16`, a method of nn.Module: train stops at the
+    check with the located error, before it makes a run folder (it used to crash in the builder)."""
+    spec = tmp_path / "n12.yaml"
+    spec.write_text(
+        "name: n12\nmodel:\n  input: {channels: 1, height: 8, width: 8}\n  layers:\n"
+        "    - repeat: {id: r, n: 1, start: 16, prefix: bfloat,\n"
+        "               layers: [{conv2d: {out_channels: 8, kernel_size: 1}}]}\n"
+        "    - flatten\n    - linear: {out_features: 10}\n"
+        "data: {dataset: {name: digits}, batch_size: 128}\noptimizer: {name: adamw, lr: 5.0e-3}\n"
+        "train: {epochs: 1, seed: 0}\n",
+        encoding="utf-8",
+    )
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cnnspec", "train", str(spec), "--out", str(run_dir), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"{spec}:5:48: error: copy 0 of this repeat would be named 'bfloat16'" in done.stderr + done.stdout
+    assert not run_dir.exists()

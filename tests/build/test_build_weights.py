@@ -281,3 +281,74 @@ def test_train_refuses_bad_weights_before_it_writes_a_run_directory(tmp_path: Pa
     assert result.exit_code == 1
     assert "model.weights: " in result.stderr and "is not a torch checkpoint" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_weights_file_of_another_suffix_is_refused_by_load_build_and_train_alike(tmp_path: Path) -> None:
+    """The suffix rule is the spec's own: a real .pth file renamed .bin is refused when the spec is
+    loaded (so cnnspec.build never sees it), through `--set`, and by train before its run folder."""
+    spec = _small(tmp_path, "w.pth")
+    torch.save(cnnspec.build(cnnspec.load(spec), pretrained=False).state_dict(), tmp_path / "w.pth")
+    cnnspec.build(cnnspec.load(spec))  # the file itself loads
+    (tmp_path / "w.pth").rename(tmp_path / "w.bin")
+    message = "model.weights must be a .pth, .pt or .safetensors file, got 'w.bin'"
+    _small(tmp_path, "w.bin")
+    with pytest.raises(cnnspec.SpecError) as info:
+        cnnspec.build(cnnspec.load(spec))
+    (d,) = info.value.diagnostics
+    assert d.message == message
+    assert d.location is not None and d.location.line == 4  # at `weights:`
+    _small(tmp_path, "w.pth")
+    with pytest.raises(cnnspec.SpecError, match=re.escape(message)):
+        load_with_overrides(spec, ["model.weights=w.bin"])
+    result = run_cli("train", str(spec), "--set", "model.weights=w.bin", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _save(state: dict[str, torch.Tensor], path: Path) -> None:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, path)
+    else:
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [("int.pth", torch.int64), ("bool.safetensors", torch.bool), ("complex.pth", torch.complex64)],
+)
+def test_weights_that_are_not_floating_point_are_refused_naming_keys_and_dtypes(
+    tmp_path: Path, name: str, dtype: torch.dtype
+) -> None:
+    spec = _small(tmp_path, name)
+    state = cnnspec.build(cnnspec.load(spec), pretrained=False).state_dict()
+    state["conv1.weight"] = torch.ones_like(state["conv1.weight"], dtype=dtype)
+    state["fc.bias"] = torch.zeros_like(state["fc.bias"], dtype=dtype)
+    _save(state, tmp_path / name)
+    d = _refusal(spec)
+    short = str(dtype).removeprefix("torch.")
+    assert d.message == (
+        f"model.weights: {tmp_path / name} holds 2 tensor(s) that are not floating point where the model's are: "
+        f"conv1.weight ({short}, model float32), fc.bias ({short}, model float32)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [("half.pth", torch.float16), ("bf16.safetensors", torch.bfloat16), ("f64.safetensors", torch.float64)],
+)
+def test_floating_point_weights_of_another_width_load_cast_to_float32(
+    tmp_path: Path, name: str, dtype: torch.dtype
+) -> None:
+    spec = _small(tmp_path, name)
+    torch.manual_seed(1)
+    state = cnnspec.build(cnnspec.load(spec), pretrained=False).state_dict()
+    assert state["bn1.num_batches_tracked"].dtype == torch.int64  # an integer buffer, saved as one
+    saved = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    _save(saved, tmp_path / name)
+    loaded = cnnspec.build(cnnspec.load(spec)).state_dict()
+    for k, v in saved.items():
+        assert loaded[k].dtype == state[k].dtype, k
+        assert torch.equal(loaded[k], v.to(state[k].dtype)), k

@@ -122,7 +122,11 @@ def test_vars_read_the_vars_above_them_only() -> None:
     with pytest.raises(SpecError) as caught:
         cnnspec.loads(text, "v.yaml")
     (d,) = caught.value.diagnostics
-    assert (str(d.location), d.message) == ("v.yaml:3:8", "unknown variable 'b'")
+    # b is declared, only later: it is said so, not called unknown (issue 12b item 5)
+    assert (str(d.location), d.message) == (
+        "v.yaml:3:8",
+        "'b' is declared after 'a'; a var may use only the vars above it",
+    )
 
 
 def test_a_failed_var_is_reported_once_not_at_each_use() -> None:
@@ -180,3 +184,22 @@ def test_block_input_cannot_be_an_id() -> None:
     assert [d.message for d in caught.value.diagnostics] == [
         "'block_input' names the input of the enclosing block; choose another id"
     ]
+
+
+def test_a_var_set_to_one_declared_below_it_is_said_to_be_declared_after() -> None:
+    with pytest.raises(SpecError) as caught:
+        load_with_overrides(FAMILY, ["vars.width=${stem / 32}"])  # stem comes two lines later
+    (d,) = caught.value.diagnostics
+    assert str(d.location) == "--set vars.width=${stem / 32}"
+    assert d.message == "'stem' is declared after 'width'; a var may use only the vars above it"  # not "unknown"
+    assert d.hint == "move 'stem' above 'width' in `vars:`"
+
+
+@pytest.mark.parametrize(("value", "got"), [("3", "a number (3)"), ("[1, 2]", "a list"), ("null", "null")])
+def test_set_of_vars_to_a_non_mapping_is_refused_at_the_set_alone(value: str, got: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_with_overrides(FAMILY, [f"vars={value}"])
+    (d,) = caught.value.diagnostics  # one error, not an "unknown variable" at each use
+    assert str(d.location) == f"--set vars={value}"
+    assert d.message == f"vars must be a mapping of names to values, got {got}"
+    assert d.hint == "set one var with --set vars.NAME=VALUE"
