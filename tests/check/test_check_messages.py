@@ -34,7 +34,8 @@ def test_auto_padding_of_a_dilated_maxpool_is_refused_as_torch_refuses_it_saying
             "t.yaml",
         )
 
-    with pytest.raises(RuntimeError, match="pad should be smaller than or equal to half of kernel size"):  # torch's own rule, the oracle
+    # torch's own rule is the oracle
+    with pytest.raises(RuntimeError, match="pad should be smaller than or equal to half of kernel size"):
         torch.nn.MaxPool2d(3, 1, padding=4, dilation=4)(torch.zeros(1, 8, 9, 9))
     with pytest.raises(cnnspec.CnnspecError) as info:
         cnnspec.check(spec("auto"))
