@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 
 from cnnspec.checker.data import batch_statistics, check_data
@@ -125,7 +125,7 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
         if _declared_order_ok(raw, built)
         else [built[n] for n in order if n in built]
     )
-    diagnostics += _unused(raw, output, spec)
+    diagnostics += _unused(raw, output, spec, expander.involved, diagnostics)
     diagnostics += check_data(spec)
     if spec.data is not None:
         diagnostics += batch_statistics(graph, spec.data.batch_size, ("data", "batch_size"))
@@ -194,10 +194,17 @@ def _declared_order_ok(raw: Mapping[str, object], built: dict[str, Node]) -> boo
     return True
 
 
-def _unused(raw: Mapping[str, RawNode], output: str, spec: Spec) -> list[Diagnostic]:
+def _unused(
+    raw: Mapping[str, RawNode], output: str, spec: Spec, involved: set[str], found: Sequence[Diagnostic]
+) -> list[Diagnostic]:
+    """Warnings for layers nothing reads, but for those an error is about (`involved`, or located where
+    an error is): a layer whose reader failed to be made is "unused" only because of that error."""
     used = {i for node in raw.values() for i in node.inputs} | {output}
+    errors_at = {d.location for d in found if d.severity == "error"}
     out = []
     for node_id, node in raw.items():
+        if node_id in involved or spec.source.locate(node.path) in errors_at:
+            continue
         if node_id not in used:
             out.append(
                 Diagnostic(

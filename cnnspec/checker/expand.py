@@ -186,6 +186,10 @@ class Expander:
         self._claimed: dict[str, tuple[Path, bool]] = {}
         # Levels of names already refused as module attributes: said once, where the name came from.
         self._refused_parts: set[str] = set()
+        # Automatic local names (`softplus_5`) by scope: `inputs` cannot name them, and saying so helps.
+        self._auto_names: dict[tuple[int, str], str] = {}
+        # Nodes an error is about: a "never used" warning about them would only add noise.
+        self.involved: set[str] = set()
 
     # -- helpers used by sugar kinds ------------------------------------------------
     def loc(self, path: Path, *, key: bool = False) -> Location:
@@ -320,6 +324,8 @@ class Expander:
                     f"the id '{local}' {what}", (*path, "id"), hint=f"rename it, e.g. '{local.strip('_') or 'layer'}_'"
                 )
             full = names[index] if names is not None else f"{scope.prefix}.{local}" if scope.prefix else local
+            if layer.id is None:
+                self._auto_names[(id(scope), local)] = full
             named = layer.id if layer.id != SELF_ID else None  # the id that names it in `inputs`
             if is_self:
                 full = scope.prefix  # the list's own name: no new level
@@ -384,13 +390,28 @@ class Expander:
             return scope.block_input()
         full = scope.lookup(name)
         if full is None:
-            self.error(
-                f"unknown layer id {shown(name)} in inputs",
-                (*path, "inputs"),
-                hint=suggest(name, scope.visible()) or "ids are given with `id:`; `input` is the model input",
-            )
+            auto = self._auto_name(name, scope)
+            notes: tuple[str, ...] = ()
+            if auto is not None:
+                self.involved.add(auto)
+                hint = "automatic ids (KIND_INDEX) cannot be referenced: give that layer an `id:` and list that"
+                if auto in self.nodes:
+                    notes = (f"'{name}' is the automatic name of the layer at {self.loc(self.nodes[auto].path)}",)
+            else:
+                hint = suggest(name, scope.visible()) or "ids are given with `id:`; `input` is the model input"
+            self.error(f"unknown layer id {shown(name)} in inputs", (*path, "inputs"), hint=hint, notes=notes)
             return UNRESOLVED + name  # no shape: the layers that read it are not checked further
         return full
+
+    def _auto_name(self, name: str, scope: Scope) -> str | None:
+        """The full id of the layer that `name` is the automatic name of, in `scope` or one around it."""
+        at: Scope | None = scope
+        while at is not None:
+            full = self._auto_names.get((id(at), name))
+            if full is not None:
+                return full
+            at = at.parent
+        return None
 
     def _defer(self, name: str, scope: Scope, path: Path) -> str:
         """A placeholder for `name` as seen from `scope`, resolved by resolve_all (ids cannot contain '&')."""

@@ -25,7 +25,7 @@ from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
 from cnnspec.layers.base import LAYER_KINDS, REGISTRY, LayerKind
-from cnnspec.spec.dispatch import Kind, KindClash, ReservedField
+from cnnspec.spec.dispatch import BadKindName, Kind, KindClash, ReservedField
 
 GROUP = "cnnspec.layers"
 
@@ -107,6 +107,8 @@ def _load(ep: EntryPoint) -> None:
         )
     except ReservedField as reserved:
         message = f"its {reserved}: rename the field"
+    except BadKindName as bad:
+        message = f"its {bad}: a spec writes the kind as a key, and `--set` splits paths at '.'"
     except Exception as exc:  # a plugin's import may raise anything
         text = str(exc).strip().splitlines()
         message = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -19,7 +19,10 @@ class _WindowPool(LayerKind):
     kernel_size: IntPair = Field(description="Window size: k or [kH, kW].")
     stride: IntPair | None = Field(None, description="Stride; defaults to kernel_size.")
     padding: NonNegPair | Literal["auto"] = Field(
-        0, description="Implicit padding per side (at most half the kernel), or 'auto': (k−1)/2 for an odd kernel."
+        0,
+        description="Implicit padding per side (at most half the kernel, as torch allows), or 'auto': d·(k−1)/2 "
+        "for an odd kernel, which keeps the size at stride 1 (with dilation > 1 that is more than torch allows: "
+        "an error).",
     )
     ceil_mode: bool = Field(False, description="Round the output size up instead of down.")
 
@@ -38,6 +41,14 @@ class _WindowPool(LayerKind):
         c, h, w = self.image(inputs)
         k, s, p, d = pair(self.kernel_size), self._stride(), self._padding(), self._dilation()
         for axis in (0, 1):
+            if p[axis] * 2 > k[axis] and self.padding == "auto":
+                raise ShapeProblem(
+                    f"padding: auto computes d·(k−1)/2 = {d[axis]}·({k[axis]}−1)/2 = {p[axis]} for "
+                    f"{'HW'[axis]} (the padding that keeps the size), more than torch's {self.kind} allows: "
+                    f"at most half the kernel size {k[axis]}",
+                    hint=f"write the padding as a number ≤ {k[axis] // 2} (the output then shrinks), or use dilation 1",
+                    field="padding",
+                )
             if p[axis] * 2 > k[axis]:
                 raise ShapeProblem(
                     f"padding {p[axis]} is more than half the kernel size {k[axis]}",

@@ -15,6 +15,7 @@ name (cnnspec.spec.schema fills it in).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import Field, ValidationError, create_model
@@ -74,6 +75,23 @@ class ReservedField(ValueError):
             reason = f"which would hide {base.__name__}.{field}, a rule cnnspec calls"
         super().__init__(f"{what} '{cls.kind}' ({cls.__qualname__}) has a field named '{field}', {reason}")
         self.cls, self.field = cls, field
+
+
+class BadKindName(ValueError):
+    """A kind from outside cnnspec whose name is not a word of letters, digits and '_' (`my.kind`,
+    `two words`): a spec names a kind as a YAML key and `--set` paths split at '.', so such a name
+    could not be written or set."""
+
+    def __init__(self, cls: type[Kind], what: str):
+        super().__init__(
+            f"{what} name {cls.kind!r} ({cls.__qualname__}) is not a name of letters, digits and '_' "
+            "that starts with a letter"
+        )
+        self.cls = cls
+
+
+# The names a kind from outside cnnspec may take (cnnspec's own all fit, as a test checks).
+KIND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def is_builtin(cls: type) -> bool:
@@ -151,15 +169,17 @@ class KindRegistry(Generic[K]):
 
     def check_outsider(self, cls: type[Kind]) -> None:
         """Refuse a kind from outside cnnspec (a plugin's) whose name or fields would break the expander:
-        a name taken up to case, '_' and '-' (KindClash), a field that redefines one every kind of the
-        family has or hides a rule of the family's base class (ReservedField). cnnspec's own kinds are
-        checked by a test instead, so importing them stays fast."""
+        a name taken up to case, '_' and '-' (KindClash), one that is not a word (BadKindName), a field
+        that redefines one every kind of the family has or hides a rule of the family's base class
+        (ReservedField). cnnspec's own kinds are checked by a test instead, so importing them stays fast."""
         from cnnspec.errors import fold_name
 
         folded = fold_name(cls.kind)
         for name, other in self.classes.items():
             if other is not cls and fold_name(name) == folded:
                 raise KindClash(cls.kind, other, cls, self.what)
+        if KIND_NAME.fullmatch(cls.kind) is None:
+            raise BadKindName(cls, self.what)
         base = self.kind_base
         for klass in cls.__mro__:
             if klass is base:

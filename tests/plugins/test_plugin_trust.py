@@ -99,6 +99,24 @@ def test_a_kind_named_by_its_class_is_held_to_the_same_fields(tmp_path: Path) ->
     assert "has a field named 'inputs'" in proc.stderr
 
 
+@pytest.mark.parametrize("name", ["my.kind", "two words", "9lives", "dash-kind"])
+def test_a_kind_whose_name_is_not_a_word_of_letters_digits_and_underscores_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    body = f"""
+    @register
+    class Odd(LayerKind):
+        kind: ClassVar[str] = "{name}"
+    """
+    site = install(tmp_path, "plug-odd", "podd", body, {"odd": "podd"})
+    proc = validate(tmp_path, site, "relu")
+    assert proc.returncode == 1, proc.stderr
+    assert (
+        f"error: layer plugin 'odd = podd' (from plug-odd 1.0): its layer kind name '{name}' (Odd) is not a "
+        "name of letters, digits and '_' that starts with a letter"
+    ) in proc.stderr
+
+
 # --- 1d: names that differ only in case, '_' or '-' -----------------------------------------------------
 
 
