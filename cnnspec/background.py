@@ -9,8 +9,7 @@ hooks; a library user keeps Python's.
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.queues
+import functools
 import sys
 import threading
 from typing import Any
@@ -38,20 +37,25 @@ def quiet_background_errors() -> None:
     sys.unraisablehook = _unraisable_hook
 
 
-class _QuietQueue(multiprocessing.queues.Queue):  # type: ignore[type-arg]
-    @staticmethod
-    def _on_queue_feeder_error(e: BaseException, obj: object) -> None:
-        # The reader of this queue is a worker that died: the loader notices and reports it.
-        if not isinstance(e, BrokenPipeError | ConnectionResetError):
-            _say("a queue's feeder thread failed", e)
-
-
-_DefaultContext: Any = type(multiprocessing.get_context())  # fork on Linux, spawn on macOS
-
-
-class QuietContext(_DefaultContext):  # type: ignore[misc]
+@functools.cache
+def quiet_context() -> Any:
     """The default multiprocessing context, with queues whose feeder thread does not print a
-    traceback when the process at the other end has died (DataLoader's `multiprocessing_context`)."""
+    traceback when the process at the other end has died (DataLoader's `multiprocessing_context`).
+    Made on first use: multiprocessing costs every command ~15 ms to import, and only training needs it."""
+    import multiprocessing
+    import multiprocessing.queues
 
-    def Queue(self, maxsize: int = 0) -> _QuietQueue:
-        return _QuietQueue(maxsize, ctx=self.get_context())
+    class QuietQueue(multiprocessing.queues.Queue):  # type: ignore[type-arg]
+        @staticmethod
+        def _on_queue_feeder_error(e: BaseException, obj: object) -> None:
+            # The reader of this queue is a worker that died: the loader notices and reports it.
+            if not isinstance(e, BrokenPipeError | ConnectionResetError):
+                _say("a queue's feeder thread failed", e)
+
+    default: Any = type(multiprocessing.get_context())  # fork on Linux, spawn on macOS
+
+    class QuietContext(default):  # type: ignore[misc]
+        def Queue(self, maxsize: int = 0) -> QuietQueue:
+            return QuietQueue(maxsize, ctx=self.get_context())
+
+    return QuietContext()

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Protocol
 
 import torch
 
-from cnnspec.background import QuietContext
+from cnnspec.background import quiet_context
 from cnnspec.errors import DataError, Diagnostic
 from cnnspec.preprocess import decode
 from cnnspec.terminal import printable
@@ -286,7 +286,7 @@ class FolderSource:
             collate_fn=_collate,
             num_workers=workers,
             # Queues that stay quiet when a worker has died: the loop below says so in its own words.
-            multiprocessing_context=QuietContext() if workers else None,
+            multiprocessing_context=quiet_context() if workers else None,
             pin_memory=device.type == "cuda",
             # The workers draw nothing at random; their base seed must not come from the global RNG,
             # whose stream (augmentation, dropout) a resumed run has to replay exactly.

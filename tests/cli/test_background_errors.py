@@ -28,8 +28,8 @@ SCRIPTS = {
     """,
     "a queue feeding a reader that died": """
         import time
-        from cnnspec.background import QuietContext
-        queue = QuietContext().Queue()
+        from cnnspec.background import quiet_context
+        queue = quiet_context().Queue()
         queue._reader.close()  # the worker at the other end is gone
         queue.put(b"x" * 100)
         time.sleep(0.5)  # the feeder thread writes, and meets the closed pipe
@@ -57,7 +57,7 @@ def test_a_background_error_is_one_line_without_a_traceback(case: str) -> None:
 def test_without_the_hooks_python_prints_a_traceback(case: str) -> None:
     """The cases above are real: Python's own handling prints a traceback for each (the queue's
     case through multiprocessing's plain Queue)."""
-    body = SCRIPTS[case].replace("QuietContext().Queue()", "__import__('multiprocessing').Queue()")
+    body = SCRIPTS[case].replace("quiet_context().Queue()", "__import__('multiprocessing').Queue()")
     assert "Traceback" in _run(body, quiet=False).stderr
 
 
