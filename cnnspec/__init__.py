@@ -83,7 +83,8 @@ def loads(text: str, file: str = "<string>") -> Spec:
 def check(spec: Spec) -> Graph:
     """Shapes, params, MACs and receptive field of every layer, statically (no torch).
 
-    Raises ShapeError naming every layer whose input does not fit, with the arithmetic.
+    Raises ShapeError naming every layer whose input does not fit, with the arithmetic (SpecError
+    when the first problem is a reference to nothing, DataError when it is the data section's).
     """
     from cnnspec.checker.checker import check as check_spec
 

@@ -12,6 +12,25 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar, Literal, get_args
+
+# What a problem is about; each category belongs to one exception class (`ERROR_CLASSES`), the class
+# a caller catches. The checker finds problems of several categories in one pass: `check` raises the
+# class of the first error, and every diagnostic keeps its own category.
+Category = Literal[
+    "spec",  # the YAML, or a value the schema refuses (SpecError)
+    "reference",  # a name that names nothing: a layer id in `inputs`, a block, a block parameter, a $name (SpecError)
+    "graph",  # how the layers are named and connected: an id used twice or taken by torch, a cycle (ShapeError)
+    "shape",  # the layers' shapes do not fit together (ShapeError)
+    "data",  # the dataset, an image or an input file (DataError)
+    "memory",  # more memory than the limit or the device allows (DataError)
+    "checkpoint",  # a run directory, checkpoint or weights file (CheckpointError)
+    "export",  # export, its parity gate, an ONNX file (ExportError)
+    "training",  # a fault while training (TrainingError)
+    "plugin",  # an installed layer plugin (PluginError)
+    "other",  # anything else cnnspec refuses (CnnspecError)
+]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 
 @dataclass(frozen=True)
@@ -30,13 +49,31 @@ class Location:
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One problem found in the user's input."""
+    """One problem found in the user's input.
+
+    `suggestion` is the valid name a misspelt one most likely meant (`suggested_name`); the hint
+    then starts with "did you mean 'NAME'?". `category` says what the problem is about and so which
+    exception class reports it (`error_class`); None until an exception or a stage says so.
+    """
 
     message: str
     location: Location | None = None
     notes: tuple[str, ...] = ()
     hint: str | None = None
     severity: str = "error"
+    suggestion: str | None = None
+    category: Category | None = None
+
+    def __post_init__(self) -> None:
+        if self.suggestion is not None:
+            asked = did_you_mean(self.suggestion)
+            if self.hint is None or not self.hint.startswith(asked):  # a hint given too is kept after it
+                object.__setattr__(self, "hint", asked if self.hint is None else f"{asked}; {self.hint}")
+
+    @property
+    def error_class(self) -> type[CnnspecError]:
+        """The exception class of this diagnostic's category (CnnspecError when it has none)."""
+        return ERROR_CLASSES[self.category or "other"]
 
     def format(self) -> str:
         where = f"{self.location}: " if self.location else ""
@@ -59,8 +96,26 @@ class Diagnostic:
         }
 
 
+ERROR_CLASSES: dict[Category, type[CnnspecError]] = {}
+
+
 class CnnspecError(Exception):
-    """Base of every error caused by the user's input (exit code 1)."""
+    """Base of every error caused by the user's input (exit code 1).
+
+    Each subclass names its categories (`class SpecError(CnnspecError, categories=("spec", ...))`);
+    the first is given to the diagnostics it is raised with that have none.
+    """
+
+    category: ClassVar[Category] = "other"
+
+    def __init_subclass__(cls, categories: tuple[Category, ...] = (), **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in categories:
+            if name in ERROR_CLASSES:
+                raise TypeError(f"category {name!r} belongs to {ERROR_CLASSES[name].__name__} already")
+            ERROR_CLASSES[name] = cls
+        if categories:
+            cls.category = categories[0]
 
     def __init__(self, diagnostics: Diagnostic | str | Iterable[Diagnostic], *, hint: str | None = None):
         """`hint` is the hint of a message given as text, or is added to the last diagnostic's."""
@@ -68,7 +123,9 @@ class CnnspecError(Exception):
             diagnostics = [Diagnostic(diagnostics, hint=hint)]
         elif isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
-        self.diagnostics: list[Diagnostic] = list(diagnostics)
+        self.diagnostics: list[Diagnostic] = [
+            d if d.category is not None else replace(d, category=self.category) for d in diagnostics
+        ]
         if hint is not None and self.diagnostics and self.diagnostics[-1].hint != hint:
             last = self.diagnostics[-1]
             self.diagnostics[-1] = replace(last, hint=hint if last.hint is None else f"{last.hint}; {hint}")
@@ -78,32 +135,47 @@ class CnnspecError(Exception):
         return "\n".join(d.format() for d in self.diagnostics)
 
 
-class SpecError(CnnspecError):
-    """The spec file is not valid YAML or does not match the schema."""
+ERROR_CLASSES["other"] = CnnspecError
 
 
-class ShapeError(CnnspecError):
-    """The layers do not fit together."""
+class SpecError(CnnspecError, categories=("spec", "reference")):
+    """The spec file is not valid YAML, does not match the schema, or names something that is not there."""
 
 
-class DataError(CnnspecError):
-    """A dataset, image or input file cannot be used."""
+class ShapeError(CnnspecError, categories=("shape", "graph")):
+    """The layers do not fit together: their shapes, or how they are named and connected."""
 
 
-class CheckpointError(CnnspecError):
-    """A run directory or checkpoint cannot be used."""
+class DataError(CnnspecError, categories=("data", "memory")):
+    """A dataset, image or input file cannot be used, or the run needs more memory than there is."""
 
 
-class ExportError(CnnspecError):
+class CheckpointError(CnnspecError, categories=("checkpoint",)):
+    """A run directory, checkpoint or weights file cannot be used."""
+
+
+class ExportError(CnnspecError, categories=("export",)):
     """Export or its parity gate failed, or an ONNX file is refused."""
 
 
-class TrainingError(CnnspecError):
+class TrainingError(CnnspecError, categories=("training",)):
     """Training stopped because of a fault (non-finite loss, out of memory)."""
 
 
-class PluginError(CnnspecError):
+class PluginError(CnnspecError, categories=("plugin",)):
     """An installed layer plugin could not be loaded (cnnspec.layers.plugins)."""
+
+
+def error_for(diagnostics: Sequence[Diagnostic]) -> CnnspecError:
+    """The exception that reports `diagnostics` (at least one): the class of the first one's category.
+
+    A caller that wants each problem's own class reads `exc.diagnostics[i].error_class`."""
+    return diagnostics[0].error_class(diagnostics)
+
+
+def in_category(category: Category, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """`diagnostics`, those without a category given `category` (a stage's checks, all of one kind)."""
+    return [d if d.category is not None else replace(d, category=category) for d in diagnostics]
 
 
 # A name from the input is echoed in a message up to this many characters: a 1 MB kind name is an
@@ -231,8 +303,19 @@ def _typo_distance(name: str, candidate: str) -> int | None:
     return dist if dist <= (1 if max(len(name), len(candidate)) <= 5 else 2) else None
 
 
+def did_you_mean(name: str) -> str:
+    """The hint that proposes `name`."""
+    return f"did you mean '{name}'?"
+
+
 def suggest(name: str, candidates: Sequence[str]) -> str | None:
-    """The closest valid name to a misspelt one, phrased for a hint; None when nothing is close.
+    """The closest valid name to a misspelt one (`suggested_name`), phrased for a hint; None when nothing is close."""
+    close = suggested_name(name, candidates)
+    return did_you_mean(close) if close is not None else None
+
+
+def suggested_name(name: str, candidates: Sequence[str]) -> str | None:
+    """The closest valid name to a misspelt one; None when nothing is close.
 
     Tried in order: the same name but for case, '_' and '-' (conv2D, MaxPool2d, leakyrelu); a known
     synonym from Keras or PyTorch (filters → out_channels); a misspelling (`_typo_distance`: rellu →
@@ -244,17 +327,11 @@ def suggest(name: str, candidates: Sequence[str]) -> str | None:
         return None  # no slip of the keyboard makes a name that long (and the edit distance would be slow)
     folded = {_fold(c): c for c in options}
     if _fold(name) in folded:
-        return f"did you mean '{folded[_fold(name)]}'?"
+        return folded[_fold(name)]
     for key in (name.lower(), _fold(name)):
         if SYNONYMS.get(key) in options:
-            return f"did you mean '{SYNONYMS[key]}'?"
+            return SYNONYMS[key]
     scored = [(d, i) for i, c in enumerate(options) if (d := _typo_distance(_fold(name), _fold(c))) is not None]
     if scored:
-        return f"did you mean '{options[min(scored)[1]]}'?"
+        return options[min(scored)[1]]
     return None
-
-
-def suggested_name(name: str, candidates: Sequence[str]) -> str | None:
-    """The name `suggest` would propose, or None."""
-    hint = suggest(name, candidates)
-    return hint.split("'")[1] if hint else None

@@ -8,7 +8,7 @@ from pathlib import Path
 from cnnspec.checker.checker import analyse
 from cnnspec.checker.graph import Graph
 from cnnspec.checker.weights import check_weights
-from cnnspec.errors import CnnspecError, Diagnostic
+from cnnspec.errors import CnnspecError, Diagnostic, in_category
 from cnnspec.spec.overrides import load_with_overrides
 
 
@@ -20,7 +20,7 @@ def validate_file(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Grap
     except CnnspecError as exc:
         return None, exc.diagnostics
     graph, diagnostics = analyse(spec)
-    return graph, diagnostics + check_weights(spec)
+    return graph, diagnostics + in_category("checkpoint", check_weights(spec))
 
 
 def github_annotation(d: Diagnostic) -> str:

@@ -10,18 +10,22 @@ from cnnspec.checker.data import batch_statistics, check_data
 from cnnspec.checker.expand import INPUT, Expander, RawNode
 from cnnspec.checker.graph import Graph, Node
 from cnnspec.checker.memory import check_memory
-from cnnspec.errors import Diagnostic, ShapeError
+from cnnspec.errors import Diagnostic, error_for, in_category
 from cnnspec.layers import Shape, ShapeProblem, Window
 from cnnspec.layers.base import fmt_shape
 from cnnspec.spec.model import Spec
 
 
 def check(spec: Spec) -> Graph:
-    """Check every shape of `spec`; raises ShapeError listing every problem."""
+    """Check every shape of `spec`; raises an error listing every problem.
+
+    Its class is the first problem's (`error_for`): SpecError for a reference to nothing or a block's
+    layers the schema refuses, ShapeError for shapes and how layers are named and connected, DataError
+    for the data section and the memory limit. Each diagnostic carries its own category."""
     graph, diagnostics = analyse(spec)
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:
-        raise ShapeError(errors)
+        raise error_for(errors)
     return graph
 
 
@@ -48,9 +52,10 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
                     f"the layers form a cycle: {' → '.join(cycle)}",
                     spec.source.locate(first.path),
                     hint="a layer can only read layers that do not read it back",
+                    category="graph",
                 )
             )
-            return graph, diagnostics + check_data(spec)
+            return graph, diagnostics + in_category("data", check_data(spec))
 
     shapes: dict[str, Shape] = {INPUT: spec.model.input.shape}
     fields: dict[str, tuple[tuple[int, int], tuple[float, float]]] = {INPUT: ((1, 1), (1.0, 1.0))}
@@ -82,6 +87,7 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
                     spec.source.locate(path, key=False),
                     notes=notes,
                     hint=problem.hint,
+                    category="shape",
                 )
             )
             continue
@@ -126,10 +132,10 @@ def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
         else [built[n] for n in order if n in built]
     )
     diagnostics += _unused(raw, output, spec, expander.involved, diagnostics)
-    diagnostics += check_data(spec)
+    diagnostics += in_category("data", check_data(spec))
     if spec.data is not None:
-        diagnostics += batch_statistics(graph, spec.data.batch_size, ("data", "batch_size"))
-    diagnostics += check_memory(spec, graph)
+        diagnostics += in_category("data", batch_statistics(graph, spec.data.batch_size, ("data", "batch_size")))
+    diagnostics += in_category("memory", check_memory(spec, graph))
     return graph, diagnostics
 
 
@@ -146,6 +152,7 @@ def _rule_fault(spec: Spec, node: RawNode, what: str) -> Diagnostic:
         spec.source.locate(node.path, key=False),
         notes=(f"in layer '{node.id}'",) if "." in node.id else (),
         hint=_RULE_FAULT_HINT,
+        category="shape",
     )
 
 
@@ -212,6 +219,7 @@ def _unused(
                     spec.source.locate(node.path),
                     hint="remove it, or list it in a later layer's inputs",
                     severity="warning",
+                    category="graph",
                 )
             )
     return out

@@ -7,12 +7,12 @@ Expansion is purely syntactic: ids are given, `inputs` are resolved lexically
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from cnnspec.errors import ECHO_LIMIT, Diagnostic, Location, shown, suggest, suggested_name
+from cnnspec.errors import ECHO_LIMIT, Category, Diagnostic, Location, shown, suggest, suggested_name
 from cnnspec.layers import LAYER_KINDS, LayerItemBase, LayerKind
 from cnnspec.layers.base import SELF_ID
 from cnnspec.spec.interp import IDENT, PART, REF, Evaluated, SubstitutionError, explain, has_expression, substitute
@@ -195,8 +195,20 @@ class Expander:
     def loc(self, path: Path, *, key: bool = False) -> Location:
         return self.source.locate(path, key=key)
 
-    def error(self, message: str, path: Path, *, hint: str | None = None, notes: Sequence[str] = ()) -> None:
-        self.report(Diagnostic(message, self.loc(path), notes=tuple(notes) + self.trace_notes(), hint=hint))
+    def error(
+        self,
+        message: str,
+        path: Path,
+        *,
+        hint: str | None = None,
+        notes: Sequence[str] = (),
+        suggestion: str | None = None,
+        category: Category = "graph",
+    ) -> None:
+        """Report a problem at `path`; most of what expansion finds is about how layers are named and
+        connected ("graph"), a name that names nothing is a "reference"."""
+        notes = tuple(notes) + self.trace_notes()
+        self.report(Diagnostic(message, self.loc(path), notes, hint, suggestion=suggestion, category=category))
 
     def trace_notes(self) -> tuple[str, ...]:
         return tuple(f"in a block used at {t}" for t in reversed(self._trace))
@@ -392,14 +404,24 @@ class Expander:
         if full is None:
             auto = self._auto_name(name, scope)
             notes: tuple[str, ...] = ()
+            hint: str | None
             if auto is not None:
                 self.involved.add(auto)
                 hint = "automatic ids (KIND_INDEX) cannot be referenced: give that layer an `id:` and list that"
                 if auto in self.nodes:
                     notes = (f"'{name}' is the automatic name of the layer at {self.loc(self.nodes[auto].path)}",)
+                close = None
             else:
-                hint = suggest(name, scope.visible()) or "ids are given with `id:`; `input` is the model input"
-            self.error(f"unknown layer id {shown(name)} in inputs", (*path, "inputs"), hint=hint, notes=notes)
+                close = suggested_name(name, scope.visible())
+                hint = None if close else "ids are given with `id:`; `input` is the model input"
+            self.error(
+                f"unknown layer id {shown(name)} in inputs",
+                (*path, "inputs"),
+                hint=hint,
+                notes=notes,
+                suggestion=close,
+                category="reference",
+            )
             return UNRESOLVED + name  # no shape: the layers that read it are not checked further
         return full
 
@@ -472,10 +494,13 @@ class Expander:
     def expand_block(self, use: Block, path: Path, name: str, prev: str | None) -> str:
         blocks = self.spec.model.blocks
         if use.name not in blocks:
+            close = suggested_name(use.name, list(blocks))
             self.error(
                 f"unknown block {shown(use.name)}",
                 (*path, "name"),
-                hint=suggest(use.name, list(blocks)) or "define it under model.blocks",
+                hint=None if close else "define it under model.blocks",
+                suggestion=close,
+                category="reference",
             )
             return prev or INPUT
         self._used_blocks.add(use.name)
@@ -494,12 +519,19 @@ class Expander:
                 self.error(
                     f"block '{use.name}' has no parameter {shown(arg)}",
                     (*path, "args", arg),
-                    hint=f"did you mean '{close}'?" if close else listing,
+                    hint=None if close else listing,
+                    suggestion=close,
+                    category="reference",
                 )
             values[arg] = value
         missing = [k for k, v in values.items() if v is None and k not in misspelt]
         if missing:
-            self.error(f"block '{use.name}' needs a value for {', '.join(missing)}", path, hint="pass it in `args`")
+            self.error(
+                f"block '{use.name}' needs a value for {', '.join(missing)}",
+                path,
+                hint="pass it in `args`",
+                category="spec",
+            )
             return prev or INPUT
         if misspelt:
             return prev or INPUT
@@ -534,7 +566,7 @@ class Expander:
             found = explain(diagnostics_from(exc, data, source, group, block_path, strip=1), evaluated)
             for d in found:
                 note = f"in block '{use.name}' used at {self.loc(path)}"
-                self.report(Diagnostic(d.message, d.location, notes=(note,), hint=d.hint))
+                self.report(replace(d, notes=(note,), category="spec"))
             return prev or INPUT
         self._trace.append(self.loc(path))
         self._block_stack.append(use.name)
@@ -562,11 +594,7 @@ class Expander:
                 skip = _expression_paths(data)
                 block_path: Path = ("model", "blocks", name)
                 for d in diagnostics_from(exc, data, self.source, group, block_path, strip=1, skip=skip):
-                    self.report(
-                        Diagnostic(
-                            d.message, d.location, notes=(f"in block '{name}', which no layer uses",), hint=d.hint
-                        )
-                    )
+                    self.report(replace(d, notes=(f"in block '{name}', which no layer uses",), category="spec"))
 
 
 def _expression_paths(value: Any, path: Path = ()) -> set[Path]:
@@ -616,7 +644,8 @@ def _substitute(
         result, record = substitute(value, env, where, quoted=path in expander.source.quoted, unknown=unknown)
     except SubstitutionError as exc:
         d = exc.diagnostic
-        expander.report(Diagnostic(d.message, d.location, notes=d.notes + expander.trace_notes(), hint=d.hint))
+        notes = d.notes + expander.trace_notes()
+        expander.report(replace(d, notes=notes, category=d.category or "spec"))
         redirects[path] = _UNKNOWN
         return value
     # A value that is an argument's, as given (`$out`, `conv_${i}`), is located at the argument.

@@ -12,7 +12,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from cnnspec.errors import Diagnostic, Location, SpecError, suggest
+from cnnspec.errors import Diagnostic, Location, SpecError, suggested_name
 
 DEFAULT = "small-cnn"
 SCHEMA_FILE = Path("schemas") / "cnnspec.schema.json"
@@ -37,12 +37,9 @@ def template_text(name: str) -> str:
     names = template_names()
     canonical = name.replace("_", "-").removesuffix(".yaml")
     if canonical not in names:
-        raise SpecError(
-            Diagnostic(
-                f"no template '{name}'",
-                hint=suggest(canonical, names) or f"choose one of: {', '.join(names)}",
-            )
-        )
+        close = suggested_name(canonical, names)
+        listing = f"choose one of: {', '.join(names)}"
+        raise SpecError(Diagnostic(f"no template '{name}'", hint=None if close else listing, suggestion=close))
     return _folder().joinpath(file_name(canonical)).read_text(encoding="utf-8")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cnnspec.errors import Diagnostic, Location, shown, suggest, suggested_name
+from cnnspec.errors import Diagnostic, Location, shown, suggested_name
 from cnnspec.spec.dispatch import FAMILIES, OneKeyItem
 from cnnspec.spec.source import SourceMap
 
@@ -235,9 +235,9 @@ def _merge(found: list[_Found], source: SourceMap) -> Diagnostic:
             expected.append(text)
     said = expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1]
     literal = next((f.err for f in found if f.err["type"] == "literal_error"), None)
-    hint = _literal_hint(literal, value) if literal is not None and isinstance(value, str) else None
-    hint = hint or _number_hint(said, value)
-    return Diagnostic(f"{where}: expected {said}{_got(value)}", location, hint=hint)
+    close = _literal_suggestion(literal, value) if literal is not None and isinstance(value, str) else None
+    hint = None if close else _number_hint(said, value)
+    return Diagnostic(f"{where}: expected {said}{_got(value)}", location, hint=hint, suggestion=close)
 
 
 # YAML 1.1's base-60 integers (`1:30` is 90): text in YAML 1.2, which cnnspec reads.
@@ -260,10 +260,10 @@ def _number_hint(expected: str, value: Any) -> str | None:
     )
 
 
-def _literal_hint(err: dict[str, Any], value: str) -> str | None:
+def _literal_suggestion(err: dict[str, Any], value: str) -> str | None:
     expected = err.get("ctx", {}).get("expected", "")
     options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",")]
-    return suggest(value, options)
+    return suggested_name(value, options)
 
 
 def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[Hashable], strip: int) -> Diagnostic:
@@ -274,6 +274,7 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
     ctx = err.get("ctx") or {}
     where = dotted(full) or "the spec"
     hint = None
+    suggestion = None  # the name a misspelt key or value most likely meant
     location: Location
     if kind == "spec_rule":  # a model's own rule (cnnspec.spec.model.SPEC_RULE): its message as written
         message, hint = err["msg"], ctx.get("hint")
@@ -282,17 +283,19 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
         key = loc[-1]
         valid = fields_at(root, loc[:-1])
         message = f"unknown key {shown(key)} in {dotted(full[:-1]) or 'the spec'}"
-        hint = suggest(str(key), valid) or (f"valid keys: {', '.join(valid)}" if valid else None)
+        suggestion = suggested_name(str(key), valid)
+        hint = None if suggestion or not valid else f"valid keys: {', '.join(valid)}"
         if key == "activation" and "inputs" in valid:  # Keras' Conv2D(..., activation="relu")
             after = f"`- {value}`" if isinstance(value, str) else "an activation layer (`- relu`)"
-            hint = f"activations are layers of their own: add {after} after this one"
+            suggestion, hint = None, f"activations are layers of their own: add {after} after this one"
         location = source.locate(full, key=True)
     elif kind in FAMILIES:
         names, what = FAMILIES[kind].classes, FAMILIES[kind].what
         name = ctx.get("name")
         if name is not None:
             message = f"unknown {what} {shown(name)}"
-            hint = suggest(str(name), list(names)) or f"known: {', '.join(sorted(names))}"
+            suggestion = suggested_name(str(name), list(names))
+            hint = None if suggestion else f"known: {', '.join(sorted(names))}"
             location = source.locate((*full, name), key=True) if isinstance(value, dict) else source.locate(full)
         elif isinstance(value, dict) and value:
             keys = list(value)
@@ -322,7 +325,7 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
     elif kind in _TYPE_ERRORS:
         message = f"{where}: expected {_expected(err)}{_got(value)}"
         if kind == "literal_error" and isinstance(value, str):
-            hint = _literal_hint(err, value)
+            suggestion = _literal_suggestion(err, value)
         elif full == ("model", "input") and isinstance(value, list):
             hint = "write the image shape as a mapping: {channels: C, height: H, width: W}"
         else:
@@ -331,4 +334,4 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
     else:
         message = f"{where}: {_lower(err['msg'])}{_got(value)}"
         location = source.locate(full)
-    return Diagnostic(message, location, hint=hint)
+    return Diagnostic(message, location, hint=hint, suggestion=suggestion)

@@ -126,7 +126,7 @@ def _lookup(
     if name not in env:
         if unknown is not None:
             message, hint = unknown(name)
-            raise SubstitutionError(Diagnostic(message, where, hint=hint))
+            raise SubstitutionError(Diagnostic(message, where, hint=hint, category="reference"))
         try:
             evaluate(parse(name), env)
         except ExprError as exc:
@@ -154,7 +154,8 @@ def _evaluate(
         if missing is not None and unknown is not None:
             message, hint = unknown(missing)
             pos = next(m.start() for m in re.finditer(rf"\b{missing}\b", body))
-            raise SubstitutionError(Diagnostic(message, column(where, quoted, offset + pos), hint=hint))
+            at = column(where, quoted, offset + pos)
+            raise SubstitutionError(Diagnostic(message, at, hint=hint, category="reference"))
         value = as_spec_value(evaluate(tree, env))
     except ExprError as exc:
         known = ", ".join(f"{n} = {fmt_number(env[n])}" for n in _read_names(body) if n in env)

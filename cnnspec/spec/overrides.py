@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cnnspec.errors import Diagnostic, Location, SpecError, suggest
+from cnnspec.errors import Diagnostic, Location, SpecError, suggested_name
 from cnnspec.spec.errors_map import fields_at
 from cnnspec.spec.load import from_data
 from cnnspec.spec.model import Spec
@@ -37,8 +37,8 @@ class OverrideSourceMap(SourceMap):
         return super().locate(path, key=key)
 
 
-def _fail(text: str, message: str, hint: str | None = None) -> SpecError:
-    return SpecError(Diagnostic(message, Location(f"--set {text}"), hint=hint))
+def _fail(text: str, message: str, hint: str | None = None, suggestion: str | None = None) -> SpecError:
+    return SpecError(Diagnostic(message, Location(f"--set {text}"), hint=hint, suggestion=suggestion))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -195,17 +195,14 @@ def _check_new_key(
     if tuple(path) == ("vars",):
         # A var nothing declares could only be read by an expression that is already an error.
         declared = list(node)
-        raise _fail(
-            text,
-            f"the spec declares no var '{part}'",
-            hint=suggest(part, declared)
-            or (f"its vars: {', '.join(declared)}" if declared else "declare it under vars:"),
-        )
+        close = suggested_name(part, declared)
+        listing = f"its vars: {', '.join(declared)}" if declared else "declare it under vars:"
+        raise _fail(text, f"the spec declares no var '{part}'", hint=None if close else listing, suggestion=close)
     valid = list(params.model_fields) if params is not None else fields_at(Spec, path)
     if valid and part not in valid:
-        raise _fail(
-            text, f"unknown key '{part}' in {where}", hint=suggest(part, valid) or f"valid keys: {', '.join(valid)}"
-        )
+        close = suggested_name(part, valid)
+        listing = f"valid keys: {', '.join(valid)}"
+        raise _fail(text, f"unknown key '{part}' in {where}", hint=None if close else listing, suggestion=close)
 
 
 def load_with_overrides(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
