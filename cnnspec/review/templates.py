@@ -78,16 +78,21 @@ def init(name: str = DEFAULT, path: Path | None = None) -> Path:
     target = target_path(name, path)
     text = render(name, target)
     if target.exists():
-        raise SpecError(
-            Diagnostic(f"{target} already exists; cnnspec init does not overwrite files", Location(str(target))),
-            hint="choose another path, or delete the file first",
-        )
+        raise _exists(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(target, "x", encoding="utf-8") as f:  # "x": fail rather than overwrite a file made meanwhile
             f.write(text)
     except FileExistsError:
-        raise SpecError(
-            Diagnostic(f"{target} already exists; cnnspec init does not overwrite files", Location(str(target)))
-        ) from None
+        raise _exists(target) from None
     return target
+
+
+def _exists(target: Path) -> SpecError:
+    return SpecError(
+        Diagnostic(
+            f"{target} already exists; cnnspec init does not overwrite files",
+            Location(str(target)),
+            hint="choose another path, or delete the file first",
+        )
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnspec.errors import SpecError
 from cnnspec.review import templates
 from cnnspec.spec.schema import SCHEMA_ID
 from tests.review.review_helpers import ROOT, SPECS, cnnspec
@@ -58,6 +59,16 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     proc = cnnspec("init", "deeper-cnn", str(existing))
     assert proc.returncode == 1
     assert "already exists" in proc.stderr and "Traceback" not in proc.stderr
+    assert existing.read_text() == "mine\n"
+
+
+def test_init_over_an_existing_file_gives_its_hint(tmp_path: Path) -> None:
+    existing = tmp_path / "spec.yaml"
+    existing.write_text("mine\n")
+    with pytest.raises(SpecError) as info:
+        templates.init("deeper-cnn", existing)
+    (d,) = info.value.diagnostics
+    assert d.hint == "choose another path, or delete the file first"
     assert existing.read_text() == "mine\n"
 
 
