@@ -2,8 +2,9 @@
 
 ruamel's round-trip mode hangs a comment on whichever token happens to precede it, so
 reordering keys or switching block/flow style moves comments to odd places. Here the
-text is parsed into events (which know every scalar's exact source span) and each
-comment is attached by its line to the entry it belongs to:
+text is read as events (which know every scalar's exact source span), placed by the same
+walker that loads a spec (`cnnspec.spec.events`), and each comment is attached by its line
+to the entry it belongs to:
 
 - an end-of-line comment belongs to the deepest entry that starts on its line outside a
   flow collection (`- conv2d: {...}  # c` → the `conv2d` entry);
@@ -22,8 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ruamel.yaml import YAML
-from ruamel.yaml import events as ev
+from cnnspec.spec import events
 
 BLANK = ""
 """A blank line in a comment group."""
@@ -146,7 +146,7 @@ def scan_comments(text: str, covered: list[tuple[int, int]]) -> tuple[list[Comme
 
 
 class _Builder:
-    """Turns the parser's events into the entry tree."""
+    """Turns the parser's events, placed by the one walker (cnnspec.spec.events), into the entry tree."""
 
     def __init__(self, text: str):
         self.text = text
@@ -156,71 +156,63 @@ class _Builder:
         self.explicit_start = False
         self.start_line = 0
 
-    def build(self) -> Collection:
-        stack: list[Collection] = []  # the open collections
-        root: Collection | None = None
-        pending: list[Scalar | None] = []  # per open mapping: the key waiting for its value
+    def _scalar(self, event: Any) -> Scalar:
+        """A scalar event (a key or a value) as written; its span is no place for a comment."""
+        sm, em = event.start_mark, event.end_mark
+        self.covered.append((sm.index, em.index))
+        source = self.text[sm.index : em.index]
+        block = None
+        if event.style in ("|", ">"):
+            block = source.rstrip("\n").split("\n")
+            if block and "+" not in block[0]:
+                while len(block) > 1 and not block[-1].strip():
+                    block.pop()
+        # An anchor is part of the scalar's source text (`&a 3`), so it is kept as written.
+        return Scalar(source, event.value, event.style, sm.line, sm.column, em.line, event.anchor, block)
 
-        def place(node: Node, line: int, col: int) -> None:
-            nonlocal root
-            if not stack:
+    def build(self) -> Collection:
+        root: Collection | None = None
+        keys: dict[int, Scalar] = {}  # a key event's id → its Scalar, made once when it is read
+        for step in events.walk(events.pure_events(self.text)):
+            event, name = step.event, step.name
+            sm = event.start_mark
+            if step.kind == "document":
+                self.explicit_start = bool(event.explicit)
+                self.start_line = sm.line
+                continue
+            if step.kind == "end":
+                continue
+            if step.kind == "key":
+                if name != "ScalarEvent":
+                    raise ValueError("mapping keys must be plain names")
+                keys[id(event)] = self._scalar(event)
+                continue
+            node: Node
+            if step.opened is not None:
+                kind: Literal["map", "seq"] = "map" if step.opened.mapping else "seq"
+                node = Collection(kind, bool(event.flow_style), sm.line, sm.column, anchor=event.anchor)
+                step.opened.value = node
+            elif name == "AliasEvent":
+                self.has_aliases = True
+                self.covered.append((sm.index, event.end_mark.index))
+                node = Scalar(f"*{event.anchor}", "", None, sm.line, sm.column, event.end_mark.line)
+            else:
+                node = self._scalar(event)
+            if step.parent is None:
                 if not isinstance(node, Collection):
                     raise ValueError("the document is not a mapping")
                 root = node
-                return
-            parent = stack[-1]
+                continue
+            parent: Collection = step.parent.value
             if parent.kind == "seq":
-                entry = Entry(None, node, line, parent.col if not parent.flow else col, parent)
+                entry = Entry(None, node, sm.line, parent.col if not parent.flow else sm.column, parent)
             else:
-                key = pending[-1]
-                if key is None:  # this node is a key
-                    if not isinstance(node, Scalar):
-                        raise ValueError("mapping keys must be plain names")
-                    pending[-1] = node
-                    return
+                key = keys.pop(id(step.key))
                 entry = Entry(key, node, key.line, key.col, parent)
-                pending[-1] = None
             parent.entries.append(entry)
             self.entries.append(entry)
             if isinstance(node, Collection):
                 node.parent = entry
-
-        for event in YAML(typ="safe", pure=True).parse(self.text):
-            if isinstance(event, ev.DocumentStartEvent):
-                self.explicit_start = bool(event.explicit)
-                self.start_line = event.start_mark.line
-                continue
-            if isinstance(event, (ev.StreamStartEvent, ev.StreamEndEvent, ev.DocumentEndEvent)):
-                continue
-            sm, em = event.start_mark, event.end_mark
-            if isinstance(event, (ev.MappingStartEvent, ev.SequenceStartEvent)):
-                kind: Literal["map", "seq"] = "map" if isinstance(event, ev.MappingStartEvent) else "seq"
-                coll = Collection(kind, bool(event.flow_style), sm.line, sm.column, anchor=event.anchor)
-                place(coll, sm.line, sm.column)
-                stack.append(coll)
-                pending.append(None)
-                continue
-            if isinstance(event, (ev.MappingEndEvent, ev.SequenceEndEvent)):
-                stack.pop()
-                pending.pop()
-                continue
-            if isinstance(event, ev.AliasEvent):
-                self.has_aliases = True
-                self.covered.append((sm.index, em.index))
-                place(Scalar(f"*{event.anchor}", "", None, sm.line, sm.column, em.line), sm.line, sm.column)
-                continue
-            if isinstance(event, ev.ScalarEvent):
-                self.covered.append((sm.index, em.index))
-                source = self.text[sm.index : em.index]
-                block = None
-                if event.style in ("|", ">"):
-                    block = source.rstrip("\n").split("\n")
-                    if block and "+" not in block[0]:
-                        while len(block) > 1 and not block[-1].strip():
-                            block.pop()
-                # An anchor is part of the scalar's source text (`&a 3`), so it is kept as written.
-                scalar = Scalar(source, event.value, event.style, sm.line, sm.column, em.line, event.anchor, block)
-                place(scalar, sm.line, sm.column)
         if root is None:
             raise ValueError("the document is empty")
         return root
@@ -344,11 +336,3 @@ def scalar_text(s: Scalar, *, flow: bool = False) -> str:
 
         return json.dumps(s.value, ensure_ascii=False)
     return s.text
-
-
-def walk(coll: Collection) -> Any:
-    """Every collection in the tree, depth first (for tests and checks)."""
-    yield coll
-    for e in coll.entries:
-        if isinstance(e.value, Collection):
-            yield from walk(e.value)

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnspec.errors import Diagnostic, Location, SpecError
-
-PathKey = tuple[Hashable, ...]
+from cnnspec.spec.events import PathKey, pure_events, walk
 
 MAX_DEPTH = 64
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -148,13 +147,6 @@ def _node_count(value: Any, counts: ReadCounts) -> int:
     return n
 
 
-def _pure_events(text: str) -> Iterator[Any]:
-    """Events from ruamel.yaml's pure-Python parser: the reference, and the source of error messages."""
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe", pure=True).parse(text)  # type: ignore[no-any-return]
-
-
 _BRACKETS = re.compile(r"[\[\]{}]")
 # The pure-Python scanner looks ahead over every open flow bracket for a possible `[...]: value`
 # key, which is quadratic: 10,000 nested `[` take seconds. Far deeper than MAX_DEPTH, so no
@@ -232,7 +224,7 @@ def parse_yaml(text: str, file: str, counts: ReadCounts | None = None) -> tuple[
     cut = _flow_guard(text)
     try:
         counts.chars_parsed += len(text) if cut is None else cut
-        return _build(_pure_events(text if cut is None else text[:cut]), file, counts)
+        return _build(pure_events(text if cut is None else text[:cut]), file, counts)
     except SpecError:
         raise
     except Exception as exc:
@@ -271,28 +263,30 @@ def _syntax_error(exc: Any, file: str, text: str) -> Diagnostic:
     return Diagnostic(f"YAML syntax error: {problem}", where, notes=notes, hint=hint)
 
 
+def _counted(events: Iterable[Any], counts: ReadCounts) -> Iterator[Any]:
+    for event in events:
+        counts.events += 1
+        yield event
+
+
 def _build(events: Iterable[Any], file: str, counts: ReadCounts) -> tuple[Any, SourceMap]:
     """Plain data and positions from a YAML event stream; raises SpecError for what a spec may not hold."""
     source = SourceMap(file)
     values, keys = source.values, source.keys
     loc = lambda mark: Location(file, *_pos(mark))  # noqa: E731
-    # Open containers: [container, path, pending key, seen keys → line, anchor]
-    stack: list[list[Any]] = []
     anchors: dict[str, tuple[Any, int]] = {}
     alias_nodes = 0
     root: Any = None
     documents = 0
 
-    for event in events:
-        counts.events += 1
-        name = type(event).__name__
-        if name in _SKIP:
-            if name == "DocumentStartEvent":
-                documents += 1
-                if documents > 1:
-                    raise SpecError(
-                        Diagnostic("a spec file holds one YAML document, found a second", loc(event.start_mark))
-                    )
+    for step in walk(_counted(events, counts)):
+        event, name = step.event, step.name
+        if step.kind == "document":
+            documents += 1
+            if documents > 1:
+                raise SpecError(
+                    Diagnostic("a spec file holds one YAML document, found a second", loc(event.start_mark))
+                )
             continue
         if getattr(event, "tag", None) is not None:
             raise SpecError(
@@ -302,37 +296,27 @@ def _build(events: Iterable[Any], file: str, counts: ReadCounts) -> tuple[Any, S
                     hint="specs are plain data: remove the tag",
                 )
             )
-        if name in _END:
-            container, _, _, _, anchor = stack.pop()
-            if anchor:
-                anchors[anchor] = (container, _node_count(container, counts))
+        if step.kind == "end":
+            closed = step.opened
+            assert closed is not None
+            if closed.event.anchor:
+                anchors[closed.event.anchor] = (closed.value, _node_count(closed.value, counts))
             continue
-        # Where the node goes: its path, or a mapping key still to be read.
-        top = stack[-1] if stack else None
-        if top is not None and isinstance(top[0], dict) and top[2] is None:
+        if step.kind == "key":
             if name != "ScalarEvent":
                 raise SpecError(Diagnostic("mapping keys must be plain names", loc(event.start_mark)))
-            key = event.value
-            seen = top[3]
-            if key in seen:
+            if step.first_line is not None:
                 raise SpecError(
                     Diagnostic(
-                        f"duplicate key '{key}' at line {event.start_mark.line + 1} (first at line {seen[key]})",
+                        f"duplicate key '{event.value}' at line {event.start_mark.line + 1} "
+                        f"(first at line {step.first_line})",
                         loc(event.start_mark),
                         hint="a key may appear once in a mapping: remove one",
                     )
                 )
-            top[2] = key
-            seen[key] = event.start_mark.line + 1
-            keys[top[1] + (key,)] = _pos(event.start_mark)
+            keys[step.path] = _pos(event.start_mark)
             continue
-        if top is None:
-            path: PathKey = ()
-        elif isinstance(top[0], list):
-            path = top[1] + (len(top[0]),)
-        else:
-            path = top[1] + (top[2],)
-
+        path = step.path
         if name == "ScalarEvent":
             value = _scalar(event, source, path)
             if event.anchor:
@@ -351,31 +335,26 @@ def _build(events: Iterable[Any], file: str, counts: ReadCounts) -> tuple[Any, S
                     )
                 )
         else:  # MappingStartEvent, SequenceStartEvent
-            if len(stack) >= MAX_DEPTH:
+            if step.depth >= MAX_DEPTH:
                 raise SpecError(
                     Diagnostic(
                         f"nesting deeper than {MAX_DEPTH} levels", loc(event.start_mark), hint="flatten the spec"
                     )
                 )
             value = {} if name == "MappingStartEvent" else []
+            assert step.opened is not None
+            step.opened.value = value
 
         values[path] = _pos(event.start_mark)
-        if top is None:
+        parent = step.parent
+        if parent is None:
             root = value
-        elif isinstance(top[0], list):
-            top[0].append(value)
+        elif parent.mapping:
+            parent.value[step.key.value] = value
         else:
-            top[0][top[2]] = value
-            top[2] = None
-        if name in _START:
-            stack.append([value, path, None, {}, event.anchor])
+            parent.value.append(value)
     values.setdefault((), (1, 1))
     return root, source
-
-
-_SKIP = frozenset({"StreamStartEvent", "StreamEndEvent", "DocumentStartEvent", "DocumentEndEvent"})
-_START = frozenset({"MappingStartEvent", "SequenceStartEvent"})
-_END = frozenset({"MappingEndEvent", "SequenceEndEvent"})
 
 
 def _short_tag(tag: str) -> str:
