@@ -84,7 +84,7 @@ def diff(
 
     Exit status as diff(1): 0 same architecture, 1 different, 2 trouble (a spec does not load or check).
     """
-    from cnnspec.review import report
+    from cnnspec.render import diff as report
     from cnnspec.review.diff import diff_specs
 
     err, out = stderr_console(), stdout_console()

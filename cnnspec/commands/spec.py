@@ -82,6 +82,7 @@ def summary(
 ) -> None:
     """Per-layer table: output shape, params, MACs, receptive field, stride; computed statically."""
     from cnnspec.checker.checker import check
+    from cnnspec.checker.summary import summarize
     from cnnspec.render import summary as render
     from cnnspec.spec.overrides import load_with_overrides
 
@@ -89,7 +90,7 @@ def summary(
         graph = check(load_with_overrides(spec, overrides or ()))
     except CnnspecError as exc:
         raise fail(exc) from None
-    rows = render.summarize(graph)
+    rows = summarize(graph)
     if format is SummaryFormat.json:
         echo(render.to_json(rows), end="")
     elif format is SummaryFormat.markdown:

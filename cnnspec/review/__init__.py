@@ -1,2 +1,2 @@
-"""Reviewing architecture changes: canonical formatting (`fmt`), architecture diffs (`diff`),
-and starting specs from templates (`init`). Nothing here imports torch."""
+"""Reviewing architecture changes: canonical formatting (`fmt`), architecture diffs (`diff`, rendered
+by cnnspec.render.diff), and starting specs from templates (`init`). Nothing here imports torch."""

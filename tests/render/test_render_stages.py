@@ -6,8 +6,9 @@ from typing import ClassVar
 
 import pytest
 
+from cnnspec.checker.summary import Row, Summary
 from cnnspec.layers import REGISTRY, LayerKind
-from cnnspec.render.summary import Row, Summary, stages
+from cnnspec.render.summary import stages
 
 
 class PointwiseMix(LayerKind):

@@ -41,8 +41,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "training": F | {"layers", "augments", "spec", "checker", "preprocess", "builder", "rundir"},
     "deploy": F | {"layers", "augments", "spec", "checker", "preprocess", "builder", "rundir"},
     "reference": F,
-    "render": F | {"layers", "augments", "spec", "checker"},
-    "review": F | {"layers", "augments", "spec", "checker", "render"},
+    "review": F | {"layers", "augments", "spec", "checker"},  # fmt, diff and init compute; render/ draws
+    "render": F | {"layers", "augments", "spec", "checker", "review"},  # every renderer: summary, diff, doc tables
     "validate": F | {"layers", "augments", "spec", "checker"},
     "commands": F | {*STAGES, "render", "review", "validate"},
     "cli": F | {"commands"},

@@ -55,3 +55,15 @@ def test_no_module_swaps_a_class_at_run_time() -> None:
 
 def test_no_module_writes_its_globals() -> None:
     assert _offenders() == set()
+
+
+def test_the_text_and_markdown_renderers_are_all_in_render() -> None:
+    # The summary's and the diff's renderers were split between render/ and review/report.py.
+    outside = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}"
+        for path in _modules()
+        if path.parent.name != "render"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name in ("to_text", "to_markdown")
+    ]
+    assert outside == []

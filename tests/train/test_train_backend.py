@@ -13,7 +13,8 @@ import sys
 import matplotlib
 matplotlib.use("svg")
 import cnnspec
-from cnnspec.render.summary import plot, summarize
+from cnnspec.checker.summary import summarize
+from cnnspec.render.summary import plot
 from cnnspec.training.api import evaluate_run
 
 run = cnnspec.train(sys.argv[1], out=sys.argv[2], progress=False)   # curves.png

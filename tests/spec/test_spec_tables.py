@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnspec.layers import REGISTRY
-from cnnspec.render.reference import generated_part, reference_markdown
+from cnnspec.render.spec_tables import generated_part, reference_markdown
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "spec-language.md"
 
@@ -13,7 +13,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "spec-language.md"
 def test_generated_reference_is_current() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert generated_part(text) == reference_markdown(), (
-        "docs/spec-language.md is stale: run `python -m cnnspec.render.reference docs/spec-language.md`"
+        "docs/spec-language.md is stale: run `python -m cnnspec.render.spec_tables docs/spec-language.md`"
     )
 
 

@@ -1,4 +1,4 @@
-"""Renderers for a SpecDiff: coloured text (rich), Markdown for a pull-request comment, JSON."""
+"""Renderers for a SpecDiff (cnnspec.review.diff): coloured text (rich), Markdown for a pull-request comment, JSON."""
 
 from __future__ import annotations
 

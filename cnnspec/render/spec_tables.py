@@ -1,6 +1,6 @@
-"""The field tables of docs/spec-language.md, written from the JSON Schema (so from the models).
+"""The field tables of docs/spec-language.md's reference section, written from the JSON Schema (so from the models).
 
-    python -m cnnspec.render.reference docs/spec-language.md    # rewrite the generated part
+    python -m cnnspec.render.spec_tables docs/spec-language.md    # rewrite the generated part
 
 The part between the BEGIN/END markers is replaced; the rest of the file is prose.
 tests/spec/test_reference_doc.py fails when it is out of date.
@@ -14,7 +14,7 @@ from typing import Any
 
 from cnnspec.layers.base import ID_PATTERN
 
-BEGIN = "<!-- BEGIN GENERATED REFERENCE (python -m cnnspec.render.reference docs/spec-language.md) -->"
+BEGIN = "<!-- BEGIN GENERATED REFERENCE (python -m cnnspec.render.spec_tables docs/spec-language.md) -->"
 END = "<!-- END GENERATED REFERENCE -->"
 
 # Sections of the reference: (heading, the schema definitions in it, in this order).
