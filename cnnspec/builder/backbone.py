@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from cnnspec.builder.weight_files import load_state_dict_file
 from cnnspec.errors import CheckpointError, SpecError
 
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -69,8 +70,6 @@ def _weights_enum(name: str, weights: str) -> Any:
 
 def _load_file(model: nn.Module, file: Path, name: str, classifier: str) -> None:
     """Load a state_dict file into `model`; the file may hold the full model or the cut backbone."""
-    from cnnspec.rundir.weights import load_state_dict_file
-
     head = classifier + "."
     # The classifier is cut off anyway: drop its keys, so a head trained for other classes still loads.
     state = {k: v for k, v in load_state_dict_file(file).items() if not k.startswith(head)}

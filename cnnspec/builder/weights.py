@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnspec.builder.weight_files import read_weights
 from cnnspec.checker.weights import MISSING, not_a_file_hint, what_is_at
 from cnnspec.errors import CheckpointError, Diagnostic, Location
 
@@ -45,12 +46,7 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"no weights file at {path}", hint="check the path in `weights:`")
     if what is not None:
         raise CheckpointError(f"{path} is {what}, not a weights file", hint=not_a_file_hint(what))
-    if path.suffix == ".safetensors":
-        from cnnspec.rundir.weights import read_weights
-
-        state = read_weights(path)
-    else:
-        state = _state_dict(_torch_load(path), path)
+    state = read_weights(path) if path.suffix == ".safetensors" else _state_dict(_torch_load(path), path)
     bad = [k for k, t in state.items() if (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all()]
     if bad:
         raise CheckpointError(

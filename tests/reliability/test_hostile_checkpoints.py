@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnspec.builder.weight_files import load_state_dict_file
 from cnnspec.errors import CheckpointError
 from cnnspec.rundir.paths import RunPaths
-from cnnspec.rundir.weights import load_state, load_state_dict_file, read_weights
+from cnnspec.rundir.weights import load_state, read_weights
 from tests.reliability._reliability_helpers import assert_refused, cli, report
 
 

@@ -61,9 +61,6 @@ LAZY_ONLY = {
     ("layers", "checker"),
     ("augments", "training"),  # an augmentation's batch op imports its torch kernel when asked for it
     ("augments", "preprocess"),  # its evaluation fit, a value of cnnspec.preprocess
-    # `model.weights` and a backbone's local file are read by the run directory's weight-file reader
-    # (safetensors with its content hash, or a .pth read weights_only), when a model is built with them
-    ("builder", "rundir"),
 }
 
 
