@@ -225,7 +225,7 @@ def stored_size(spec: Spec) -> tuple[tuple[int, int], bool]:
     """(H, W) of the images training stores for `spec`, and whether they were resized to it:
     data.resize when given; otherwise the dataset's own size (the model's input for image
     folders, which check refuses without data.resize, and for synthetic data)."""
-    from cnnspec.checker.data import DATASET_SHAPES
+    from cnnspec.datasets import DATASETS
     from cnnspec.layers.base import pair
 
     _, h, w = spec.model.input.shape
@@ -234,7 +234,7 @@ def stored_size(spec: Spec) -> tuple[tuple[int, int], bool]:
         return (h, w), False
     if data.resize is not None:
         return pair(data.resize), True
-    native = DATASET_SHAPES.get(data.dataset.name)
+    native = DATASETS[data.dataset.name].shape
     return ((native[1], native[2]) if native is not None else (h, w)), False
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Hashable
 
 from cnnspec.checker.graph import Graph
+from cnnspec.datasets import DATASETS
 from cnnspec.errors import Diagnostic
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import Spec
@@ -13,26 +14,9 @@ from cnnspec.spec.model import Spec
 # The channel counts an image folder's files can be converted to (PIL modes L and RGB).
 FOLDER_CHANNELS = (1, 3)
 
-# Image shape (C, H, W) of each built-in dataset; None: given by the spec.
-DATASET_SHAPES: dict[str, tuple[int, int, int] | None] = {
-    "cifar10": (3, 32, 32),
-    "cifar100": (3, 32, 32),
-    "svhn": (3, 32, 32),
-    "mnist": (1, 28, 28),
-    "fashion_mnist": (1, 28, 28),
-    "digits": (1, 8, 8),
-    "synthetic": None,
-    "image_folder": None,
-}
-
-DATASET_TITLES = {
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-    "svhn": "SVHN",
-    "mnist": "MNIST",
-    "fashion_mnist": "Fashion-MNIST",
-    "digits": "the digits dataset",
-}
+# Image shape (C, H, W) of each registered dataset; None: given by the spec. A view of
+# cnnspec.datasets, where each dataset says its own.
+DATASET_SHAPES: dict[str, tuple[int, int, int] | None] = {name: cls.shape for name, cls in DATASETS.items()}
 
 
 def check_data(spec: Spec) -> list[Diagnostic]:
@@ -43,20 +27,21 @@ def check_data(spec: Spec) -> list[Diagnostic]:
     src = spec.source
     want = spec.model.input.shape
     name = data.dataset.name
-    native = DATASET_SHAPES[name]
+    dataset = DATASETS[name]
+    native = dataset.shape
     out: list[Diagnostic] = []
-    if name == "image_folder" and want[0] not in FOLDER_CHANNELS:
+    if dataset.streamed and want[0] not in FOLDER_CHANNELS:
         out.append(
             Diagnostic(
-                f"image_folder images are read as grey (1 channel) or RGB (3) but model.input has {want[0]} channels",
+                f"{name} images are read as grey (1 channel) or RGB (3) but model.input has {want[0]} channels",
                 src.locate(("model", "input", "channels")),
                 hint="set model.input.channels to 1 or 3, or use the synthetic dataset",
             )
         )
-    if name == "image_folder" and data.resize is None:
+    if dataset.streamed and data.resize is None:
         out.append(
             Diagnostic(
-                "image_folder needs data.resize: images in a folder can have any size",
+                f"{name} needs data.resize: images in a folder can have any size",
                 src.locate(("data", "dataset", "name")),
                 hint=f"add `resize: [{want[1]}, {want[2]}]` under data",
             )
@@ -67,10 +52,10 @@ def check_data(spec: Spec) -> list[Diagnostic]:
     if native and channels != want[0]:
         out.append(
             Diagnostic(
-                f"{DATASET_TITLES[name]} images have {channels} channel{'s' if channels > 1 else ''} "
+                f"{dataset.title} images have {channels} channel{'s' if channels > 1 else ''} "
                 f"but model.input has {want[0]}",
                 src.locate(("model", "input", "channels")),
-                notes=(f"{DATASET_TITLES[name]} is {native[0]}×{native[1]}×{native[2]}",),
+                notes=(f"{dataset.title} is {native[0]}×{native[1]}×{native[2]}",),
                 hint=f"set model.input.channels: {channels}",
             )
         )
@@ -89,7 +74,7 @@ def check_data(spec: Spec) -> list[Diagnostic]:
     if size != (want[1], want[2]):
         native_note: tuple[str, ...] = ()
         if native:
-            native_note = (f"{DATASET_TITLES[name]} is {native[0]}×{native[1]}×{native[2]}",)
+            native_note = (f"{dataset.title} is {native[0]}×{native[1]}×{native[2]}",)
         out.append(
             Diagnostic(
                 f"the data pipeline gives {size[0]}×{size[1]} images but model.input is {want[1]}×{want[2]}",

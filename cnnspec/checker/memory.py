@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from cnnspec.checker.data import DATASET_SHAPES
 from cnnspec.checker.graph import Graph, Node
+from cnnspec.datasets import DATASETS
 from cnnspec.errors import Diagnostic, Location
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import Spec
@@ -27,15 +28,9 @@ BYTES_FP32 = 4
 LIMIT_ENV = "CNNSPEC_MAX_MEMORY"
 DEFAULT_LIMIT = 1 << 40  # 1 TiB
 
-# Images in the train and test splits of each built-in dataset (held in memory as uint8).
-DATASET_IMAGES = {
-    "cifar10": 60_000,
-    "cifar100": 60_000,
-    "svhn": 73_257 + 26_032,
-    "mnist": 70_000,
-    "fashion_mnist": 70_000,
-    "digits": 1_797,
-}
+# Images in the train and test splits of each registered dataset (held in memory as uint8); each
+# dataset of cnnspec.datasets says its own.
+DATASET_IMAGES = {name: cls.images for name, cls in DATASETS.items()}
 
 _UNITS = {
     "": 1,
@@ -132,7 +127,7 @@ def data_memory(spec: Spec) -> DataMemory:
     if native is not None:
         c, h, w = native
     resized = pair(data.resize) if data.resize is not None else None
-    if name == "image_folder":  # streamed: a batch at a time
+    if DATASETS[name].streamed:  # a batch at a time
         rh, rw = resized or (h, w)
         return DataMemory(data.batch_size * c * rh * rw, f"a batch of {data.batch_size} decoded images", ("data",))
     extra = 0

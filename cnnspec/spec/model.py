@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 from pydantic_core import PydanticCustomError
 
 from cnnspec.augments import AugmentItem
+from cnnspec.datasets import DATASETS, names_description
 from cnnspec.layers import LayerItem
 from cnnspec.spec.base import Fraction, PositiveInt, Size, StrictModel
 from cnnspec.spec.source import SourceMap
@@ -78,17 +79,18 @@ class ModelSpec(StrictModel):
 
 # --- data -----------------------------------------------------------------------------
 
-DatasetName = Literal["cifar10", "cifar100", "mnist", "fashion_mnist", "svhn", "image_folder", "digits", "synthetic"]
+
+# `data.dataset.name` accepts exactly the datasets registered by now (the JSON Schema's enum).
+if TYPE_CHECKING:
+    DatasetName = str
+else:
+    DatasetName = Literal[tuple(DATASETS)]
 
 
 class DatasetSpec(StrictModel):
     """Which images to train on."""
 
-    name: DatasetName = Field(
-        description="cifar10, cifar100, mnist, fashion_mnist, svhn (torchvision); image_folder (your own "
-        "ROOT/train/CLASS/*.png, optional ROOT/val and ROOT/test); digits (scikit-learn's 8×8 digits, offline); "
-        "synthetic (random images, for smoke tests and benchmarks)."
-    )
+    name: DatasetName = Field(description=names_description())  # the registered datasets (cnnspec.datasets)
     root: str = Field("./data", description="Folder the dataset lives in (or is downloaded to).")
     download: bool = Field(True, description="Download a torchvision dataset when it is not in root.")
     num_samples: PositiveInt = Field(2048, description="synthetic only: number of training images.")

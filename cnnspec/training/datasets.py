@@ -1,7 +1,8 @@
-"""The datasets a spec can name, loaded into train/val/test sources.
+"""The dataset a spec names (a class of cnnspec.datasets), loaded into train/val/test sources.
 
 Datasets that fit in memory (torchvision's, digits, synthetic) become one uint8 tensor
-per split; `image_folder` stays on disk and streams through a DataLoader.
+per split; `image_folder` stays on disk and streams through a DataLoader. The loaders of the
+built-in datasets are here; each dataset's class says which one it uses.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from cnnspec.checker.checker import check
 from cnnspec.checker.data import batch_statistics
+from cnnspec.datasets import DATASETS, Arrays, TorchvisionDataset
 from cnnspec.errors import DataError, Diagnostic
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import DataSpec, Spec
@@ -23,15 +25,6 @@ from cnnspec.training.sources import FolderSource, Source, TensorSource, image_f
 # Seed of the fixed digits train/test split: the same test set for every run and spec.
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
-
-# Where torchvision expects each dataset's files under `root`, for offline messages.
-_FILES = {
-    "cifar10": ("CIFAR10", "cifar-10-batches-py/ (extracted from cifar-10-python.tar.gz)"),
-    "cifar100": ("CIFAR100", "cifar-100-python/ (extracted from cifar-100-python.tar.gz)"),
-    "mnist": ("MNIST", "MNIST/raw/ (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-…)"),
-    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw/ (train-images-idx3-ubyte, …, t10k-…)"),
-    "svhn": ("SVHN", "train_32x32.mat and test_32x32.mat"),
-}
 
 
 @dataclass
@@ -59,7 +52,7 @@ def load_data(spec: Spec, *, need_train: bool = True) -> DataBundle:
     graph = check(spec)
     if need_train:  # before a byte of the dataset is allocated
         ensure_fits(spec, graph, resolve(spec.train).device)
-    bundle = _load(spec, data)
+    bundle = DATASETS[data.dataset.name].load(spec, data)
     if need_train:  # the batch the loop will take: data.batch_size, or the whole set when it is smaller
         problems = batch_statistics(graph, min(data.batch_size, len(bundle.train)), ("data", "batch_size"))
         if problems:
@@ -67,22 +60,10 @@ def load_data(spec: Spec, *, need_train: bool = True) -> DataBundle:
     return bundle
 
 
-def _load(spec: Spec, data: DataSpec) -> DataBundle:
-    c, h, w = spec.model.input.shape
-    name = data.dataset.name
+def in_memory(spec: Spec, data: DataSpec, arrays: Arrays) -> DataBundle:
+    """A dataset's whole splits (`Dataset.arrays`) as sources: resized by data.resize, validation split off."""
     seed = spec.train.seed
-    if name == "image_folder":
-        return _image_folder(data, c, (h, w), seed)
-    if name == "digits":
-        (train_x, train_y), (test_x, test_y), classes = _digits()
-    elif name == "synthetic":
-        n = data.dataset.num_samples
-        k = data.dataset.num_classes
-        train_x, train_y = make_synthetic((c, h, w), n, k, seed)
-        test_x, test_y = make_synthetic((c, h, w), max(n // 5, k), k, seed + 1, prototypes_seed=seed)
-        classes = [str(i) for i in range(k)]
-    else:
-        (train_x, train_y), (test_x, test_y), classes = _torchvision(name, data)
+    (train_x, train_y), (test_x, test_y), classes = arrays
     if data.resize is not None:
         size = pair(data.resize)
         train_x, test_x = resize_uint8(train_x, size), resize_uint8(test_x, size)
@@ -123,7 +104,7 @@ def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out
 
 
-def _digits() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], list[str]]:
+def digits_arrays() -> Arrays:
     """scikit-learn's 8×8 digits (values 0–16, scaled to 0–255), split 80/20 with a fixed seed."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -160,22 +141,19 @@ def make_synthetic(
     return images, labels
 
 
-def _torchvision(
-    name: str, data: DataSpec
-) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], list[str]]:
+def torchvision_arrays(dataset: type[TorchvisionDataset], data: DataSpec) -> Arrays:
     """A torchvision dataset's arrays, read straight into uint8 tensors (no per-image PIL work)."""
     import numpy as np
     import torchvision.datasets as tvd
 
-    cls_name, files = _FILES[name]
-    cls = getattr(tvd, cls_name)
+    name, files = dataset.name, dataset.files
+    cls = getattr(tvd, dataset.torchvision_class)
     root = Path(data.dataset.root)
     splits = []
     classes: list[str] = []
     for train in (True, False):
-        kwargs = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
         try:
-            ds = cls(str(root), download=data.dataset.download, **kwargs)
+            ds = cls(str(root), download=data.dataset.download, **dataset.split(train))
         except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, … for missing files
             how = "download: true could not fetch it" if data.dataset.download else "download is off"
             raise DataError(
@@ -186,16 +164,16 @@ def _torchvision(
         images = raw.numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
         if images.ndim == 3:  # MNIST-like (N, H, W)
             images = images[:, None]
-        elif name != "svhn":  # CIFAR (N, H, W, C); SVHN is already (N, C, H, W)
+        elif dataset.channels_last:  # CIFAR (N, H, W, C); SVHN is already (N, C, H, W)
             images = images.transpose(0, 3, 1, 2)
-        targets = ds.labels if name == "svhn" else ds.targets
+        targets = getattr(ds, dataset.targets)
         labels = torch.as_tensor(np.asarray(targets), dtype=torch.long)
         splits.append((torch.from_numpy(np.ascontiguousarray(images)).to(torch.uint8), labels))
         classes = list(getattr(ds, "classes", None) or [str(i) for i in range(int(labels.max()) + 1)])
     return splits[0], splits[1], classes
 
 
-def _image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed: int) -> DataBundle:
+def load_image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed: int) -> DataBundle:
     """ROOT/train/CLASS/* (required), ROOT/val/CLASS/* and ROOT/test/CLASS/* (optional)."""
     root = Path(data.dataset.root)
     if data.resize is not None:

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "cnnspec"
 FOUNDATION = frozenset(
     {"errors", "atomic", "terminal", "background", "interrupts", "version", "spec.base", "spec.dispatch"}
 )
-STAGES = ("layers", "augments", "spec", "checker", "preprocess", "builder", "rundir", "training", "deploy")
+STAGES = ("layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "training", "deploy")
 F = set(FOUNDATION)
 MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
@@ -33,17 +33,18 @@ MAY_IMPORT: dict[str, set[str]] = {
     "atomic": {"errors"},
     "layers": F,
     "augments": F | {"layers"},
-    "spec": F | {"layers", "augments"},
-    "checker": F | {"layers", "augments", "spec"},
-    "preprocess": F | {"layers", "augments", "spec", "checker"},
-    "builder": F | {"layers", "augments", "spec", "checker"},
-    "rundir": F | {"layers", "augments", "spec", "checker", "preprocess", "builder"},  # the run directory
-    "training": F | {"layers", "augments", "spec", "checker", "preprocess", "builder", "rundir"},
-    "deploy": F | {"layers", "augments", "spec", "checker", "preprocess", "builder", "rundir"},
+    "datasets": F,  # one class per dataset a spec can name
+    "spec": F | {"layers", "augments", "datasets"},
+    "checker": F | {"layers", "augments", "datasets", "spec"},
+    "preprocess": F | {"layers", "augments", "datasets", "spec", "checker"},
+    "builder": F | {"layers", "augments", "datasets", "spec", "checker"},
+    "rundir": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder"},  # the run directory
+    "training": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir"},
+    "deploy": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir"},
     "reference": F,
-    "review": F | {"layers", "augments", "spec", "checker"},  # fmt, diff and init compute; render/ draws
-    "render": F | {"layers", "augments", "spec", "checker", "review"},  # every renderer: summary, diff, doc tables
-    "validate": F | {"layers", "augments", "spec", "checker"},
+    "review": F | {"layers", "augments", "datasets", "spec", "checker"},  # fmt, diff and init compute; render/ draws
+    "render": F | {"layers", "augments", "datasets", "spec", "checker", "review"},  # summary, diff, doc tables
+    "validate": F | {"layers", "augments", "datasets", "spec", "checker"},
     "commands": F | {*STAGES, "render", "review", "validate"},
     "cli": F | {"commands"},
     "__main__": {"cli"},
@@ -61,6 +62,7 @@ LAZY_ONLY = {
     ("layers", "checker"),
     ("augments", "training"),  # an augmentation's batch op imports its torch kernel when asked for it
     ("augments", "preprocess"),  # its evaluation fit, a value of cnnspec.preprocess
+    ("datasets", "training"),  # a dataset's loader, as an augmentation's batch op
 }
 
 
