@@ -10,7 +10,7 @@ on the protobuf alone, before any onnxruntime session exists.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,12 @@ def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     for sparse in graph.sparse_initializer:
         yield sparse.values
         yield sparse.indices
-    for node in graph.node:
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.TensorProto]:
+    """The tensors in the nodes' attributes, those of their subgraphs (If, Loop, Scan bodies) included."""
+    for node in nodes:
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
@@ -43,13 +48,7 @@ def all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
     """Every tensor of the model: initializers, constants, subgraphs and functions."""
     yield from _graph_tensors(model.graph)
     for function in model.functions:
-        for node in function.node:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                if attr.HasField("g"):
-                    yield from _graph_tensors(attr.g)
+        yield from _node_tensors(function.node)
 
 
 def _external_location(tensor: onnx.TensorProto) -> str | None:

@@ -74,6 +74,16 @@ class ShapeProblem(Exception):
         self.field = field
 
 
+def require_groups_divide(channels: int, groups: int, what: str, field: str) -> None:
+    """A ShapeProblem at `field` unless `groups` divides the channels (group norm, channel shuffle)."""
+    if channels % groups:
+        raise ShapeProblem(
+            f"{what}={groups} does not divide the {channels} channels",
+            hint="use a number of groups that divides the channels",
+            field=field,
+        )
+
+
 @dataclass(frozen=True)
 class Window:
     """How a layer moves the receptive field: an effective kernel and a stride per spatial axis.

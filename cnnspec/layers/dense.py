@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, fmt_shape, register
+from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, fmt_shape, register, require_groups_divide
 from cnnspec.layers.conv import PositiveInt
 
 if TYPE_CHECKING:
@@ -223,12 +223,7 @@ class GroupNorm(LayerKind):
                 hint="drop num_channels and let cnnspec infer it",
                 field="num_channels",
             )
-        if c % self.num_groups:
-            raise ShapeProblem(
-                f"num_groups={self.num_groups} does not divide the {c} channels",
-                hint="use a number of groups that divides the channels",
-                field="num_groups",
-            )
+        require_groups_divide(c, self.num_groups, "num_groups", "num_groups")
         return (c, h, w)
 
     def params(self, inputs: Sequence[Shape]) -> int:

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cnnspec.layers.base import LayerKind, Shape, ShapeProblem, Window, fmt_shape, pair, register
+from cnnspec.layers.base import (
+    LayerKind,
+    Shape,
+    ShapeProblem,
+    Window,
+    fmt_shape,
+    pair,
+    register,
+    require_groups_divide,
+)
 from cnnspec.layers.conv import IntPair, PositiveInt
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -240,12 +249,7 @@ class ChannelShuffle(LayerKind):
 
     def output_shape(self, inputs: Sequence[Shape]) -> Shape:
         c, h, w = self.image(inputs)
-        if c % self.groups:
-            raise ShapeProblem(
-                f"channel_shuffle groups={self.groups} does not divide the {c} channels",
-                hint="use a number of groups that divides the channels",
-                field="groups",
-            )
+        require_groups_divide(c, self.groups, "channel_shuffle groups", "groups")
         return (c, h, w)
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:

@@ -104,6 +104,22 @@ def test_external_data_in_a_constant_node_is_checked_too(tmp_path: Path) -> None
         check_external_data(model, path)
 
 
+def test_external_data_in_a_local_functions_sparse_constant_is_checked_too(tmp_path: Path) -> None:
+    # A model-local function's nodes are read like the graph's: a sparse tensor attribute included.
+    path = save_external(tmp_path / "m")
+    model = onnx.load(str(path), load_external_data=False)
+    values = TensorProto()
+    values.CopyFrom(model.graph.initializer[0])
+    for entry in values.external_data:
+        if entry.key == "location":
+            entry.value = "/etc/passwd"
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.arange(8, dtype=np.int64)), [8])
+    constant = helper.make_node("Constant", [], ["y"], sparse_value=sparse)
+    model.functions.append(helper.make_function("local", "f", [], ["y"], [constant], [helper.make_opsetid("", 18)]))
+    with pytest.raises(ExportError, match="absolute path"):
+        check_external_data(model, path)
+
+
 def test_a_damaged_file_is_an_export_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00\xffnot protobuf at all")
