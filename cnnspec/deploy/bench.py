@@ -120,10 +120,12 @@ def bench_pair(
             return model(xt.to(device)).cpu().numpy()  # type: ignore[no-any-return]
 
         def onnx_call(x: np.ndarray = x) -> np.ndarray:
-            return run_batches(session, x, batch_size=len(x))
+            # Timed without Session.run's Ctrl-C guard (a thread a call); the call before the timing has it.
+            return run_batches(session, x, batch_size=len(x), stoppable=False)
 
         with torch.inference_mode():
             torch_timing = time_calls(torch_call, min_seconds)
+        run_batches(session, x, batch_size=len(x))  # stoppable: a graph that never ends stops at Ctrl-C here
         onnx_timing = time_calls(onnx_call, min_seconds)
         rows.append(BenchRow(batch, torch_timing, onnx_timing))
     return rows

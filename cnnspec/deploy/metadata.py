@@ -30,6 +30,11 @@ MAX_IMAGE_ELEMENTS = 3 * 4096 * 4096  # C·H·W of one image: 192 MiB as float32
 MAX_CLASSES = 100_000
 MAX_CLASS_NAME = 1024  # characters
 MAX_SPEC_CHARS = 1_000_000
+# Bounds on a value before it is parsed: its length (JSON text; the YAML of a spec of MAX_SPEC_CHARS is at
+# most 6 times longer escaped) and its nesting (cnnspec's own values nest 3 deep; Python's JSON reader
+# recurses once a level and ends in RecursionError near 1000).
+MAX_VALUE_CHARS = 16 * 2**20
+MAX_DEPTH = 16
 
 
 @dataclass
@@ -158,10 +163,7 @@ def from_props(props: dict[str, str], where: str) -> ModelMetadata:
         if key not in KNOWN:
             extra[key] = raw
             continue
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            raise ExportError(f"{where}: metadata '{key}' is not JSON: {raw[:80]!r}") from None
+        values[key] = _parse(key, raw, where)
     if "input_shape" not in values or "class_names" not in values:
         raise ExportError(
             f"{where} has no cnnspec metadata (input_shape, class_names)",
@@ -174,6 +176,38 @@ def from_props(props: dict[str, str], where: str) -> ModelMetadata:
         return ModelMetadata(**values, extra=extra)
     except TypeError as exc:
         raise ExportError(f"{where}: damaged cnnspec metadata: {exc}") from None
+
+
+def _parse(key: str, raw: str, where: str) -> Any:
+    """One JSON-encoded metadata value, within MAX_VALUE_CHARS and MAX_DEPTH; ExportError otherwise."""
+    hint = "the file was not written by `cnnspec export`, or its metadata was changed"
+    if len(raw) > MAX_VALUE_CHARS:
+        raise ExportError(
+            f"{where}: metadata '{key}' is {len(raw):,} characters long; at most {MAX_VALUE_CHARS:,} are read",
+            hint=hint,
+        )
+    try:
+        value = json.loads(raw)
+        too_deep = _deeper_than(value, MAX_DEPTH)
+    except RecursionError:  # json's decoder recurses once a level
+        too_deep = True
+    except ValueError:
+        raise ExportError(f"{where}: metadata '{key}' is not JSON: {raw[:80]!r}") from None
+    if too_deep:
+        raise ExportError(f"{where}: metadata '{key}' nests lists or objects deeper than {MAX_DEPTH} levels", hint=hint)
+    return value
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether lists and dicts nest more than `limit` levels in `value` (iteratively: no recursion)."""
+    level: list[tuple[object, int]] = [(value, 0)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, list | dict):
+            if depth >= limit:
+                return True
+            level.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _is_int(v: object) -> bool:

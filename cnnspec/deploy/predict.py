@@ -102,8 +102,8 @@ def check_classifier(session: Session, meta: ModelMetadata) -> None:
         raise ExportError(f"{where}: its output is {y.type} {out}; expected {expected_out}", hint=hint)
 
 
-def run_batches(session: Session, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
-    """Logits for all of `x` (N, C, H, W), fed in batches the model accepts."""
+def run_batches(session: Session, x: np.ndarray, batch_size: int = DEFAULT_BATCH, stoppable: bool = True) -> np.ndarray:
+    """Logits for all of `x` (N, C, H, W), fed in batches the model accepts (`stoppable`: see Session.run)."""
     step = session.static_batch or batch_size
     outputs = []
     for start in range(0, len(x), step):
@@ -111,7 +111,7 @@ def run_batches(session: Session, x: np.ndarray, batch_size: int = DEFAULT_BATCH
         real = len(chunk)
         if session.static_batch is not None and real < step:  # pad a fixed batch axis, drop the padding after
             chunk = np.concatenate([chunk, np.zeros((step - real, *chunk.shape[1:]), dtype=chunk.dtype)])
-        got = session.run(chunk)
+        got = session.run(chunk, stoppable)
         if got.ndim != 2 or got.shape[0] != len(chunk):
             raise ExportError(
                 f"{session.path} returned an output of shape {list(got.shape)} for a batch of {len(chunk)}; "

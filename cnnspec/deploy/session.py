@@ -1,5 +1,12 @@
 """onnxruntime sessions: the CUDA provider when it is present and works, else the CPU one.
 
+Every file is checked on its protobuf before a session exists (external data that leaves its
+folder, control flow: `safety.py`, `control_flow.py`), and every run can be stopped: onnxruntime
+holds the calling thread until the graph is done, so Python's Ctrl-C would wait for it; `Session.run`
+runs it in a worker thread and sets the run's terminate flag on Ctrl-C (onnxruntime stops before
+its next node). Its logging is off (fatal only): what goes wrong comes back as the exception cnnspec
+reports, not as a coloured line of onnxruntime's on stderr.
+
 onnxruntime-gpu lists CUDAExecutionProvider even on machines without a GPU or without
 the CUDA libraries; asking for it there logs errors and silently falls back. So the
 CUDA provider is tried only when a CUDA device is visible, it must come back as the
@@ -11,12 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from cnnspec.deploy.control_flow import check_no_control_flow
 from cnnspec.deploy.safety import load_checked
 from cnnspec.errors import ExportError
 
@@ -27,6 +37,7 @@ if TYPE_CHECKING:
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 Device = Literal["auto", "cpu", "cuda"]
+QUIET = 4  # onnxruntime's severity "fatal": errors come back as exceptions, not log lines
 
 
 @dataclass
@@ -52,13 +63,60 @@ class Session:
         dim = self.session.get_inputs()[0].shape[0]
         return dim if isinstance(dim, int) and dim > 0 else None
 
-    def run(self, x: np.ndarray) -> np.ndarray:  # (N, C, H, W) float32 -> (N, classes)
+    def run(self, x: np.ndarray, stoppable: bool = True) -> np.ndarray:  # (N, C, H, W) float32 -> (N, classes)
+        """The graph's output for `x`. `stoppable`: Ctrl-C stops the run (in a worker thread: a thread start a call);
+        bench's timed calls pass False after a stoppable warm-up call on the same input."""
+        options = run_options()
+        feed = {self.input_name: x}
+
+        def call() -> list[object]:
+            return list(self.session.run([self.output_name], feed, options))
+
         try:
-            out = self.session.run([self.output_name], {self.input_name: x})[0]
+            out = stoppable_call(call, options)[0] if stoppable else call()[0]
+        except KeyboardInterrupt:
+            raise
         except Exception as exc:  # onnxruntime's own exception types: a graph that fails on this input
             first = str(exc).splitlines()[0] if str(exc) else repr(exc)
             raise ExportError(f"onnxruntime cannot run {self.path} on a batch of {list(x.shape)}: {first}") from None
         return np.asarray(out)
+
+
+def run_options() -> ort.RunOptions:
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = QUIET
+    return options
+
+
+def stoppable_call(call: Callable[[], list[object]], options: ort.RunOptions) -> list[object]:
+    """`call()` (one onnxruntime run with `options`) in a worker thread, so that Ctrl-C in the main
+    thread sets `options.terminate` and raises KeyboardInterrupt once onnxruntime has let go.
+
+    Off the main thread no signal arrives, so the call runs there directly."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    result: list[list[object]] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # handed to the caller's thread as it is
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="cnnspec-onnxruntime", daemon=True)
+    worker.start()
+    try:
+        worker.join()  # a lock wait: Ctrl-C interrupts it
+    except KeyboardInterrupt:
+        options.terminate = True  # onnxruntime checks it before each node (a Loop: each iteration)
+        worker.join()
+        raise
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def cuda_device_present() -> bool:
@@ -83,7 +141,7 @@ def _options(threads: int | None) -> ort.SessionOptions:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: no provider chatter on stderr
+    options.log_severity_level = QUIET  # no provider chatter or coloured error lines on stderr
     if threads:
         options.intra_op_num_threads = threads
     return options
@@ -103,7 +161,8 @@ def _try_cuda(path: Path, threads: int | None, probe: np.ndarray) -> ort.Inferen
         session = ort.InferenceSession(str(path), sess_options=_options(threads), providers=[CUDA, CPU])
         if session.get_providers()[0] != CUDA:
             return None
-        session.run(None, {session.get_inputs()[0].name: probe})
+        options = run_options()
+        stoppable_call(lambda: list(session.run(None, {session.get_inputs()[0].name: probe}, options)), options)
         return session
     except Exception:  # any failure of the CUDA provider means: use the CPU
         return None
@@ -119,13 +178,15 @@ def probe_input(model: onnx.ModelProto) -> np.ndarray:
 
 
 def open_session(path: str | Path, device: Device = "auto", threads: int | None = None) -> Session:
-    """Check the file's external data, then open it on CUDA (when `device` allows and it works) or the CPU."""
+    """Check the file's external data and graph, then open it on CUDA (when `device` allows and it works) or
+    the CPU."""
     import onnxruntime as ort
 
     p = Path(path)
     model = load_checked(p)  # refuses external data outside the folder before any session exists
     if not model.graph.input or not model.graph.output:
         raise ExportError(f"{p} has no graph input or output")
+    check_no_control_flow(model, p)  # a Loop's trip count is the file's to choose: refused before a session
     if device in ("auto", "cuda"):
         session = _try_cuda(p, threads, probe_input(model))
         if session is not None:

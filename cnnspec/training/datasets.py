@@ -7,17 +7,19 @@ built-in datasets are here; each dataset's class says which one it uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from cnnspec.checker.checker import check
 from cnnspec.checker.data import batch_statistics
+from cnnspec.checker.graph import Graph
 from cnnspec.datasets import DATASETS, Arrays, TorchvisionDataset
 from cnnspec.errors import DataError, Diagnostic
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import DataSpec, Spec
+from cnnspec.training.distributed import smallest_batch
 from cnnspec.training.memory import ensure_fits
 from cnnspec.training.precision import resolve
 from cnnspec.training.sources import FolderSource, Source, TensorSource, image_files
@@ -38,8 +40,11 @@ class DataBundle:
     in_memory: bool
 
 
-def load_data(spec: Spec, *, need_train: bool = True) -> DataBundle:
-    """Load the dataset `spec.data` names, split off validation, resize; uint8 sources on the CPU."""
+def load_data(spec: Spec, *, need_train: bool = True, processes: int = 1) -> DataBundle:
+    """Load the dataset `spec.data` names, split off validation, resize; uint8 sources on the CPU.
+
+    `processes`: how many share the training set (torchrun); the batch-statistics check takes the
+    smallest batch any of them trains on."""
     data = spec.data
     if data is None:
         raise DataError(
@@ -53,11 +58,32 @@ def load_data(spec: Spec, *, need_train: bool = True) -> DataBundle:
     if need_train:  # before a byte of the dataset is allocated
         ensure_fits(spec, graph, resolve(spec.train).device)
     bundle = DATASETS[data.dataset.name].load(spec, data)
-    if need_train:  # the batch the loop will take: data.batch_size, or the whole set when it is smaller
-        problems = batch_statistics(graph, min(data.batch_size, len(bundle.train)), ("data", "batch_size"))
-        if problems:
-            raise DataError(problems)
+    if need_train:
+        _check_batches(graph, data, len(bundle.train), processes)
     return bundle
+
+
+def _check_batches(graph: Graph, data: DataSpec, images: int, processes: int) -> None:
+    """The batch the loop will take (data.batch_size, or each process's share of a set smaller than one
+    global batch) must give batch norm more than one value per channel; shared by every process."""
+    if images < processes:
+        raise DataError(
+            f"{images} training images cannot be shared by {processes} processes", hint="start fewer processes"
+        )
+    batch = smallest_batch(images, data.batch_size, processes)
+    problems = batch_statistics(graph, batch, ("data", "batch_size"))
+    if problems and processes > 1:
+        share = (
+            f"{processes} processes share {images} training images, fewer than one global batch of "
+            f"{processes}×{data.batch_size}: each trains on its share in one step, {batch} image"
+            f"{'s' if batch > 1 else ''} for the smallest"
+        )
+        problems = [
+            replace(p, notes=(*p.notes, share), hint="start fewer processes, or use more training images")
+            for p in problems
+        ]
+    if problems:
+        raise DataError(problems)
 
 
 def in_memory(spec: Spec, data: DataSpec, arrays: Arrays) -> DataBundle:

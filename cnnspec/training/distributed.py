@@ -181,7 +181,7 @@ def prepare_shared(
         nonlocal session
         # What the spec alone rules out is refused before the run directory is touched.
         check_supported(resolve_spec(spec_or_path, Path(resume) if resume else None, overrides)[0], None, dist)
-        session = prepare(spec_or_path, out, resume, overrides, reporter)
+        session = prepare(spec_or_path, out, resume, overrides, reporter, processes=dist.world_size)
         check_supported(session.spec, len(session.data.train), dist)
         return session.spec, session.info, session.resumed, str(session.paths.root)
 
@@ -227,6 +227,13 @@ def steps_per_epoch(images: int, batch_size: int, world_size: int) -> int:
     """Optimizer steps per epoch, the same on every rank: the last partial global batch is dropped;
     a set smaller than one global batch is one step."""
     return max(images // (batch_size * world_size), 1)
+
+
+def smallest_batch(images: int, batch_size: int, world_size: int) -> int:
+    """The fewest images any process trains on in one step: `batch_size`, unless one global batch is more
+    than the set, when each process takes its share in one step (the smallest share: images // world_size).
+    One process: min(batch_size, images), the one-process rule of `steps_per_epoch`."""
+    return min(batch_size, images // world_size)
 
 
 def shard_epoch(source: Source, seed: int, epoch: int, dist: Dist, take: int) -> torch.Tensor:

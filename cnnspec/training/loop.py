@@ -35,7 +35,7 @@ from cnnspec.training.evaluation import EvalResult, evaluate_model
 from cnnspec.training.optim import Schedule, make_optimizer, param_groups
 from cnnspec.training.precision import Precision, resolve
 from cnnspec.training.progress import Reporter, ReporterCallback
-from cnnspec.training.records import plot_curves, read_metrics, write_json, write_metrics
+from cnnspec.training.records import plot_curves, write_json, write_metrics
 from cnnspec.training.setup import Session, check_unfreeze, frozen_nodes
 from cnnspec.training.signals import StopFlag, TrainingInterrupted
 from cnnspec.training.sources import Batch, Source, TensorSource, epoch_order, worker_failure
@@ -383,7 +383,7 @@ class Trainer:
         self.state = state = TrainState.from_dict(stored, self.device)
         self._restate_progress(stored)
         state.tally = self.strategy.own_tally(state.tally)
-        self.history = [m for m in read_metrics(self.paths) if m["epoch"] <= state.epoch]
+        self.history = list(self.session.history)  # checked by setup (rank 0, which alone writes the log)
         if state.stopped_early and not self.best_rule.stops(state.bad_epochs) and state.epoch < self.train_spec.epochs:
             # setup refused the resume if the rule would still stop the run; it no longer does
             state.stopped_early = False

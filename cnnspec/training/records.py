@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError
+
 from cnnspec.atomic import atomic_write_text, atomic_write_with
+from cnnspec.errors import CheckpointError
 from cnnspec.rundir.files import writing
 from cnnspec.rundir.paths import RunPaths
 
@@ -18,11 +22,96 @@ def write_metrics(paths: RunPaths, history: list[dict[str, Any]]) -> None:
         atomic_write_text(paths.metrics, "".join(json.dumps(m) + "\n" for m in history))
 
 
-def read_metrics(paths: RunPaths) -> list[dict[str, Any]]:
+class EpochRecord(BaseModel):
+    """One line of metrics.jsonl as the loop writes it (`TrainingLoop._end_epoch`); keys it does not
+    know are kept (a later cnnspec may add some)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    epoch: PositiveInt
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    images_per_second: float
+    seconds: float
+    skipped_steps: NonNegativeInt = 0  # absent from logs written before cnnspec counted skipped steps
+
+
+MAX_RECORD_BYTES = 64 * 1024  # a record is a few hundred bytes; a longer line is not parsed
+
+
+@dataclass
+class MetricsLog:
+    """metrics.jsonl read back for a resume: the epoch records up to the checkpoint's epoch, in order."""
+
+    records: list[dict[str, Any]]
+    damaged: list[str]  # "line N: why" for each line that is not an epoch record (or repeats an epoch)
+    missing: list[int]  # epochs up to the checkpoint's with no record
+
+    def note(self, path: Path) -> str | None:
+        """What a resume says about the log (None: it is whole)."""
+        if not self.damaged and not self.missing:
+            return None
+        text = f"{path}: "
+        if self.damaged:
+            n = len(self.damaged)
+            what = "lines that are not epoch records" if n > 1 else "line that is not an epoch record"
+            text += f"left out {n} {what} ({'; '.join(self.damaged[:3])}{'; …' if n > 3 else ''}); "
+        if self.missing:
+            epochs = ", ".join(map(str, self.missing[:10])) + (", …" if len(self.missing) > 10 else "")
+            text += f"no record of epoch{'s' if len(self.missing) > 1 else ''} {epochs}; "
+        rewritten = ", with the log rewritten from the records it has" if self.damaged else ""
+        return text + f"the checkpoint is intact: resuming from it{rewritten}"
+
+
+def read_metrics(paths: RunPaths, epochs: int) -> MetricsLog:
+    """The records of metrics.jsonl for epochs 1..`epochs` (those the checkpoint completed), each line
+    validated as an `EpochRecord`. A line written after the checkpoint (a kill between the two
+    writes) is dropped silently; a line that is not a record, or repeats an epoch, is listed in
+    `damaged`. CheckpointError when the file exists but cannot be read."""
     if not paths.metrics.is_file():
-        return []
-    lines = paths.metrics.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+        return MetricsLog([], [], list(range(1, epochs + 1)))
+    try:
+        data = paths.metrics.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {paths.metrics}: {exc.strerror or exc}") from None
+    records: list[dict[str, Any]] = []
+    damaged: list[str] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_RECORD_BYTES:
+            damaged.append(f"line {number}: {len(line):,} bytes, longer than any epoch record")
+            continue
+        try:
+            record = EpochRecord.model_validate_json(line).model_dump()
+        except ValidationError as exc:
+            damaged.append(f"line {number}: {_first_problem(exc)}")
+            continue
+        epoch = record["epoch"]
+        if epoch > epochs:
+            continue
+        if records and epoch <= records[-1]["epoch"]:
+            previous = records[-1]["epoch"]
+            damaged.append(
+                f"line {number}: "
+                + (f"repeats epoch {epoch}" if epoch == previous else f"epoch {epoch} after epoch {previous}")
+            )
+            continue
+        records.append(record)
+    recorded = {r["epoch"] for r in records}
+    return MetricsLog(records, damaged, [e for e in range(1, epochs + 1) if e not in recorded])
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = error["msg"][0].lower() + error["msg"][1:]
+    if error["type"] == "model_type":
+        return "not a JSON object"
+    return f"{where}: {message}" if where else message
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnnspec.atomic import atomic_write_text, remove_stale_temporaries
 from cnnspec.checker.checker import check
 from cnnspec.checker.graph import Graph, Node
-from cnnspec.errors import CheckpointError, DataError, Diagnostic, ShapeError, SpecError, TrainingError
+from cnnspec.errors import CheckpointError, CnnspecError, DataError, Diagnostic, ShapeError, SpecError, TrainingError
 from cnnspec.rundir.files import writing
 from cnnspec.rundir.info import RunInfo, is_run, read_info, write_info
 from cnnspec.rundir.lock import RunLock
@@ -30,9 +30,9 @@ from cnnspec.spec.source import read_spec_text
 from cnnspec.training.checkpoint import Checkpoints
 from cnnspec.training.datasets import DataBundle, load_data
 from cnnspec.training.progress import Reporter
-from cnnspec.training.records import write_samples, written_samples
+from cnnspec.training.records import read_metrics, write_metrics, write_samples, written_samples
 from cnnspec.training.sources import FolderSource, Source, TensorSource, channel_stats
-from cnnspec.training.state import BestEpoch
+from cnnspec.training.state import BestEpoch, rescore_best
 
 SAMPLE_IMAGES = 8
 
@@ -65,6 +65,7 @@ class Session:
     lock: RunLock | None = None  # held by the process that writes the run (rank 0) until training ends
     resume_state: dict[str, Any] | None = None  # the verified training state a resumed run continues from
     model: Any = None  # the model built while checking (CPU), for the loop to train; None: the loop builds it
+    history: list[dict[str, Any]] = field(default_factory=list)  # a resumed run's metrics.jsonl records, checked
 
     def release(self) -> None:
         if self.lock is not None:
@@ -100,9 +101,10 @@ def prepare(
     resume: str | Path | None,
     overrides: Sequence[str],
     reporter: Reporter,
+    processes: int = 1,
 ) -> Session:
     """Resolve the spec, check everything that can refuse the run, then set up (or reopen) the run
-    directory, locked for this process.
+    directory, locked for this process (`processes`: how many share the training set, under torchrun).
 
     Nothing is written before the checks have passed (the spec, the data with its memory estimate
     and every image header, the classes, normalisation, the model with its pretrained weights, and on
@@ -137,7 +139,7 @@ def prepare(
             # Taking an existing lock file creates nothing: a live holder is named before the checks' work.
             with writing(root):
                 lock.acquire()
-        checked = _check_run(spec, graph, root, previous, reporter)
+        checked = _check_run(spec, graph, root, previous, reporter, processes)
         if not lock.held:
             with writing(root):
                 lock.acquire()  # creates the folder and its lock file: the first write
@@ -157,14 +159,16 @@ class _Checked:
     model: Any  # SpecModule on the CPU (torch imported by build)
 
 
-def _check_run(spec: Spec, graph: Graph, root: Path, previous: RunInfo | None, reporter: Reporter) -> _Checked:
+def _check_run(
+    spec: Spec, graph: Graph, root: Path, previous: RunInfo | None, reporter: Reporter, processes: int
+) -> _Checked:
     """Every check that can refuse the run and needs no lock: nothing is written here."""
     import torch
 
     from cnnspec.builder.graph_module import build
 
     assert spec.data is not None
-    data = load_data(spec)  # the memory estimate, the batch statistics and every image header
+    data = load_data(spec, processes=processes)  # the memory estimate, the batch statistics, every image header
     _check_classes(spec, graph, data.class_names)
     if previous is not None and previous.class_names != data.class_names:
         raise CheckpointError(f"cannot resume {root}: the dataset's classes differ from the run's ({previous.dataset})")
@@ -212,11 +216,21 @@ def _prepare_locked(
     root = paths.root
     data = checked.data
     resume_state: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = []
     if previous is not None:
         # Read and verified under the lock, before spec.yaml or run.json is rewritten: a refused
         # resume changes nothing.
         resume_state = Checkpoints(paths, previous).read()
+        log = read_metrics(paths, int(resume_state["epoch"]))  # every line checked, before a step
+        rule = BestEpoch.from_spec(spec.train.early_stopping)
+        rescored = rescore_best(resume_state, rule, _tracked_metric(resume_state, paths), log.records)
         _check_resumable(spec, root, resume_state)
+        history = log.records
+        if log.damaged:  # the checkpoint is what a resume needs; the log is rewritten from what is left of it
+            write_metrics(paths, history)
+        for note in (log.note(paths.metrics), rescored):
+            if note:
+                reporter.message(note)
     info = RunInfo.for_spec(
         spec, input_shape=spec.model.input.shape, class_names=data.class_names, mean=checked.mean, std=checked.std
     )
@@ -224,7 +238,7 @@ def _prepare_locked(
         with writing(root):
             _clear_previous_run(paths, reporter)
     elif resume_state is not None and _will_train(spec, resume_state):
-        _remove_stale_export(paths, reporter)
+        _remove_stale_outputs(paths, reporter)
     if previous is None or previous.spec_hash != info.spec_hash:
         if previous is not None:
             reporter.message(f"resuming {root} with a changed spec (same architecture); spec.yaml updated")
@@ -248,6 +262,7 @@ def _prepare_locked(
         lock=lock,
         resume_state=resume_state,
         model=checked.model,
+        history=history,
     )
 
 
@@ -282,19 +297,43 @@ def _check_resumable(spec: Spec, root: Path, state: dict[str, Any]) -> None:
     )
 
 
-def _remove_stale_export(paths: RunPaths, reporter: Reporter) -> None:
-    """A resume that trains changes the weights: RUN/model.onnx (cnnspec export's file, like the other
-    names a fresh run replaces) would answer with the old ones, so it goes, and a line says so."""
-    stale = [p for p in (paths.onnx, paths.root / "model.onnx.data") if p.is_file() or p.is_symlink()]
-    if not stale:
-        return
-    with writing(paths.onnx):
-        for path in stale:
-            path.unlink()
-    reporter.message(
-        f"removed {paths.onnx}: it was exported from the weights before this resume; "
-        "run `cnnspec export` again when training ends"
-    )
+def _tracked_metric(state: dict[str, Any], paths: RunPaths) -> str | None:
+    """The metric the saved state's best is a value of: recorded in the state, or (older states) the one
+    of the run's spec.yaml, still the spec the state was trained with here; None when neither says."""
+    if isinstance(state.get("metric"), str):
+        return str(state["metric"])
+    from cnnspec.spec.load import load
+
+    try:
+        trained = load(paths.spec)
+    except CnnspecError:
+        return None
+    return BestEpoch.from_spec(trained.train.early_stopping).metric
+
+
+# What `cnnspec export` and `cnnspec evaluate` write into the run by default, from its weights.
+_FROM_WEIGHTS = (
+    ("export", "exported from", ("model.onnx", "model.onnx.data")),
+    ("evaluate", "measured on", ("evaluation.json", "confusion_matrix.png")),
+)
+
+
+def _remove_stale_outputs(paths: RunPaths, reporter: Reporter) -> None:
+    """A resume that trains changes the weights: RUN/model.onnx would answer, and RUN/evaluation.json
+    and confusion_matrix.png report, the old ones. They are cnnspec's own files (names a fresh run
+    replaces too), so they go, and a line says so for each command to run again."""
+    for command, what, names in _FROM_WEIGHTS:
+        stale = [p for p in (paths.root / n for n in names) if p.is_file() or p.is_symlink()]
+        if not stale:
+            continue
+        with writing(stale[0]):
+            for path in stale:
+                path.unlink()
+        shown = " and ".join(str(p) for p in stale)
+        reporter.message(
+            f"removed {shown}: {'they were' if len(stale) > 1 else 'it was'} {what} the weights before this "
+            f"resume; run `cnnspec {command}` again when training ends"
+        )
 
 
 def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:

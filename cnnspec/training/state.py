@@ -2,7 +2,8 @@
 and when early stopping ends the run).
 
 A field of `TrainState` is a key of `last.state.pt` under the same name: adding a field is the one edit
-that saves and restores it (`to_dict` / `from_dict` read the dataclass's own fields).
+that saves and restores it (`to_dict` / `from_dict` read the dataclass's own fields), plus an entry in
+`_ADDED_LATER` with the value a state written before the field existed means.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class TrainState:
     stopped_early: bool = False
     wall_seconds: float = 0.0  # total wall time of the run, over all resumes
     skipped_total: int = 0  # fp16 steps skipped in the epochs completed
+    metric: str | None = None  # the metric `best` is a value of (None: no epoch recorded, or an older state)
 
     @classmethod
     def fresh(cls, device: torch.device) -> TrainState:
@@ -89,19 +91,31 @@ class TrainState:
         return cls(tally=EpochTally.zeros(device))
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as plain values and CPU tensors (what `torch.load(weights_only=True)` reads back)."""
-        return {f.name: self._save(getattr(self, f.name)) for f in fields(self)}
+        """The fields as plain values and CPU tensors (what `torch.load(weights_only=True)` reads back); a field
+        added after format 1 is left out while it holds the value that its absence means."""
+        return {
+            f.name: self._save(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in _ADDED_LATER or getattr(self, f.name) != _ADDED_LATER[f.name]
+        }
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any], device: torch.device) -> TrainState:
         """The state from a training-state dict (other keys, such as the weights, are left alone)."""
-        values = {f.name: stored[f.name] for f in fields(cls)}
+        values = {
+            f.name: stored.get(f.name, _ADDED_LATER[f.name]) if f.name in _ADDED_LATER else stored[f.name]
+            for f in fields(cls)
+        }
         values["tally"] = EpochTally.from_dict(values["tally"], device)
         return cls(**values)
 
     @staticmethod
     def _save(value: Any) -> Any:
         return value.to_dict() if isinstance(value, EpochTally) else value
+
+
+# Fields that states written by an older cnnspec lack, with the value such a state means.
+_ADDED_LATER: dict[str, Any] = {"metric": None}
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,7 @@ class BestEpoch:
         Without validation (the metric is None) the latest epoch is the best one known.
         Sets `state.stopped_early` when the patience is used up.
         """
+        state.metric = self.metric
         value = record.get(self.metric)
         if value is None:
             state.best_epoch = record["epoch"]
@@ -161,3 +176,36 @@ class BestEpoch:
         if self.stops(state.bad_epochs):
             state.stopped_early = True
         return False
+
+
+def rescore_best(
+    stored: dict[str, Any], rule: BestEpoch, tracked: str | None, history: list[dict[str, Any]]
+) -> str | None:
+    """Bring a saved training state (`stored`, changed in place) to `rule`'s metric when its best was
+    tracked with another one (`tracked`; None: unknown, taken to be the same); returns the note to show.
+
+    The best weights kept (best.safetensors, from epoch `best_epoch`) stay the best so far: their
+    metrics.jsonl record gives their value under the new metric, which later epochs must beat, so
+    result.json's `best_<metric>` and best.safetensors keep describing one epoch. Earlier epochs that
+    the new metric would have preferred cannot be chosen (their weights were not kept). The count of
+    epochs without an improvement starts again from 0: the new metric's patience counts from here.
+    Without a best value yet (no validation split) there is nothing to rescore.
+    """
+    if tracked is None or tracked == rule.metric or stored.get("best") is None:
+        return None
+    epoch = int(stored["best_epoch"])
+    record = next((r for r in history if r["epoch"] == epoch), None)
+    before = f"train.early_stopping watches {rule.metric} now, {tracked} before"
+    stored.update(metric=rule.metric, bad_epochs=0)
+    if record is None or record.get(rule.metric) is None:
+        stored.update(best=None, best_loss=math.inf)
+        return (
+            f"{before}; metrics.jsonl has no {rule.metric} of the best epoch so far ({epoch}), so the next "
+            "epoch becomes the best; the count of epochs without an improvement starts again"
+        )
+    value, loss = record[rule.metric], record["val_loss"]
+    stored.update(best=value, best_loss=loss if loss is not None else math.inf)
+    return (
+        f"{before}: the best weights so far (epoch {epoch}) count as {rule.metric} {value:.4f} from here on, "
+        "and the count of epochs without an improvement starts again"
+    )

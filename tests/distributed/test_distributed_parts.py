@@ -22,6 +22,7 @@ from cnnspec.training.distributed import (
     rank_seed,
     shard_epoch,
     shard_split,
+    smallest_batch,
     steps_per_epoch,
 )
 from cnnspec.training.sources import FolderSource, TensorSource, epoch_order
@@ -117,3 +118,71 @@ def test_sync_batchnorm_on_cpu_is_refused_with_its_location(tmp_path: Path) -> N
     check_supported(spec, 1000, LOCAL)  # ignored (with a message) by a one-process run
     with pytest.raises(DataError, match="cannot be shared by 4 processes"):
         check_supported(load(ROOT / "specs" / "digits.yaml"), 3, Dist(0, 4, 0))
+
+
+def _step_sizes(source: TensorSource | FolderSource, batch: int, world: int) -> list[int]:
+    """The batch of every step every rank takes in epoch 1: its shard (shard_epoch) cut as the loop cuts it."""
+    steps = steps_per_epoch(len(source), batch, world)
+    sizes = []
+    for rank in range(world):
+        order = shard_epoch(source, 0, 1, Dist(rank, world, rank), steps * batch)
+        sizes += [min(batch, len(order) - start) for start in range(0, len(order), batch)]
+    return sizes
+
+
+def test_smallest_batch_is_the_smallest_step_of_any_rank() -> None:
+    # The oracle is the shards themselves, in memory and through DistributedSampler (image_folder).
+    for images in range(2, 41):
+        labels = torch.zeros(images, dtype=torch.int64)
+        sources: list[TensorSource | FolderSource] = [
+            TensorSource(torch.zeros((images, 1, 1, 1), dtype=torch.uint8), labels),
+            FolderSource([(f"img{i}.png", 0) for i in range(images)], channels=1, size=(1, 1)),
+        ]
+        for batch in range(1, 9):
+            for world in range(1, min(images, 4) + 1):
+                for source in sources:
+                    sizes = _step_sizes(source, batch, world)
+                    assert min(sizes) == smallest_batch(images, batch, world), (images, batch, world, sizes)
+
+
+BATCHNORM_VECTOR = """
+name: bn-vector
+model:
+  input: {channels: 1, height: 4, width: 4}
+  layers:
+    - flatten
+    - linear: {out_features: 8}
+    - batchnorm1d
+    - relu
+    - linear: {out_features: 2}
+data:
+  dataset: {name: synthetic, num_samples: 3, num_classes: 2}
+  batch_size: 16
+  val_split: 0
+train: {epochs: 1}
+"""
+
+
+def test_a_process_whose_share_is_one_image_through_batch_norm_is_refused_before_the_run_is_written(
+    tmp_path: Path,
+) -> None:
+    from cnnspec.spec.load import loads
+    from cnnspec.training.progress import Reporter
+    from cnnspec.training.setup import prepare
+
+    spec = loads(BATCHNORM_VECTOR, file="bn.yaml")
+    out = tmp_path / "run"
+    # 3 images, 2 processes: shares of 2 and 1 in one step (a batch of one made torch raise on rank 1,
+    # a traceback after rank 0 had written the run directory).
+    with pytest.raises(DataError) as info:
+        prepare(spec, out, None, [], Reporter(), processes=2)
+    text = info.value.format()
+    assert "batchnorm1d 'batchnorm1d_2' would normalise a single value per channel: a training batch of 1 image" in text
+    assert "2 processes share 3 training images, fewer than one global batch of 2×16" in text
+    assert "hint: start fewer processes" in text
+    assert not out.exists()
+    # One process trains the 3 images in one batch of 3; 4 processes cannot share 3 images.
+    prepare(spec, out, None, [], Reporter(), processes=1).release()
+    with pytest.raises(DataError, match="3 training images cannot be shared by 4 processes"):
+        prepare(spec, tmp_path / "four", None, [], Reporter(), processes=4)
+    assert not (tmp_path / "four").exists()

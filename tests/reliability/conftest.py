@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +55,20 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted run of `spec`, to compare damaged-then-resumed runs with."""
     return cnnspec.train(spec, out=tmp_path_factory.mktemp("reference") / "run", progress=False)
+
+
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Paths of every onnxruntime session created while the test runs (a subclass of the real class
+    that only counts: the sessions are real)."""
+    import onnxruntime as ort
+
+    created: list[str] = []
+
+    class Counting(ort.InferenceSession):  # type: ignore[misc]
+        def __init__(self, path: object, *args: object, **kwargs: object) -> None:
+            created.append(str(path))
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", Counting)
+    yield created

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from PIL import Image
 
@@ -31,20 +30,6 @@ Rewrite = Callable[[Path], str]
 @pytest.fixture(scope="module")
 def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_run(trained_run, tmp_path_factory.mktemp("exported") / "model.onnx").path
-
-
-@pytest.fixture
-def sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Paths of every onnxruntime session created while the test runs."""
-    created: list[str] = []
-
-    class Counting(ort.InferenceSession):  # type: ignore[misc]
-        def __init__(self, path: object, *args: object, **kwargs: object) -> None:
-            created.append(str(path))
-            super().__init__(path, *args, **kwargs)
-
-    monkeypatch.setattr(ort, "InferenceSession", Counting)
-    yield created
 
 
 def externalise(model_path: Path, folder: Path) -> Path:

@@ -161,6 +161,35 @@ def test_an_early_stopped_run_is_not_resumed_into_nothing(stopped_early: Path, t
     assert json.loads((off / "result.json").read_text())["epochs"] == 6
 
 
+@pytest.mark.parametrize("state", ["records its metric", "written before the metric was recorded"])
+def test_a_resume_that_changes_the_early_stopping_metric_rescores_the_kept_best_epoch(
+    stopped_early: Path, tmp_path: Path, state: str
+) -> None:
+    from safetensors import safe_open
+
+    from cnnspec.rundir.weights import save_state
+
+    run = _copy(stopped_early, tmp_path / "run")
+    paths = RunPaths(run)
+    if state != "records its metric":  # the metric then comes from the run's spec.yaml (val_accuracy)
+        saved = load_state(paths.state)
+        assert saved.pop("metric") == "val_accuracy"
+        save_state(paths.state, saved)
+    messages = Messages()
+    cnnspec.train(resume=run, overrides=["train.early_stopping={metric: val_loss, patience: 2}"], progress=messages)
+    result = json.loads(paths.result.read_text())
+    records = {r["epoch"]: r for r in map(json.loads, paths.metrics.read_text().splitlines())}
+    assert result["epochs"] > 2  # the count of epochs without an improvement started again
+    # result.json's best value is the val_loss of the epoch it names, whose weights best.safetensors holds
+    # (was epoch 1's val_accuracy, compared with every later val_loss and recorded as best_val_loss).
+    assert result["best_val_loss"] == records[result["best_epoch"]]["val_loss"]
+    with safe_open(str(paths.weights("best")), framework="pt") as f:
+        assert int(f.metadata()["epoch"]) == result["best_epoch"]
+    assert load_state(paths.state)["metric"] == "val_loss"
+    note = "train.early_stopping watches val_loss now, val_accuracy before: the best weights so far (epoch 1)"
+    assert any(m.startswith(note) for m in messages.lines), messages.lines
+
+
 # Digits without augmentation, batches of 16 (80 steps an epoch): the labels a step trains on show
 # which images of the epoch's order it read.
 PLAIN = DIGITS_FAST.replace("  augment:\n    - random_crop: {size: 8, padding: 1}\n", "").replace(
@@ -249,17 +278,88 @@ def test_evaluate_best_records_the_last_weights_it_used_when_there_is_no_best(
     assert exported.code == 0 and "exported its last weights" in exported.output, exported.output
 
 
-def test_a_resume_that_trains_removes_the_runs_stale_model_onnx(copy_run: Callable[[str], Path]) -> None:
+def test_a_resume_that_trains_removes_the_runs_stale_export_and_evaluation(copy_run: Callable[[str], Path]) -> None:
     run = copy_run("run")
-    assert cli("export", run).code == 0
+    assert cli("export", run).code == 0 and cli("evaluate", run).code == 0
     onnx = RunPaths(run).onnx
+    evaluation = [run / "evaluation.json", run / "confusion_matrix.png"]
+    assert all(p.is_file() for p in evaluation)
+    (run / "notes.txt").write_text("the user's own file\n", encoding="utf-8")
     # Resuming a finished run trains nothing: the export still matches the weights and stays.
     assert cli("train", "--resume", run).code == 0 and onnx.is_file()
+    assert all(p.is_file() for p in evaluation)
     messages = Messages()
     cnnspec.train(resume=run, overrides=["train.epochs=3"], progress=messages)
     assert not onnx.exists()  # was kept: predict answered with the weights of epoch 2
     removed = f"removed {onnx}: it was exported from the weights before this resume"
     assert any(m.startswith(removed) for m in messages.lines), messages.lines
+    # evaluation.json and its confusion matrix were kept, reporting epoch 2's weights as the run's.
+    assert not any(p.exists() for p in evaluation)
+    shown = " and ".join(map(str, evaluation))
+    removed = f"removed {shown}: they were measured on the weights before this resume; run `cnnspec evaluate` again"
+    assert any(m.startswith(removed) for m in messages.lines), messages.lines
+    assert (run / "notes.txt").read_text(encoding="utf-8") == "the user's own file\n"  # not cnnspec's: left
+
+
+# Lines of metrics.jsonl that are not epoch records, each with the reason a resume gives for leaving it out.
+NOT_RECORDS: list[tuple[bytes, str]] = [
+    (b"[1, 2]", "not a JSON object"),
+    (b"5", "not a JSON object"),
+    (b"null", "not a JSON object"),
+    (b'{"epoch": "two", "train_loss": "x"}', "epoch: input should be a valid integer"),
+    (b'{"epoch": 2}', "lr: field required"),  # the keys are checked before a step (was: a KeyError after epoch 3)
+    (b"[" * 10_000, "recursion limit exceeded"),
+    (b"[" * 100_000, "100,000 bytes, longer than any epoch record"),
+    (b"garbage{", "invalid JSON"),
+    (b"\xff\xfe not UTF-8", "invalid JSON"),
+    (
+        b'{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": null, "val_accuracy": null, '
+        b'"images_per_second": 1.0, "seconds": 1.0}',
+        "repeats epoch 1",
+    ),
+]
+
+
+def _damage_log(run: Path) -> list[bytes]:
+    """Replace epoch 2's line of the run's metrics.jsonl with the NOT_RECORDS lines; returns the original lines."""
+    metrics = RunPaths(run).metrics
+    lines = metrics.read_bytes().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    metrics.write_bytes(b"\n".join([lines[0], *(line for line, _ in NOT_RECORDS)]) + b"\n")
+    return lines
+
+
+def test_every_line_of_metrics_jsonl_is_checked_as_an_epoch_record(copy_run: Callable[[str], Path]) -> None:
+    from cnnspec.training.records import read_metrics
+
+    run = copy_run("run")
+    original = _damage_log(run)
+    log = read_metrics(RunPaths(run), 2)
+    assert log.records == [json.loads(original[0]) | {"skipped_steps": 0}]
+    assert log.missing == [2]
+    assert len(log.damaged) == len(NOT_RECORDS)
+    for number, (described, (_, reason)) in enumerate(zip(log.damaged, NOT_RECORDS, strict=True), 2):
+        assert described.startswith(f"line {number}: ") and reason in described, (described, reason)
+
+
+def test_a_resume_past_lines_that_are_not_records_trains_from_the_checkpoint_and_rewrites_the_log(
+    copy_run: Callable[[str], Path],
+) -> None:
+    metrics: list[list[int]] = []
+    # A finished run (nothing to train: the best weights are tested again) and one resumed for an epoch more.
+    for name, extra in (("finished", []), ("more", ["--set", "train.epochs=3"])):
+        run = copy_run(name)
+        _damage_log(run)
+        result = cli("train", "--resume", run, *extra)
+        assert result.code == 0 and result.exception is None, result.output  # was a TypeError, KeyError, …
+        text = " ".join(result.output.split())
+        assert f"left out {len(NOT_RECORDS)} lines that are not epoch records (line 2: not a JSON object;" in text
+        assert "no record of epoch 2; the checkpoint is intact: resuming from it, with the log rewritten" in text
+        lines = RunPaths(run).metrics.read_text(encoding="utf-8").splitlines()
+        metrics.append([json.loads(line)["epoch"] for line in lines])
+        assert json.loads((run / "result.json").read_text())["epochs"] == (2 if name == "finished" else 3)
+    assert metrics == [[1], [1, 3]]  # only records, each epoch once (was 1, 1, 3 after the missing-keys line)
+    report("records damaged metrics.jsonl", lines=len(NOT_RECORDS), resumes=2, tracebacks=0)
 
 
 # --- item 3: evaluate checks what it evaluates -------------------------------------------------------
