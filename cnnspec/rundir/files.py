@@ -71,8 +71,8 @@ def own_path(run: Path, path: Path, *, folder: bool = False) -> None:
         current = current / part
         try:
             mode = os.lstat(current).st_mode
-        except FileNotFoundError:
-            return  # this and everything below it is cnnspec's to make
+        except (FileNotFoundError, NotADirectoryError):
+            return  # this and everything below it is cnnspec's to make (a file on the way: the write says so)
         last = i == len(parts) - 1
         wanted = stat.S_ISDIR if folder or not last else stat.S_ISREG
         if not wanted(mode):
@@ -83,7 +83,8 @@ def ensure_own_files(run: Path, paths: Iterable[Path]) -> None:
     """`own_path` for every name a command will write in the run, before it writes any; the layout's
     folders (`RUN/checkpoints`, `RUN/samples`) are checked as folders."""
     for path in paths:
-        own_path(run, path, folder=path.name in ("checkpoints", "samples") and path.parent == run)
+        with writing(path):  # a folder that cannot be read, say
+            own_path(run, path, folder=path.name in ("checkpoints", "samples") and path.parent == run)
 
 
 def write_run_file(run: Path, path: Path, data: bytes | str | Callable[[Path], None]) -> None:

@@ -170,11 +170,10 @@ def _check_run(spec: Spec, graph: Graph, root: Path, previous: RunInfo | None, r
     # before, as the training loop always did: the same initial weights and random stream.
     torch.manual_seed(spec.train.seed)
     model = build(graph, pretrained=previous is None)  # a resumed run continues from its own weights
-    test = data.test if previous is None else None  # a resumed run keeps the samples it has
-    samples = _pick_samples(test) if test is not None else []
+    labels = _test_labels(data.test) if previous is None else []  # a resumed run keeps the samples it has
+    samples = _pick_samples(labels)
     for index in samples:  # names made from the data (class folder names) fit before anything is written
-        assert test is not None
-        ensure_fits(RunPaths(root).samples / sample_name(data.class_names[_label(test, index)], index))
+        ensure_fits(RunPaths(root).samples / sample_name(data.class_names[labels[index]], index))
     return _Checked(data, mean, std, model, samples)
 
 
@@ -368,21 +367,17 @@ def _clear_previous_run(paths: RunPaths, reporter: Reporter) -> None:
                 folder.rmdir()
 
 
-def _label(test: Source, index: int) -> int:
+def _test_labels(test: Source | None) -> list[int]:
+    """The label of every test image, for the ones RUN/samples/ gets (none for other sources)."""
     if isinstance(test, TensorSource):
-        return int(test.labels[index])
-    assert isinstance(test, FolderSource)
-    return test.items[index][1]
+        return [int(label) for label in test.labels.tolist()]
+    if isinstance(test, FolderSource):
+        return [label for _, label in test.items]
+    return []
 
 
-def _pick_samples(test: Source) -> list[int]:
+def _pick_samples(labels: list[int]) -> list[int]:
     """The test images RUN/samples/ gets: the first of each class, then the next ones, SAMPLE_IMAGES in all."""
-    if isinstance(test, TensorSource):
-        labels = test.labels.tolist()
-    elif isinstance(test, FolderSource):
-        labels = [label for _, label in test.items]
-    else:
-        return []
     picked: list[int] = []
     seen: set[int] = set()
     for i, label in enumerate(labels):
