@@ -15,7 +15,8 @@ Inside a run cnnspec writes only its own files: a symlink or special file at one
 refused, never written through (files.py).
 
 paths.py   RunPaths (where each file is, `owned`: every name cnnspec writes), LOCK_NAME
-info.py    RunInfo (run.json): built by `RunInfo.for_spec`, written by `write_info`, read by `read_info`; the hashes; is_run
+info.py    RunInfo (run.json): built by `RunInfo.for_spec`, written by `write_info`, read by `read_info`;
+           the hashes; is_run
 lock.py    RunLock, `locked`: one writer per run directory, and no reader while it writes
 files.py   `write_run_file`, `make_run_folder`, `ensure_own_files`: the run's own files, written atomically;
            `writing`, `write_file`: a failed write is a CheckpointError

@@ -119,7 +119,13 @@ def test_a_second_writer_is_refused_with_who_holds_the_run(spec: Path, tmp_path:
         # Nor does anything read the weights it is still changing (issue 14, attack finding C: evaluate
         # and export read them as "best", mid-run, exit 0): refused with the same holder, nothing written.
         elsewhere = tmp_path / "elsewhere.onnx"
-        for args in (["evaluate", out], ["export", out], ["export", out, "--out", elsewhere], ["bench", out]):
+        readers: list[list[str | Path]] = [
+            ["evaluate", out],
+            ["export", out],
+            ["export", out, "--out", elsewhere],
+            ["bench", out],
+        ]
+        for args in readers:
             reader = cli(*args)
             assert_refused(
                 reader, f"is being written by another cnnspec process (pid {first.pid} on ", "`cnnspec train`"
