@@ -31,6 +31,7 @@ from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
 STOP_BEFORE_RENAME = "CNNSPEC_TEST_STOP_BEFORE_RENAME"
+_TMP_NAME_CHARS = 40  # of the target's name in a temporary file's name (at most 160 bytes in UTF-8)
 _writes: Counter[str] = Counter()  # atomic writes per file name, counted only while the hook is set
 
 
@@ -38,8 +39,11 @@ class NotRegularFileError(OSError):
     """The path to write names something other than a regular file (a directory, device, FIFO, socket)."""
 
 
-def _kind(mode: int) -> str:
+def describe_mode(mode: int) -> str:
+    """What a file of this `st_mode` is, in words: 'a directory', 'a FIFO (named pipe)', …"""
     for test, name in (
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
@@ -68,7 +72,7 @@ def write_target(path: str | Path) -> Path:
             raise NotRegularFileError(exc.errno, "a symlink loop, not a regular file", str(path)) from None
         raise
     if not stat.S_ISREG(mode):
-        kind = _kind(mode)
+        kind = describe_mode(mode)
         code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
         raise NotRegularFileError(code, f"it is {kind}; only regular files are written", str(path))
     return target
@@ -90,7 +94,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + target.name + ".", dir=target.parent)
+    # The temporary name carries the target's (for a person looking at the folder), cut short so that a
+    # target whose name is near the 255-byte limit still has a temporary name the file system takes.
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + target.name[:_TMP_NAME_CHARS] + ".", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -114,6 +120,47 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def rewrite_text(path: str | Path, text: str) -> None:
+    """Replace the text of a file the user named (symlinks followed, as `atomic_path`), keeping its hard links.
+
+    A file with one name is replaced atomically. A file with more than one (hard links) is rewritten in
+    place, as editors do, so that every name of it has the new text: a rename would give `path` a new
+    file and leave the other names with the old one. The new text is first written in full to a
+    temporary file beside it and fsync'd (so the disk has room for it; the temporary is removed before
+    the rewrite, which frees that room again); a rewrite that fails half-way puts the old text back.
+    """
+    data = text.encode("utf-8")
+    target = write_target(path)
+    try:
+        links = target.stat().st_nlink
+    except FileNotFoundError:
+        links = 1
+    if links <= 1:
+        atomic_write_bytes(target, data)
+        return
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + target.name[:_TMP_NAME_CHARS] + ".", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        os.unlink(tmp_name)
+    with open(target, "r+b") as f:
+        old = f.read()
+        try:
+            f.seek(0)
+            f.write(data)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            f.seek(0)
+            f.write(old)
+            f.truncate()
+            raise
 
 
 def atomic_write_with(path: str | Path, writer: Callable[[Path], None]) -> None:

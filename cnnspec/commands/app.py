@@ -9,7 +9,10 @@ them only to list them (`--help`).
 
 from __future__ import annotations
 
+import errno
+import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -17,7 +20,9 @@ import typer.main
 from typer.core import TyperGroup
 
 from cnnspec.commands import deploy, review, run, spec
+from cnnspec.commands.common import fail
 from cnnspec.interrupts import interrupts_exit
+from cnnspec.pathnames import too_long, too_long_error
 
 if TYPE_CHECKING:
     from typer import _click as click  # typer's own copy of click, which TyperGroup derives from
@@ -44,10 +49,36 @@ COMMANDS: dict[str, Callable[..., None]] = {
 def click_command(name: str, function: Callable[..., None]) -> click.Command:
     """The click command typer makes of `function`, named `name`."""
     single = typer.Typer(add_completion=False)
-    single.command(name=name)(function)
+    single.command(name=name)(paths_checked(function))
     command = typer.main.get_command(single)  # one command and no callback: the command itself
     command.name = name
     return command
+
+
+def paths_checked(function: Callable[..., None]) -> Callable[..., None]:
+    """`function` with every path it is given checked for its length first, and a path the OS refuses for
+    its length while it runs (one it made from them) reported as one line: never a traceback.
+
+    The paths are the command's Path arguments and options, so every command gets the check here, in
+    one place, whether its path is read (a spec, a run, an image) or written (--out, --plot).
+    """
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> None:
+        for value in kwargs.values():
+            for path in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(path, Path):
+                    reason = too_long(path)
+                    if reason is not None:
+                        raise fail(too_long_error(path, reason))
+        try:
+            function(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            raise fail(too_long_error(exc.filename if exc.filename is not None else "a path")) from None
+
+    return checked
 
 
 class Commands(TyperGroup):

@@ -11,6 +11,7 @@ import typer
 
 from cnnspec.commands.common import fail, stderr_console, stdout_console
 from cnnspec.errors import CnnspecError
+from cnnspec.terminal import printable
 
 
 class DiffFormat(StrEnum):
@@ -31,7 +32,7 @@ def fmt(
     ] = False,
 ) -> None:
     """Write specs in the canonical layout (key order, one line per layer, indentation); comments are kept."""
-    from cnnspec.atomic import atomic_write_text
+    from cnnspec.atomic import rewrite_text
     from cnnspec.review.fmt import format_file, format_text, unified_diff
 
     err, out = stderr_console(), stdout_console()
@@ -57,11 +58,18 @@ def fmt(
             out.print(unified_diff(str(path), before, after), markup=False, end="")
         if check or diff:
             would_change += 1
-            err.print(f"would reformat {path}", markup=False)
+            err.print(f"would reformat {printable(path)}", markup=False)
         else:
-            atomic_write_text(path, after)
+            try:
+                rewrite_text(path, after)  # hard links keep sharing the file (docs/review.md)
+            except OSError as exc:
+                err.print(
+                    f"{printable(path)}: error: cannot write {printable(path)}: {exc.strerror or exc}", markup=False
+                )
+                failed += 1
+                continue
             changed += 1
-            err.print(f"reformatted {path}", markup=False)
+            err.print(f"reformatted {printable(path)}", markup=False)
     files = [p for p in specs if str(p) != "-"]
     if files and len(files) > 1:
         verb = "would be reformatted" if check or diff else "reformatted"
@@ -124,4 +132,6 @@ def init(
         target = templates.init(template, path)
     except CnnspecError as exc:
         raise fail(exc) from None
-    err.print(f"wrote {target} (template {template}); next: cnnspec validate {target}", markup=False)
+    err.print(
+        f"wrote {printable(target)} (template {template}); next: cnnspec validate {printable(target)}", markup=False
+    )

@@ -106,7 +106,7 @@ def evaluate(
         raise fail(exc) from None
     from rich.table import Table
 
-    from cnnspec.terminal import cell
+    from cnnspec.terminal import cell, printable
 
     used = report["weights"]
     table = Table(title=cell(f"{run}: {split.value} set, {used} weights"), title_justify="left")
@@ -126,7 +126,7 @@ def evaluate(
         )
     stdout.print(
         f"accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}  ({report['images']} images)\n"
-        f"wrote {run / 'evaluation.json'} and {run / 'confusion_matrix.png'}",
+        f"wrote {printable(run / 'evaluation.json')} and {printable(run / 'confusion_matrix.png')}",
         markup=False,
     )
 
@@ -162,11 +162,13 @@ def _launch(
 def _print_result(run: Path, console: Console) -> None:
     import json
 
+    from cnnspec.terminal import printable
+
     result = json.loads((run / "result.json").read_text(encoding="utf-8"))
     acc = result.get("test_accuracy")
     test = f"test accuracy {acc:.4f}, loss {result['test_loss']:.4f}" if acc is not None else "no test split"
     console.print(
-        f"{run}: {test}; best epoch {result['best_epoch']} of {result['epochs']}, "
+        f"{printable(run)}: {test}; best epoch {result['best_epoch']} of {result['epochs']}, "
         f"{result['wall_seconds']:.1f}s on {result['device']}, amp {result['amp']}",
         markup=False,
     )

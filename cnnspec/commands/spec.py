@@ -104,7 +104,9 @@ def summary(
             render.plot(rows, str(plot))
         except OSError as exc:
             raise fail(CnnspecError(f"cannot write {plot}: {exc.strerror or exc}")) from None
-        echo(f"wrote {plot}", stderr=True)
+        from cnnspec.terminal import printable
+
+        echo(f"wrote {printable(plot)}", stderr=True)
 
 
 def schema(

@@ -27,6 +27,7 @@ from cnnspec.deploy.predict import model_metadata, run_batches
 from cnnspec.deploy.session import Device, Session, open_session
 from cnnspec.errors import ExportError
 from cnnspec.rundir.info import read_info
+from cnnspec.rundir.lock import locked
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.reader import load_trained
 
@@ -147,7 +148,8 @@ def _onnx_for_run(run: Path, notes: list[str]) -> Iterator[Path]:
 def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> nn.Module:
     parent = path.resolve().parent
     if RunPaths(parent).info.is_file() and read_info(parent).spec_hash == meta.spec_hash:
-        return load_trained(parent).model
+        with locked(parent, "cnnspec bench", shared=True):
+            return load_trained(parent).model
     if meta.spec is None:
         raise ExportError(
             f"{path} carries no spec to rebuild the torch model from", hint="pass the run directory instead"
@@ -216,9 +218,11 @@ def bench(
     where = _pick_device(device)
     threads = torch.get_num_threads()
     if p.is_dir():
-        trained = load_trained(p)
-        with _onnx_for_run(p, notes) as onnx_path:
-            return _bench_files(trained.model, onnx_path, list(batches), device, where, threads, min_seconds, notes)
+        read_info(p)  # a folder that is not a run is refused before its lock file is made
+        with locked(p, "cnnspec bench", shared=True):  # not while a `train` changes its weights
+            trained = load_trained(p)
+            with _onnx_for_run(p, notes) as onnx_path:
+                return _bench_files(trained.model, onnx_path, list(batches), device, where, threads, min_seconds, notes)
     if not p.is_file():
         raise ExportError(f"{p} is neither a run directory nor an ONNX file")
     return _bench_files(None, p, list(batches), device, where, threads, min_seconds, notes)

@@ -14,7 +14,11 @@ from cnnspec.deploy.gate import Parity, run_gate
 from cnnspec.deploy.metadata import ModelMetadata, attach, color_of
 from cnnspec.deploy.onnx_export import to_onnx
 from cnnspec.errors import ExportError
+from cnnspec.pathnames import too_long, too_long_error
 from cnnspec.preprocess import preprocessing_for
+from cnnspec.rundir.files import own_path
+from cnnspec.rundir.info import read_info
+from cnnspec.rundir.lock import locked
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.reader import TrainedModel, load_trained
 from cnnspec.spec.dump import dump_spec
@@ -88,9 +92,22 @@ def _run_inputs(run: Path) -> tuple[list[Path], Path]:
     return [paths.spec, paths.info, paths.metrics, paths.result, paths.curves], paths.checkpoints
 
 
+def inside_run(run: str | Path, target: str | Path) -> bool:
+    """Whether `target` is a name in the run's folder (RUN/model.onnx, the default): the run's rule for
+    its own files applies to it (cnnspec/rundir/files.py), where a path elsewhere follows its links."""
+    return Path(os.path.realpath(Path(target).parent)) == Path(os.path.realpath(run))
+
+
 def check_target(run: str | Path, target: str | Path) -> Path:
     """The file an export of `run` to `target` would replace (symlinks followed); ExportError when that
-    is not a regular file or is one of the run's own files (its spec, record, metrics or checkpoints)."""
+    is not a regular file or is one of the run's own files (its spec, record, metrics or checkpoints).
+    In the run's own folder a link or a special file is refused (CheckpointError), never followed."""
+    for path in (run, target):
+        reason = too_long(path)
+        if reason is not None:
+            raise too_long_error(path, reason)
+    if inside_run(run, target):
+        own_path(Path(run), Path(run) / Path(target).name)  # the same file: its folder is the run's
     try:
         final = write_target(target)
     except NotRegularFileError as exc:
@@ -122,6 +139,14 @@ def export_run(run: str | Path, out: str | Path | None = None, which: str = "bes
     """
     target = Path(out) if out is not None else RunPaths(Path(run)).onnx
     check_target(run, target)  # before the export's seconds of work
+    read_info(run)  # a folder that is not a run is refused before its lock file is made
+    # Locked while the weights are read (and the file written): a run that a `train` is writing is
+    # refused, naming it; an export into the run's own folder writes into it, so it locks it as a writer.
+    with locked(run, "cnnspec export", shared=not inside_run(run, target)):
+        return _export_locked(run, target, which)
+
+
+def _export_locked(run: str | Path, target: Path, which: str) -> ExportReport:
     trained = load_trained(run, which)
     _check_run(trained)
     settings = trained.spec.export

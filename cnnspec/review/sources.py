@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from cnnspec.spec.model import Spec
 
 def is_git_ref(arg: str) -> bool:
     """`REV:path` names a file in git; an existing file path wins over that reading."""
-    return ":" in arg and not Path(arg).exists()
+    return ":" in arg and not os.path.exists(arg)  # os.path: False for a name too long to exist, never raises
 
 
 def read_text(arg: str, cwd: str | Path | None = None) -> str:

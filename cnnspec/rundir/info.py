@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, PositiveInt, ValidationError, model_validator
 
-from cnnspec.atomic import atomic_write_text
 from cnnspec.errors import CheckpointError, Diagnostic, Location
-from cnnspec.rundir.files import writing
+from cnnspec.rundir.files import write_run_file
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.spec.base import StrictModel
 from cnnspec.version import __version__
@@ -84,8 +83,11 @@ class RunInfo(StrictModel):
 
 def is_run(root: Path) -> bool:
     """Whether `root` holds a cnnspec run: a run.json that parses as cnnspec's own record."""
+    info = RunPaths(root).info
     try:
-        RunInfo.model_validate_json(RunPaths(root).info.read_text(encoding="utf-8"))
+        if not info.is_file():  # a FIFO there would block the read
+            return False
+        RunInfo.model_validate_json(info.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return True
@@ -164,6 +166,5 @@ def legacy_architecture_hash(spec: Spec) -> str:
 
 
 def write_info(paths: RunPaths, info: RunInfo) -> None:
-    """Write run.json atomically; a failed write is a CheckpointError naming the file."""
-    with writing(paths.info):
-        atomic_write_text(paths.info, json.dumps(info.model_dump(mode="json"), indent=2) + "\n")
+    """Write run.json atomically, as the run's own file; a failed write is a CheckpointError naming it."""
+    write_run_file(paths.root, paths.info, json.dumps(info.model_dump(mode="json"), indent=2) + "\n")

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import torch
 
-from cnnspec.atomic import atomic_write_text
 from cnnspec.builder.graph_module import build
 from cnnspec.checker.checker import check
 from cnnspec.errors import SpecError
+from cnnspec.pathnames import ensure_fits
+from cnnspec.rundir.files import ensure_own_files, make_run_folder, write_run_file
 from cnnspec.rundir.info import RunInfo, write_info
+from cnnspec.rundir.lock import locked
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.weights import save_weights
 from cnnspec.spec.dump import dump_spec
@@ -41,9 +43,13 @@ def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str]
     torch.manual_seed(seed)
     model = build(graph).eval()
     paths = RunPaths(Path(out))
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(paths.spec, dump_spec(spec))
-    write_info(paths, info)
-    for which in ("best", "last"):
-        save_weights(model, paths.weights(which))
+    ensure_fits(paths.root)
+    written = [paths.spec, paths.info, paths.weights("best"), paths.weights("last")]
+    ensure_own_files(paths.root, written)  # nothing written through a link out of the run
+    with locked(paths.root, "cnnspec.rundir.untrained.init_run"):
+        make_run_folder(paths.root, paths.checkpoints)
+        write_run_file(paths.root, paths.spec, dump_spec(spec))
+        write_info(paths, info)
+        for which in ("best", "last"):
+            save_weights(model, paths.weights(which), run=paths.root)
     return paths.root

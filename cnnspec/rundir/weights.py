@@ -18,14 +18,17 @@ from cnnspec.errors import CheckpointError
 from cnnspec.rundir.files import write_file
 
 
-def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Write the model's state_dict as safetensors, atomically, with a content hash in the metadata."""
+def save_weights(
+    model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None, *, run: Path | None = None
+) -> None:
+    """Write the model's state_dict as safetensors, atomically, with a content hash in the metadata
+    (`run`: the run folder the file belongs to, whose rule for its own files it is checked by)."""
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = dict(metadata or {})
     meta[HASH_KEY] = weights_digest(state)
-    write_file(path, save(state, metadata=meta))
+    write_file(path, save(state, metadata=meta), run=run)
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -69,14 +72,14 @@ def _state_digest(state: dict) -> str:
     return h.hexdigest()
 
 
-def save_state(path: str | Path, state: dict) -> None:
+def save_state(path: str | Path, state: dict, *, run: Path | None = None) -> None:
     """Write the training state atomically with torch.save, with a hash of its content; it must hold
     only tensors and plain Python values so that `torch.load(weights_only=True)` reads it back
     without running code."""
     buffer = io.BytesIO()
     # torch's zip format has no checksum over tensor bytes: the hash is what catches a bit flip.
     torch.save({**state, STATE_HASH_KEY: _state_digest(state)}, buffer)
-    write_file(path, buffer.getvalue())
+    write_file(path, buffer.getvalue(), run=run)
 
 
 def load_state(path: str | Path) -> dict:

@@ -62,8 +62,22 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
     """Evaluate a run's weights on its test (or val) split; writes evaluation.json and confusion_matrix.png.
 
     `which` "best" gives the last weights when the run has none marked best yet (it stopped inside its
-    first epoch); the report's "weights" says which were evaluated.
+    first epoch); the report's "weights" says which were evaluated. The run is locked while it is
+    evaluated: a run that a `train` is writing is refused (its weights are still changing), naming it.
     """
+    from cnnspec.rundir.files import ensure_own_files
+    from cnnspec.rundir.info import read_info
+    from cnnspec.rundir.lock import locked
+    from cnnspec.rundir.paths import RunPaths
+
+    paths = RunPaths(Path(run))
+    read_info(run)  # a folder that is not a run is refused before its lock file is made
+    ensure_own_files(paths.root, [paths.evaluation, paths.confusion])  # before the evaluation's work
+    with locked(paths.root, "cnnspec evaluate"):
+        return _evaluate_locked(run, which, split)
+
+
+def _evaluate_locked(run: str | Path, which: str, split: str) -> dict[str, Any]:
     import torch
 
     from cnnspec.errors import DataError
@@ -112,11 +126,11 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
         "per_class_accuracy": dict(zip(info.class_names, per_class, strict=True)),
         "confusion_matrix": matrix.tolist(),
     }
-    write_json(paths.root / "evaluation.json", report)
+    write_json(paths, paths.evaluation, report)
     plot_confusion(
         matrix,
         info.class_names,
-        paths.root / "confusion_matrix.png",
+        paths,
         f"{info.spec_name}: {split} ({trained.weights} weights)",
     )
     return report

@@ -54,7 +54,7 @@ class Checkpoints:
         self.info = info
 
     def save_best(self, model: nn.Module, epoch: int) -> None:
-        save_weights(model, self.paths.weights("best"), {"epoch": str(epoch)})
+        save_weights(model, self.paths.weights("best"), {"epoch": str(epoch)}, run=self.paths.root)
 
     def save_last(
         self,
@@ -70,7 +70,7 @@ class Checkpoints:
 
         `world_size` and `batch_size` (per process) say what one step of `state.tally.batches` was, so a
         resume with other values continues after the same images."""
-        save_weights(model, self.paths.weights("last"), {"epoch": str(state.epoch)})
+        save_weights(model, self.paths.weights("last"), {"epoch": str(state.epoch)}, run=self.paths.root)
         stored: dict[str, Any] = {
             "format": STATE_FORMAT,
             "architecture_hash": self.info.architecture_hash,
@@ -85,7 +85,7 @@ class Checkpoints:
         }
         if rng_ranks is not None:  # distributed: every rank's own stream
             stored["rng_ranks"] = rng_ranks
-        save_state(self.paths.state, stored)
+        save_state(self.paths.state, stored, run=self.paths.root)
 
     def read(self) -> dict[str, Any]:
         """The saved training state, verified: its hash, the weights files' hashes, and the architecture."""

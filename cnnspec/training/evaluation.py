@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnspec.rundir.paths import RunPaths
 from cnnspec.training.precision import Precision
 from cnnspec.training.records import save_figure
 from cnnspec.training.sources import Source
@@ -72,8 +72,8 @@ def per_class_accuracy(matrix: torch.Tensor) -> list[float | None]:
     return [float(matrix[i, i] / totals[i]) if totals[i] > 0 else None for i in range(matrix.shape[0])]
 
 
-def plot_confusion(matrix: torch.Tensor, class_names: list[str], path: Path, title: str) -> None:
-    """The confusion matrix as a PNG: rows normalised to 1, counts written in the cells when few."""
+def plot_confusion(matrix: torch.Tensor, class_names: list[str], paths: RunPaths, title: str) -> None:
+    """The confusion matrix as RUN/confusion_matrix.png: rows normalised to 1, counts written in the cells when few."""
     from matplotlib.figure import Figure
 
     k = matrix.shape[0]
@@ -95,4 +95,4 @@ def plot_confusion(matrix: torch.Tensor, class_names: list[str], path: Path, tit
                 if count:
                     ax.text(j, i, str(count), ha="center", va="center", color="white" if rows[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    save_figure(fig, path)
+    save_figure(fig, paths, paths.confusion)

@@ -460,9 +460,9 @@ class Trainer:
         if self.test_source is not None:
             test = self._evaluate(self.test_source)
             result["test_accuracy"], result["test_loss"] = test.accuracy, test.loss
-        write_json(self.paths.result, result)
+        write_json(self.paths, self.paths.result, result)
         if self.history:
-            plot_curves(self.history, self.paths.curves)
+            plot_curves(self.history, self.paths)
         return result
 
     def _train_start(self) -> TrainStart:

@@ -10,16 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError
 
-from cnnspec.atomic import atomic_write_text, atomic_write_with
 from cnnspec.errors import CheckpointError
-from cnnspec.rundir.files import writing
+from cnnspec.rundir.files import make_run_folder, own_path, write_run_file, writing
 from cnnspec.rundir.paths import RunPaths
 
 
 def write_metrics(paths: RunPaths, history: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl (one object per epoch) atomically: a kill never leaves half a line."""
-    with writing(paths.metrics):
-        atomic_write_text(paths.metrics, "".join(json.dumps(m) + "\n" for m in history))
+    write_run_file(paths.root, paths.metrics, "".join(json.dumps(m) + "\n" for m in history))
 
 
 class EpochRecord(BaseModel):
@@ -114,12 +112,12 @@ def _first_problem(exc: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    with writing(path):
-        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+def write_json(paths: RunPaths, path: Path, data: dict[str, Any]) -> None:
+    """Write one of the run's JSON files (result.json, evaluation.json) atomically, as its own file."""
+    write_run_file(paths.root, path, json.dumps(data, indent=2) + "\n")
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+def plot_curves(history: list[dict[str, Any]], paths: RunPaths) -> None:
     """Loss and accuracy per epoch, train and validation, side by side."""
     from matplotlib.figure import Figure
 
@@ -135,44 +133,43 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    save_figure(fig, path)
+    save_figure(fig, paths, paths.curves)
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    """Write a matplotlib Figure as a PNG, atomically.
+def save_figure(fig: Any, paths: RunPaths, path: Path) -> None:
+    """Write a matplotlib Figure as the run's PNG file `path`, atomically.
 
     Figures are made with `matplotlib.figure.Figure`, never pyplot: pyplot would need a backend
     switch (`matplotlib.use`), which changes the caller's (a notebook's) backend for good; a bare
     Figure renders to PNG with Agg whatever the backend, and needs no closing.
     """
     fig.tight_layout()
-    with writing(path):
-        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_run_file(paths.root, path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "class"
+# A sample's name keeps this much of its class name: a class folder's name may take all of a file
+# name's 255 bytes, and CLASS_idxINDEX.png must fit too (only letters, digits, '_' and '-' stay: 1 byte each).
+SAMPLE_CLASS_CHARS = 100
 
 
-SAMPLE_NAME = re.compile(r".+_idx[0-9]+\.png")  # what write_samples names its files: CLASS_idxINDEX.png
+def sample_name(class_name: str, index: int) -> str:
+    """The file name of test image `index` of class `class_name` in RUN/samples/: CLASS_idxINDEX.png."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", class_name).strip("-")[:SAMPLE_CLASS_CHARS].strip("-") or "class"
+    return f"{safe}_idx{index}.png"
 
 
-def written_samples(folder: Path) -> list[Path]:
-    """The sample images cnnspec wrote in `folder` (other files there are the user's)."""
-    return sorted(p for p in folder.glob("*_idx*.png") if SAMPLE_NAME.fullmatch(p.name) and p.is_file())
-
-
-def write_samples(folder: Path, images: list[tuple[Any, int, int]], class_names: list[str]) -> list[Path]:
-    """Save test images as PNGs named CLASS_idxINDEX.png (for `cnnspec predict RUN/samples`).
+def write_samples(paths: RunPaths, images: list[tuple[Any, int, int]], class_names: list[str]) -> list[Path]:
+    """Save test images as PNGs in RUN/samples/, named by `sample_name` (for `cnnspec predict RUN/samples`).
 
     Only grey (1-channel) and RGB (3-channel) images are written: those are what a PNG holds and
     what `predict` decodes; for other channel counts the folder is left empty.
     """
     from PIL import Image
 
-    with writing(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in written_samples(folder):
+    make_run_folder(paths.root, paths.samples)
+    for old in paths.written_samples():
+        with writing(old):
+            own_path(paths.root, old)
             old.unlink()
     written: list[Path] = []
     if images and images[0][0].shape[0] not in (1, 3):
@@ -180,9 +177,8 @@ def write_samples(folder: Path, images: list[tuple[Any, int, int]], class_names:
     for image, label, index in images:
         array = image.permute(1, 2, 0).numpy()  # (H, W, C) uint8
         pil = Image.fromarray(array[:, :, 0], mode="L") if array.shape[2] == 1 else Image.fromarray(array, mode="RGB")
-        path = folder / f"{_safe(class_names[label])}_idx{index}.png"
-        with writing(path):
-            atomic_write_with(path, _png_writer(pil))
+        path = paths.samples / sample_name(class_names[label], index)
+        write_run_file(paths.root, path, _png_writer(pil))
         written.append(path)
     return written
 

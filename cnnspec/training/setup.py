@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnspec.atomic import atomic_write_text, remove_stale_temporaries
+from cnnspec.atomic import remove_stale_temporaries
 from cnnspec.checker.checker import check
 from cnnspec.checker.graph import Graph, Node
 from cnnspec.errors import CheckpointError, CnnspecError, DataError, Diagnostic, ShapeError, SpecError, TrainingError
-from cnnspec.rundir.files import writing
+from cnnspec.pathnames import ensure_fits
+from cnnspec.rundir.files import ensure_own_files, make_run_folder, write_run_file, writing
 from cnnspec.rundir.info import RunInfo, is_run, read_info, write_info
 from cnnspec.rundir.lock import RunLock
 from cnnspec.rundir.paths import LOCK_NAME, RunPaths
@@ -27,29 +28,15 @@ from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.spec.overrides import load_with_overrides, override_spec
 from cnnspec.spec.source import read_spec_text
+from cnnspec.terminal import printable
 from cnnspec.training.checkpoint import Checkpoints
 from cnnspec.training.datasets import DataBundle, load_data
 from cnnspec.training.progress import Reporter
-from cnnspec.training.records import read_metrics, write_metrics, write_samples, written_samples
+from cnnspec.training.records import read_metrics, sample_name, write_metrics, write_samples
 from cnnspec.training.sources import FolderSource, Source, TensorSource, channel_stats
 from cnnspec.training.state import BestEpoch, rescore_best
 
 SAMPLE_IMAGES = 8
-
-# The files cnnspec writes in a run directory; a fresh run removes these (and only these) first,
-# with the checkpoints below and the sample images write_samples names.
-_RUN_FILES = (
-    "spec.yaml",
-    "run.json",
-    "metrics.jsonl",
-    "result.json",
-    "curves.png",
-    "model.onnx",
-    "model.onnx.data",
-    "evaluation.json",
-    "confusion_matrix.png",
-)
-_CHECKPOINT_FILES = ("last.safetensors", "best.safetensors", "last.state.pt")
 
 
 @dataclass
@@ -126,6 +113,7 @@ def prepare(
             )
         )
     root = resume_dir if resume_dir is not None else Path(out) if out is not None else default_out(spec)
+    ensure_fits(root)  # runs/<a 300-character spec name>, say
     paths = RunPaths(root)
     previous: RunInfo | None = None
     if resume_dir is None:
@@ -133,6 +121,9 @@ def prepare(
     else:
         previous = read_info(root)  # a folder that is not a run is refused before anything else
         ensure_architecture(previous, spec, root, resuming=True)
+    # Every name the run writes (or a fresh run replaces) is its own: a link out of the run is refused
+    # before anything is written or deleted (cnnspec/rundir/files.py).
+    ensure_own_files(root, paths.owned())
     lock = RunLock(root, "cnnspec train")
     try:
         if paths.lock.is_file():
@@ -157,6 +148,7 @@ class _Checked:
     mean: list[float] | None
     std: list[float] | None
     model: Any  # SpecModule on the CPU (torch imported by build)
+    samples: list[int]  # the test images a fresh run saves in RUN/samples/
 
 
 def _check_run(
@@ -182,7 +174,11 @@ def _check_run(
     # before, as the training loop always did: the same initial weights and random stream.
     torch.manual_seed(spec.train.seed)
     model = build(graph, pretrained=previous is None)  # a resumed run continues from its own weights
-    return _Checked(data, mean, std, model)
+    labels = _test_labels(data.test) if previous is None else []  # a resumed run keeps the samples it has
+    samples = _pick_samples(labels)
+    for index in samples:  # names made from the data (class folder names) fit before anything is written
+        ensure_fits(RunPaths(root).samples / sample_name(data.class_names[labels[index]], index))
+    return _Checked(data, mean, std, model, samples)
 
 
 def frozen_nodes(graph: Graph) -> list[Node]:
@@ -241,15 +237,13 @@ def _prepare_locked(
         _remove_stale_outputs(paths, reporter)
     if previous is None or previous.spec_hash != info.spec_hash:
         if previous is not None:
-            reporter.message(f"resuming {root} with a changed spec (same architecture); spec.yaml updated")
-        with writing(paths.spec):
-            paths.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(paths.spec, text)
+            reporter.message(f"resuming {printable(root)} with a changed spec (same architecture); spec.yaml updated")
+        write_run_file(root, paths.spec, text)
         write_info(paths, info)
     if previous is None and data.test is not None:
-        _samples(paths, data.test, data.class_names)
+        _samples(paths, data.test, data.class_names, checked.samples)
+    make_run_folder(root, paths.checkpoints)
     with writing(paths.checkpoints):
-        paths.checkpoints.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(paths.checkpoints)
         remove_stale_temporaries(paths.root)
     return Session(
@@ -398,27 +392,31 @@ def _clear_previous_run(paths: RunPaths, reporter: Reporter) -> None:
     root = paths.root
     if not is_run(root):
         return
-    reporter.message(f"replacing the previous run in {root}")
-    samples = root / "samples"
-    written = [root / name for name in _RUN_FILES] + [paths.checkpoints / name for name in _CHECKPOINT_FILES]
-    for path in [*written, *(written_samples(samples) if samples.is_dir() else [])]:
-        if path.is_file() or path.is_symlink():
+    reporter.message(f"replacing the previous run in {printable(root)}")
+    # Every one of these names was checked to be a regular file or absent (ensure_own_files), so an
+    # unlink removes the run's own file, never one a link leads to.
+    folders = (paths.checkpoints, paths.samples)
+    for path in paths.owned():
+        if path not in folders and path != paths.lock and path.is_file():
             path.unlink()
-    for folder in (paths.checkpoints, samples):
+    for folder in folders:
         if folder.is_dir():
             remove_stale_temporaries(folder)
             with contextlib.suppress(OSError):  # kept when it holds files of the user's
                 folder.rmdir()
 
 
-def _samples(paths: RunPaths, test: Source, class_names: list[str]) -> None:
-    """A few test images (the first of each class, then the next ones) as PNGs in RUN/samples/."""
+def _test_labels(test: Source | None) -> list[int]:
+    """The label of every test image, for the ones RUN/samples/ gets (none for other sources)."""
     if isinstance(test, TensorSource):
-        labels = test.labels.tolist()
-    elif isinstance(test, FolderSource):
-        labels = [label for _, label in test.items]
-    else:
-        return
+        return [int(label) for label in test.labels.tolist()]
+    if isinstance(test, FolderSource):
+        return [label for _, label in test.items]
+    return []
+
+
+def _pick_samples(labels: list[int]) -> list[int]:
+    """The test images RUN/samples/ gets: the first of each class, then the next ones, SAMPLE_IMAGES in all."""
     picked: list[int] = []
     seen: set[int] = set()
     for i, label in enumerate(labels):
@@ -432,5 +430,10 @@ def _samples(paths: RunPaths, test: Source, class_names: list[str]) -> None:
             break
         if i not in picked:
             picked.append(i)
-    images = [(*test.sample(i), i) for i in sorted(picked)]
-    write_samples(paths.root / "samples", images, class_names)
+    return sorted(picked)
+
+
+def _samples(paths: RunPaths, test: Source, class_names: list[str], picked: list[int]) -> None:
+    """A few test images (`_pick_samples`) as PNGs in RUN/samples/."""
+    images = [(*test.sample(i), i) for i in picked]
+    write_samples(paths, images, class_names)

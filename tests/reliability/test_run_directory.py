@@ -20,7 +20,7 @@ import pytest
 from cnnspec.atomic import STOP_BEFORE_RENAME
 from cnnspec.rundir.lock import locked
 from cnnspec.rundir.paths import LOCK_NAME, RunPaths
-from tests.reliability._reliability_helpers import TINY
+from tests.reliability._reliability_helpers import TINY, assert_refused, cli, report
 
 CNNSPEC = [sys.executable, "-m", "cnnspec"]
 
@@ -116,6 +116,23 @@ def test_a_second_writer_is_refused_with_who_holds_the_run(spec: Path, tmp_path:
         assert "Traceback" not in second.stderr
         resumed = subprocess.run([*CNNSPEC, "train", "--resume", str(out)], capture_output=True, text=True)
         assert resumed.returncode == 1 and f"(pid {first.pid} on " in resumed.stderr
+        # Nor does anything read the weights it is still changing (issue 14, attack finding C: evaluate
+        # and export read them as "best", mid-run, exit 0): refused with the same holder, nothing written.
+        elsewhere = tmp_path / "elsewhere.onnx"
+        readers: list[list[str | Path]] = [
+            ["evaluate", out],
+            ["export", out],
+            ["export", out, "--out", elsewhere],
+            ["bench", out],
+        ]
+        for args in readers:
+            reader = cli(*args)
+            assert_refused(
+                reader, f"is being written by another cnnspec process (pid {first.pid} on ", "`cnnspec train`"
+            )
+        assert not (out / "evaluation.json").exists() and not (out / "model.onnx").exists()
+        assert not elsewhere.exists()
+        report("run-lock-readers", writer="a real `cnnspec train` process", readers_refused=4, mixed_reads=0)
     finally:
         first.send_signal(signal.SIGCONT)
     _, err = first.communicate(timeout=300)

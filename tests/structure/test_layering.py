@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "cnnspec"
 
 # Used by everything; they import nothing of cnnspec beyond each other.
 FOUNDATION = frozenset(
-    {"errors", "atomic", "terminal", "background", "interrupts", "version", "spec.base", "spec.dispatch"}
+    {"errors", "atomic", "terminal", "pathnames", "background", "interrupts", "version", "spec.base", "spec.dispatch"}
 )
 STAGES = ("layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "training", "deploy")
 F = set(FOUNDATION)
@@ -26,6 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
     "version": set(),
     "terminal": set(),
+    "pathnames": {"errors", "terminal"},  # paths too long for the OS, and how a message shows a path
     "background": {"terminal"},
     "interrupts": set(),
     "spec.base": set(),
