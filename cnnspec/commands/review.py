@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from cnnspec.commands.common import fail, stderr_console, stdout_console
-from cnnspec.errors import CnnspecError
+from cnnspec.commands.common import fail, is_pipe, stderr_console, stdout_console
+from cnnspec.errors import CnnspecError, Diagnostic, Location
 
 
 class DiffFormat(StrEnum):
@@ -46,6 +46,14 @@ def fmt(
                 loads(text, "<stdin>")
                 sys.stdout.write(format_text(text, "<stdin>"))
                 continue
+            if not (check or diff) and is_pipe(path):  # its text can be read, but not replaced
+                raise CnnspecError(
+                    Diagnostic(
+                        f"cannot reformat {path} in place: it is a pipe",
+                        Location(str(path)),
+                        hint="`cnnspec fmt - < FILE` prints the formatted text; --check and --diff only read",
+                    )
+                )
             before, after = format_file(path)
         except CnnspecError as exc:
             err.print(exc.format(), markup=False)
@@ -59,7 +67,12 @@ def fmt(
             would_change += 1
             err.print(f"would reformat {path}", markup=False)
         else:
-            atomic_write_text(path, after)
+            try:
+                atomic_write_text(path, after)
+            except OSError as exc:
+                err.print(f"{path}: error: cannot write {path}: {exc.strerror or exc}", markup=False)
+                failed += 1
+                continue
             changed += 1
             err.print(f"reformatted {path}", markup=False)
     files = [p for p in specs if str(p) != "-"]

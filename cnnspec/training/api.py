@@ -42,15 +42,18 @@ def train(
     from cnnspec.training.distributed import from_env, prepare_shared, process_group
     from cnnspec.training.loop import Trainer
     from cnnspec.training.progress import make_reporter
+    from cnnspec.training.setup import read_spec_file
     from cnnspec.training.signals import StopFlag, stop_on_signals
 
     callbacks = checked(callbacks)  # before anything is written
+    # Read once, and before a signal only sets the stop flag: Ctrl-C or SIGTERM ends a wait on a pipe.
+    spec_or_text = read_spec_file(spec_or_path)
     dist = from_env()
     reporter = make_reporter(progress if dist.is_main else False)
     stop = StopFlag()
     stop.on_request = lambda: reporter.message("stopping after this step to save the state (Ctrl-C again to abort)")
     with stop_on_signals(stop), process_group(dist):
-        session = prepare_shared(dist, spec_or_path, out, resume, overrides, reporter)
+        session = prepare_shared(dist, spec_or_text, out, resume, overrides, reporter)
         try:
             Trainer(session, reporter, stop, dist, callbacks).fit()
         finally:
