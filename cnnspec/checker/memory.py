@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass
+from pathlib import Path
 
 from cnnspec.checker.data import DATASET_SHAPES
 from cnnspec.checker.graph import Graph, Node
@@ -117,6 +118,30 @@ def memory_limit() -> tuple[int | None, Diagnostic | None]:
             Location(LIMIT_ENV),
             hint="write bytes with an optional unit: 1TiB, 500GB, 64MiB, 2e12",
         )
+
+
+def available_cpu_memory() -> int | None:
+    """Bytes this process can still allocate on the CPU; None when the system does not say.
+
+    The kernel's MemAvailable (/proc/meminfo), capped by the cgroup's memory.max when the process
+    runs in one. Read from files alone (no torch): train, evaluate and bench use it.
+    """
+    free: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        free = None
+    try:  # cgroup v2: a container's own limit
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            room = max(int(limit) - used, 0)
+            free = room if free is None else min(free, room)
+    except (OSError, ValueError):
+        pass
+    return free
 
 
 def estimate(graph: Graph) -> MemoryEstimate:

@@ -90,7 +90,7 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
     if source is None:
         raise DataError(
             f"{spec.data.dataset.name if spec.data else 'the dataset'} has no {split} split to evaluate on",
-            hint="image_folder: add ROOT/test/CLASS/* images, or use --split val",
+            hint=_missing_split_hint(spec, split, data),
         )
     if data.class_names != info.class_names:
         raise DataError("the dataset's classes differ from the ones this run was trained on")
@@ -123,3 +123,15 @@ def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -
         f"{info.spec_name}: {split} ({trained.weights} weights)",
     )
     return report
+
+
+def _missing_split_hint(spec: Spec, split: str, data: Any) -> str:
+    """How the split evaluate was asked for comes to be, and the split there is instead (if any)."""
+    other = "val" if split == "test" else "test"
+    if spec.data is not None and spec.data.dataset.name == "image_folder":
+        how = f"add ROOT/{split}/CLASS/* images (ones the model did not train on)"
+    elif split == "val":
+        how = "the run trained with data.val_split 0: it held no images out of its training set"
+    else:
+        how = "the dataset has no test split"
+    return f"{how}; or use --split {other}, the split it has" if getattr(data, other) is not None else how

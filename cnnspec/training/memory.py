@@ -13,34 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from cnnspec.checker.graph import Graph
-from cnnspec.checker.memory import BYTES_FP32, MemoryEstimate, estimate, format_bytes
+from cnnspec.checker.memory import BYTES_FP32, MemoryEstimate, available_cpu_memory, estimate, format_bytes
 from cnnspec.errors import DataError, Diagnostic, Location
 from cnnspec.spec.model import Spec
-
-
-def available_cpu_memory() -> int | None:
-    """Bytes this process can still allocate on the CPU; None when the system does not say."""
-    free: int | None = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                free = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        free = None
-    try:  # cgroup v2: a container's own limit
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-            room = max(int(limit) - used, 0)
-            free = room if free is None else min(free, room)
-    except (OSError, ValueError):
-        pass
-    return free
 
 
 def available_memory(device: torch.device) -> int | None:
