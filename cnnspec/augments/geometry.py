@@ -30,7 +30,7 @@ class RandomCrop(AugmentKind):
     size_field: ClassVar[str | None] = "size"
     size: Size = Field(description="Crop size: n or [H, W].")
     padding: Annotated[int, Field(ge=0, le=MAX_PADDING)] = Field(
-        0, description=f"Pixels of padding on each side before cropping (at most {MAX_PADDING})."
+        0, description="Pixels of padding on each side before cropping."
     )
     padding_mode: Literal["constant", "reflect", "edge"] = Field("constant", description="How padding is filled.")
 

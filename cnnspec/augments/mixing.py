@@ -23,7 +23,7 @@ class MixUp(AugmentKind):
 
     kind: ClassVar[str] = "mixup"
     mixes_labels: ClassVar[bool] = True
-    alpha: Alpha = Field(0.2, description="Beta(alpha, alpha) mixing parameter, from 0.001 to 1000.")
+    alpha: Alpha = Field(0.2, description="Beta(alpha, alpha) mixing parameter.")
 
     def mixer(self, num_classes: int) -> nn.Module:
         from torchvision.transforms import v2
@@ -37,7 +37,7 @@ class CutMix(AugmentKind):
 
     kind: ClassVar[str] = "cutmix"
     mixes_labels: ClassVar[bool] = True
-    alpha: Alpha = Field(1.0, description="Beta(alpha, alpha) mixing parameter, from 0.001 to 1000.")
+    alpha: Alpha = Field(1.0, description="Beta(alpha, alpha) mixing parameter.")
 
     def mixer(self, num_classes: int) -> nn.Module:
         from torchvision.transforms import v2

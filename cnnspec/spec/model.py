@@ -98,8 +98,8 @@ class DatasetSpec(StrictModel):
 class Normalize(StrictModel):
     """Per-channel mean and standard deviation, on the 0–1 pixel scale."""
 
-    mean: list[NormMean] = Field(description="Per-channel mean, from -1000 to 1000.", min_length=1)
-    std: list[NormStd] = Field(description="Per-channel standard deviation, from 0.001 to 1000.", min_length=1)
+    mean: list[NormMean] = Field(description="Per-channel mean.", min_length=1)
+    std: list[NormStd] = Field(description="Per-channel standard deviation.", min_length=1)
 
 
 class DataSpec(StrictModel):
@@ -150,7 +150,7 @@ class ScheduleSpec(StrictModel):
         "constant", description="constant, cosine (to min_lr), step, multistep or onecycle."
     )
     warmup_epochs: Annotated[float, Field(ge=0, le=MAX_WARMUP_EPOCHS)] = Field(
-        0.0, description=f"Linear warm-up from 0 before the schedule, in epochs (at most {MAX_WARMUP_EPOCHS:,})."
+        0.0, description="Linear warm-up from 0 before the schedule, in epochs."
     )
     min_lr: Annotated[float, Field(ge=0)] = Field(0.0, description="cosine: final learning rate.")
     step_size: PositiveInt = Field(30, description="step: epochs between decays.")
