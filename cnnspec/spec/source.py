@@ -430,14 +430,8 @@ def _read_bounded(file: str, limit: int, pipe_wait: float) -> bytes:
         if not stat.S_ISREG(mode):
             raise _not_a_spec(file, mode)
         os.set_blocking(fd, True)
-        chunks, total = [], 0
-        while total < limit:
-            chunk = os.read(fd, min(limit - total, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        return b"".join(chunks)
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            return stream.read(limit)  # one buffer of the size read: no copy of a 10 MiB file
     except OSError as exc:
         raise SpecError(Diagnostic(f"cannot read {file}: {exc.strerror}", Location(file))) from None
     finally:
