@@ -46,6 +46,11 @@ class AugmentKind(Kind):
         """The (H, W) of the images this gives for (H, W) input images."""
         return size
 
+    def working_size(self, size: ImageSize) -> ImageSize:
+        """The (H, W) of the largest image this holds while working on (H, W) input images (random_crop:
+        the padded image it cuts from), beside its output; the memory estimate counts both."""
+        return size
+
     def size_problem(self, size: ImageSize) -> ShapeProblem | None:
         """Why (H, W) input images do not fit, or None. Returned, not raised: the steps after
         this one are still checked, from `output_size`."""

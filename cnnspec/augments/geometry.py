@@ -10,6 +10,10 @@ from cnnspec.augments.base import AugmentKind, ImageSize, register
 from cnnspec.layers.base import ShapeProblem, pair
 from cnnspec.spec.base import Fraction, Size
 
+# More padding than this on each side is no augmentation (the crop would be mostly padding), and
+# the padded batch it is cut from grows with its square.
+MAX_PADDING = 1024
+
 if TYPE_CHECKING:
     import torch
 
@@ -25,15 +29,27 @@ class RandomCrop(AugmentKind):
     moves_pixels: ClassVar[bool] = True
     size_field: ClassVar[str | None] = "size"
     size: Size = Field(description="Crop size: n or [H, W].")
-    padding: Annotated[int, Field(ge=0)] = Field(0, description="Pixels of padding on each side before cropping.")
+    padding: Annotated[int, Field(ge=0, le=MAX_PADDING)] = Field(
+        0, description="Pixels of padding on each side before cropping."
+    )
     padding_mode: Literal["constant", "reflect", "edge"] = Field("constant", description="How padding is filled.")
 
     def output_size(self, size: ImageSize) -> ImageSize:
         return pair(self.size)
 
+    def working_size(self, size: ImageSize) -> ImageSize:
+        return (size[0] + 2 * self.padding, size[1] + 2 * self.padding)  # the padded batch the crop is cut from
+
     def size_problem(self, size: ImageSize) -> ShapeProblem | None:
         crop = pair(self.size)
-        padded = (size[0] + 2 * self.padding, size[1] + 2 * self.padding)
+        padded = self.working_size(size)
+        if self.padding_mode == "reflect" and self.padding >= min(size):
+            return ShapeProblem(
+                f"random_crop's reflect padding of {self.padding} needs an image wider and taller than that,"
+                f" got {size[0]}×{size[1]}",
+                hint=f"pad less than {min(size)}, or use padding_mode: edge or constant",
+                field="padding",
+            )
         if crop[0] <= padded[0] and crop[1] <= padded[1]:
             return None
         return ShapeProblem(

@@ -11,6 +11,11 @@ from cnnspec.augments.base import AugmentKind, register
 if TYPE_CHECKING:
     from torch import nn
 
+# torchvision draws the mixing weight from Beta(alpha, alpha) in float32: an alpha that rounds to 0
+# there (1e-300) is refused by torch mid-training, and one that rounds to inf gives NaN images. Below
+# 0.001 the weight is 0 or 1 (no mixing) all but always; above 1000 it is 0.5 all but always.
+Alpha = Annotated[float, Field(ge=1e-3, le=1e3)]
+
 
 @register
 class MixUp(AugmentKind):
@@ -18,7 +23,7 @@ class MixUp(AugmentKind):
 
     kind: ClassVar[str] = "mixup"
     mixes_labels: ClassVar[bool] = True
-    alpha: Annotated[float, Field(gt=0)] = Field(0.2, description="Beta(alpha, alpha) mixing parameter.")
+    alpha: Alpha = Field(0.2, description="Beta(alpha, alpha) mixing parameter.")
 
     def mixer(self, num_classes: int) -> nn.Module:
         from torchvision.transforms import v2
@@ -32,7 +37,7 @@ class CutMix(AugmentKind):
 
     kind: ClassVar[str] = "cutmix"
     mixes_labels: ClassVar[bool] = True
-    alpha: Annotated[float, Field(gt=0)] = Field(1.0, description="Beta(alpha, alpha) mixing parameter.")
+    alpha: Alpha = Field(1.0, description="Beta(alpha, alpha) mixing parameter.")
 
     def mixer(self, num_classes: int) -> nn.Module:
         from torchvision.transforms import v2

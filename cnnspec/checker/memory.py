@@ -4,8 +4,9 @@ Figures are fp32 bytes, like torchinfo's "Params size" and "Forward/backward pas
 weights are the parameters × 4; the forward/backward pass of one image is every layer's output
 (the input included) × 4, twice (the output and its gradient). They are estimates (a torchvision
 backbone counts only its output; kernels' workspaces are left out), good enough to refuse what
-cannot run: `validate` refuses a spec whose weights, one image's pass, or in-memory dataset is
-over the limit (`CNNSPEC_MAX_MEMORY`, default 1 TiB), and `train` refuses one that does not fit
+cannot run: `validate` refuses a spec whose weights, one image's pass, one image's training
+augmentation (random_crop's padded image), or in-memory dataset is over the limit
+(`CNNSPEC_MAX_MEMORY`, default 1 TiB), and `train` refuses one that does not fit
 the device it would train on (cnnspec/training/memory.py).
 """
 
@@ -16,6 +17,7 @@ import os
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass
+from pathlib import Path
 
 from cnnspec.checker.data import DATASET_SHAPES
 from cnnspec.checker.graph import Graph, Node
@@ -58,6 +60,15 @@ class DataMemory:
 
 
 @dataclass(frozen=True)
+class AugmentMemory:
+    """Bytes per image of the training augmentation's largest step (what it works on and gives)."""
+
+    bytes: int
+    what: str
+    path: tuple[Hashable, ...]  # the augmentation's spec key, for the error's location
+
+
+@dataclass(frozen=True)
 class MemoryEstimate:
     """fp32 bytes of a model's weights and of one image's forward/backward pass."""
 
@@ -66,6 +77,7 @@ class MemoryEstimate:
     heaviest_weights: Node | None  # the layer holding the most parameters
     heaviest_output: Node | None  # the layer with the largest output
     data: DataMemory
+    augment: AugmentMemory = AugmentMemory(0, "no augmentation", ())
 
 
 def format_bytes(n: float) -> str:
@@ -103,6 +115,30 @@ def memory_limit() -> tuple[int | None, Diagnostic | None]:
         )
 
 
+def available_cpu_memory() -> int | None:
+    """Bytes this process can still allocate on the CPU; None when the system does not say.
+
+    The kernel's MemAvailable (/proc/meminfo), capped by the cgroup's memory.max when the process
+    runs in one. Read from files alone (no torch): train, evaluate and bench use it.
+    """
+    free: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        free = None
+    try:  # cgroup v2: a container's own limit
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            room = max(int(limit) - used, 0)
+            free = room if free is None else min(free, room)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
 def estimate(graph: Graph) -> MemoryEstimate:
     """The memory figures of a checked graph and its spec's data section."""
     nodes = graph.nodes
@@ -113,7 +149,38 @@ def estimate(graph: Graph) -> MemoryEstimate:
         heaviest_weights=max(nodes, key=lambda n: n.params, default=None),
         heaviest_output=max(nodes, key=lambda n: math.prod(n.output_shape), default=None),
         data=data_memory(graph.spec),
+        augment=augment_memory(graph.spec),
     )
+
+
+def augment_memory(spec: Spec) -> AugmentMemory:
+    """The training augmentation's largest step, per image: the image it works on (random_crop's padded
+    image) and the one it gives. uint8 while only pixel-moving steps have run (the batch stays uint8
+    until then), float32 from the first step that computes new values; mixup and cutmix, which mix the
+    finished batch, are left out."""
+    data = spec.data
+    if data is None or not data.augment:
+        return AugmentMemory(0, "no augmentation", ())
+    c, h, w = spec.model.input.shape
+    native = DATASET_SHAPES.get(data.dataset.name)
+    if native is not None:
+        c, h, w = native
+    size = pair(data.resize) if data.resize is not None else (h, w)
+    as_uint8 = True
+    largest = AugmentMemory(0, "no augmentation", ())
+    for index, item in enumerate(data.augment):
+        op = item.op
+        if op.mixes_labels:
+            continue
+        as_uint8 = as_uint8 and op.moves_pixels
+        work, out = op.working_size(size), op.output_size(size)
+        per_image = (1 if as_uint8 else BYTES_FP32) * c * (work[0] * work[1] + out[0] * out[1])
+        if per_image > largest.bytes:
+            dtype = "uint8" if as_uint8 else "float32"
+            what = f"{item.name} works on {c}×{work[0]}×{work[1]} {dtype} images"
+            largest = AugmentMemory(per_image, what, ("data", "augment", index, item.name))
+        size = out
+    return largest
 
 
 def data_memory(spec: Spec) -> DataMemory:
@@ -181,6 +248,15 @@ def check_memory(spec: Spec, graph: Graph) -> list[Diagnostic]:
                 f" (every layer's fp32 output and its gradient), over the limit of {shown}",
                 big.location,
                 notes=(f"'{big.id}' ({big.kind}) alone outputs {shape} = {format_bytes(size)} per image",),
+                hint=hint,
+            )
+        )
+    if est.augment.bytes > limit:
+        out.append(
+            Diagnostic(
+                f"the training augmentation of one image needs {format_bytes(est.augment.bytes)}"
+                f" ({est.augment.what}), over the limit of {shown}",
+                spec.source.locate(est.augment.path),
                 hint=hint,
             )
         )

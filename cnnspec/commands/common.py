@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import stat
 import sys
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
@@ -25,6 +27,14 @@ def fail(exc: CnnspecError) -> typer.Exit:
     """Print a user error the way compilers do and return the exit to raise."""
     echo(exc.format(), stderr=True)
     return typer.Exit(1)
+
+
+def is_pipe(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a pipe (a named FIFO, `<(...)`): its text can be read once, and not replaced."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 @functools.cache

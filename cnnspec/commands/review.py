@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from cnnspec.commands.common import fail, stderr_console, stdout_console
-from cnnspec.errors import CnnspecError
+from cnnspec.commands.common import fail, is_pipe, stderr_console, stdout_console
+from cnnspec.errors import CnnspecError, Diagnostic, Location
 from cnnspec.terminal import printable
 
 
@@ -47,6 +47,14 @@ def fmt(
                 loads(text, "<stdin>")
                 sys.stdout.write(format_text(text, "<stdin>"))
                 continue
+            if not (check or diff) and is_pipe(path):  # its text can be read, but not replaced
+                raise CnnspecError(
+                    Diagnostic(
+                        f"cannot reformat {path} in place: it is a pipe",
+                        Location(str(path)),
+                        hint="`cnnspec fmt - < FILE` prints the formatted text; --check and --diff only read",
+                    )
+                )
             before, after = format_file(path)
         except CnnspecError as exc:
             err.print(exc.format(), markup=False)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cnnspec.commands.common import Overrides, Which, fail, stderr_console, stdout_console
+from cnnspec.commands.common import Overrides, Which, fail, is_pipe, stderr_console, stdout_console
 from cnnspec.interrupts import Interrupted
 
 if TYPE_CHECKING:
@@ -141,6 +141,13 @@ def _launch(
     from cnnspec.training.distributed import launch
     from cnnspec.training.setup import resolve_spec
 
+    if spec is not None and is_pipe(spec):  # every process would read it, and a pipe gives its text once
+        raise fail(
+            CnnspecError(
+                f"{spec} is a pipe: train --nproc reads the spec in each of its {nproc} processes",
+                hint="save the spec to a file and train that",
+            )
+        )
     try:
         check(resolve_spec(spec, resume, overrides)[0])
     except CnnspecError as exc:

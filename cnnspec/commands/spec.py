@@ -87,6 +87,8 @@ def summary(
     from cnnspec.spec.overrides import load_with_overrides
 
     try:
+        if plot is not None:
+            render.plot_format(str(plot))  # before any work: an extension matplotlib cannot write
         graph = check(load_with_overrides(spec, overrides or ()))
     except CnnspecError as exc:
         raise fail(exc) from None

@@ -25,7 +25,7 @@ from cnnspec.deploy.gate import sample_batch
 from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.deploy.predict import model_metadata, run_batches
 from cnnspec.deploy.session import Device, Session, open_session
-from cnnspec.errors import ExportError
+from cnnspec.errors import Diagnostic, ExportError, Location
 from cnnspec.rundir.info import read_info
 from cnnspec.rundir.lock import locked
 from cnnspec.rundir.paths import RunPaths
@@ -145,11 +145,12 @@ def _onnx_for_run(run: Path, notes: list[str]) -> Iterator[Path]:
         yield export_run(run, Path(folder) / "model.onnx").path
 
 
-def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> nn.Module:
+def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> tuple[nn.Module, Graph]:
     parent = path.resolve().parent
     if RunPaths(parent).info.is_file() and read_info(parent).spec_hash == meta.spec_hash:
         with locked(parent, "cnnspec bench", shared=True):
-            return load_trained(parent).model
+            trained = load_trained(parent)
+            return trained.model, trained.graph
     if meta.spec is None:
         raise ExportError(
             f"{path} carries no spec to rebuild the torch model from", hint="pass the run directory instead"
@@ -163,7 +164,7 @@ def _torch_for_model(path: Path, meta: ModelMetadata, notes: list[str]) -> nn.Mo
     notes.append(
         "torch runs the spec embedded in the file with fresh weights (the speed does not depend on their values)"
     )
-    return build(graph, pretrained=False).eval()
+    return build(graph, pretrained=False).eval(), graph
 
 
 # What an embedded spec may ask torch to allocate. A single ONNX file holds at most 2 GiB,
@@ -209,11 +210,69 @@ def _pick_device(device: Device) -> str:
     return "cpu"
 
 
+# The largest batch and the longest minimum timing bench takes: beyond them a benchmark measures the
+# allocator or never ends. A batch within the bound is still refused when it does not fit in memory.
+MAX_BATCH = 65_536
+MAX_SECONDS = 3_600.0
+
+
+def _check_options(batches: Sequence[int], min_seconds: float) -> None:
+    if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
+        raise ExportError(f"batch sizes must be positive integers, got {list(batches)}")
+    if max(batches) > MAX_BATCH:
+        raise ExportError(
+            f"batch size {max(batches):,} is over the largest bench runs, {MAX_BATCH:,}",
+            hint=f"--batch takes sizes from 1 to {MAX_BATCH:,}, e.g. 1,64,256",
+        )
+    if not (0 <= min_seconds <= MAX_SECONDS):  # NaN fails too
+        raise ExportError(
+            f"--seconds {min_seconds:g} is outside 0 to {MAX_SECONDS:g}",
+            hint="the minimum timing per engine and batch size, in seconds (default 1)",
+        )
+
+
+def batch_memory(meta: ModelMetadata, graph: Graph | None, batch: int) -> int:
+    """Bytes a batch of `batch` needs while bench times it: the random 8-bit images and the float32
+    input (made once, fitted once), and for each engine the forward pass as evaluation counts it (the
+    input and the largest layer output, when the spec is known) and the logits."""
+    pre = meta.image_preprocessing()
+    c = pre.channels
+    stored = c * math.prod(pre.image_size)
+    values = c * math.prod(pre.input_size)
+    largest = max((math.prod(n.output_shape) for n in graph.nodes), default=0) if graph is not None else 0
+    per_image = stored + 2 * 4 * values + 2 * 4 * (values + largest + len(meta.class_names))
+    return batch * per_image
+
+
+def ensure_batches_fit(meta: ModelMetadata, graph: Graph | None, batches: Sequence[int], path: Path) -> None:
+    """ExportError before anything is allocated when the largest batch does not fit in the CPU's memory."""
+    from cnnspec.checker.memory import available_cpu_memory, format_bytes
+
+    batch = max(batches)
+    need, free = batch_memory(meta, graph, batch), available_cpu_memory()
+    if free is not None and need > free:
+        counted = "" if graph is not None else " (its layers' outputs not counted: the file carries no spec)"
+        raise ExportError(
+            Diagnostic(
+                f"a batch of {batch:,} needs an estimated {format_bytes(need)} but the cpu has"
+                f" {format_bytes(free)} free",
+                Location(str(path)),
+                notes=(f"{format_bytes(need // batch)} per image of {'×'.join(map(str, meta.input_shape))}{counted}",),
+                hint="lower --batch",
+            )
+        )
+
+
 def bench(
     target: str | Path, batches: Iterable[int] = (1, 64), device: Device = "auto", min_seconds: float = 1.0
 ) -> BenchResult:
-    """Benchmark a run directory (its model.onnx, exported on the fly when absent) or an exported .onnx file."""
+    """Benchmark a run directory (its model.onnx, exported on the fly when absent) or an exported .onnx file.
+
+    Batches go up to MAX_BATCH and must fit in the CPU's memory, `min_seconds` up to MAX_SECONDS;
+    ExportError otherwise, before anything is loaded or allocated for the batches."""
     p = Path(target)
+    batches = list(batches)
+    _check_options(batches, min_seconds)
     notes: list[str] = []
     where = _pick_device(device)
     threads = torch.get_num_threads()
@@ -222,14 +281,16 @@ def bench(
         with locked(p, "cnnspec bench", shared=True):  # not while a `train` changes its weights
             trained = load_trained(p)
             with _onnx_for_run(p, notes) as onnx_path:
-                return _bench_files(trained.model, onnx_path, list(batches), device, where, threads, min_seconds, notes)
+                return _bench_files(
+                    (trained.model, trained.graph), onnx_path, batches, device, where, threads, min_seconds, notes
+                )
     if not p.is_file():
         raise ExportError(f"{p} is neither a run directory nor an ONNX file")
-    return _bench_files(None, p, list(batches), device, where, threads, min_seconds, notes)
+    return _bench_files(None, p, batches, device, where, threads, min_seconds, notes)
 
 
 def _bench_files(
-    model: nn.Module | None,
+    torch_model: tuple[nn.Module, Graph] | None,
     onnx_path: Path,
     batches: list[int],
     requested: Device,
@@ -250,7 +311,7 @@ def _bench_files(
     if session is None:
         session = open_session(onnx_path, "cpu", threads=threads)
     meta = model_metadata(session)
-    if model is None:
-        model = _torch_for_model(onnx_path, meta, notes)
+    model, graph = torch_model if torch_model is not None else _torch_for_model(onnx_path, meta, notes)
+    ensure_batches_fit(meta, graph, batches, onnx_path)
     rows = bench_pair(model, session, meta, batches, where, min_seconds)
     return BenchResult(meta.spec_name or onnx_path.stem, str(onnx_path), where, session.provider, threads, rows, notes)

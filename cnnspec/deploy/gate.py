@@ -99,6 +99,7 @@ def run_gate(
         x = sample_batch(meta, batch, seed=batch)
         with torch.no_grad():
             expected = model(torch.from_numpy(x)).float().numpy()
+        _refuse_non_finite(x, expected, meta, where or str(p))
         if session.static_batch is None:
             got = session.run(x)
         else:  # a fixed batch axis: feed the images one batch at a time
@@ -118,12 +119,45 @@ def run_gate(
             f"(bound {r.bound:.3g}, largest logit {r.max_abs_logit:.3g})"
             for r in results
         )
+        overflow = fp16 and any(not np.isfinite(r.max_abs_diff) for r in failed)
         raise ExportError(
             Diagnostic(
                 f"parity gate failed: onnxruntime and torch disagree beyond the {kind} bound",
                 Location(where or str(p)),
                 notes=notes,
-                hint="no ONNX file was written; report this with the spec, it is an exporter or runtime bug",
+                hint="no ONNX file was written; "
+                + (
+                    "onnxruntime's outputs are not finite with fp16 weights (a weight or value beyond fp16's"
+                    " ±65504): export without export.fp16"
+                    if overflow
+                    else "report this with the spec, it is an exporter or runtime bug"
+                ),
             )
         )
     return results
+
+
+def _refuse_non_finite(x: np.ndarray, expected: np.ndarray, meta: ModelMetadata, where: str) -> None:
+    """ExportError when the torch model's own input or outputs are not finite: no engine can match
+    NaN, and the cause is the run (its normalisation, or its weights), not the exporter."""
+    if not np.isfinite(x).all():
+        raise ExportError(
+            Diagnostic(
+                "the run's normalisation makes the model's input non-finite (NaN or inf) on 8-bit images",
+                Location(where),
+                notes=(f"mean {meta.mean}, std {meta.std}",),
+                hint="no ONNX file was written; the run's run.json mean/std are not ones `cnnspec train` writes:"
+                " put back the original, or train the run again",
+            )
+        )
+    if not np.isfinite(expected).all():
+        raise ExportError(
+            Diagnostic(
+                "the model's own (torch) outputs are not finite (NaN or inf) on 8-bit images:"
+                " there is nothing for onnxruntime to match",
+                Location(where),
+                notes=(f"mean {meta.mean}, std {meta.std}",),
+                hint="no ONNX file was written; the run's weights or its normalisation make the outputs"
+                " non-finite: evaluate the run (`cnnspec evaluate RUN`), or train it again",
+            )
+        )

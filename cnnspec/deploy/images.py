@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnspec.checker.weights import MISSING, what_is_at
 from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.errors import DataError
 
@@ -36,7 +37,10 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
         elif p.is_file():
             files.append(p)
         else:
-            raise DataError(f"no such file or folder: {p}")
+            what = what_is_at(p)  # a FIFO or a device is said as what it is, never opened
+            if what == MISSING:
+                raise DataError(f"no such file or folder: {p}")
+            raise DataError(f"{p} is {what}, not an image file", hint="name image files, or folders of images")
     return files
 
 

@@ -149,8 +149,45 @@ def _slides_window(kind: str) -> bool:
     return cls is not None and cls.slides_window
 
 
+def plot_formats() -> list[str]:
+    """The file formats `plot` can write, named by extension: matplotlib's, less pgf when its TeX
+    program is missing (matplotlib would fail only after drawing)."""
+    import shutil
+
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = set(FigureCanvasBase.get_supported_filetypes())
+    if shutil.which(str(matplotlib.rcParams["pgf.texsystem"])) is None:
+        formats.discard("pgf")
+    return sorted(formats)
+
+
+def plot_format(path: str) -> str:
+    """The format `plot` writes to `path`, from its extension (PNG when it has none); CnnspecError,
+    listing the formats there are, for an extension matplotlib cannot write."""
+    from pathlib import PurePath
+
+    from cnnspec.errors import CnnspecError, Diagnostic, Location
+
+    suffix = PurePath(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    formats = plot_formats()
+    if suffix not in formats:
+        raise CnnspecError(
+            Diagnostic(
+                f"--plot cannot write .{suffix} files",
+                Location(path),
+                hint=f"name the file with one of: {', '.join('.' + f for f in formats)} (e.g. plot.png)",
+            )
+        )
+    return suffix
+
+
 def plot(summary: Summary, path: str) -> None:
-    """Receptive field and feature-map size per conv/pool stage (seed §12), written as a PNG.
+    """Receptive field and feature-map size per conv/pool stage (seed §12), written as a PNG (or the
+    format `plot_format` reads from the extension).
 
     The y axis turns logarithmic (base 2) when the two curves span more than 32×, as in a
     ResNet, where the receptive field grows to hundreds of pixels while maps shrink to 7.
@@ -180,4 +217,4 @@ def plot(summary: Summary, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=plot_format(path))  # exactly `path`, even without an extension

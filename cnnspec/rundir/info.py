@@ -6,24 +6,18 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PositiveInt, ValidationError, model_validator
 
 from cnnspec.errors import CheckpointError, Diagnostic, Location
 from cnnspec.rundir.files import write_run_file
 from cnnspec.rundir.paths import RunPaths
-from cnnspec.spec.base import StrictModel
+from cnnspec.spec.base import NormMean, NormStd, StrictModel
 from cnnspec.version import __version__
 
 if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
-
-
-# Normalisation values as run.json may hold them: finite, and a std above 0 (evaluate, export and
-# predict divide by it, so 0 or NaN would turn every prediction into NaN).
-_Mean = Annotated[float, Field(allow_inf_nan=False)]
-_Std = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class RunInfo(StrictModel):
@@ -39,8 +33,12 @@ class RunInfo(StrictModel):
     cnnspec_version: str
     input_shape: list[PositiveInt] = Field(min_length=3, max_length=3, description="[C, H, W] of one image.")
     class_names: list[str] = Field(min_length=1)
-    mean: list[_Mean] | None = Field(None, description="Per channel, on the 0–1 scale; None: no normalisation.")
-    std: list[_Std] | None = Field(None, description="Per channel, above 0; None exactly when mean is None.")
+    # The spec's own bounds (cnnspec.spec.base: finite, |mean| ≤ 1000, std from 0.001 to 1000): evaluate,
+    # export and predict divide by the std, and a tiny or huge one would turn every prediction into NaN.
+    mean: list[NormMean] | None = Field(
+        None, description="Per channel, on the 0–1 scale, within ±1000; None: no normalisation."
+    )
+    std: list[NormStd] | None = Field(None, description="Per channel, 0.001 to 1000; None exactly when mean is None.")
     dataset: str | None = None
 
     @model_validator(mode="after")

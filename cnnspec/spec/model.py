@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 from cnnspec.augments import AugmentItem
 from cnnspec.datasets import DATASETS, names_description
 from cnnspec.layers import LayerItem
-from cnnspec.spec.base import Fraction, PositiveInt, Size, StrictModel
+from cnnspec.spec.base import Fraction, NormMean, NormStd, PositiveInt, Size, StrictModel
 from cnnspec.spec.source import SourceMap
 
 # --- model ----------------------------------------------------------------------------
@@ -100,8 +100,8 @@ class DatasetSpec(StrictModel):
 class Normalize(StrictModel):
     """Per-channel mean and standard deviation, on the 0–1 pixel scale."""
 
-    mean: list[float] = Field(description="Per-channel mean.", min_length=1)
-    std: list[Annotated[float, Field(gt=0)]] = Field(description="Per-channel standard deviation.", min_length=1)
+    mean: list[NormMean] = Field(description="Per-channel mean.", min_length=1)
+    std: list[NormStd] = Field(description="Per-channel standard deviation.", min_length=1)
 
 
 class DataSpec(StrictModel):
@@ -141,13 +141,19 @@ class OptimizerSpec(StrictModel):
     )
 
 
+# Warm-up longer than the run warms up the whole run (it is cut at train.epochs); past this it is a typo.
+MAX_WARMUP_EPOCHS = 10_000
+
+
 class ScheduleSpec(StrictModel):
     """The learning-rate schedule, updated every optimizer step."""
 
     name: Literal["constant", "cosine", "step", "multistep", "onecycle"] = Field(
         "constant", description="constant, cosine (to min_lr), step, multistep or onecycle."
     )
-    warmup_epochs: Annotated[float, Field(ge=0)] = Field(0.0, description="Linear warm-up from 0 before the schedule.")
+    warmup_epochs: Annotated[float, Field(ge=0, le=MAX_WARMUP_EPOCHS)] = Field(
+        0.0, description="Linear warm-up from 0 before the schedule, in epochs."
+    )
     min_lr: Annotated[float, Field(ge=0)] = Field(0.0, description="cosine: final learning rate.")
     step_size: PositiveInt = Field(30, description="step: epochs between decays.")
     milestones: list[PositiveInt] = Field(default_factory=list, description="multistep: epochs at which to decay.")

@@ -207,8 +207,12 @@ def _check_new_key(
 
 def load_with_overrides(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     """Load a spec file with overrides applied, validated as one document."""
-    file = str(path)
-    data, source = parse_yaml(read_spec_text(path), file)
+    return loads_with_overrides(read_spec_text(path), str(path), overrides)
+
+
+def loads_with_overrides(text: str, file: str, overrides: Sequence[str] = ()) -> Spec:
+    """Spec text (read from `file`) with overrides applied, validated as one document."""
+    data, source = parse_yaml(text, file)
     if overrides:
         data, source = apply_overrides(data, source, overrides)
     return from_data(data, source)

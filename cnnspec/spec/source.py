@@ -8,9 +8,12 @@ line and column so later stages can point at the YAML that caused an error.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
+import select
+import stat
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,9 @@ from cnnspec.spec.events import PathKey, pure_events, walk
 
 MAX_DEPTH = 64
 MAX_FILE_BYTES = 10 * 1024 * 1024
+# How long a pipe may stay silent (no writer yet, or one that sends nothing) before reading it gives
+# up: a named FIFO nobody writes to would otherwise hang validate, train or fmt forever.
+PIPE_WAIT_SECONDS = 30.0
 # Nodes that aliases may add on top of the text's own nodes; an alias bomb
 # multiplies the node count exponentially and trips this long before memory.
 MAX_ALIAS_NODES = 10_000
@@ -363,25 +369,103 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
 
 
-def read_spec_text(path: str | Path, counts: ReadCounts | None = None) -> str:
-    """Read a spec file, refusing what cannot be a spec before parsing it.
+_NOT_SPECS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
-    At most MAX_FILE_BYTES + 1 bytes are read, whatever the file claims to be (/dev/zero, a
-    pipe); `counts`, when given, adds up the bytes read.
+
+def _not_a_spec(file: str, mode: int) -> SpecError:
+    kind = next((what for test, what in _NOT_SPECS if test(mode)), "a special file")
+    hint = "name the .yaml file itself" if stat.S_ISDIR(mode) else "name a spec file, or pipe one in: <(cat spec.yaml)"
+    return SpecError(Diagnostic(f"{file} is {kind}, not a spec file", Location(file), hint=hint))
+
+
+def _read_bounded(file: str, limit: int, pipe_wait: float) -> bytes:
+    """At most `limit` bytes of a regular file or a pipe; SpecError for anything else.
+
+    Opened non-blocking, so that opening a FIFO with no writer returns at once, then checked with
+    fstat on the open descriptor (the file checked is the file read).
     """
-    p = Path(path)
-    file = str(path)
     try:
-        if p.is_dir():
-            raise SpecError(Diagnostic(f"{file} is a folder, not a spec file", Location(file)))
-        with p.open("rb") as stream:
-            data = stream.read(MAX_FILE_BYTES + 1)
-        if counts is not None:
-            counts.bytes_read += len(data)
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise SpecError(Diagnostic(f"no such file: {file}", Location(file))) from None
     except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a Unix socket cannot be opened: say what it is
+            try:
+                mode = os.stat(file).st_mode
+            except OSError:
+                mode = None
+            if mode is not None:
+                raise _not_a_spec(file, mode) from None
         raise SpecError(Diagnostic(f"cannot read {file}: {exc.strerror}", Location(file))) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode):
+            return _read_pipe(fd, file, limit, pipe_wait)
+        if not stat.S_ISREG(mode):
+            raise _not_a_spec(file, mode)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            return stream.read(limit)  # one buffer of the size read: no copy of a 10 MiB file
+    except OSError as exc:
+        raise SpecError(Diagnostic(f"cannot read {file}: {exc.strerror}", Location(file))) from None
+    finally:
+        os.close(fd)
+
+
+def _read_pipe(fd: int, file: str, limit: int, wait: float) -> bytes:
+    """A pipe read to its end (its writer closed it), waiting at most `wait` seconds for each chunk.
+
+    A FIFO opened non-blocking with no writer reads as empty at once; poll() waits until a writer
+    has sent something or come and gone, so the wait is poll's. A signal handler that raises
+    (Ctrl-C's) ends the wait; SIGTERM's default action ends the process.
+    """
+    if not hasattr(select, "poll"):  # no poll on pipes (Windows): a plain blocking read
+        os.set_blocking(fd, True)
+        return os.read(fd, limit)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        if not poller.poll(wait * 1000):
+            said = f"after {total:,} bytes " if total else ""
+            raise SpecError(
+                Diagnostic(
+                    f"nothing to read from {file}: a pipe that sent nothing {said}for {wait:g} s"
+                    + ("" if total else " (a named pipe with no writer?)"),
+                    Location(file),
+                    hint="write the spec into the pipe and close it, or name the spec file itself",
+                )
+            )
+        try:
+            chunk = os.read(fd, min(limit - total, 1 << 16))
+        except BlockingIOError:  # woken without data
+            continue
+        if not chunk:  # every writer has closed it
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def read_spec_text(path: str | Path, counts: ReadCounts | None = None, *, pipe_wait: float | None = None) -> str:
+    """Read a spec file, refusing what cannot be a spec before parsing it.
+
+    A regular file is read; a pipe (`<(make-spec)`, `/dev/stdin` fed by a pipe, a named FIFO) is
+    read to its end as long as something comes through it at least every `pipe_wait` seconds
+    (PIPE_WAIT_SECONDS); a folder, device or socket is refused. Either way at most
+    MAX_FILE_BYTES + 1 bytes are read. Ctrl-C (SIGINT) and SIGTERM end a wait on a pipe at once.
+    `counts`, when given, adds up the bytes read.
+    """
+    file = str(path)
+    data = _read_bounded(file, MAX_FILE_BYTES + 1, PIPE_WAIT_SECONDS if pipe_wait is None else pipe_wait)
+    if counts is not None:
+        counts.bytes_read += len(data)
     if len(data) > MAX_FILE_BYTES:
         raise SpecError(
             Diagnostic(

@@ -42,15 +42,18 @@ def train(
     from cnnspec.training.distributed import from_env, prepare_shared, process_group
     from cnnspec.training.loop import Trainer
     from cnnspec.training.progress import make_reporter
+    from cnnspec.training.setup import read_spec_file
     from cnnspec.training.signals import StopFlag, stop_on_signals
 
     callbacks = checked(callbacks)  # before anything is written
+    # Read once, and before a signal only sets the stop flag: Ctrl-C or SIGTERM ends a wait on a pipe.
+    spec_or_text = read_spec_file(spec_or_path)
     dist = from_env()
     reporter = make_reporter(progress if dist.is_main else False)
     stop = StopFlag()
     stop.on_request = lambda: reporter.message("stopping after this step to save the state (Ctrl-C again to abort)")
     with stop_on_signals(stop), process_group(dist):
-        session = prepare_shared(dist, spec_or_path, out, resume, overrides, reporter)
+        session = prepare_shared(dist, spec_or_text, out, resume, overrides, reporter)
         try:
             Trainer(session, reporter, stop, dist, callbacks).fit()
         finally:
@@ -101,7 +104,7 @@ def _evaluate_locked(run: str | Path, which: str, split: str) -> dict[str, Any]:
     if source is None:
         raise DataError(
             f"{spec.data.dataset.name if spec.data else 'the dataset'} has no {split} split to evaluate on",
-            hint="image_folder: add ROOT/test/CLASS/* images, or use --split val",
+            hint=_missing_split_hint(spec, split, data),
         )
     if data.class_names != info.class_names:
         raise DataError("the dataset's classes differ from the ones this run was trained on")
@@ -134,3 +137,15 @@ def _evaluate_locked(run: str | Path, which: str, split: str) -> dict[str, Any]:
         f"{info.spec_name}: {split} ({trained.weights} weights)",
     )
     return report
+
+
+def _missing_split_hint(spec: Spec, split: str, data: Any) -> str:
+    """How the split evaluate was asked for comes to be, and the split there is instead (if any)."""
+    other = "val" if split == "test" else "test"
+    if spec.data is not None and spec.data.dataset.name == "image_folder":
+        how = f"add ROOT/{split}/CLASS/* images (ones the model did not train on)"
+    elif split == "val":
+        how = "the run trained with data.val_split 0: it held no images out of its training set"
+    else:
+        how = "the dataset has no test split"
+    return f"{how}; or use --split {other}, the split it has" if getattr(data, other) is not None else how

@@ -22,7 +22,14 @@ from cnnspec.spec.model import DataSpec, Spec
 from cnnspec.training.distributed import smallest_batch
 from cnnspec.training.memory import ensure_fits
 from cnnspec.training.precision import resolve
-from cnnspec.training.sources import FolderSource, Source, TensorSource, image_files
+from cnnspec.training.sources import (
+    FolderSource,
+    Identities,
+    Source,
+    TensorSource,
+    image_files,
+    refuse_shared_images,
+)
 
 # Seed of the fixed digits train/test split: the same test set for every run and spec.
 DIGITS_SPLIT_SEED = 0
@@ -210,7 +217,10 @@ def load_image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed
             f"image_folder: no {train_dir} folder",
             hint=f"put training images in {train_dir}/CLASS/*.png (and optionally {root}/val, {root}/test)",
         )
-    classes, train_items = image_files(train_dir, root)
+    found: list[tuple[str, list[tuple[str, int]], Identities]] = []  # each split's files, by identity
+    train_ids = Identities()
+    classes, train_items = image_files(train_dir, root, train_ids)
+    found.append(("train", train_items, train_ids))
     if not train_items:
         raise DataError(
             f"image_folder: no images in {train_dir}/*/", hint="supported: .png .jpg .jpeg .bmp .webp .tif .ppm .pgm"
@@ -220,7 +230,9 @@ def load_image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed
         folder = root / split
         if not folder.is_dir():
             return None
-        names, items = image_files(folder, root)
+        ids = Identities()
+        names, items = image_files(folder, root, ids)
+        found.append((split, items, ids))
         unknown = sorted(set(names) - set(classes))
         if unknown:
             raise DataError(f"{folder} has classes that {train_dir} lacks: {', '.join(unknown)}")
@@ -229,6 +241,9 @@ def load_image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed
 
     val_items = other("val")
     test_items = other("test")
+    # An image in two splits (a class folder linked to train's, a hard link) would be measured on
+    # what the model trained on: a test accuracy of 1.0 on training images.
+    refuse_shared_images(found)
     if val_items is None and data.val_split > 0:
         n_val = round(len(train_items) * data.val_split)
         if n_val >= len(train_items):

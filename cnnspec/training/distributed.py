@@ -32,7 +32,7 @@ from cnnspec.training.sources import Batch, FolderSource, Source, epoch_order
 if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
     from cnnspec.training.progress import Reporter
-    from cnnspec.training.setup import Session
+    from cnnspec.training.setup import Session, SpecInput
 
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -160,7 +160,7 @@ def share(dist: Dist, compute: Any) -> Any:
 
 def prepare_shared(
     dist: Dist,
-    spec_or_path: Spec | str | Path | None,
+    spec_or_path: SpecInput,
     out: str | Path | None,
     resume: str | Path | None,
     overrides: Sequence[str],

@@ -1,7 +1,8 @@
 """Refuse a training run that cannot fit the device before anything is allocated or written.
 
 The estimate (cnnspec.checker.memory) is fp32 weights, their gradients and the optimizer's
-state, a batch's forward/backward pass, and the dataset held in memory; it is compared
+state, a batch's forward/backward pass, its augmentation's largest step (random_crop's padded
+batch), and the dataset held in memory; it is compared
 with what the device has free: on a CPU the kernel's MemAvailable (/proc/meminfo), capped by
 the cgroup's memory.max when the process runs in one; on CUDA `torch.cuda.mem_get_info`. The
 estimate leaves out kernels' workspaces and allocator slack, so it errs low: a run it lets
@@ -12,34 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from cnnspec.checker.graph import Graph
-from cnnspec.checker.memory import BYTES_FP32, MemoryEstimate, estimate, format_bytes
+from cnnspec.checker.memory import BYTES_FP32, MemoryEstimate, available_cpu_memory, estimate, format_bytes
 from cnnspec.errors import DataError, Diagnostic, Location
 from cnnspec.spec.model import Spec
-
-
-def available_cpu_memory() -> int | None:
-    """Bytes this process can still allocate on the CPU; None when the system does not say."""
-    free: int | None = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                free = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        free = None
-    try:  # cgroup v2: a container's own limit
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-            room = max(int(limit) - used, 0)
-            free = room if free is None else min(free, room)
-    except (OSError, ValueError):
-        pass
-    return free
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -88,6 +68,14 @@ def training_parts(spec: Spec, graph: Graph, device: torch.device, est: MemoryEs
             big.location if big else None,
         ),
     ]
+    if est.augment.bytes:  # the augmented batch, on the training device
+        parts.append(
+            _Part(
+                f"augmentation: {format_bytes(est.augment.bytes)} per image ({est.augment.what}) × batch {batch}",
+                est.augment.bytes * batch,
+                spec.source.locate(est.augment.path),
+            )
+        )
     # In-memory datasets are built on the CPU and moved to the training device once.
     if est.data.bytes:
         parts.append(_Part(f"the dataset ({est.data.what})", est.data.bytes, spec.source.locate(est.data.path)))
@@ -155,6 +143,8 @@ def _refuse_over(needs: list[tuple[torch.device, list[_Part]]], est: MemoryEstim
             if doing == "training"
             else "lower data.eval_batch_size in the run's spec.yaml, or evaluate on a machine with more memory"
         )
+        if top.what.startswith("augmentation"):
+            hint = "lower data.batch_size or the augmentation's padding; or train on a machine with more memory"
         raise DataError(
             Diagnostic(
                 f"{doing} needs an estimated {format_bytes(total)} but the {where.type} has"

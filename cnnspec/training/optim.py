@@ -69,7 +69,8 @@ class Schedule:
 
     @property
     def warmup_steps(self) -> int:
-        return min(round(self.spec.warmup_epochs * self.steps_per_epoch), self.total_steps)
+        # Cut at the run's length first: warm-up longer than the run warms up all of it.
+        return min(round(min(self.spec.warmup_epochs, self.epochs) * self.steps_per_epoch), self.total_steps)
 
     def factor(self, step: int) -> float:
         """Multiplier of the peak LR at optimizer step `step` (0-based)."""

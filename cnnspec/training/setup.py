@@ -26,7 +26,7 @@ from cnnspec.rundir.paths import LOCK_NAME, RunPaths
 from cnnspec.rundir.reader import ensure_architecture
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
-from cnnspec.spec.overrides import load_with_overrides, override_spec
+from cnnspec.spec.overrides import loads_with_overrides, override_spec
 from cnnspec.spec.source import read_spec_text
 from cnnspec.terminal import printable
 from cnnspec.training.checkpoint import Checkpoints
@@ -64,9 +64,26 @@ def default_out(spec: Spec) -> Path:
     return Path("runs") / (re.sub(r"[^A-Za-z0-9._-]+", "-", spec.name).strip("-.") or "run")
 
 
-def resolve_spec(
-    spec_or_path: Spec | str | Path | None, resume: Path | None, overrides: Sequence[str]
-) -> tuple[Spec, str]:
+@dataclass(frozen=True)
+class SpecText:
+    """A spec file's text, read once: a pipe (`<(make-spec)`) gives its text to one read only."""
+
+    file: str
+    text: str
+
+
+SpecInput = Spec | SpecText | str | Path | None
+
+
+def read_spec_file(spec_or_path: SpecInput) -> Spec | SpecText | None:
+    """A path's text read now (train reads it before it routes Ctrl-C and SIGTERM to a stop flag,
+    so that either ends a wait on a pipe at once); a Spec or None as it is."""
+    if isinstance(spec_or_path, str | Path):
+        return SpecText(str(spec_or_path), read_spec_text(spec_or_path))
+    return spec_or_path
+
+
+def resolve_spec(spec_or_path: SpecInput, resume: Path | None, overrides: Sequence[str]) -> tuple[Spec, str]:
     """The spec to train (overrides applied) and the YAML text that records it in the run."""
     if spec_or_path is None:
         if resume is None:
@@ -74,16 +91,18 @@ def resolve_spec(
         spec_or_path = RunPaths(resume).spec
         if not Path(spec_or_path).is_file():
             raise CheckpointError(f"{resume} is not a cnnspec run directory (no spec.yaml)")
-    if not isinstance(spec_or_path, Spec):
-        spec = load_with_overrides(spec_or_path, overrides)
+    spec_or_path = read_spec_file(spec_or_path)
+    if isinstance(spec_or_path, SpecText):
+        spec = loads_with_overrides(spec_or_path.text, spec_or_path.file, overrides)
         # Without overrides the file itself is the record, comments and all.
-        return spec, dump_spec(spec) if overrides else read_spec_text(spec_or_path)
+        return spec, dump_spec(spec) if overrides else spec_or_path.text
+    assert spec_or_path is not None
     spec = override_spec(spec_or_path, overrides)
     return spec, dump_spec(spec)
 
 
 def prepare(
-    spec_or_path: Spec | str | Path | None,
+    spec_or_path: SpecInput,
     out: str | Path | None,
     resume: str | Path | None,
     overrides: Sequence[str],

@@ -7,11 +7,12 @@ Augmentation and normalisation happen afterwards, per batch, on the device.
 
 from __future__ import annotations
 
+import array
 import os
 import re
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -377,7 +378,24 @@ def _utf8(name: str) -> bool:
     return True
 
 
-def image_files(folder: Path, root: Path | None = None) -> tuple[list[str], list[tuple[str, int]]]:
+FileId = tuple[int, int]  # (st_dev, st_ino): one file or folder, whatever links or hard links lead to it
+
+
+@dataclass
+class Identities:
+    """What `image_files` listed, by identity: (st_dev, st_ino) of each image, in the order of its
+    items (two numbers an image in a compact array: a folder can hold millions), and of each folder read."""
+
+    files: array.array[int] = field(default_factory=lambda: array.array("Q"))
+    folders: dict[FileId, str] = field(default_factory=dict)
+
+    def file(self, index: int) -> FileId:
+        return (self.files[2 * index], self.files[2 * index + 1])
+
+
+def image_files(
+    folder: Path, root: Path | None = None, identities: Identities | None = None
+) -> tuple[list[str], list[tuple[str, int]]]:
     """Class names (sub-folder names, sorted) and (file, class index) pairs of an image folder.
 
     Only regular files with an image extension are listed; symbolic links are followed when
@@ -386,6 +404,8 @@ def image_files(folder: Path, root: Path | None = None) -> tuple[list[str], list
     not valid UTF-8 (class names are stored as UTF-8 text), a link out of `root`, a broken link,
     a link back to a folder already read (a loop, or a second path to a class), and a FIFO,
     socket or device with an image extension (reading one would block or never end).
+    `identities`, when given, receives the identity of every image and folder listed (from the
+    stat each one gets anyway), for `refuse_shared_images`.
     """
     real_root = os.path.realpath(root if root is not None else folder)
     problems: list[Diagnostic] = []
@@ -414,9 +434,11 @@ def image_files(folder: Path, root: Path | None = None) -> tuple[list[str], list
 
     if not os.path.isdir(folder):
         raise DataError(f"{printable(folder)}: no such folder", hint="put each class's images in ROOT/train/CLASS/")
-    seen: set[tuple[int, int]] = set()
+    seen: set[FileId] = set()
     top = os.stat(folder)
     seen.add((top.st_dev, top.st_ino))
+    if identities is not None:
+        identities.folders[(top.st_dev, top.st_ino)] = str(folder)
     classes: list[tuple[str, str]] = []  # (name, path)
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
@@ -435,6 +457,8 @@ def image_files(folder: Path, root: Path | None = None) -> tuple[list[str], list
             problem(path, "a second path to a class folder already read", "remove the link")
             continue
         seen.add(key)
+        if identities is not None:
+            identities.folders[key] = path
         classes.append((name, path))
     items: list[tuple[str, int]] = []
     for index, (_, class_path) in enumerate(classes):
@@ -466,12 +490,86 @@ def image_files(folder: Path, root: Path | None = None) -> tuple[list[str], list
                         )
                         continue
                     seen.add(key)
+                    if identities is not None:
+                        identities.folders[key] = path
                     subfolders.append(path)
                 elif not stat.S_ISREG(info.st_mode):
                     problem(path, f"{file_kind(info.st_mode)}, not a regular file", "remove it from the image folder")
                 else:
                     items.append((path, index))
+                    if identities is not None:
+                        identities.files.extend((info.st_dev, info.st_ino))
             stack.extend(reversed(subfolders))  # depth first, in name order
     if problems:
         raise DataError(problems)
     return [name for name, _ in classes], items
+
+
+SHARED_IMAGES_HINT = (
+    "each split needs images of its own, or its accuracy is measured on images the model trained on:"
+    " remove the link (or the hard-linked copy) from one of the splits"
+)
+
+
+def refuse_shared_images(splits: Sequence[tuple[str, list[tuple[str, int]], Identities]]) -> None:
+    """DataError when one folder or one image file is in two splits (through a symbolic link or a
+    hard link), naming both paths; `splits` are (name, items, identities) from `image_files`.
+
+    A folder shared whole is named once (not each image in it). For single files, every split
+    but the largest is indexed by identity and the largest is looked up in it: memory for the
+    smaller splits only, one lookup per image of the largest.
+    """
+    problems: list[Diagnostic] = []
+    owner: dict[FileId, tuple[str, str]] = {}
+    reported: list[str] = []
+    for name, _, ids in splits:
+        for key, path in ids.folders.items():
+            earlier = owner.get(key)
+            if earlier is None:
+                owner[key] = (name, path)
+            elif earlier[0] != name and not any(_inside(path, r) for r in reported):
+                reported.append(path)
+                if len(problems) < MAX_LISTED:
+                    problems.append(
+                        Diagnostic(
+                            f"the same images are in {earlier[0]} and {name}: {_shown(path)} is the folder"
+                            f" {_shown(earlier[1])}",
+                            hint=SHARED_IMAGES_HINT,
+                        )
+                    )
+    if problems:
+        raise DataError(problems)
+    ordered = sorted(splits, key=lambda split: len(split[1]))
+    indexed: dict[FileId, tuple[str, str]] = {}
+    rank = {name: i for i, (name, _, _) in enumerate(splits)}  # said in the order given: train, val, test
+
+    def shared(name: str, path: str, earlier: tuple[str, str]) -> None:
+        (a, path_a), (b, path_b) = sorted([earlier, (name, path)], key=lambda split: rank[split[0]])
+        if len(problems) < MAX_LISTED:
+            problems.append(
+                Diagnostic(
+                    f"the same image is in {a} and {b}: {_shown(path_a)} and {_shown(path_b)} are one file",
+                    hint=SHARED_IMAGES_HINT,
+                )
+            )
+
+    for name, items, ids in ordered[:-1]:
+        for index, (path, _) in enumerate(items):
+            key = ids.file(index)
+            earlier = indexed.get(key)
+            if earlier is None:
+                indexed[key] = (name, path)
+            elif earlier[0] != name:
+                shared(name, path, earlier)
+    if ordered and indexed:
+        name, items, ids = ordered[-1]
+        for index, (path, _) in enumerate(items):
+            earlier = indexed.get(ids.file(index))
+            if earlier is not None:
+                shared(name, path, earlier)
+    if problems:
+        raise DataError(problems)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

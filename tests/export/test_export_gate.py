@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import cnnspec
 from cnnspec.deploy.exporter import ExportReport
@@ -39,3 +40,27 @@ def test_gate_refuses_a_graph_whose_input_is_not_the_metadata_image_size(digits_
     assert f"the exported input has shape ['batch', {c}, {h}, {w}]; expected [N, {c}, {h + 1}, {w}]" in str(
         caught.value
     )
+
+
+def test_gate_blames_the_run_not_the_exporter_when_outputs_are_not_finite(digits_export: ExportReport) -> None:
+    """A normalisation that overflows float32 (std 1e-300), or NaN weights, fail the gate: the message
+    says it is the run, not 'an exporter or runtime bug' (issue 14 O)."""
+    meta = digits_export.metadata
+    assert meta.preprocessing is not None
+    tiny = dataclasses.replace(
+        meta,
+        mean=[0.5],
+        std=[1e-300],
+        preprocessing=dataclasses.replace(meta.preprocessing, mean=(0.5,), std=(1e-300,)),
+    )
+    model = cnnspec.build(cnnspec.load(DIGITS))
+    with pytest.raises(ExportError) as caught, np.errstate(divide="ignore", invalid="ignore"):
+        run_gate(digits_export.path, model, tiny)
+    assert "the run's normalisation makes the model's input non-finite" in str(caught.value)
+    assert "exporter" not in str(caught.value)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(ExportError) as caught:
+        run_gate(digits_export.path, model, meta)
+    assert "the model's own (torch) outputs are not finite" in str(caught.value)
+    assert "exporter" not in str(caught.value)

@@ -74,8 +74,8 @@ def test_evaluate_export_and_bench_refuse_a_spec_yaml_whose_network_was_edited(
 
 # run.json edits, each with the line the refusal must give: the field, what is wrong, the value found.
 BAD_RECORDS = [
-    ({"std": [0.0]}, "std[0]: input should be greater than 0, got 0.0"),
-    ({"std": [-0.25]}, "std[0]: input should be greater than 0, got -0.25"),
+    ({"std": [0.0]}, "std[0]: input should be greater than or equal to 0.001, got 0.0"),
+    ({"std": [-0.25]}, "std[0]: input should be greater than or equal to 0.001, got -0.25"),
     ({"std": [float("nan")]}, "std[0]: input should be a finite number, got nan"),
     ({"mean": [float("inf")]}, "mean[0]: input should be a finite number, got inf"),
     ({"mean": [0.1, 0.2], "std": [0.3, 0.3]}, "mean has 2 values but input_shape has 1 channel"),

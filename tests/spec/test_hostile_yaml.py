@@ -342,13 +342,39 @@ def test_special_files_are_refused(tmp_path: Path) -> None:
     for target, message in ((tmp_path, "is a folder"), (tmp_path / "absent.yaml", "no such file")):
         with pytest.raises(SpecError, match=message):
             load(target)
-    if os.path.exists("/dev/zero"):  # endless: only a bounded read ends
-        with pytest.raises(SpecError, match="larger than 10 MiB"):
-            load("/dev/zero")
+    if os.path.exists("/dev/zero"):  # a device is refused before a byte is read (it was read to 10 MiB)
         counts = source.ReadCounts()
-        with pytest.raises(SpecError, match="larger than 10 MiB"):
+        with pytest.raises(SpecError, match="/dev/zero is a character device, not a spec file"):
             source.read_spec_text("/dev/zero", counts)
-        assert counts.bytes_read == 10 * 2**20 + 1
+        assert counts.bytes_read == 0
+
+
+def test_an_endless_pipe_is_read_to_the_bound_only(tmp_path: Path) -> None:
+    """A pipe is read (process substitution), but at most 10 MiB + 1 bytes of it, however much comes."""
+    import threading
+
+    fifo = tmp_path / "endless.yaml"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def write_forever() -> None:
+        with open(fifo, "wb") as out:  # blocks until the reader opens the FIFO
+            try:
+                while not stop.is_set():
+                    out.write(b"#" * 65536)
+            except BrokenPipeError:  # the reader stopped and closed its end
+                pass
+
+    writer = threading.Thread(target=write_forever)
+    writer.start()
+    counts = source.ReadCounts()
+    try:
+        with pytest.raises(SpecError, match="larger than 10 MiB"):
+            source.read_spec_text(fifo, counts)
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert counts.bytes_read == 10 * 2**20 + 1
 
 
 def test_parsers_agree_on_hostile_and_odd_documents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
