@@ -44,7 +44,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "render": F | {"layers", "augments", "spec", "checker"},
     "review": F | {"layers", "augments", "spec", "checker", "render"},
     "validate": F | {"layers", "augments", "spec", "checker"},
-    "commands": F | {*STAGES, "render", "review", "validate"},
+    "extras": {"errors"},  # which extra of the distribution a module comes with
+    "commands": F | {*STAGES, "render", "review", "validate", "extras"},
     "cli": F | {"commands"},
     "__main__": {"cli"},
     "cnnspec": F | {"spec", "checker", "builder", "training", "deploy"},  # the public API, cnnspec/__init__.py
