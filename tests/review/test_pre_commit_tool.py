@@ -50,8 +50,8 @@ def user_repo(path: Path, config: str, env: dict[str, str]) -> Path:
     return repo
 
 
-def review_a_change(repo: Path, env: dict[str, str]) -> None:
-    """Commit the specs, a broken one (refused, located), a misformatted one (rewritten, refused, then taken)."""
+def commit_good_then_broken(repo: Path, env: dict[str, str]) -> str:
+    """Commit the specs (taken), then a broken one (refused, located); returns the good text of the spec."""
     first = commit(repo, env, "specs")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "cnnspec validate" in first.stdout + first.stderr  # the hook ran on the specs
@@ -62,6 +62,13 @@ def review_a_change(repo: Path, env: dict[str, str]) -> None:
     broken = commit(repo, env, "broken")
     assert broken.returncode == 1
     assert re.search(r"specs/small_cnn\.yaml:\d+:\d+: error: conv2d output would be", broken.stdout + broken.stderr)
+    return good
+
+
+def review_a_change(repo: Path, env: dict[str, str]) -> None:
+    """The specs, a broken one (refused, located), a misformatted one (rewritten, refused, then taken)."""
+    small = repo / "specs" / "small_cnn.yaml"
+    good = commit_good_then_broken(repo, env)
 
     wider = good.replace("{id: conv2, out_channels: 64,", "{id: conv2, out_channels: 96,")
     assert wider != good
@@ -74,11 +81,11 @@ def review_a_change(repo: Path, env: dict[str, str]) -> None:
     assert git("status", "--porcelain", cwd=repo) == ""
 
 
-@pytest.mark.slow  # four commits, each running two cnnspec hooks
+@pytest.mark.slow  # two commits, each running two cnnspec hooks
 def test_the_example_local_hooks_work_as_written_under_git_commit(tmp_path: Path) -> None:
     env = cli_env() | {"PRE_COMMIT_HOME": str(tmp_path / "cache")}  # `cnnspec` of this environment on PATH
     repo = user_repo(tmp_path / "repo", EXAMPLE.read_text(encoding="utf-8"), env)
-    review_a_change(repo, env)
+    commit_good_then_broken(repo, env)
 
 
 def hook_repository(path: Path) -> tuple[Path, str]:
