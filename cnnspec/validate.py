@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cnnspec.checker.checker import analyse
@@ -21,6 +22,11 @@ def validate_file(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Grap
         return None, exc.diagnostics
     graph, diagnostics = analyse(spec)
     return graph, diagnostics + in_category("checkpoint", check_weights(spec))
+
+
+def as_errors(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:
+    """`validate --strict`: every warning becomes an error (its message, location and hint unchanged)."""
+    return [replace(d, severity="error") for d in diagnostics]
 
 
 def github_annotation(d: Diagnostic) -> str:

@@ -85,7 +85,8 @@ class Commands(TyperGroup):
     """The command group: COMMANDS, each made into a click command when first asked for.
 
     A Ctrl-C anywhere in here (parsing, converting a command, a command that does not handle
-    it) ends with `interrupted` and exit 130, where typer would exit 130 silently.
+    it) ends with `interrupted` and exit 130, where typer would exit 130 silently. A command that
+    needs an extra that is not installed (cnnspec.extras) ends with the line naming it, exit 1.
     """
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
@@ -104,7 +105,16 @@ class Commands(TyperGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         with interrupts_exit(passing=TYPER_ENDINGS):
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except ImportError as exc:  # torch, onnx, … of an extra that is not installed: say which extra
+                from cnnspec.commands.common import fail
+                from cnnspec.extras import missing_extra
+
+                error = missing_extra(exc, ctx.invoked_subcommand or "")
+                if error is None:
+                    raise
+                raise fail(error) from None
 
 
 def _group() -> None:

@@ -124,7 +124,15 @@ def init(
     template: Annotated[
         str, typer.Argument(help="Template: small-cnn, deeper-cnn, resnet18-transfer or digits.")
     ] = "small-cnn",
-    path: Annotated[Path | None, typer.Argument(help="File to write (or a folder); default ./TEMPLATE.yaml.")] = None,
+    # A str, not a Path: a Path drops the trailing slash that says "a folder to create".
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="PATH",
+            help="File to write, or a folder to write TEMPLATE.yaml into: an existing folder, or a path "
+            "ending with / (created). Default ./TEMPLATE.yaml.",
+        ),
+    ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
 ) -> None:
     """Write a starting spec from a template (with the `$schema` line for editors); never overwrites a file."""

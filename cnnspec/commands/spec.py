@@ -32,14 +32,19 @@ def validate(
         ValidateFormat, typer.Option("--format", "-f", help="text, json, or github (Actions annotations).")
     ] = ValidateFormat.text,
     overrides: Overrides = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Treat warnings as errors: report each as an error and exit 1.")
+    ] = False,
 ) -> None:
-    """Check spec files statically (schema, shapes, data); exit 1 when any is invalid."""
-    from cnnspec.validate import github_annotation, validate_file
+    """Check spec files statically (schema, shapes, data); exit 1 when any is invalid (with --strict: any warning)."""
+    from cnnspec.validate import as_errors, github_annotation, validate_file
 
     failed = 0
     report = []
     for path in specs:
         graph, diagnostics = validate_file(path, overrides or ())
+        if strict:
+            diagnostics = as_errors(diagnostics)
         errors = [d for d in diagnostics if d.severity == "error"]
         failed += bool(errors)
         if format is ValidateFormat.json:

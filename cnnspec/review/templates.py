@@ -63,18 +63,34 @@ def render(name: str, target: Path) -> str:
     return f"{line}\n{text}"
 
 
-def target_path(name: str, path: Path | None) -> Path:
-    """Where `init` writes: PATH, or PATH/FILE when PATH is a folder, or ./FILE."""
+def target_path(name: str, path: str | Path | None) -> Path:
+    """Where `init` writes: PATH/FILE when PATH is an existing folder or ends with a slash (a folder
+    to create), else PATH itself; ./FILE without a PATH. FILE is the template's file name.
+
+    The slash is read from the text the user gave (a `Path` drops it), so `init digits specs/`
+    makes the folder `specs` where `init digits specs` would write a file named `specs`.
+    """
     canonical = name.replace("_", "-").removesuffix(".yaml")
     if path is None:
         return Path(file_name(canonical))
-    if path.is_dir():
-        return path / file_name(canonical)
-    return path
+    text = os.fspath(path)
+    folder = Path(text)
+    slashes = tuple(s for s in (os.sep, os.altsep, "/") if s)
+    if folder.is_dir():
+        return folder / file_name(canonical)
+    if text.endswith(slashes):
+        if folder.exists():
+            raise SpecError(
+                Diagnostic(f"{text} is not a folder: a file of that name exists", Location(str(folder))),
+                hint=f"give a file path to write (without the trailing slash), or another folder than {text}",
+            )
+        return folder / file_name(canonical)
+    return folder
 
 
-def init(name: str = DEFAULT, path: Path | None = None) -> Path:
-    """Write a starting spec from a template; refuses to overwrite an existing file."""
+def init(name: str = DEFAULT, path: str | Path | None = None) -> Path:
+    """Write a starting spec from a template (into PATH when it names a folder, see target_path);
+    refuses to overwrite an existing file."""
     target = target_path(name, path)
     text = render(name, target)
     if target.exists():

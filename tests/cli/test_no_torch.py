@@ -37,19 +37,34 @@ COMMANDS = {
     "schema": ["schema"],
     "fmt --check": ["fmt", "--check", "specs/small_cnn.yaml"],
     "diff": ["diff", "specs/small_cnn.yaml", "specs/deeper_cnn.yaml"],
+    "validate --strict": ["validate", "--strict", "specs/digits.yaml"],
+    "diff --format markdown": ["diff", "--format", "markdown", "specs/small_cnn.yaml", "specs/small_cnn.yaml"],
+    "init --list": ["init", "--list"],
+    "train --help": ["train", "--help"],
 }
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
-def test_static_command_imports_no_torch(name: str) -> None:
+def probe(args: list[str], cwd: Path) -> tuple[dict[str, object], str]:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(COMMANDS[name]), json.dumps(HEAVY)],
-        cwd=ROOT,
+        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    probe = next(line for line in proc.stderr.splitlines() if line.startswith("PROBE "))
-    result = json.loads(probe.removeprefix("PROBE "))
-    assert result["code"] in (0, 1, None), proc.stderr
+    line = next(line for line in proc.stderr.splitlines() if line.startswith("PROBE "))
+    return json.loads(line.removeprefix("PROBE ")), proc.stderr
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_static_command_imports_no_torch(name: str) -> None:
+    result, stderr = probe(COMMANDS[name], ROOT)
+    assert result["code"] in (0, 1, None), stderr
     assert result["heavy"] == [], f"`cnnspec {' '.join(COMMANDS[name])}` imported {result['heavy']}"
+
+
+def test_init_writing_a_spec_imports_no_torch(tmp_path: Path) -> None:
+    result, stderr = probe(["init", "digits", "specs/"], tmp_path)
+    assert result["code"] in (0, None), stderr
+    assert (tmp_path / "specs" / "digits.yaml").is_file()
+    assert result["heavy"] == [], f"`cnnspec init digits specs/` imported {result['heavy']}"

@@ -46,7 +46,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "review": F | {"layers", "augments", "datasets", "spec", "checker"},  # fmt, diff and init compute; render/ draws
     "render": F | {"layers", "augments", "datasets", "spec", "checker", "review"},  # summary, diff, doc tables
     "validate": F | {"layers", "augments", "datasets", "spec", "checker"},
-    "commands": F | {*STAGES, "render", "review", "validate"},
+    "extras": {"errors"},  # which extra of the distribution a module comes with
+    "commands": F | {*STAGES, "render", "review", "validate", "extras"},
     "cli": F | {"commands"},
     "__main__": {"cli"},
     "cnnspec": F | {"spec", "checker", "builder", "training", "deploy"},  # the public API, cnnspec/__init__.py
