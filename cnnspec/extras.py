@@ -28,8 +28,21 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "sklearn": "train",
 }
 
+# The commands that need an extra: checked before the command starts, so that what it reads first
+# (a run directory, a spec) cannot give another error ahead of the one that says what to install.
+EXTRA_OF_COMMAND: dict[str, str] = {name: "train" for name in ("train", "evaluate", "export", "predict", "bench")}
+
 # How a message names each extra.
 DESCRIPTION: dict[str, str] = {"train": "training"}
+
+
+def extra_not_installed(command: str) -> CnnspecError | None:
+    """The error to report when `command` needs an extra of which a module is not installed; None otherwise."""
+    extra = EXTRA_OF_COMMAND.get(command)
+    if extra is None:
+        return None
+    absent = [module for module, of in EXTRA_OF_MODULE.items() if of == extra and not _installed(module)]
+    return _needs(command, extra, absent[0]) if absent else None
 
 
 def missing_extra(exc: ImportError, command: str) -> CnnspecError | None:
@@ -40,10 +53,14 @@ def missing_extra(exc: ImportError, command: str) -> CnnspecError | None:
     extra = EXTRA_OF_MODULE.get(top)
     if extra is None or _installed(top):
         return None
+    return _needs(command, extra, top)
+
+
+def _needs(command: str, extra: str, module: str) -> CnnspecError:
     return CnnspecError(
         Diagnostic(
             f"cnnspec {command} needs the {DESCRIPTION.get(extra, extra)} extra: pip install 'cnnspec[{extra}]'",
-            notes=(f"{top} is not installed for {sys.executable}",),
+            notes=(f"{module} is not installed for {sys.executable}",),
         )
     )
 

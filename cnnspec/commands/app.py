@@ -103,6 +103,18 @@ class Commands(TyperGroup):
         with interrupts_exit(passing=TYPER_ENDINGS):
             return super().make_context(info_name, args, parent, **extra)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        from cnnspec.extras import extra_not_installed
+
+        # Before the command reads anything: `evaluate RUN` would otherwise first say RUN is not a run.
+        absent = extra_not_installed(name or "")
+        if absent is not None:
+            raise fail(absent)
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         with interrupts_exit(passing=TYPER_ENDINGS):
             try:
