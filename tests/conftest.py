@@ -3,6 +3,8 @@ one intra-op thread; hypothesis draws the same examples on every run."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,10 +44,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # in-process runs they are compared with use the same count.
 ONE_THREAD_FOLDERS = {"train", "reliability", "distributed"}
 
+# Under pytest-xdist (`pytest -n auto`, as .ci/run runs the suite) each core already runs a worker:
+# a second intra-op thread per worker would only spin against the other worker.
+IN_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread(request: pytest.FixtureRequest) -> Iterator[None]:
-    if request.path.parent.name not in ONE_THREAD_FOLDERS:
+    in_folder = request.path.parent.name in ONE_THREAD_FOLDERS
+    if not in_folder and not (IN_XDIST_WORKER and "torch" in sys.modules):
         yield
         return
     import torch  # here, not at the top: the torch-free tests must not import it
