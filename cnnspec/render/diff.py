@@ -147,12 +147,12 @@ def to_text(d: SpecDiff) -> Any:
             )
         parts.append(table)
 
-    totals = Table(show_header=True, box=None, pad_edge=False)
+    sums = Table(show_header=True, box=None, pad_edge=False)
     for col in ("", "old", "new", "Δ"):
-        totals.add_column(col, justify="left" if not col else "right")
+        sums.add_column(col, justify="left" if not col else "right")
     for row in totals(d):
-        totals.add_row(*row)
-    parts.append(totals)
+        sums.add_row(*row)
+    parts.append(sums)
 
     parts.append(Text("checkpoint: " + checkpoint_summary(d)))
     for status, what in _TENSOR_GROUPS:

@@ -269,10 +269,15 @@ def diff_marks(d: SpecDiff) -> tuple[dict[str, Mark], dict[str, Mark]]:
             effects += (f"shape was {fmt_shape(p.old.output_shape)}",)
         if p.old.params != p.new.params:
             effects += (f"params {p.old.params:,} → {p.new.params:,}",)
+        if not effects and p.old.macs != p.new.macs:
+            effects += (f"MACs {p.old.macs:,} → {p.new.macs:,}",)
+        if not effects and p.old.receptive_field != p.new.receptive_field:
+            (a, _), (b, _) = p.old.receptive_field, p.new.receptive_field
+            effects += (f"receptive field {a} → {b}",)
         if p.changes:
             old[p.old.id] = Mark("changed", notes)
             new[p.new.id] = Mark("changed", notes + effects)
         elif p.effects:
             old[p.old.id] = Mark("effect", ())
-            new[p.new.id] = Mark("effect", effects or ("counts changed",))
+            new[p.new.id] = Mark("effect", effects)
     return old, new
