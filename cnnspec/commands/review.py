@@ -31,7 +31,9 @@ def write_output(path: Path, data: str | bytes) -> None:
     except NotRegularFileError as exc:
         raise fail(CnnspecError(Diagnostic(f"cannot write {path}: {exc.strerror}", Location(str(path))))) from None
     except OSError as exc:
-        raise fail(CnnspecError(Diagnostic(f"cannot write {path}: {exc.strerror or exc}", Location(str(path))))) from None
+        raise fail(
+            CnnspecError(Diagnostic(f"cannot write {path}: {exc.strerror or exc}", Location(str(path))))
+        ) from None
     echo(f"wrote {printable(path)}", stderr=True)
 
 
@@ -51,7 +53,7 @@ def graph(
     ] = None,
     overrides: Overrides = None,
 ) -> None:
-    """Draw the layer graph top to bottom: each layer's id, kind, key parameters and output shape; computed statically."""
+    """Draw the layer graph top to bottom: each layer's id, kind, key parameters and output shape (no torch)."""
     from cnnspec.checker.checker import check
     from cnnspec.extras import png_not_installed
     from cnnspec.render import graph as render

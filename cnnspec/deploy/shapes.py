@@ -92,7 +92,11 @@ def _in_order(model: onnx.ModelProto, graph: Graph, ordered: list[tuple[int, str
         if not candidates:
             continue
         outputs = [inferred.get(o) for o in model.graph.node[index].output]
-        shaped = [j for j in candidates if any(o is not None and list(o[1:]) == list(graph.nodes[j].output_shape) for o in outputs)]
+        shaped = [
+            j
+            for j in candidates
+            if any(o is not None and list(o[1:]) == list(graph.nodes[j].output_shape) for o in outputs)
+        ]
         at = (shaped or candidates)[0]
         found[index] = graph.nodes[at].id
     return found
@@ -170,7 +174,9 @@ def annotate(model: onnx.ModelProto, graph: Graph) -> Annotated:
                 f"{'×'.join(map(str, said[1:])) if said else '?'} for {name}"
             )
             continue
-        values[name] = helper.make_tensor_value_info(name, elem, dims, doc_string=f"output of layer {node.id} ({node.kind})")
+        values[name] = helper.make_tensor_value_info(
+            name, elem, dims, doc_string=f"output of layer {node.id} ({node.kind})"
+        )
         report.tensors[name] = node.id
     kept = [v for v in model.graph.value_info if v.name not in values]
     del model.graph.value_info[:]

@@ -73,7 +73,9 @@ def png(drawing: Drawing) -> bytes:
         for i in range(1, len(route)):
             points += _bezier(route[i - 1], route[i])[1:] if i % 2 == 1 else [route[i]]
         colour = EDGES[edge.style]
-        pen.line([s(p) for p in points], fill=colour, width=max(1, round(scale * (1.8 if edge.style != "seq" else 1.2))))
+        pen.line(
+            [s(p) for p in points], fill=colour, width=max(1, round(scale * (1.8 if edge.style != "seq" else 1.2)))
+        )
         x, y = s(route[-1])
         a = 4 * scale
         pen.polygon([(x, y), (x - a, y - 2 * a), (x + a, y - 2 * a)], fill=colour)

@@ -32,7 +32,8 @@ main { padding: 12px 20px; }
 .node:hover rect { stroke-width: 3; }
 .node.flash rect { stroke: #e11d48 !important; stroke-width: 4 !important; }
 .legend { font-size: 12px; color: #334155; margin: 6px 0; }
-.legend span { display: inline-block; padding: 1px 6px; margin-right: 8px; border-radius: 4px; border: 1px solid #94a3b8; }
+.legend span { display: inline-block; padding: 1px 6px; margin-right: 8px; border-radius: 4px;
+  border: 1px solid #94a3b8; }
 .legend .added { background: #bbf7d0; border-color: #15803d; }
 .legend .removed { background: #fecaca; border-color: #b91c1c; }
 .legend .changed { background: #fef08a; border-color: #a16207; }

@@ -20,6 +20,7 @@ Edges that would point upwards (a cycle made by folding groups) are drawn but do
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 GAP_X = 28.0  # between boxes on a rank
@@ -46,9 +47,7 @@ class Layout:
     ranks: dict[str, int]
 
 
-def layered(
-    sizes: dict[str, tuple[float, float]], edges: list[tuple[str, str]], sweeps: int = SWEEPS
-) -> Layout:
+def layered(sizes: dict[str, tuple[float, float]], edges: list[tuple[str, str]], sweeps: int = SWEEPS) -> Layout:
     """Place the boxes `sizes` (id → (width, height), in an order where sources mostly come first) and
     route `edges` (source id, target id)."""
     order = list(sizes)
@@ -78,7 +77,7 @@ def layered(
             up[d], down[d] = [], []
             chain.append(d)
         chain.append(t)
-        for a, b in zip(chain, chain[1:], strict=False):
+        for a, b in itertools.pairwise(chain):
             down[a].append(b)
             up[b].append(a)
         chains[index] = chain
@@ -171,7 +170,7 @@ def _isotonic(level: list[str], widths: dict[str, float], want: list[float]) -> 
     """The x centres closest (least squares) to `want` that keep `level`'s order and the gaps:
     x[i] - x[i-1] >= (w[i-1] + w[i]) / 2 + GAP_X. Pool adjacent violators on x minus the offsets."""
     offsets = [0.0]
-    for a, b in zip(level, level[1:], strict=False):
+    for a, b in itertools.pairwise(level):
         offsets.append(offsets[-1] + (widths[a] + widths[b]) / 2 + GAP_X)
     targets = [w - o for w, o in zip(want, offsets, strict=True)]
     blocks: list[list[float]] = []  # [mean, count]

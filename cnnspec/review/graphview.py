@@ -174,9 +174,7 @@ def view(graph: Graph, depth: int | None = None, within: str = "") -> View:
             made.add(o)
             members = grouped[o]
             if o == n.id and len(members) == 1 and members[0].id == o:
-                boxes.append(
-                    Box(o, n.kind, n.output_shape, (n.id,), n.params, n.macs, n.receptive_field, settings(n))
-                )
+                boxes.append(Box(o, n.kind, n.output_shape, (n.id,), n.params, n.macs, n.receptive_field, settings(n)))
             else:
                 last = _last_of(members, graph)
                 boxes.append(
@@ -192,10 +190,7 @@ def view(graph: Graph, depth: int | None = None, within: str = "") -> View:
                 )
         for index, source in enumerate(n.inputs):
             style = edge_style(n, index)
-            if source == INPUT:
-                src = INPUT if not within else None
-            else:
-                src = owners.get(source)
+            src = (INPUT if not within else None) if source == INPUT else owners.get(source)
             if src is None:  # read from outside the group: an external box
                 if source not in external:
                     shape = graph.input_shape if source == INPUT else graph.node(source).output_shape
@@ -203,7 +198,7 @@ def view(graph: Graph, depth: int | None = None, within: str = "") -> View:
                 src = source
             if src == o:
                 continue  # inside one folded group
-            if o == n.id and (src == source or src == INPUT):
+            if o == n.id and (src in (source, INPUT)):
                 plain.append(Edge(src, o, style))  # a layer's own input: one edge each
                 continue
             key = (src, o)

@@ -72,7 +72,13 @@ def test_the_html_diff_in_a_real_browser_marks_the_changes_and_shows_the_deltas(
     binary = browser()
     report = artifacts / "small_cnn-diff.html"
     result = run_cli(
-        "diff", str(SPECS / "small_cnn.yaml"), str(DATA / "small_cnn_wide_residual.yaml"), "-f", "html", "-o", str(report)
+        "diff",
+        str(SPECS / "small_cnn.yaml"),
+        str(DATA / "small_cnn_wide_residual.yaml"),
+        "-f",
+        "html",
+        "-o",
+        str(report),
     )
     assert result.exit_code == 1, result.stderr
     url = report.resolve().as_uri()

@@ -9,6 +9,7 @@ multiply).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def assert_every_layer(drawn: Drawn, graph: Graph) -> None:
 
 
 @pytest.mark.parametrize("spec", list(SPECS))
-def test_the_svg_has_one_box_per_layer_and_one_edge_per_input(tmp_path: Path, graphs: dict[str, Graph], spec: str) -> None:
+def test_the_svg_has_one_box_per_layer_and_one_edge_per_input(
+    tmp_path: Path, graphs: dict[str, Graph], spec: str
+) -> None:
     assert_every_layer(read_svg(draw(tmp_path, spec, "svg").read_text(encoding="utf-8")), graphs[spec])
 
 
@@ -71,7 +74,9 @@ def test_the_html_page_has_one_box_per_layer_and_one_edge_per_input(
     assert_every_layer(page.drawings[""], graphs[spec])
 
 
-def test_edges_into_a_concat_are_concat_edges_and_into_an_add_residual(tmp_path: Path, graphs: dict[str, Graph]) -> None:
+def test_edges_into_a_concat_are_concat_edges_and_into_an_add_residual(
+    tmp_path: Path, graphs: dict[str, Graph]
+) -> None:
     inception = read_svg(draw(tmp_path, "googlenet", "svg").read_text(encoding="utf-8"))
     concat_inputs = sum(len(n.inputs) for n in graphs["googlenet"].nodes if n.kind == "concat")
     assert concat_inputs == 4 * 9
@@ -200,7 +205,9 @@ def test_depth_below_1_is_a_usage_error() -> None:
 @st.composite
 def dags(draw_: st.DrawFn) -> tuple[dict[str, tuple[float, float]], list[tuple[str, str]]]:
     n = draw_(st.integers(1, 25))
-    sizes = {f"n{i}": (draw_(st.sampled_from([96.0, 140.0, 260.0])), draw_(st.sampled_from([40.0, 54.0]))) for i in range(n)}
+    sizes = {
+        f"n{i}": (draw_(st.sampled_from([96.0, 140.0, 260.0])), draw_(st.sampled_from([40.0, 54.0]))) for i in range(n)
+    }
     edges = []
     for j in range(1, n):
         for i in draw_(st.sets(st.integers(0, j - 1), min_size=1, max_size=3)):
@@ -210,7 +217,9 @@ def dags(draw_: st.DrawFn) -> tuple[dict[str, tuple[float, float]], list[tuple[s
 
 @settings(max_examples=25, deadline=None)
 @given(dags())
-def test_the_layout_keeps_boxes_apart_and_edges_pointing_down(dag: tuple[dict[str, tuple[float, float]], list[tuple[str, str]]]) -> None:
+def test_the_layout_keeps_boxes_apart_and_edges_pointing_down(
+    dag: tuple[dict[str, tuple[float, float]], list[tuple[str, str]]],
+) -> None:
     sizes, edges = dag
     layout = layered(sizes, edges)
     for s, t in edges:
@@ -222,8 +231,11 @@ def test_the_layout_keeps_boxes_apart_and_edges_pointing_down(dag: tuple[dict[st
     for box, rank in layout.ranks.items():
         by_rank.setdefault(rank, []).append(box)
     for boxes in by_rank.values():
-        spans = sorted((layout.boxes[b].x - layout.boxes[b].width / 2, layout.boxes[b].x + layout.boxes[b].width / 2) for b in boxes)
-        for (_, right), (left, _) in zip(spans, spans[1:], strict=False):
+        spans = sorted(
+            (layout.boxes[b].x - layout.boxes[b].width / 2, layout.boxes[b].x + layout.boxes[b].width / 2)
+            for b in boxes
+        )
+        for (_, right), (left, _) in itertools.pairwise(spans):
             assert left - right >= GAP_X - 1e-6
     for box in layout.boxes.values():
         assert box.x - box.width / 2 >= 0 and box.x + box.width / 2 <= layout.width
