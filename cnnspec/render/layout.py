@@ -97,23 +97,25 @@ def layered(sizes: dict[str, tuple[float, float]], edges: list[tuple[str, str]],
     xs = _place(levels, widths, up, down, sweeps)
     left = min((xs[b] - widths[b] / 2 for b in xs), default=0.0)
     shift = MARGIN - left
-    placed = {}
+    placed: dict[str, Placed] = {}
     for b in order:
         r = rank[b]
         w, h = sizes[b]
         placed[b] = Placed(xs[b] + shift, tops[r] + (heights[r] - h) / 2, w, h)
-    routes = []
+    routes: list[list[tuple[float, float]]] = []
     for index, (s, t) in enumerate(edges):
-        a, b = placed[s], placed[t]
+        src, dst = placed[s], placed[t]
         if index not in chains:  # upwards: straight from the source's side
-            routes.append([(a.x + a.width / 2, a.y + a.height / 2), (b.x + b.width / 2, b.y + b.height / 2)])
+            routes.append(
+                [(src.x + src.width / 2, src.y + src.height / 2), (dst.x + dst.width / 2, dst.y + dst.height / 2)]
+            )
             continue
-        points = [(a.x, a.y + a.height)]
+        points = [(src.x, src.y + src.height)]
         for d in chains[index][1:-1]:
             r = rank[d]
             points.append((xs[d] + shift, tops[r]))
             points.append((xs[d] + shift, tops[r] + heights[r]))
-        points.append((b.x, b.y))
+        points.append((dst.x, dst.y))
         routes.append(points)
     width = max((p.x + p.width / 2 for p in placed.values()), default=0.0) + MARGIN
     dummy_right = max((xs[d] + shift for d in xs if d not in sizes), default=0.0) + MARGIN

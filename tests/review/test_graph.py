@@ -237,6 +237,6 @@ def test_the_layout_keeps_boxes_apart_and_edges_pointing_down(
         )
         for (_, right), (left, _) in itertools.pairwise(spans):
             assert left - right >= GAP_X - 1e-6
-    for box in layout.boxes.values():
-        assert box.x - box.width / 2 >= 0 and box.x + box.width / 2 <= layout.width
-        assert box.y >= 0 and box.y + box.height <= layout.height
+    for placed in layout.boxes.values():
+        assert placed.x - placed.width / 2 >= 0 and placed.x + placed.width / 2 <= layout.width
+        assert placed.y >= 0 and placed.y + placed.height <= layout.height
