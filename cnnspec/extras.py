@@ -33,7 +33,11 @@ EXTRA_OF_MODULE: dict[str, str] = {
 EXTRA_OF_COMMAND: dict[str, str] = {name: "train" for name in ("train", "evaluate", "export", "predict", "bench")}
 
 # How a message names each extra.
-DESCRIPTION: dict[str, str] = {"train": "training"}
+DESCRIPTION: dict[str, str] = {"train": "training", "png": "PNG"}
+
+# The extra that brings Pillow alone: `cnnspec graph -o FILE.png` rasterises with it. Pillow also
+# comes with `train` (EXTRA_OF_MODULE names that one, for the commands of the train extra).
+PNG_EXTRA = "png"
 
 
 def extra_not_installed(command: str) -> CnnspecError | None:
@@ -54,6 +58,18 @@ def missing_extra(exc: ImportError, command: str) -> CnnspecError | None:
     if extra is None or _installed(top):
         return None
     return _needs(command, extra, top)
+
+
+def png_not_installed(command: str) -> CnnspecError | None:
+    """The error to report when `command` is to write a PNG and Pillow is not installed; None otherwise."""
+    if _installed("PIL"):
+        return None
+    return CnnspecError(
+        Diagnostic(
+            f"cnnspec {command} -o FILE.png needs the PNG extra: pip install 'cnnspec[png]'",
+            notes=(f"PIL (Pillow) is not installed for {sys.executable}", ".svg and .html files need no extra"),
+        )
+    )
 
 
 def _needs(command: str, extra: str, module: str) -> CnnspecError:

@@ -35,6 +35,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "init": review.init,
     "validate": spec.validate,
     "summary": spec.summary,
+    "graph": review.graph,
     "fmt": review.fmt,
     "diff": review.diff,
     "train": run.train,

@@ -1,4 +1,4 @@
-"""CLI for reviewing architecture changes: `fmt`, `diff` and `init` (none imports torch)."""
+"""CLI for reviewing architecture changes: `fmt`, `graph`, `diff` and `init` (none imports torch)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cnnspec.commands.common import fail, is_pipe, stderr_console, stdout_console
+from cnnspec.commands.common import Overrides, echo, fail, is_pipe, stderr_console, stdout_console
 from cnnspec.errors import CnnspecError, Diagnostic, Location
 from cnnspec.terminal import printable
 
@@ -18,6 +18,66 @@ class DiffFormat(StrEnum):
     text = "text"
     markdown = "markdown"
     json = "json"
+    html = "html"
+
+
+def write_output(path: Path, data: str | bytes) -> None:
+    """Write a file the user named (-o): atomically, never through a directory or special file."""
+    from cnnspec.atomic import NotRegularFileError, atomic_write_bytes, write_target
+
+    try:
+        write_target(path)
+        atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+    except NotRegularFileError as exc:
+        raise fail(CnnspecError(Diagnostic(f"cannot write {path}: {exc.strerror}", Location(str(path))))) from None
+    except OSError as exc:
+        raise fail(
+            CnnspecError(Diagnostic(f"cannot write {path}: {exc.strerror or exc}", Location(str(path))))
+        ) from None
+    echo(f"wrote {printable(path)}", stderr=True)
+
+
+def graph(
+    spec: Annotated[Path, typer.Argument(help="Spec file.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write to FILE.svg, FILE.html or FILE.png (default: SVG on stdout)."),
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            min=1,
+            help="Fold blocks, repeats and groups deeper than N id parts into one box (HTML: click to open).",
+        ),
+    ] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Draw the layer graph top to bottom: each layer's id, kind, key parameters and output shape (no torch)."""
+    from cnnspec.checker.checker import check
+    from cnnspec.extras import png_not_installed
+    from cnnspec.render import graph as render
+    from cnnspec.spec.overrides import load_with_overrides
+
+    try:
+        kind = render.graph_format(str(out)) if out is not None else "svg"
+        if kind == "png":
+            missing = png_not_installed("graph")
+            if missing is not None:
+                raise missing
+        checked = check(load_with_overrides(spec, overrides or ()))
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    if kind == "png":
+        data: str | bytes = render.to_png(checked, depth)
+    elif kind == "html":
+        data = render.to_html(checked, depth)
+    else:
+        data = render.to_svg(checked, depth)
+    if out is None:
+        sys.stdout.write(str(data))
+        return
+    write_output(out, data)
 
 
 def fmt(
@@ -93,8 +153,12 @@ def diff(
     ],
     new: Annotated[str, typer.Argument(help="The new spec: a file or REV:PATH.")],
     format: Annotated[
-        DiffFormat, typer.Option("--format", "-f", help="text (coloured), markdown (PR comment) or json.")
+        DiffFormat,
+        typer.Option("--format", "-f", help="text (coloured), markdown (PR comment), json, or html (the two graphs)."),
     ] = DiffFormat.text,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the report to this file instead of stdout.")
+    ] = None,
 ) -> None:
     """Architecture diff: layers added/removed/changed, shape, params, MACs and receptive-field deltas, checkpoint fit.
 
@@ -103,19 +167,33 @@ def diff(
     from cnnspec.render import diff as report
     from cnnspec.review.diff import diff_specs
 
-    err, out = stderr_console(), stdout_console()
+    err, console = stderr_console(), stdout_console()
 
     try:
         d = diff_specs(old, new)
     except CnnspecError as exc:
         err.print(exc.format(), markup=False)
         raise typer.Exit(2) from None
-    if format is DiffFormat.json:
-        out.print(report.to_json(d), markup=False, end="")
-    elif format is DiffFormat.markdown:
-        out.print(report.to_markdown(d), markup=False, end="")
+    if format is DiffFormat.text and out is None:
+        console.print(report.to_text(d))
     else:
-        out.print(report.to_text(d))
+        if format is DiffFormat.html:
+            from cnnspec.render.diff_html import to_html
+
+            text = to_html(d)
+        elif format is DiffFormat.json:
+            text = report.to_json(d)
+        elif format is DiffFormat.markdown:
+            text = report.to_markdown(d)
+        else:
+            text = report.to_plain_text(d)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            try:
+                write_output(out, text)
+            except typer.Exit:
+                raise typer.Exit(2) from None
     if not d.same:
         raise typer.Exit(1)
 

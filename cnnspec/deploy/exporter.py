@@ -13,6 +13,7 @@ from cnnspec.deploy.fp16 import fp16_weights
 from cnnspec.deploy.gate import Parity, run_gate
 from cnnspec.deploy.metadata import ModelMetadata, attach, color_of
 from cnnspec.deploy.onnx_export import to_onnx
+from cnnspec.deploy.shapes import annotate
 from cnnspec.errors import ExportError
 from cnnspec.pathnames import too_long, too_long_error
 from cnnspec.preprocess import preprocessing_for
@@ -154,6 +155,7 @@ def _export_locked(run: str | Path, target: Path, which: str) -> ExportReport:
     model = exported.model
     if settings.fp16:
         fp16_weights(model)
+    shapes = annotate(model, trained.graph)  # every layer's static output shape, for viewers such as Netron
     meta = metadata_for(trained, exported.exporter)
     if trained.spec.description:
         model.doc_string = trained.spec.description
@@ -183,4 +185,5 @@ def _export_locked(run: str | Path, target: Path, which: str) -> ExportReport:
         )
     if exported.dynamo_error:
         notes.append(f"the dynamo exporter failed ({exported.dynamo_error}); used the TorchScript exporter")
+    notes += [f"shape not written to value_info, {line}" for line in shapes.disagreed]
     return ExportReport(target, meta, parity, size, exported.dynamo_error, notes)

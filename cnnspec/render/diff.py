@@ -64,7 +64,7 @@ _TENSOR_GROUPS = (
 _STYLES = {"renamed": "cyan", "reshaped": "yellow", "dropped": "red", "new": "green", "unknown": "dim"}
 
 
-def _totals(d: SpecDiff) -> list[tuple[str, str, str, str]]:
+def totals(d: SpecDiff) -> list[tuple[str, str, str, str]]:
     o, n = d.old, d.new
     return [
         ("params", f"{o.total_params:,}", f"{n.total_params:,}", _delta(o.total_params, n.total_params)),
@@ -85,7 +85,7 @@ def _totals(d: SpecDiff) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def _ckpt_summary(d: SpecDiff) -> str:
+def checkpoint_summary(d: SpecDiff) -> str:
     ck = d.checkpoint
     old_values = sum(numel(t.old_shape) for t in ck.tensors if t.old_key)
     fit_values = sum(numel(t.old_shape) for t in ck.tensors if t.fits)
@@ -147,14 +147,14 @@ def to_text(d: SpecDiff) -> Any:
             )
         parts.append(table)
 
-    totals = Table(show_header=True, box=None, pad_edge=False)
+    sums = Table(show_header=True, box=None, pad_edge=False)
     for col in ("", "old", "new", "Δ"):
-        totals.add_column(col, justify="left" if not col else "right")
-    for row in _totals(d):
-        totals.add_row(*row)
-    parts.append(totals)
+        sums.add_column(col, justify="left" if not col else "right")
+    for row in totals(d):
+        sums.add_row(*row)
+    parts.append(sums)
 
-    parts.append(Text("checkpoint: " + _ckpt_summary(d)))
+    parts.append(Text("checkpoint: " + checkpoint_summary(d)))
     for status, what in _TENSOR_GROUPS:
         group = d.checkpoint.by_status(status)
         if group:
@@ -169,6 +169,17 @@ def to_text(d: SpecDiff) -> Any:
         for c in d.settings:
             parts.append(Text(f"  {_change(c)}", style="dim"))
     return NaturalWidth(Group(*parts))
+
+
+def to_plain_text(d: SpecDiff) -> str:
+    """`to_text` without colours, as a file gets it (`cnnspec diff -o FILE`)."""
+    import io
+
+    from rich.console import Console
+
+    sink = io.StringIO()
+    Console(file=sink, color_system=None, highlight=False, soft_wrap=True, width=200).print(to_text(d))
+    return sink.getvalue()
 
 
 # --- markdown ----------------------------------------------------------------------------------
@@ -198,7 +209,7 @@ def to_markdown(d: SpecDiff) -> str:
     if changes:
         lines += [*changes, ""]
     lines += ["| | old | new | Δ |", "|---|--:|--:|--:|"]
-    lines += [f"| {a} | {b} | {c} | {e} |" for a, b, c, e in _totals(d)]
+    lines += [f"| {a} | {b} | {c} | {e} |" for a, b, c, e in totals(d)]
     lines.append("")
     if d.effects:
         lines += [
@@ -218,7 +229,7 @@ def to_markdown(d: SpecDiff) -> str:
             macs = human(n.macs) if o.macs == n.macs else f"{human(o.macs)} → {human(n.macs)}"
             lines.append(f"| `{n.id}` | {shape} | {params} | {macs} |")
         lines += ["", "</details>", ""]
-    lines += [f"**Checkpoint:** {_ckpt_summary(d)}.", ""]
+    lines += [f"**Checkpoint:** {checkpoint_summary(d)}.", ""]
     for status, what in _TENSOR_GROUPS:
         group = d.checkpoint.by_status(status)
         if group:

@@ -9,7 +9,20 @@ import pytest
 from tests.cli_helpers import run_cli
 
 # The workflow: write a spec, check it, review it, train, ship it; then the schema for editors.
-WORKFLOW = ["init", "validate", "summary", "fmt", "diff", "train", "evaluate", "export", "predict", "bench", "schema"]
+WORKFLOW = [
+    "init",
+    "validate",
+    "summary",
+    "graph",
+    "fmt",
+    "diff",
+    "train",
+    "evaluate",
+    "export",
+    "predict",
+    "bench",
+    "schema",
+]
 COMMAND_ROW = re.compile(r"^│ ([a-z]+) {2,}\S")
 
 

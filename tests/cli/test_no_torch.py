@@ -40,6 +40,8 @@ COMMANDS = {
     "validate --strict": ["validate", "--strict", "specs/digits.yaml"],
     "diff --format markdown": ["diff", "--format", "markdown", "specs/small_cnn.yaml", "specs/small_cnn.yaml"],
     "init --list": ["init", "--list"],
+    "graph": ["graph", "specs/resnet18.yaml", "--depth", "1"],
+    "diff --format html": ["diff", "--format", "html", "specs/small_cnn.yaml", "specs/deeper_cnn.yaml"],
     "train --help": ["train", "--help"],
 }
 

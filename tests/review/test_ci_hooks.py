@@ -49,9 +49,9 @@ def test_workflow_runs_locally(tmp_path: Path) -> None:
     assert isinstance(workflow, dict)
     steps = workflow["jobs"]["specs"]["steps"]
     by_id = {s["id"]: s for s in steps if "id" in s}
-    assert set(by_id) == {"install", "validate", "fmt", "diff", "comment"}
+    assert set(by_id) == {"install", "validate", "fmt", "diff", "upload", "comment"}
     assert "--format github" in by_id["validate"]["run"] and "fmt --check" in by_id["fmt"]["run"]
-    assert "diff --format markdown" in by_id["diff"]["run"]
+    assert "diff --format markdown" in by_id["diff"]["run"] and "diff --format html" in by_id["diff"]["run"]
 
     repo, base = spec_repo(tmp_path)
     summary = tmp_path / "step_summary.md"
@@ -72,6 +72,8 @@ def test_workflow_runs_locally(tmp_path: Path) -> None:
     assert "### New spec: `specs/deeper_cnn.yaml`" in comment and "**deeper-cnn**" in comment
     assert "digits" not in comment  # unchanged specs are not diffed
     assert summary.read_text(encoding="utf-8") == comment
+    # The HTML diffs the upload step takes: one per spec that existed at the base.
+    assert sorted(p.name for p in (repo / "cnnspec-diff-html").iterdir()) == ["specs_small_cnn.yaml.html"]
 
 
 def test_workflow_validate_step_annotates_errors(tmp_path: Path) -> None:

@@ -171,6 +171,8 @@ def test_core_commands_in_the_core_install_answer_as_the_full_install_does(core:
         ["summary", "--format", "json", "specs/resnet18_transfer.yaml"],  # a torchvision backbone, statically
         ["summary", "--format", "markdown", "specs/resnet18.yaml"],
         ["diff", "--format", "json", "specs/small_cnn.yaml", "specs/deeper_cnn.yaml"],
+        ["diff", "--format", "html", "specs/small_cnn.yaml", "specs/deeper_cnn.yaml"],
+        ["graph", "specs/resnet18.yaml"],  # SVG
         ["schema"],
     ):
         here = core.cnnspec(*args, cwd=work)
@@ -179,6 +181,23 @@ def test_core_commands_in_the_core_install_answer_as_the_full_install_does(core:
         )
         assert here.returncode == full.returncode and here.returncode in (0, 1), here.stderr
         assert here.stdout == full.stdout, f"cnnspec {' '.join(args)} differs in the core install"
+
+    # graph's HTML page, written to a file by each install: the same bytes.
+    page = ["graph", "specs/resnet18.yaml", "--depth", "1", "-o"]
+    in_core = core.cnnspec(*page, "core.html", cwd=work)
+    in_full = subprocess.run(
+        [sys.executable, "-m", "cnnspec", *page, "full.html"], cwd=work, env=full_env, capture_output=True, text=True
+    )
+    assert in_core.returncode == 0 and in_full.returncode == 0, in_core.stderr + in_full.stderr
+    assert (work / "core.html").read_bytes() == (work / "full.html").read_bytes()
+
+    # PNG needs Pillow (the png extra), which the core lacks: one line naming it, and no file.
+    png = core.cnnspec("graph", "specs/resnet18.yaml", "-o", "model.png", cwd=work)
+    assert png.returncode == 1 and not (work / "model.png").exists()
+    assert (
+        png.stderr.splitlines()[0] == "error: cnnspec graph -o FILE.png needs the PNG extra: pip install 'cnnspec[png]'"
+    )
+    assert "Traceback" not in png.stderr
 
     init = core.cnnspec("init", "digits", "new/", cwd=work)
     assert init.returncode == 0, init.stderr
@@ -200,7 +219,13 @@ def test_a_command_of_the_train_extra_names_the_extra_in_the_core_install(
 
 def test_the_workflow_steps_run_in_the_core_install(core: CoreInstall, tmp_path: Path) -> None:
     by_id = steps()
-    assert set(by_id) == {"install", "validate", "fmt", "diff", "comment"}
+    assert set(by_id) == {"install", "validate", "fmt", "diff", "upload", "comment"}
+    assert by_id["upload"]["uses"] == "actions/upload-artifact@v4"
+    assert by_id["upload"]["with"] == {
+        "name": "cnnspec-diff",
+        "path": "cnnspec-diff-html/",
+        "if-no-files-found": "ignore",
+    }
     repo = git_repo(tmp_path / "repo")
     (repo / "specs").mkdir()
     for name in ("small_cnn.yaml", "digits.yaml"):
@@ -242,6 +267,9 @@ def test_the_workflow_steps_run_in_the_core_install(core: CoreInstall, tmp_path:
         proc = bash(str(step["run"]), repo, step_env)
         assert proc.returncode == 0, f"{step_id}: {proc.stdout}\n{proc.stderr}"
 
+    # The HTML diff the upload step takes: the changed conv2, marked on both sides.
+    page = (repo / "cnnspec-diff-html" / "specs_small_cnn.yaml.html").read_text(encoding="utf-8")
+    assert page.count('data-id="conv2" data-kind="conv2d"') == 2 and 'data-status="changed"' in page
     comment = (repo / "cnnspec-diff.md").read_text(encoding="utf-8")
     assert "`conv2` (conv2d): `out_channels` 64 → 96" in comment
     assert summary.read_text(encoding="utf-8") == comment
