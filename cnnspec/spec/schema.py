@@ -107,7 +107,8 @@ def _item_definition(kinds: KindRegistry[Any], refs: dict[str, str]) -> dict[str
         }
     return {
         "title": ITEM_WORDS[kinds.definition],
-        "description": f"A {ITEM_WORDS[kinds.definition]}: `- NAME: {{PARAMS}}`, or a bare `- NAME` when every parameter has a default.",
+        "description": f"A {ITEM_WORDS[kinds.definition]}: `- NAME: {{PARAMS}}`, or a bare `- NAME` when every "
+        "parameter has a default.",
         "if": {"type": "string"},
         "then": string,
         "else": {

@@ -110,9 +110,7 @@ class LanguageClient:
             raise ServerError(f"{method} failed: {answer['error']}")
         return answer.get("result")
 
-    def wait_for(
-        self, done: Callable[[dict[str, Any]], bool], what: str, timeout: float = TIMEOUT
-    ) -> dict[str, Any]:
+    def wait_for(self, done: Callable[[dict[str, Any]], bool], what: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         """Handle messages until one satisfies `done`; fail after `timeout` seconds with what came."""
         deadline = time.monotonic() + timeout
         while True:

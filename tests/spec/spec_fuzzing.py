@@ -45,7 +45,7 @@ def from_schema(schema: dict[str, Any], *, max_depth: int = 3) -> st.SearchStrat
                 return st.sampled_from(item_kinds(defs["LayerItem"])[1])
             return ref(name, depth + (name == "LayerItem"))
         if node.get("if") == {"type": "string"}:  # an item: a bare name, or a mapping of one kind to its parameters
-            refs, bare = item_kinds(node)
+            bare = item_kinds(node)[1]
             named = [st.fixed_dictionaries({k: build(v, depth)}) for k, v in node["else"]["properties"].items()]
             return st.one_of(st.sampled_from(bare), *named) if bare else st.one_of(named)
         if "const" in node:

@@ -110,7 +110,8 @@ def editor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Editor]:
             "workspace": {"configuration": True},
             "textDocument": {"hover": {"contentFormat": ["markdown", "plaintext"]}},
         }
-        answer = client.request("initialize", {"processId": None, "rootUri": folder.as_uri(), "capabilities": capabilities})
+        params = {"processId": None, "rootUri": folder.as_uri(), "capabilities": capabilities}
+        answer = client.request("initialize", params)
         version = answer.get("serverInfo", {}).get("version", "unknown")
         client.notify("initialized", {})
         client.notify("workspace/didChangeConfiguration", {"settings": settings})
@@ -130,7 +131,10 @@ def test_completion_in_a_layer_list_offers_every_kind_once_by_its_name(editor: E
     assert not CLASS_NAMES & set(labels)
 
 
-@pytest.mark.parametrize(("name", "needle", "after"), [("conv_flow.yaml", "{k}", 2), ("conv_block.yaml", "\n        \n", 9)])
+CONV2D_PLACES = [("conv_flow.yaml", "{k}", 2), ("conv_block.yaml", "\n        \n", 9)]
+
+
+@pytest.mark.parametrize(("name", "needle", "after"), CONV2D_PLACES)
 def test_completion_in_a_conv2d_offers_its_parameters_once(editor: Editor, name: str, needle: str, after: int) -> None:
     labels = editor.completion(name, needle, after)
     assert {"out_channels", "kernel_size", "stride", "padding"} <= set(labels), labels
