@@ -280,6 +280,8 @@ class Dropout2d(_Elementwise):
 class Ramp(StrictModel):
     """A value that changes linearly across the copies of the innermost `repeat` around the layer."""
 
+    SCHEMA_TITLE = "ramp"
+
     start: Probability = Field(description="The value in the first copy.")
     end: Probability = Field(description="The value in the last copy.")
 

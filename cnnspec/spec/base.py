@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,9 @@ class StrictModel(BaseModel):
     """A spec mapping: unknown keys are errors, values are not coerced loosely."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+    # What the JSON Schema calls this mapping (its `title`, which editors show): its place in the spec
+    # (`optimizer`, `train.unfreeze`). None: no title. A kind's is its name (cnnspec.spec.schema).
+    SCHEMA_TITLE: ClassVar[str | None] = None
 
 
 PositiveInt = Annotated[int, Field(gt=0)]

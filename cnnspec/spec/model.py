@@ -25,6 +25,8 @@ SPEC_RULE = "spec_rule"
 class InputSpec(StrictModel):
     """Shape of one input image."""
 
+    SCHEMA_TITLE = "model.input"
+
     channels: PositiveInt = Field(description="Image channels: 3 for RGB, 1 for grey.")
     height: PositiveInt = Field(description="Image height in pixels.")
     width: PositiveInt = Field(description="Image width in pixels.")
@@ -37,6 +39,8 @@ class InputSpec(StrictModel):
 class BlockSpec(StrictModel):
     """A reusable, parameterised list of layers; use it with `- block: {name: NAME, args: {...}}`."""
 
+    SCHEMA_TITLE = "model.blocks.NAME"
+
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="Parameter names with default values (null = required). Layers refer to them as '$NAME'.",
@@ -48,6 +52,8 @@ class BlockSpec(StrictModel):
 
 class ModelSpec(StrictModel):
     """The network: an input shape and a list of layers."""
+
+    SCHEMA_TITLE = "model"
 
     input: InputSpec = Field(description="Shape of one input image (C×H×W).")
     blocks: dict[str, BlockSpec] = Field(default_factory=dict, description="Named reusable blocks.")
@@ -90,6 +96,8 @@ else:
 class DatasetSpec(StrictModel):
     """Which images to train on."""
 
+    SCHEMA_TITLE = "data.dataset"
+
     name: DatasetName = Field(description=names_description())  # the registered datasets (cnnspec.datasets)
     root: str = Field("./data", description="Folder the dataset lives in (or is downloaded to).")
     download: bool = Field(True, description="Download a torchvision dataset when it is not in root.")
@@ -100,12 +108,16 @@ class DatasetSpec(StrictModel):
 class Normalize(StrictModel):
     """Per-channel mean and standard deviation, on the 0–1 pixel scale."""
 
+    SCHEMA_TITLE = "data.normalize"
+
     mean: list[NormMean] = Field(description="Per-channel mean.", min_length=1)
     std: list[NormStd] = Field(description="Per-channel standard deviation.", min_length=1)
 
 
 class DataSpec(StrictModel):
     """Where the images come from and how they are augmented."""
+
+    SCHEMA_TITLE = "data"
 
     dataset: DatasetSpec = Field(description="The dataset.")
     batch_size: PositiveInt = Field(128, description="Images per optimizer step, per process.")
@@ -128,6 +140,8 @@ class DataSpec(StrictModel):
 class OptimizerSpec(StrictModel):
     """The optimizer."""
 
+    SCHEMA_TITLE = "optimizer"
+
     name: Literal["sgd", "adam", "adamw"] = Field("sgd", description="sgd, adam or adamw.")
     lr: Annotated[float, Field(gt=0)] = Field(0.1, description="Learning rate (peak, after warm-up).")
     momentum: Fraction = Field(0.9, description="sgd only: momentum.")
@@ -148,6 +162,8 @@ MAX_WARMUP_EPOCHS = 10_000
 class ScheduleSpec(StrictModel):
     """The learning-rate schedule, updated every optimizer step."""
 
+    SCHEMA_TITLE = "schedule"
+
     name: Literal["constant", "cosine", "step", "multistep", "onecycle"] = Field(
         "constant", description="constant, cosine (to min_lr), step, multistep or onecycle."
     )
@@ -164,6 +180,8 @@ class ScheduleSpec(StrictModel):
 class EarlyStopping(StrictModel):
     """Stop when a validation metric stops improving."""
 
+    SCHEMA_TITLE = "train.early_stopping"
+
     metric: Literal["val_accuracy", "val_loss"] = Field("val_loss", description="Metric to watch.")
     patience: PositiveInt = Field(5, description="Epochs without improvement before stopping.")
     min_delta: Annotated[float, Field(ge=0)] = Field(0.0, description="Smallest change that counts as improvement.")
@@ -172,12 +190,16 @@ class EarlyStopping(StrictModel):
 class Unfreeze(StrictModel):
     """Unfreeze frozen backbone layers later in training, with a smaller learning rate (seed §7)."""
 
+    SCHEMA_TITLE = "train.unfreeze"
+
     epoch: PositiveInt = Field(description="Epoch (1-based) from which the backbone trains.")
     lr_scale: Annotated[float, Field(gt=0, le=1)] = Field(0.1, description="Backbone learning rate = lr × lr_scale.")
 
 
 class TrainSpec(StrictModel):
     """How to train."""
+
+    SCHEMA_TITLE = "train"
 
     epochs: PositiveInt = Field(10, description="Number of passes over the training set.")
     amp: Literal["auto", "fp16", "bf16", "off"] = Field(
@@ -200,6 +222,8 @@ class TrainSpec(StrictModel):
 
 class ExportSpec(StrictModel):
     """How to export to ONNX."""
+
+    SCHEMA_TITLE = "export"
 
     opset: Annotated[int, Field(ge=13, le=23)] = Field(18, description="ONNX opset version.")
     dynamic_batch: bool = Field(True, description="Let the batch axis vary.")

@@ -16,6 +16,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from cnnspec.spec.schema import item_kinds
+
 Path = tuple[Hashable, ...]
 
 # Bounds that keep generated networks small enough to check in milliseconds.
@@ -24,7 +26,8 @@ MAX_ITEMS = 4
 
 
 def from_schema(schema: dict[str, Any], *, max_depth: int = 3) -> st.SearchStrategy[Any]:
-    """Values valid under `schema` (draft 2020-12 subset: $ref, anyOf/oneOf, enum, const, types)."""
+    """Values valid under `schema` (draft 2020-12 subset: $ref, anyOf/oneOf, enum, const, types, and the
+    `if: {type: string}` of a layer or augmentation item)."""
     defs: dict[str, Any] = schema.get("$defs", {})
     cache: dict[tuple[str, int], st.SearchStrategy[Any]] = {}
 
@@ -39,8 +42,12 @@ def from_schema(schema: dict[str, Any], *, max_depth: int = 3) -> st.SearchStrat
             name = node["$ref"].rsplit("/", 1)[-1]
             if name == "LayerItem" and depth >= max_depth:
                 # Deep enough: only layers without sub-layers (the bare names).
-                return st.sampled_from(defs["LayerItem"]["anyOf"][0]["enum"])
+                return st.sampled_from(item_kinds(defs["LayerItem"])[1])
             return ref(name, depth + (name == "LayerItem"))
+        if node.get("if") == {"type": "string"}:  # an item: a bare name, or a mapping of one kind to its parameters
+            bare = item_kinds(node)[1]
+            named = [st.fixed_dictionaries({k: build(v, depth)}) for k, v in node["else"]["properties"].items()]
+            return st.one_of(st.sampled_from(bare), *named) if bare else st.one_of(named)
         if "const" in node:
             return st.just(node["const"])
         if "enum" in node:

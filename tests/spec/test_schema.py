@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from cnnspec.layers import REGISTRY
-from cnnspec.spec.schema import json_schema_text
+from cnnspec.layers import LAYER_KINDS, REGISTRY
+from cnnspec.spec.schema import item_kinds, json_schema_text
 from cnnspec.spec.source import parse_yaml, read_spec_text
 from tests.cli_helpers import run_cli
 
@@ -103,6 +103,7 @@ def test_every_property_has_a_description() -> None:
 
 def test_every_layer_kind_is_in_the_schema() -> None:
     defs = schema()["$defs"]
-    refs = {o["$ref"].rsplit("/", 1)[-1] for o in defs["LayerItem"]["anyOf"][1]["oneOf"]}
-    kinds = {next(iter(defs[r]["properties"])) for r in refs}
-    assert kinds == set(REGISTRY)
+    refs, bare = item_kinds(defs["LayerItem"])
+    assert set(refs) == set(REGISTRY)
+    assert all(r in defs for r in refs.values())
+    assert bare == LAYER_KINDS.bare()
