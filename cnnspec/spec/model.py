@@ -170,7 +170,7 @@ class EarlyStopping(StrictModel):
 
 
 class Unfreeze(StrictModel):
-    """Unfreeze frozen backbone layers later in training, with a smaller learning rate (seed §7)."""
+    """Unfreeze frozen backbone layers later in training, with a smaller learning rate."""
 
     epoch: PositiveInt = Field(description="Epoch (1-based) from which the backbone trains.")
     lr_scale: Annotated[float, Field(gt=0, le=1)] = Field(0.1, description="Backbone learning rate = lr × lr_scale.")

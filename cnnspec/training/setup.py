@@ -189,7 +189,7 @@ def _check_run(
     else:
         mean, std = _normalization(spec, data.train, reporter)
     # Built here (model.weights and torchvision weights read, a plugin's builder run) so that a file
-    # that cannot be loaded is refused before the run directory is written. The seed is set right
+    # that cannot be loaded is refused before the run directory is written. The random seed is set right
     # before, as the training loop always did: the same initial weights and random stream.
     torch.manual_seed(spec.train.seed)
     model = build(graph, pretrained=previous is None)  # a resumed run continues from its own weights
