@@ -6,6 +6,7 @@ learning rate of each step is read from the optimizer the loop steps with, after
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ def _copy(base: tuple[Path, list[float]], tmp_path: Path) -> tuple[Path, list[fl
 
 
 def _non_increasing(rates: list[float]) -> bool:
-    return all(b <= a for a, b in zip(rates, rates[1:], strict=False))
+    return all(b <= a for a, b in itertools.pairwise(rates))
 
 
 # Each test trains 2–3 tiny runs (about 1–2 s each on the shared 2-core machine): what it observes is
@@ -120,7 +121,8 @@ def test_more_epochs_under_cosine_continue_from_the_last_rate_down_to_min_lr(
     assert 0.8 * first[-1] <= second[0] <= first[-1]
     assert _non_increasing(first + second)
     assert MIN_LR <= second[-1] <= MIN_LR + 0.01 * (LR - MIN_LR)  # at the floor at the new end
-    assert any("train.epochs is 4 now, 2 before" in line and "schedule.extend: continue" in line for line in lines)
+    (line,) = [line for line in lines if line.startswith("train.epochs is 4 now, 2 before")]
+    assert "(schedule.extend: continue); --set schedule.extend=restart trains the new epochs" in line
 
     # A second extension continues from the first's curve in the same way; the plan is in the state and result.
     third, _ = _train(None, out, "train.epochs=6", resume=True)
@@ -145,7 +147,9 @@ def test_restart_starts_a_new_cosine_cycle_from_the_peak(base: tuple[Path, list[
 
 def test_a_step_schedule_extended_on_resume_is_the_longer_run_bit_for_bit(tmp_path: Path) -> None:
     """step decays at fixed epochs, whatever the length: extending changes nothing the longer run would not do."""
-    spec = _spec(tmp_path, SPEC.replace(f"{{name: cosine, min_lr: {MIN_LR}}}", "{name: step, step_size: 1, gamma: 0.5}"))
+    spec = _spec(
+        tmp_path, SPEC.replace(f"{{name: cosine, min_lr: {MIN_LR}}}", "{name: step, step_size: 1, gamma: 0.5}")
+    )
     extended, longer = tmp_path / "extended", tmp_path / "longer"
     before, _ = _train(spec, extended)
     after, _ = _train(None, extended, "train.epochs=3", resume=True)
