@@ -454,7 +454,9 @@ class Trainer:
             new, step = self.schedule, state.step
             last = f"{before.lr * before.factor(step - 1):.3g} (step {step})" if step else "the start"
             how = f"goes on from {last}" if schedule.extend == "continue" else f"starts a new cycle after {last}"
-            low = schedule.extend == "continue" and new.factor(step) < 0.01  # the curve had (all but) ended
+            # A finished cosine/onecycle run had reached its curve's end: continuing trains at about that rate.
+            ended = schedule.name in ("cosine", "onecycle") and step >= before.total_steps
+            low = schedule.extend == "continue" and ended
             self.reporter.message(
                 f"train.epochs is {epochs} now, {int(plan[-2]['epochs'])} before: the learning rate {how}: "
                 f"{new.lr * new.factor(step):.3g} at the next step, {new.lr * new.factor(new.total_steps - 1):.3g} "
