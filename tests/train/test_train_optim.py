@@ -86,6 +86,10 @@ CURVES = ("constant", "cosine", "step", "multistep", "onecycle")
 KINDS = {"step_size": 2, "milestones": [1, 3], "gamma": 0.5, "min_lr": 0.001, "warmup_epochs": 0.5}
 
 
+def _plain(name: str, epochs: int, **kw: object) -> Schedule:
+    return Schedule(ScheduleSpec.model_validate({"name": name, **KINDS, **kw}), 0.1, 10, epochs)
+
+
 def _extended(name: str, first: int, at: int, epochs: int, mode: str = "continue", **kw: object) -> Schedule:
     spec = ScheduleSpec.model_validate({"name": name, **KINDS, **kw, "extend": mode})
     return Schedule(spec, 0.1, 10, first, (Replan(at, epochs, spec.extend),))
@@ -94,10 +98,10 @@ def _extended(name: str, first: int, at: int, epochs: int, mode: str = "continue
 @pytest.mark.parametrize("name", CURVES)
 @pytest.mark.parametrize("at", [3, 10, 25, 40])  # in warm-up, just after it, mid-curve, a finished 4-epoch run
 def test_continue_keeps_the_steps_taken_and_goes_on_without_a_jump(name: str, at: int) -> None:
-    old, new = _schedule(name=name, epochs=4, **KINDS), _extended(name, 4, at, 8)
+    old, new = _plain(name, 4), _extended(name, 4, at, 8)
     assert [new.factor(s) for s in range(at)] == [old.factor(s) for s in range(at)]
     if name in ("constant", "step", "multistep"):  # they do not depend on the length: the 8-epoch plan itself
-        longer = _schedule(name=name, epochs=8, **KINDS)
+        longer = _plain(name, 8)
         assert [new.factor(s) for s in range(80)] == [longer.factor(s) for s in range(80)]
     else:
         # No jump: from the last step to the next, the rate changes by no more than the first plan's own
@@ -119,7 +123,7 @@ def test_the_warm_up_is_not_planned_again() -> None:
 @pytest.mark.parametrize("name", ["cosine", "onecycle", "step"])
 def test_restart_runs_the_curve_again_over_the_steps_left(name: str) -> None:
     new = _extended(name, 4, 40, 8, "restart", warmup_epochs=0)
-    fresh = _schedule(name=name, epochs=4, **{**KINDS, "warmup_epochs": 0})
+    fresh = _plain(name, 4, warmup_epochs=0)
     assert [new.factor(40 + s) for s in range(40)] == pytest.approx([fresh.factor(s) for s in range(40)], rel=1e-12)
 
 
