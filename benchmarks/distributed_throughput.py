@@ -5,7 +5,7 @@
     python benchmarks/distributed_throughput.py --nproc 8 --images 50000   # a GPU machine: one process per GPU
     python benchmarks/distributed_throughput.py --keep runs/bench        # keep the run directories it read
 
-Every run is `cnnspec train specs/small_cnn.yaml` (the seed's SmallCNN, SGD, random crop +
+Every run is `cnnspec train specs/small_cnn.yaml` (SmallCNN, SGD, random crop +
 flip) on CIFAR-shaped (3×32×32) synthetic images, validation off, in a fresh process:
 
 - **1 process** with `--threads` intra-op threads (default: every core, i.e. what one plain

@@ -1,16 +1,16 @@
-"""Training throughput: the seed's own loop (§3–4) against `cnnspec train`, on the same data.
+"""Training throughput: a plain PyTorch loop (the baseline) against `cnnspec train`, on the same data.
 
     python benchmarks/train_throughput.py                 # ~2 minutes on a 2-core CPU
     python benchmarks/train_throughput.py --repeat 3      # medians of 3 back-to-back pairs (steadier on busy cores)
     python benchmarks/train_throughput.py --images 50000 --epochs 3 --data-batches 0   # a CIFAR-10-sized epoch
 
-Both sides train the seed's SmallCNN (specs/small_cnn.yaml is the same network) with SGD
+Both sides train SmallCNN (specs/small_cnn.yaml is the same network) with SGD
 (lr 0.1, momentum 0.9, weight decay 5e-4), batch 128, random crop (padding 4) and
 horizontal flip, on CIFAR-shaped (3×32×32) synthetic images made by cnnspec's own
 `synthetic` dataset, so no download is needed and both read identical pixels.
 
-- seed: torchvision PIL transforms (RandomCrop, RandomHorizontalFlip, ToTensor) in a
-  DataLoader with num_workers=2, exactly as the seed's §4 writes it;
+- baseline: torchvision PIL transforms (RandomCrop, RandomHorizontalFlip, ToTensor) in a
+  DataLoader with num_workers=2, the usual hand-written PyTorch pipeline;
 - cnnspec: `cnnspec.train(specs/small_cnn.yaml)`, data held as one uint8 tensor on the
   device and augmented per batch.
 
@@ -49,7 +49,7 @@ SPEC = ROOT / "specs" / "small_cnn.yaml"
 SEED = 0  # specs/small_cnn.yaml's train.seed: cnnspec's synthetic set is made from it
 
 
-# --- the seed's §3 model and §4 data pipeline, as written there ---------------------------
+# --- the baseline: SmallCNN and its data pipeline, hand-written in plain PyTorch -----------
 
 
 class SmallCNN(nn.Module):
@@ -89,7 +89,9 @@ class ArrayImages(Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])  # type: ignore[operator]
 
 
-def seed_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, workers: int, cuda: bool) -> DataLoader:
+def baseline_loader(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, workers: int, cuda: bool
+) -> DataLoader:
     from torchvision import transforms
 
     train_tf = transforms.Compose(
@@ -100,10 +102,12 @@ def seed_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, wor
     return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=cuda)
 
 
-def seed_training(images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, device: torch.device) -> float:
-    """The seed's §4 loop; returns images/s over the epochs after the first."""
+def baseline_training(
+    images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, device: torch.device
+) -> float:
+    """The baseline training loop; returns images/s over the epochs after the first."""
     torch.manual_seed(SEED)
-    train_dl = seed_loader(images, labels, args.batch_size, args.workers, device.type == "cuda")
+    train_dl = baseline_loader(images, labels, args.batch_size, args.workers, device.type == "cuda")
     model = SmallCNN(3, 10).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100)
@@ -151,10 +155,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 # --- the data path alone ------------------------------------------------------------------
 
 
-def seed_data_path(images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, device: torch.device) -> float:
-    loader = seed_loader(images, labels, args.batch_size, args.workers, device.type == "cuda")
+def baseline_data_path(
+    images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, device: torch.device
+) -> float:
+    loader = baseline_loader(images, labels, args.batch_size, args.workers, device.type == "cuda")
     seen, start = 0, time.perf_counter()
-    for _ in range(2):  # the first pass includes starting the workers, as every seed epoch does
+    for _ in range(2):  # the first pass includes starting the workers, as every baseline epoch does
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             seen += x.size(0)
@@ -204,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--images", type=int, default=4096, help="synthetic 3×32×32 training images (CIFAR-10: 50000)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per side; the first is a warm-up")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=2, help="the seed DataLoader's num_workers")
+    parser.add_argument("--workers", type=int, default=2, help="the baseline DataLoader's num_workers")
     parser.add_argument(
         "--data-batches", type=int, default=40, help="batches timed for the data path alone (0: 2 epochs)"
     )
@@ -226,20 +232,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if hasattr(os, "getloadavg"):  # other processes on the same cores change CPU figures a lot
         where += f" (load average before: {os.getloadavg()[0]:.1f})"
     print(f"SmallCNN, {args.images} synthetic 3×32×32 images, batch {args.batch_size}, {args.epochs} epochs; {where}")
-    # Each repeat measures seed and cnnspec back to back; the reported figure is the median over
+    # Each repeat measures the baseline and cnnspec back to back; the reported figure is the median over
     # repeats, so a burst of load from other processes skews one pair, not the result.
-    runs: dict[str, list[float]] = {k: [] for k in ("seed_train", "cnnspec_train", "seed_data", "cnnspec_data")}
+    runs: dict[str, list[float]] = {k: [] for k in ("baseline_train", "cnnspec_train", "baseline_data", "cnnspec_data")}
     for _ in range(args.repeat):
-        runs["seed_train"].append(seed_training(images, labels, args, device))
+        runs["baseline_train"].append(baseline_training(images, labels, args, device))
         runs["cnnspec_train"].append(cnnspec_training(args, device=device.type))
-        runs["seed_data"].append(seed_data_path(images, labels, args, device))
+        runs["baseline_data"].append(baseline_data_path(images, labels, args, device))
         runs["cnnspec_data"].append(cnnspec_data_path(images, labels, args, device))
     figures: dict[str, float] = {f"{k}_images_per_second": statistics.median(v) for k, v in runs.items()}
     figures["train_ratio"] = statistics.median(
-        c / s for s, c in zip(runs["seed_train"], runs["cnnspec_train"], strict=True)
+        c / s for s, c in zip(runs["baseline_train"], runs["cnnspec_train"], strict=True)
     )
     figures["data_ratio"] = statistics.median(
-        c / s for s, c in zip(runs["seed_data"], runs["cnnspec_data"], strict=True)
+        c / s for s, c in zip(runs["baseline_data"], runs["cnnspec_data"], strict=True)
     )
     if device.type == "cuda":
         figures["cnnspec_fp32_images_per_second"] = figures["cnnspec_train_images_per_second"]
@@ -247,9 +253,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         figures["amp_ratio"] = figures["cnnspec_fp16_images_per_second"] / figures["cnnspec_fp32_images_per_second"]
 
     rows = [
-        ("training, seed loop (PIL + DataLoader, 2 workers)", figures["seed_train_images_per_second"], None),
+        ("training, baseline loop (PIL + DataLoader, 2 workers)", figures["baseline_train_images_per_second"], None),
         ("training, cnnspec train", figures["cnnspec_train_images_per_second"], figures["train_ratio"]),
-        ("data path, seed DataLoader", figures["seed_data_images_per_second"], None),
+        ("data path, baseline DataLoader", figures["baseline_data_images_per_second"], None),
         ("data path, cnnspec batches + augment", figures["cnnspec_data_images_per_second"], figures["data_ratio"]),
     ]
     if device.type == "cuda":

@@ -1,6 +1,6 @@
-"""A numpy reference for convolution and pooling (seed §2), vectorised, used as a test oracle.
+"""A numpy reference for convolution and pooling, vectorised, used as a test oracle.
 
-The seed's `conv2d_naive` loops over every output pixel. These functions compute the same
+The textbook definition loops over every output pixel. These functions compute the same
 sums with no Python loop over positions: `sliding_window_view` gives every window of
 the padded input as a view, slicing it with `::stride` and `::dilation` keeps the taps
 that exist, and one `einsum` (an im2col matrix product) multiplies them by the filters.

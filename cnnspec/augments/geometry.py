@@ -69,7 +69,7 @@ class RandomCrop(AugmentKind):
             return None
         from cnnspec.training.augment import random_crop
 
-        size = pair(self.size)  # the seed's crop + flip recipe: one gather does both
+        size = pair(self.size)  # the usual crop + flip recipe: one gather does both
         return lambda x: random_crop(x, size, self.padding, self.padding_mode, flip_p=after.p)
 
     def evaluation_fit(self) -> EvaluationFit:

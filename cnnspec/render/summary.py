@@ -186,7 +186,7 @@ def plot_format(path: str) -> str:
 
 
 def plot(summary: Summary, path: str) -> None:
-    """Receptive field and feature-map size per conv/pool stage (seed §12), written as a PNG (or the
+    """Receptive field and feature-map size per conv/pool stage, written as a PNG (or the
     format `plot_format` reads from the extension).
 
     The y axis turns logarithmic (base 2) when the two curves span more than 32×, as in a

@@ -175,6 +175,11 @@ class ScheduleSpec(StrictModel):
     milestones: list[PositiveInt] = Field(default_factory=list, description="multistep: epochs at which to decay.")
     gamma: Annotated[float, Field(gt=0, le=1)] = Field(0.1, description="step/multistep: decay factor.")
     pct_start: Annotated[float, Field(gt=0, lt=1)] = Field(0.3, description="onecycle: fraction of steps spent rising.")
+    extend: Literal["continue", "restart"] = Field(
+        "continue",
+        description="When a resume changes train.epochs: continue (the learning rate goes on from where it was "
+        "to the schedule's end value at the new end) or restart (a new cycle of the schedule over the steps left).",
+    )
 
 
 class EarlyStopping(StrictModel):
@@ -188,7 +193,7 @@ class EarlyStopping(StrictModel):
 
 
 class Unfreeze(StrictModel):
-    """Unfreeze frozen backbone layers later in training, with a smaller learning rate (seed §7)."""
+    """Unfreeze frozen backbone layers later in training, with a smaller learning rate."""
 
     SCHEMA_TITLE = "train.unfreeze"
 

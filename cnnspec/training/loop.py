@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,13 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnspec.builder.graph_module import SpecModule, build
-from cnnspec.errors import TrainingError
+from cnnspec.errors import CheckpointError, TrainingError
 from cnnspec.training.augment import BatchAugment
 from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TrainStart
 from cnnspec.training.checkpoint import Checkpoints, all_finite
 from cnnspec.training.distributed import LOCAL, Dist, steps_per_epoch
 from cnnspec.training.evaluation import EvalResult, evaluate_model
-from cnnspec.training.optim import Schedule, make_optimizer, param_groups
+from cnnspec.training.optim import Replan, Schedule, make_optimizer, param_groups
 from cnnspec.training.precision import Precision, resolve
 from cnnspec.training.progress import Reporter, ReporterCallback
 from cnnspec.training.records import plot_curves, write_json, write_metrics
@@ -113,6 +114,7 @@ class Trainer:
 
         self.checkpoints = Checkpoints(self.paths, session.info)
         self.state = TrainState.fresh(self.device)
+        self.state.lr_plan = [{"from_epoch": 0.0, "epochs": self.train_spec.epochs}]
         self.history: list[dict[str, Any]] = []  # metrics.jsonl's records
         self._clock = (time.perf_counter(), 0.0)  # (started, wall seconds before): set by fit()
         if session.resumed:
@@ -382,6 +384,7 @@ class Trainer:
         self.strategy.restore_rng(stored, self.train_spec.seed)
         self.state = state = TrainState.from_dict(stored, self.device)
         self._restate_progress(stored)
+        self._plan_schedule()
         state.tally = self.strategy.own_tally(state.tally)
         self.history = list(self.session.history)  # checked by setup (rank 0, which alone writes the log)
         if state.stopped_early and not self.best_rule.stops(state.bad_epochs) and state.epoch < self.train_spec.epochs:
@@ -434,6 +437,40 @@ class Trainer:
                 f"{self.steps_per_epoch} steps per epoch from now on{where}"
             )
 
+    def _plan_schedule(self) -> None:
+        """Follow the resumed run's learning-rate plan; a resume that changes train.epochs adds a Replan to it,
+        so the rate goes on from where it was (schedule.extend: continue) or starts a new cycle (restart)."""
+        state, epochs, schedule = self.state, self.train_spec.epochs, self.session.spec.schedule
+        plan = _checked_plan(state.lr_plan, self.paths.state) or [{"from_epoch": 0.0, "epochs": epochs}]
+        trains = state.epoch < epochs and not state.stopped_early
+        changed = int(plan[-1]["epochs"]) != epochs and trains
+        if changed:
+            before = self._schedule(plan)
+            at = state.step / self.steps_per_epoch
+            plan = [*plan, {"from_epoch": at, "epochs": epochs, "extend": schedule.extend}]
+        state.lr_plan = plan
+        self.schedule = self._schedule(plan)
+        if changed:
+            new, step = self.schedule, state.step
+            last = f"{before.lr * before.factor(step - 1):.3g} (step {step})" if step else "the start"
+            how = f"goes on from {last}" if schedule.extend == "continue" else f"starts a new cycle after {last}"
+            # A finished cosine/onecycle run had reached its curve's end: continuing trains at about that rate.
+            ended = schedule.name in ("cosine", "onecycle") and step >= before.total_steps
+            low = schedule.extend == "continue" and ended
+            self.reporter.message(
+                f"train.epochs is {epochs} now, {int(plan[-2]['epochs'])} before: the learning rate {how}: "
+                f"{new.lr * new.factor(step):.3g} at the next step, {new.lr * new.factor(new.total_steps - 1):.3g} "
+                f"at the last (schedule.extend: {schedule.extend})"
+                + ("; --set schedule.extend=restart trains the new epochs from optimizer.lr again" if low else "")
+            )
+
+    def _schedule(self, plan: list[dict[str, Any]]) -> Schedule:
+        """The schedule of a learning-rate plan (TrainState.lr_plan), in this run's steps."""
+        spe = self.steps_per_epoch
+        replans = tuple(Replan(round(p["from_epoch"] * spe), int(p["epochs"]), p["extend"]) for p in plan[1:])
+        spec = self.session.spec
+        return Schedule(spec.schedule, spec.optimizer.lr, spe, int(plan[0]["epochs"]), replans)
+
     # --- the end --------------------------------------------------------------------------
 
     def _finish(self) -> dict[str, Any]:
@@ -456,6 +493,7 @@ class Trainer:
             "amp": self.precision.amp,
             "skipped_steps": state.skipped_total,
             "images_per_second": _mean([m["images_per_second"] for m in self.history]),
+            "lr_plan": state.lr_plan,
         }
         if self.test_source is not None:
             test = self._evaluate(self.test_source)
@@ -491,6 +529,27 @@ class _EpochClock:
 
     def stop(self) -> None:
         self.tally.seconds = self.seconds()
+
+
+def _checked_plan(plan: Any, where: Path) -> list[dict[str, Any]] | None:
+    """A saved learning-rate plan, refused unless it has the shape TrainState.lr_plan describes."""
+    if plan is None:
+        return None
+
+    def entry_ok(k: int, p: Any) -> bool:
+        if not isinstance(p, dict) or not isinstance(p.get("epochs"), int) or p["epochs"] < 1:
+            return False
+        at = p.get("from_epoch")
+        if not isinstance(at, int | float) or not 0 <= at < p["epochs"] or (k == 0 and at != 0):
+            return False
+        return k == 0 or p.get("extend") in ("continue", "restart")
+
+    if not isinstance(plan, list) or not plan or not all(entry_ok(k, p) for k, p in enumerate(plan)):
+        raise CheckpointError(
+            f"{where}: lr_plan is not a learning-rate plan (a list of {{from_epoch, epochs, extend}})",
+            hint="the state is damaged; the weights are intact (evaluate and export still work)",
+        )
+    return list(plan)
 
 
 def _mean(values: list[float]) -> float | None:

@@ -189,7 +189,7 @@ def _check_run(
     else:
         mean, std = _normalization(spec, data.train, reporter)
     # Built here (model.weights and torchvision weights read, a plugin's builder run) so that a file
-    # that cannot be loaded is refused before the run directory is written. The seed is set right
+    # that cannot be loaded is refused before the run directory is written. The random seed is set right
     # before, as the training loop always did: the same initial weights and random stream.
     torch.manual_seed(spec.train.seed)
     model = build(graph, pretrained=previous is None)  # a resumed run continues from its own weights
@@ -240,6 +240,8 @@ def _prepare_locked(
         rule = BestEpoch.from_spec(spec.train.early_stopping)
         rescored = rescore_best(resume_state, rule, _tracked_metric(resume_state, paths), log.records)
         _check_resumable(spec, root, resume_state)
+        if resume_state.get("lr_plan") is None:  # an older state: its plan is the epochs of the spec it trained with
+            resume_state["lr_plan"] = _planned(paths)
         history = log.records
         if log.damaged:  # the checkpoint is what a resume needs; the log is rewritten from what is left of it
             write_metrics(paths, history)
@@ -322,6 +324,18 @@ def _tracked_metric(state: dict[str, Any], paths: RunPaths) -> str | None:
     except CnnspecError:
         return None
     return BestEpoch.from_spec(trained.train.early_stopping).metric
+
+
+def _planned(paths: RunPaths) -> list[dict[str, Any]] | None:
+    """The learning-rate plan of a state written before cnnspec recorded it: train.epochs of the run's
+    spec.yaml (still the spec the state was trained with here); None when it cannot be read."""
+    from cnnspec.spec.load import load
+
+    try:
+        trained = load(paths.spec)
+    except CnnspecError:
+        return None
+    return [{"from_epoch": 0.0, "epochs": trained.train.epochs}]
 
 
 # What `cnnspec export` and `cnnspec evaluate` write into the run by default, from its weights.

@@ -84,6 +84,9 @@ class TrainState:
     wall_seconds: float = 0.0  # total wall time of the run, over all resumes
     skipped_total: int = 0  # fp16 steps skipped in the epochs completed
     metric: str | None = None  # the metric `best` is a value of (None: no epoch recorded, or an older state)
+    # The learning-rate plan: {"from_epoch": 0.0, "epochs": E} as first planned, then one entry per resume that
+    # changed train.epochs, with "extend" (continue/restart); None: a state written before cnnspec recorded it.
+    lr_plan: list[dict[str, Any]] | None = None
 
     @classmethod
     def fresh(cls, device: torch.device) -> TrainState:
@@ -115,7 +118,7 @@ class TrainState:
 
 
 # Fields that states written by an older cnnspec lack, with the value such a state means.
-_ADDED_LATER: dict[str, Any] = {"metric": None}
+_ADDED_LATER: dict[str, Any] = {"metric": None, "lr_plan": None}
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ def test_throughput_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     figures = module.main(
         ["--images", "256", "--epochs", "2", "--data-batches", "2", "--workers", "0", "--device", "cpu"]
     )
-    for key in ("seed_train", "cnnspec_train", "seed_data", "cnnspec_data"):
+    for key in ("baseline_train", "cnnspec_train", "baseline_data", "cnnspec_data"):
         assert figures[f"{key}_images_per_second"] > 0
     assert figures["train_ratio"] > 0 and figures["data_ratio"] > 0
     out = capsys.readouterr().out
-    assert "training, cnnspec train" in out and "data path, seed DataLoader" in out
+    assert "training, cnnspec train" in out and "data path, baseline DataLoader" in out

@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from cnnspec.spec.model import OptimizerSpec, ScheduleSpec
-from cnnspec.training.optim import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, Schedule, make_optimizer, param_groups
+from cnnspec.training.optim import (
+    ONECYCLE_DIV,
+    ONECYCLE_FINAL_DIV,
+    Replan,
+    Schedule,
+    make_optimizer,
+    param_groups,
+)
 
 
 def _schedule(steps_per_epoch: int = 10, epochs: int = 10, lr: float = 0.1, **kw: object) -> Schedule:
@@ -71,6 +78,53 @@ def _torch_lr(ref: torch.optim.lr_scheduler.OneCycleLR, opt: torch.optim.Optimiz
             warnings.simplefilter("ignore")  # get_lr() outside step() warns; here it is the formula we want
             values.append(float(ref.get_lr()[0]))  # type: ignore[no-untyped-call]
     return values[0] + (values[1] - values[0]) * (step - lo)
+
+
+# --- a resume that changes train.epochs (Replan) -------------------------------------------------------
+
+CURVES = ("constant", "cosine", "step", "multistep", "onecycle")
+KINDS = {"step_size": 2, "milestones": [1, 3], "gamma": 0.5, "min_lr": 0.001, "warmup_epochs": 0.5}
+
+
+def _plain(name: str, epochs: int, **kw: object) -> Schedule:
+    return Schedule(ScheduleSpec.model_validate({"name": name, **KINDS, **kw}), 0.1, 10, epochs)
+
+
+def _extended(name: str, first: int, at: int, epochs: int, mode: str = "continue", **kw: object) -> Schedule:
+    spec = ScheduleSpec.model_validate({"name": name, **KINDS, **kw, "extend": mode})
+    return Schedule(spec, 0.1, 10, first, (Replan(at, epochs, spec.extend),))
+
+
+@pytest.mark.parametrize("name", CURVES)
+@pytest.mark.parametrize("at", [3, 10, 25, 40])  # in warm-up, just after it, mid-curve, a finished 4-epoch run
+def test_continue_keeps_the_steps_taken_and_goes_on_without_a_jump(name: str, at: int) -> None:
+    old, new = _plain(name, 4), _extended(name, 4, at, 8)
+    assert [new.factor(s) for s in range(at)] == [old.factor(s) for s in range(at)]
+    if name in ("constant", "step", "multistep"):  # they do not depend on the length: the 8-epoch plan itself
+        longer = _plain(name, 8)
+        assert [new.factor(s) for s in range(80)] == [longer.factor(s) for s in range(80)]
+    else:
+        # No jump: from the last step to the next, the rate changes by no more than the first plan's own
+        # change there (a warm-up or a onecycle rise climbs fast), give or take 10%.
+        ratio, own = new.factor(at) / old.factor(at - 1), old.factor(at) / old.factor(at - 1)
+        assert min(1.0, own) / 1.1 <= ratio <= max(1.0, own) * 1.1
+        floor = 0.01 if name == "cosine" else 1 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
+        assert floor <= new.factor(79) <= floor + 0.01  # at the floor by the new end
+
+
+def test_the_warm_up_is_not_planned_again() -> None:
+    """A 1-epoch run of warmup_epochs 5 warmed up all of it; extended, it goes on from the peak."""
+    new = _extended("cosine", 1, 10, 6, warmup_epochs=5)
+    assert new.warmup_steps == 10 and new.factor(9) == 1.0 and new.factor(10) == 1.0  # afresh: 11/50
+    mid = _extended("cosine", 1, 5, 6, warmup_epochs=5)  # stopped inside that warm-up: it ends at step 10
+    assert [mid.factor(s) for s in range(10)] == [(s + 1) / 10 for s in range(10)]
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle", "step"])
+def test_restart_runs_the_curve_again_over_the_steps_left(name: str) -> None:
+    new = _extended(name, 4, 40, 8, "restart", warmup_epochs=0)
+    fresh = _plain(name, 4, warmup_epochs=0)
+    assert [new.factor(40 + s) for s in range(40)] == pytest.approx([fresh.factor(s) for s in range(40)], rel=1e-12)
 
 
 def test_apply_sets_every_group_with_its_scale() -> None:
