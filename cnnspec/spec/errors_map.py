@@ -160,6 +160,15 @@ def _lower(msg: str) -> str:
     return msg[:1].lower() + msg[1:]
 
 
+def _constraint(where: str, msg: str) -> str:
+    """A broken constraint, said of the field: pydantic's "Input should be greater than 0" names no field,
+    and in a CNN tool "input" reads as the model's input; `model.input.width should be greater than 0`."""
+    text = _lower(msg)
+    if text.startswith("input should "):
+        return f"{where} {text.removeprefix('input ')}"
+    return f"{where}: {text}"
+
+
 def _expected(err: dict[str, Any]) -> str:
     if err["type"] == "literal_error":
         return f"one of {err.get('ctx', {}).get('expected', '')}"
@@ -236,7 +245,7 @@ def _merge(found: list[_Found], source: SourceMap) -> Diagnostic:
     # A branch of the right type that broke a constraint says more than the branches of other types.
     constraint = [f for f in found if f.err["type"] not in _TYPE_ERRORS]
     if constraint:
-        return Diagnostic(f"{where}: {_lower(constraint[0].err['msg'])}{_got(value)}", location)
+        return Diagnostic(f"{_constraint(where, constraint[0].err['msg'])}{_got(value)}", location)
     expected: list[str] = []
     for f in found:
         text = _expected(f.err)
@@ -372,6 +381,6 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
             hint = _number_hint(_expected(err), value)
         location = source.locate(full)
     else:
-        message = f"{where}: {_lower(err['msg'])}{_got(value)}"
+        message = f"{_constraint(where, err['msg'])}{_got(value)}"
         location = source.locate(full)
     return Diagnostic(message, location, hint=hint, suggestion=suggestion)

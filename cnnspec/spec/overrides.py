@@ -10,7 +10,7 @@ the `--set` that set it.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,12 @@ def _fail(text: str, message: str, hint: str | None = None, suggestion: str | No
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b.0.c=VALUE` → (['a', 'b', '0', 'c'], parsed VALUE)."""
+    parts, value, _ = _parse_override(text)
+    return parts, value
+
+
+def _parse_override(text: str) -> tuple[list[str], Any, SourceMap]:
+    """`parse_override`, and where the value's nodes are in `--set TEXT` (its unreadable scalars too)."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -50,8 +56,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = key.split(".")
     if any(not p for p in parts):
         raise _fail(text, f"'{key}' is not a dotted key path", hint="e.g. model.layers.0.conv2d.out_channels")
-    parsed, _ = parse_yaml(value.strip(), f"--set {text}")
-    return parts, parsed
+    parsed, source = parse_yaml(value.strip(), f"--set {text}")
+    return parts, parsed, source
 
 
 def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> tuple[Any, OverrideSourceMap]:
@@ -61,8 +67,9 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
         located.overrides.update(source.overrides)
     if data is None:
         data = {}
+    read_problems: list[tuple[PathKey, SourceMap]] = []  # each value's unreadable scalars (`010`), by its path
     for text in overrides:
-        parts, value = parse_override(text)
+        parts, value, value_source = _parse_override(text)
         if parts == ["vars"] and not isinstance(value, dict):
             # The whole mapping replaced by one value: every use of every var would then be "unknown".
             raise _fail(
@@ -114,7 +121,27 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
         located.overrides[tuple(path)] = text
         if made is not None:  # what was not in the file is this --set's: errors about it point here
             located.overrides.setdefault(made, text)
+        read_problems.append((tuple(path), value_source))
+    _carry_problems(source, located, read_problems)
     return data, located
+
+
+def _carry_problems(source: SourceMap, located: OverrideSourceMap, values: Sequence[tuple[PathKey, SourceMap]]) -> None:
+    """The unreadable scalars (`seed: 010`, `.inf`) of the file that no `--set` replaced, and those of each
+    `--set` value at its argument: reported with the schema's errors, as without overrides."""
+
+    def replaced(path: PathKey) -> bool:
+        return any(path[: len(prefix)] == prefix for prefix in located.overrides)
+
+    at = source.values
+    gone = {Location(source.file, *at[p]) for p in source.problem_paths if replaced(p) and p in at}
+    located.problems = [d for d in source.problems if d.location not in gone]
+    located.problem_paths = {p for p in source.problem_paths if not replaced(p)}
+    for n, (at, value_source) in enumerate(values):
+        if any(at[: len(later)] == later for later, _ in values[n + 1 :]):
+            continue  # a later --set replaced this one's value
+        located.problems += [replace(d, location=Location(value_source.file)) for d in value_source.problems]
+        located.problem_paths |= {(*at, *p) for p in value_source.problem_paths}
 
 
 def _indices(where: str, length: int) -> str:
