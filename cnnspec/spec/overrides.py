@@ -9,14 +9,15 @@ the `--set` that set it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import copy
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from cnnspec.errors import Diagnostic, Location, SpecError, suggested_name
+from cnnspec.errors import CnnspecError, Diagnostic, Location, SpecError, suggested_name
 from cnnspec.spec.errors_map import fields_at
 from cnnspec.spec.load import from_data
 from cnnspec.spec.model import Spec
@@ -25,9 +26,14 @@ from cnnspec.spec.source import PathKey, SourceMap, parse_yaml, read_spec_text
 
 @dataclass
 class OverrideSourceMap(SourceMap):
-    """A SourceMap that places everything under an overridden path at its `--set` argument."""
+    """A SourceMap that places everything under an overridden path at its `--set` argument.
+
+    It keeps the data before the overrides (`before`, with its own map) and the overrides in order
+    (`applied`), so that `caused_by_overrides` can check the spec with fewer of them."""
 
     overrides: dict[PathKey, str] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+    before: tuple[Any, SourceMap] | None = None
 
     def locate(self, path: Sequence[Hashable], *, key: bool = False) -> Location:
         p = tuple(path)
@@ -67,6 +73,8 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
         located.overrides.update(source.overrides)
     if data is None:
         data = {}
+    located.applied = list(overrides)
+    located.before = (copy.deepcopy(data), source)
     read_problems: list[tuple[PathKey, SourceMap]] = []  # each value's unreadable scalars (`010`), by its path
     for text in overrides:
         parts, value, value_source = _parse_override(text)
@@ -142,6 +150,49 @@ def _carry_problems(source: SourceMap, located: OverrideSourceMap, values: Seque
             continue  # a later --set replaced this one's value
         located.problems += [replace(d, location=Location(value_source.file)) for d in value_source.problems]
         located.problem_paths |= {(*at, *p) for p in value_source.problem_paths}
+
+
+def caused_by_overrides(
+    spec: Spec, found: Sequence[Diagnostic], recheck: Callable[[Spec], Sequence[Diagnostic]]
+) -> list[Diagnostic]:
+    """`found` (what a check of `spec` reported), with each problem that the file alone does not have
+    located at the `--set` that brought it: a kernel set too large gives a shape error at its layer's line,
+    a taller model.input a data error at the augmentation's; both are the `--set`'s doing.
+
+    `recheck` is the same check, run on the spec with the first k overrides (k = 0, 1, …; a CnnspecError
+    from it: not known for that spec): the override that makes it appear is the one it is located at, with the file's
+    position kept as a note. A problem the file has without any override keeps its location; so does
+    one whose spec with fewer overrides cannot be read (what it would say is not known)."""
+    source = spec.source
+    if not isinstance(source, OverrideSourceMap) or not source.applied or source.before is None:
+        return list(found)
+    in_file = [i for i, d in enumerate(found) if d.location is not None and d.location.file == source.file]
+    if not in_file:
+        return list(found)
+    data, before = source.before
+    said: list[set[tuple[object, ...]] | None] = []  # what the spec with the first k overrides reports
+    for k in range(len(source.applied)):
+        try:
+            fewer = from_data(*apply_overrides(copy.deepcopy(data), before, source.applied[:k]))
+            said.append({_said(d) for d in recheck(fewer)})
+        except CnnspecError:  # that spec cannot be read, or the check cannot run on it
+            said.append(None)
+    out = list(found)
+    for i in in_file:
+        d = found[i]
+        if said[0] is not None and _said(d) in said[0]:
+            continue  # the file has it
+        first = next((k for k in range(1, len(said)) if said[k] is not None and _said(d) in said[k]), len(said))
+        if any(s is None for s in said[:first]):
+            continue  # a spec before it could not be read: which --set brought it is not known
+        out[i] = replace(
+            d, location=Location(f"--set {source.applied[first - 1]}"), notes=(*d.notes, f"in the file at {d.location}")
+        )
+    return out
+
+
+def _said(d: Diagnostic) -> tuple[object, ...]:
+    return (d.location, d.severity, d.category, d.message)
 
 
 def _indices(where: str, length: int) -> str:
@@ -249,8 +300,6 @@ def override_spec(spec: Spec, overrides: Sequence[str]) -> Spec:
     """A validated copy of `spec` with overrides applied."""
     if not overrides:
         return spec
-    import copy
-
     from cnnspec.spec.dump import spec_data
 
     # A spec with vars or expressions starts from what was written, so `vars.width=…` reaches every
