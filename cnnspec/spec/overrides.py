@@ -141,8 +141,8 @@ def _carry_problems(source: SourceMap, located: OverrideSourceMap, values: Seque
     def replaced(path: PathKey) -> bool:
         return any(path[: len(prefix)] == prefix for prefix in located.overrides)
 
-    at = source.values
-    gone = {Location(source.file, *at[p]) for p in source.problem_paths if replaced(p) and p in at}
+    where = source.values
+    gone = {Location(source.file, *where[p]) for p in source.problem_paths if replaced(p) and p in where}
     located.problems = [d for d in source.problems if d.location not in gone]
     located.problem_paths = {p for p in source.problem_paths if not replaced(p)}
     for n, (at, value_source) in enumerate(values):
@@ -182,7 +182,7 @@ def caused_by_overrides(
         d = found[i]
         if said[0] is not None and _said(d) in said[0]:
             continue  # the file has it
-        first = next((k for k in range(1, len(said)) if said[k] is not None and _said(d) in said[k]), len(said))
+        first = next((k for k in range(1, len(said)) if _said(d) in (said[k] or ())), len(said))
         if any(s is None for s in said[:first]):
             continue  # a spec before it could not be read: which --set brought it is not known
         out[i] = replace(
