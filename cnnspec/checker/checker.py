@@ -29,8 +29,20 @@ def check(spec: Spec) -> Graph:
     return graph
 
 
-def analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
-    """Check `spec` and return the graph (as far as it could be built) and every diagnostic."""
+def analyse(spec: Spec, *, locate_overrides: bool = True) -> tuple[Graph, list[Diagnostic]]:
+    """Check `spec` and return the graph (as far as it could be built) and every diagnostic.
+
+    A problem that a `--set` brought is located at that `--set` (`caused_by_overrides`; not when
+    `locate_overrides` is False, as for the specs that finds it with)."""
+    graph, found = _analyse(spec)
+    if locate_overrides and found and getattr(spec.source, "applied", None):
+        from cnnspec.spec.overrides import caused_by_overrides  # only with overrides and problems
+
+        found = caused_by_overrides(spec, found, lambda fewer: _analyse(fewer)[1])
+    return graph, found
+
+
+def _analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
     expander = Expander(spec)
     output = expander.resolve_all(expander.run())
     diagnostics = expander.diagnostics

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
+from cnnspec.augments.base import AugmentItemBase, AugmentKind, ImageSize
 from cnnspec.checker.graph import Graph
 from cnnspec.datasets import DATASETS
 from cnnspec.errors import Diagnostic
 from cnnspec.layers.base import pair
+from cnnspec.spec.base import Size
 from cnnspec.spec.model import Spec
 
 # The channel counts an image folder's files can be converted to (PIL modes L and RGB).
@@ -75,15 +77,52 @@ def check_data(spec: Spec) -> list[Diagnostic]:
         native_note: tuple[str, ...] = ()
         if native:
             native_note = (f"{dataset.title} is {native[0]}×{native[1]}×{native[2]}",)
+        start = (native[1], native[2]) if native else (want[1], want[2])
         out.append(
             Diagnostic(
                 f"the data pipeline gives {size[0]}×{size[1]} images but model.input is {want[1]}×{want[2]}",
                 src.locate(where),
                 notes=native_note,
-                hint=f"set model.input height/width to {size[0]}×{size[1]}, or data.resize: [{want[1]}, {want[2]}]",
+                hint=_size_hint(start, data.resize, data.augment, size, (want[1], want[2])),
             )
         )
     return out
+
+
+def _pipeline_size(start: ImageSize, resize: ImageSize | None, ops: Sequence[AugmentKind]) -> ImageSize | None:
+    """The size the pipeline gives, or None when one of its steps refuses its input size."""
+    size = resize if resize is not None else start
+    for op in ops:
+        if op.size_problem(size) is not None:
+            return None
+        size = op.output_size(size)
+    return size
+
+
+def _size_hint(
+    start: ImageSize, resize: Size | None, items: Sequence[AugmentItemBase], size: ImageSize, want: ImageSize
+) -> str:
+    """How to make the pipeline give `want`: model.input set to what it gives, or the edit of the data
+    section that gives `want`, each edit tried on the pipeline first (a crop's size alone cannot grow past
+    its image: then data.resize as well)."""
+    ops = [item.op for item in items]
+    hint = f"set model.input height/width to {size[0]}×{size[1]}"
+    last = max((i for i, op in enumerate(ops) if op.size_field is not None), default=None)
+    resized = f"data.resize: [{want[0]}, {want[1]}]"
+    if last is None:
+        if _pipeline_size(start, want, ops) == want:
+            hint += f", or {resized}"
+        return hint
+    op, field = ops[last], ops[last].size_field
+    assert field is not None
+    value: Size = want[0] if want[0] == want[1] else [want[0], want[1]]
+    shaped = [*ops[:last], op.model_copy(update={field: value}), *ops[last + 1 :]]
+    setting = f"{items[last].name}'s {field}: {value}"
+    if _pipeline_size(start, pair(resize) if resize is not None else None, shaped) == want:
+        hint += f", or {setting}"
+    elif _pipeline_size(start, want, shaped) == want:
+        hint += f", or {setting} with {resized}"
+    return hint
 
 
 def batch_statistics(graph: Graph, batch: int, where: tuple[Hashable, ...]) -> list[Diagnostic]:

@@ -414,6 +414,9 @@ class Expander:
             else:
                 close = suggested_name(name, scope.visible())
                 hint = None if close else "ids are given with `id:`; `input` is the model input"
+                meant = scope.lookup(close) if close is not None else None
+                if meant is not None:
+                    self.involved.add(meant)  # the layer it meant is read: "never used" would be a second, wrong error
             self.error(
                 f"unknown layer id {shown(name)} in inputs",
                 (*path, "inputs"),

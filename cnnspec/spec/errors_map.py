@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from cnnspec.errors import Diagnostic, Location, shown, suggested_name
 from cnnspec.spec.dispatch import FAMILIES, OneKeyItem
+from cnnspec.spec.mistakes import glued_key, inline_params, name_mapping, scalar_params
 from cnnspec.spec.source import SourceMap
 
 Path = tuple[Hashable, ...]
@@ -84,6 +85,14 @@ def _members(tp: Any) -> list[Any]:
 
 def fields_at(root: type[BaseModel], loc: Sequence[Hashable]) -> list[str]:
     """Names of the keys a mapping at `loc` accepts (for 'did you mean' hints)."""
+    names: list[str] = []
+    for model in models_at(root, loc):
+        names += [n for n in model.model_fields if n not in names]
+    return names
+
+
+def models_at(root: type[BaseModel], loc: Sequence[Hashable]) -> list[type[BaseModel]]:
+    """The models a mapping at `loc` may be (the members of a union, a kind's parameters)."""
     candidates: list[Any] = [root]
     for elem in loc:
         nxt: list[Any] = []
@@ -105,12 +114,12 @@ def fields_at(root: type[BaseModel], loc: Sequence[Hashable]) -> list[str]:
                     nxt.append(typing.get_args(t)[1])
         if nxt:
             candidates = nxt
-    names: list[str] = []
+    models: list[type[BaseModel]] = []
     for tp in candidates:
         for t in _members(tp):
-            if isinstance(t, type) and issubclass(t, BaseModel):
-                names += [n for n in t.model_fields if n not in names]
-    return names
+            if isinstance(t, type) and issubclass(t, BaseModel) and t not in models:
+                models.append(t)
+    return models
 
 
 def dotted(loc: Sequence[Hashable]) -> str:
@@ -151,6 +160,15 @@ def _lower(msg: str) -> str:
     return msg[:1].lower() + msg[1:]
 
 
+def _constraint(where: str, msg: str) -> str:
+    """A broken constraint, said of the field: pydantic's "Input should be greater than 0" names no field,
+    and in a CNN tool "input" reads as the model's input; `model.input.width should be greater than 0`."""
+    text = _lower(msg)
+    if text.startswith("input should "):
+        return f"{where} {text.removeprefix('input ')}"
+    return f"{where}: {text}"
+
+
 def _expected(err: dict[str, Any]) -> str:
     if err["type"] == "literal_error":
         return f"one of {err.get('ctx', {}).get('expected', '')}"
@@ -188,7 +206,7 @@ def diagnostics_from(
     misspelt: dict[Path, set[str]] = {}
     for f in found:
         if f.err["type"] == "extra_forbidden":
-            close = suggested_name(str(f.err["loc"][-1]), fields_at(root, f.err["loc"][:-1]))
+            close = _meant_key(str(f.err["loc"][-1]), fields_at(root, f.err["loc"][:-1]))[0]
             if close:
                 misspelt.setdefault(f.path[:-1], set()).add(close)
 
@@ -227,7 +245,7 @@ def _merge(found: list[_Found], source: SourceMap) -> Diagnostic:
     # A branch of the right type that broke a constraint says more than the branches of other types.
     constraint = [f for f in found if f.err["type"] not in _TYPE_ERRORS]
     if constraint:
-        return Diagnostic(f"{where}: {_lower(constraint[0].err['msg'])}{_got(value)}", location)
+        return Diagnostic(f"{_constraint(where, constraint[0].err['msg'])}{_got(value)}", location)
     expected: list[str] = []
     for f in found:
         text = _expected(f.err)
@@ -260,6 +278,27 @@ def _number_hint(expected: str, value: Any) -> str | None:
     )
 
 
+def _meant_key(key: str, valid: Sequence[str]) -> tuple[str | None, str | None]:
+    """The valid key an unknown one meant and the hint that says so: `kernel_size:2` (no space after the
+    colon) means `kernel_size` with a value; another key is a misspelling (`suggested_name`)."""
+    glued = glued_key(key, valid)
+    if glued is not None:
+        return glued
+    return suggested_name(key, valid), None
+
+
+def _mapping_hint(root: type[BaseModel], loc: Sequence[Hashable], full: Path, value: Any) -> str | None:
+    """For a value where a mapping goes: the mapping it meant (`- dropout: 0.2` → `{p: 0.2}`,
+    `schedule: cosine` → `{name: cosine}`)."""
+    models = models_at(root, loc)
+    if full and isinstance(full[-1], str):
+        for family in FAMILIES.values():
+            if family.classes.get(full[-1]) in models:
+                return scalar_params(full[-1], value, family)
+        return name_mapping(full[-1], value, models)
+    return None
+
+
 def _literal_suggestion(err: dict[str, Any], value: str) -> str | None:
     expected = err.get("ctx", {}).get("expected", "")
     options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",")]
@@ -283,8 +322,11 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
         key = loc[-1]
         valid = fields_at(root, loc[:-1])
         message = f"unknown key {shown(key)} in {dotted(full[:-1]) or 'the spec'}"
-        suggestion = suggested_name(str(key), valid)
-        hint = None if suggestion or not valid else f"valid keys: {', '.join(valid)}"
+        suggestion, hint = _meant_key(str(key), valid)
+        if hint is not None:
+            suggestion = None  # the key is right: the fix is how it is written
+        elif suggestion is None and valid:
+            hint = f"valid keys: {', '.join(valid)}"
         if key == "activation" and "inputs" in valid:  # Keras' Conv2D(..., activation="relu")
             after = f"`- {value}`" if isinstance(value, str) else "an activation layer (`- relu`)"
             suggestion, hint = None, f"activations are layers of their own: add {after} after this one"
@@ -294,8 +336,13 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
         name = ctx.get("name")
         if name is not None:
             message = f"unknown {what} {shown(name)}"
-            suggestion = suggested_name(str(name), list(names))
-            hint = None if suggestion else f"known: {', '.join(sorted(names))}"
+            written = str(name)
+            if isinstance(value, dict) and not isinstance(value.get(name), dict | list | None):
+                written = f"{name}={value[name]}"  # `- dropout p: 0.2`: the key is `dropout p`
+            hint = inline_params(written, FAMILIES[kind])
+            suggestion = None if hint else suggested_name(str(name), list(names))
+            if hint is None and suggestion is None:
+                hint = f"known: {', '.join(sorted(names))}"
             location = source.locate((*full, name), key=True) if isinstance(value, dict) else source.locate(full)
         elif isinstance(value, dict) and value:
             keys = list(value)
@@ -328,10 +375,12 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
             suggestion = _literal_suggestion(err, value)
         elif full == ("model", "input") and isinstance(value, list):
             hint = "write the image shape as a mapping: {channels: C, height: H, width: W}"
+        elif _expected(err) == "a mapping":
+            hint = _mapping_hint(root, loc, full, value)
         else:
             hint = _number_hint(_expected(err), value)
         location = source.locate(full)
     else:
-        message = f"{where}: {_lower(err['msg'])}{_got(value)}"
+        message = f"{_constraint(where, err['msg'])}{_got(value)}"
         location = source.locate(full)
     return Diagnostic(message, location, hint=hint, suggestion=suggestion)

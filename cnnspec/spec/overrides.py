@@ -9,14 +9,15 @@ the `--set` that set it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+import copy
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from cnnspec.errors import Diagnostic, Location, SpecError, suggested_name
+from cnnspec.errors import CnnspecError, Diagnostic, Location, SpecError, suggested_name
 from cnnspec.spec.errors_map import fields_at
 from cnnspec.spec.load import from_data
 from cnnspec.spec.model import Spec
@@ -25,9 +26,14 @@ from cnnspec.spec.source import PathKey, SourceMap, parse_yaml, read_spec_text
 
 @dataclass
 class OverrideSourceMap(SourceMap):
-    """A SourceMap that places everything under an overridden path at its `--set` argument."""
+    """A SourceMap that places everything under an overridden path at its `--set` argument.
+
+    It keeps the data before the overrides (`before`, with its own map) and the overrides in order
+    (`applied`), so that `caused_by_overrides` can check the spec with fewer of them."""
 
     overrides: dict[PathKey, str] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+    before: tuple[Any, SourceMap] | None = None
 
     def locate(self, path: Sequence[Hashable], *, key: bool = False) -> Location:
         p = tuple(path)
@@ -43,6 +49,12 @@ def _fail(text: str, message: str, hint: str | None = None, suggestion: str | No
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b.0.c=VALUE` → (['a', 'b', '0', 'c'], parsed VALUE)."""
+    parts, value, _ = _parse_override(text)
+    return parts, value
+
+
+def _parse_override(text: str) -> tuple[list[str], Any, SourceMap]:
+    """`parse_override`, and where the value's nodes are in `--set TEXT` (its unreadable scalars too)."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -50,8 +62,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = key.split(".")
     if any(not p for p in parts):
         raise _fail(text, f"'{key}' is not a dotted key path", hint="e.g. model.layers.0.conv2d.out_channels")
-    parsed, _ = parse_yaml(value.strip(), f"--set {text}")
-    return parts, parsed
+    parsed, source = parse_yaml(value.strip(), f"--set {text}")
+    return parts, parsed, source
 
 
 def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> tuple[Any, OverrideSourceMap]:
@@ -61,8 +73,11 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
         located.overrides.update(source.overrides)
     if data is None:
         data = {}
+    located.applied = list(overrides)
+    located.before = (copy.deepcopy(data), source)
+    read_problems: list[tuple[PathKey, SourceMap]] = []  # each value's unreadable scalars (`010`), by its path
     for text in overrides:
-        parts, value = parse_override(text)
+        parts, value, value_source = _parse_override(text)
         if parts == ["vars"] and not isinstance(value, dict):
             # The whole mapping replaced by one value: every use of every var would then be "unknown".
             raise _fail(
@@ -114,7 +129,70 @@ def apply_overrides(data: Any, source: SourceMap, overrides: Sequence[str]) -> t
         located.overrides[tuple(path)] = text
         if made is not None:  # what was not in the file is this --set's: errors about it point here
             located.overrides.setdefault(made, text)
+        read_problems.append((tuple(path), value_source))
+    _carry_problems(source, located, read_problems)
     return data, located
+
+
+def _carry_problems(source: SourceMap, located: OverrideSourceMap, values: Sequence[tuple[PathKey, SourceMap]]) -> None:
+    """The unreadable scalars (`seed: 010`, `.inf`) of the file that no `--set` replaced, and those of each
+    `--set` value at its argument: reported with the schema's errors, as without overrides."""
+
+    def replaced(path: PathKey) -> bool:
+        return any(path[: len(prefix)] == prefix for prefix in located.overrides)
+
+    where = source.values
+    gone = {Location(source.file, *where[p]) for p in source.problem_paths if replaced(p) and p in where}
+    located.problems = [d for d in source.problems if d.location not in gone]
+    located.problem_paths = {p for p in source.problem_paths if not replaced(p)}
+    for n, (at, value_source) in enumerate(values):
+        if any(at[: len(later)] == later for later, _ in values[n + 1 :]):
+            continue  # a later --set replaced this one's value
+        located.problems += [replace(d, location=Location(value_source.file)) for d in value_source.problems]
+        located.problem_paths |= {(*at, *p) for p in value_source.problem_paths}
+
+
+def caused_by_overrides(
+    spec: Spec, found: Sequence[Diagnostic], recheck: Callable[[Spec], Sequence[Diagnostic]]
+) -> list[Diagnostic]:
+    """`found` (what a check of `spec` reported), with each problem that the file alone does not have
+    located at the `--set` that brought it: a kernel set too large gives a shape error at its layer's line,
+    a taller model.input a data error at the augmentation's; both are the `--set`'s doing.
+
+    `recheck` is the same check, run on the spec with the first k overrides (k = 0, 1, …; a CnnspecError
+    from it: not known for that spec): the override that makes it appear is the one it is located at, with the file's
+    position kept as a note. A problem the file has without any override keeps its location; so does
+    one whose spec with fewer overrides cannot be read (what it would say is not known)."""
+    source = spec.source
+    if not isinstance(source, OverrideSourceMap) or not source.applied or source.before is None:
+        return list(found)
+    in_file = [i for i, d in enumerate(found) if d.location is not None and d.location.file == source.file]
+    if not in_file:
+        return list(found)
+    data, before = source.before
+    said: list[set[tuple[object, ...]] | None] = []  # what the spec with the first k overrides reports
+    for k in range(len(source.applied)):
+        try:
+            fewer = from_data(*apply_overrides(copy.deepcopy(data), before, source.applied[:k]))
+            said.append({_said(d) for d in recheck(fewer)})
+        except CnnspecError:  # that spec cannot be read, or the check cannot run on it
+            said.append(None)
+    out = list(found)
+    for i in in_file:
+        d = found[i]
+        if said[0] is not None and _said(d) in said[0]:
+            continue  # the file has it
+        first = next((k for k in range(1, len(said)) if _said(d) in (said[k] or ())), len(said))
+        if any(s is None for s in said[:first]):
+            continue  # a spec before it could not be read: which --set brought it is not known
+        out[i] = replace(
+            d, location=Location(f"--set {source.applied[first - 1]}"), notes=(*d.notes, f"in the file at {d.location}")
+        )
+    return out
+
+
+def _said(d: Diagnostic) -> tuple[object, ...]:
+    return (d.location, d.severity, d.category, d.message)
 
 
 def _indices(where: str, length: int) -> str:
@@ -222,8 +300,6 @@ def override_spec(spec: Spec, overrides: Sequence[str]) -> Spec:
     """A validated copy of `spec` with overrides applied."""
     if not overrides:
         return spec
-    import copy
-
     from cnnspec.spec.dump import spec_data
 
     # A spec with vars or expressions starts from what was written, so `vars.width=…` reaches every

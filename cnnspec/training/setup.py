@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from cnnspec.atomic import remove_stale_temporaries
-from cnnspec.checker.checker import check
+from cnnspec.checker.checker import analyse, check
 from cnnspec.checker.graph import Graph, Node
-from cnnspec.errors import CheckpointError, CnnspecError, DataError, Diagnostic, ShapeError, SpecError, TrainingError
+from cnnspec.errors import (
+    CheckpointError,
+    CnnspecError,
+    DataError,
+    Diagnostic,
+    ShapeError,
+    SpecError,
+    TrainingError,
+    error_for,
+)
 from cnnspec.pathnames import ensure_fits
 from cnnspec.rundir.files import ensure_own_files, make_run_folder, write_run_file, writing
 from cnnspec.rundir.info import RunInfo, is_run, read_info, write_info
@@ -26,7 +35,7 @@ from cnnspec.rundir.paths import LOCK_NAME, RunPaths
 from cnnspec.rundir.reader import ensure_architecture
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
-from cnnspec.spec.overrides import loads_with_overrides, override_spec
+from cnnspec.spec.overrides import caused_by_overrides, loads_with_overrides, override_spec
 from cnnspec.spec.source import read_spec_text
 from cnnspec.terminal import printable
 from cnnspec.training.checkpoint import Checkpoints
@@ -364,26 +373,43 @@ def _remove_stale_outputs(paths: RunPaths, reporter: Reporter) -> None:
 
 
 def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:
+    """The model's output against the dataset's classes; a problem a `--set` brought is located there."""
+    problems = _class_problems(spec, graph, class_names)
+    if problems:
+
+        def recheck(fewer: Spec) -> list[Diagnostic]:
+            fewer_graph, found = analyse(fewer, locate_overrides=False)
+            if any(d.severity == "error" for d in found):
+                raise error_for(found)  # that spec stops before its classes are checked
+            return _class_problems(fewer, fewer_graph, class_names)
+
+        raise ShapeError(caused_by_overrides(spec, problems, recheck))
+
+
+def _class_problems(spec: Spec, graph: Graph, class_names: list[str]) -> list[Diagnostic]:
     out = graph.output_shape
     node = graph.node(graph.output) if graph.nodes else None
     where = node.location if node is not None else spec.source.locate(("model", "layers"))
     if len(out) != 1:
-        raise ShapeError(
+        return [
             Diagnostic(
                 f"the model ends in a {'×'.join(map(str, out))} tensor; a classifier ends in one score per class",
                 where,
                 hint=f"end with `- flatten` (or global_avgpool) and `- linear: {{out_features: {len(class_names)}}}`",
+                category="shape",
             )
-        )
+        ]
     if out[0] != len(class_names):
         assert spec.data is not None
-        raise ShapeError(
+        return [
             Diagnostic(
                 f"the model outputs {out[0]} class scores but {spec.data.dataset.name} has {len(class_names)} classes",
                 where,
                 hint=f"set out_features: {len(class_names)} on the last layer",
+                category="shape",
             )
-        )
+        ]
+    return []
 
 
 def _normalization(spec: Spec, train: Source, reporter: Reporter) -> tuple[list[float] | None, list[float] | None]:

@@ -26,7 +26,7 @@ BAD = [
     "data.batch_size=-3",  # a value the schema refuses
     "nokey",  # not KEY=VALUE
     "model.layers.8.linear.in_features=5",  # a shape error located at the --set
-    "model.input.height=7",  # a data check located in the file
+    "model.input.height=7",  # a data check, located at the --set too
 ]
 
 

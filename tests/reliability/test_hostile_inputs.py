@@ -257,10 +257,10 @@ def test_validate_refuses_values_that_broke_training_with_a_traceback(tmp_path: 
     result = _run("validate", spec, *[a for o in overrides for a in ("--set", o)])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout
     for message in (
-        "schedule.warmup_epochs: input should be less than or equal to 10000, got 1e+308",
-        "data.augment[0].mixup.alpha: input should be greater than or equal to 0.001, got 1e-300",
-        "data.augment[1].random_crop.padding: input should be less than or equal to 1024, got 100000",
-        "data.normalize.std[0]: input should be greater than or equal to 0.001, got 1e-300",
+        "schedule.warmup_epochs should be less than or equal to 10000, got 1e+308",
+        "data.augment[0].mixup.alpha should be greater than or equal to 0.001, got 1e-300",
+        "data.augment[1].random_crop.padding should be less than or equal to 1024, got 100000",
+        "data.normalize.std[0] should be greater than or equal to 0.001, got 1e-300",
     ):
         assert message in result.stdout + result.stderr, result.stdout + result.stderr
     # torch's reflect padding needs padding < the image side: was a RuntimeError inside training.

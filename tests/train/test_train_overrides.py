@@ -118,7 +118,7 @@ def test_bad_values_fail_validation_at_the_set() -> None:
     with pytest.raises(SpecError) as info:
         load_with_overrides(SPECS / "small_cnn.yaml", ["data.batch_size=-3", "optimizer.lr=abc"])
     text = info.value.format()
-    assert "--set data.batch_size=-3: error: data.batch_size: input should be greater than 0" in text
+    assert "--set data.batch_size=-3: error: data.batch_size should be greater than 0" in text
     assert "--set optimizer.lr=abc: error: optimizer.lr: " in text and "abc" in text
 
 
