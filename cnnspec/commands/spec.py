@@ -24,6 +24,7 @@ class SummaryFormat(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
+    lines = "lines"
 
 
 def validate(
@@ -77,7 +78,13 @@ def validate(
 def summary(
     spec: Annotated[Path, typer.Argument(help="Spec file.")],
     format: Annotated[
-        SummaryFormat, typer.Option("--format", "-f", help="text, json or markdown.")
+        SummaryFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, json, markdown, or lines (for git diff: one line per layer; a spec that does not load"
+            " prints its error and exits 0).",
+        ),
     ] = SummaryFormat.text,
     plot: Annotated[
         Path | None,
@@ -96,9 +103,14 @@ def summary(
             render.plot_format(str(plot))  # before any work: an extension matplotlib cannot write
         graph = check(load_with_overrides(spec, overrides or ()))
     except CnnspecError as exc:
+        if format is SummaryFormat.lines:  # a git textconv: the error is the text, `git diff` goes on
+            echo(render.error_lines(exc.format()), end="")
+            return
         raise fail(exc) from None
     rows = summarize(graph)
-    if format is SummaryFormat.json:
+    if format is SummaryFormat.lines:
+        echo(render.to_lines(rows), end="")
+    elif format is SummaryFormat.json:
         echo(render.to_json(rows), end="")
     elif format is SummaryFormat.markdown:
         echo(render.to_markdown(rows), end="")
