@@ -20,6 +20,12 @@ class ValidateFormat(StrEnum):
     github = "github"
 
 
+class Purpose(StrEnum):
+    """What `validate --for` checks a spec is ready for, beyond checking."""
+
+    train = "train"
+
+
 class SummaryFormat(StrEnum):
     text = "text"
     json = "json"
@@ -36,6 +42,13 @@ def validate(
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat warnings as errors: report each as an error and exit 1.")
     ] = False,
+    purpose: Annotated[
+        Purpose | None,
+        typer.Option(
+            "--for",
+            help="Also check what this command needs: train (a data section, an image folder's train folder).",
+        ),
+    ] = None,
 ) -> None:
     """Check spec files statically (schema, shapes, data); exit 1 when any is invalid (with --strict: any warning)."""
     from cnnspec.validate import as_errors, github_annotation, validate_file
@@ -43,7 +56,7 @@ def validate(
     failed = 0
     report = []
     for path in specs:
-        graph, diagnostics = validate_file(path, overrides or ())
+        graph, diagnostics = validate_file(path, overrides or (), for_training=purpose is Purpose.train)
         if strict:
             diagnostics = as_errors(diagnostics)
         errors = [d for d in diagnostics if d.severity == "error"]

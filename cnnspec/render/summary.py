@@ -65,6 +65,7 @@ def to_markdown(summary: Summary) -> str:
         "",
         _memory_line(summary).replace("   ", " · "),
         *(["", *_vars_line(summary)] if summary.vars else []),
+        *(["", *(f"Note: {note}" for note in summary.notes)] if summary.notes else []),
     ]
     return "\n".join(lines) + "\n"
 
@@ -90,6 +91,7 @@ def to_lines(summary: Summary) -> str:
         f"trainable params: {summary.trainable_params}",
         f"macs per image: {'~' if summary.estimated_macs else ''}{summary.macs}",
         *(f"var {k}: {v:g}" for k, v in summary.vars.items()),
+        *(f"note: {note}" for note in summary.notes),
     ]
     return "\n".join(lines) + "\n"
 
@@ -166,6 +168,7 @@ def to_text(summary: Summary) -> Any:
         f"MACs per image: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})\n"
         + _memory_line(summary)
         + "".join("\n" + line for line in _vars_line(summary))
+        + "".join(f"\nNote: {note}" for note in summary.notes)
     )
     return NaturalWidth(Group(table, totals))
 
