@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import Result
 
+from cnnspec.preprocess import stored_size
 from cnnspec.spec.load import load
 from tests.cli_helpers import run_cli
 
@@ -76,6 +77,8 @@ def test_image_folder_trains_from_another_folder_without_resize_and_its_run_work
     assert trained.exit_code == 0, trained.stderr
     recorded = load(run / "spec.yaml")
     assert recorded.data is not None and recorded.data.dataset.root == str(project / "images")
+    # Any image given to predict is resized to the model's input too, as training's were.
+    assert stored_size(recorded) == ((8, 8), True)
 
     # From a folder that holds neither the spec nor the images.
     elsewhere = tmp_path / "elsewhere"
