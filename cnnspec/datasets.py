@@ -96,10 +96,9 @@ class TorchvisionDataset(Dataset):
 
     @classmethod
     def arrays(cls, spec: Spec, data: DataSpec) -> Arrays:
-        from cnnspec.spec.paths import data_root
         from cnnspec.training.datasets import torchvision_arrays
 
-        return torchvision_arrays(cls, data, data_root(spec))
+        return torchvision_arrays(cls, spec, data)
 
 
 # Registered in this order, which is the order the schema lists them in.
@@ -181,11 +180,9 @@ class ImageFolder(Dataset):
 
     @classmethod
     def load(cls, spec: Spec, data: DataSpec) -> DataBundle:
-        from cnnspec.spec.paths import data_root
         from cnnspec.training.datasets import load_image_folder
 
-        c, h, w = spec.model.input.shape
-        return load_image_folder(data, data_root(spec), c, (h, w), spec.train.seed)
+        return load_image_folder(spec, data)
 
 
 @register
