@@ -176,6 +176,7 @@ def test_git_textconv_shows_the_architecture_change(tmp_path: Path) -> None:
     assert "+    - conv2d: {id: conv2, out_channels: 96," in raw
 
 
+# Each git textconv test starts cnnspec twice (git runs the textconv per side): about 2 s each.
 def test_git_textconv_a_longer_id_changes_only_its_line(tmp_path: Path) -> None:
     repo, _ = textconv_repo(tmp_path)
     small = repo / "specs" / "small_cnn.yaml"

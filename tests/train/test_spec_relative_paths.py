@@ -65,6 +65,7 @@ def project(tmp_path: Path) -> Path:
     return folder
 
 
+# Trains one epoch on 8 images, evaluates and resumes: about 3 s of CPU (more wall time on a loaded machine).
 def test_image_folder_trains_from_another_folder_without_resize_and_its_run_works_anywhere(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
