@@ -14,6 +14,7 @@ dataset's arrays into the train/val/test sources training reads (resize, validat
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
@@ -36,7 +37,21 @@ class Dataset:
     description: ClassVar[str]  # the schema's words for it (datasets with the same words are listed together)
     shape: ClassVar[Shape | None] = None  # its images' native shape; None: they take the model input's
     images: ClassVar[int] = 0  # train + test images held in memory as uint8 (0: as many as the spec says)
-    streamed: ClassVar[bool] = False  # read from disk a batch at a time (so it needs data.resize)
+    streamed: ClassVar[bool] = False  # read from disk a batch at a time (images of any size: resized to the input)
+    reads_files: ClassVar[bool] = False  # reads (or downloads into) data.dataset.root, relative to the spec's folder
+    classes: ClassVar[int | None] = None  # how many classes it has, known without loading it (None: not known)
+
+    @classmethod
+    def class_count(cls, data: DataSpec) -> int | None:
+        """How many classes the dataset the spec's data section names has, known statically (`validate`
+        checks the model's head against it); None when only loading it tells (an image folder)."""
+        return cls.classes
+
+    @classmethod
+    def missing(cls, root: Path) -> str | None:
+        """What training would find missing under `root` (data.dataset.root, absolute), said without
+        reading an image: `validate --for train`. None when nothing is known to be missing."""
+        return None
 
     @classmethod
     def arrays(cls, spec: Spec, data: DataSpec) -> Arrays:
@@ -68,6 +83,7 @@ class TorchvisionDataset(Dataset):
     """A dataset torchvision downloads (`data.dataset.root`, `download`)."""
 
     description = "torchvision"
+    reads_files = True
     torchvision_class: ClassVar[str]  # in torchvision.datasets
     files: ClassVar[str]  # what torchvision expects under root: said when the files are missing offline
     targets: ClassVar[str] = "targets"  # the attribute that holds the labels
@@ -82,7 +98,7 @@ class TorchvisionDataset(Dataset):
     def arrays(cls, spec: Spec, data: DataSpec) -> Arrays:
         from cnnspec.training.datasets import torchvision_arrays
 
-        return torchvision_arrays(cls, data)
+        return torchvision_arrays(cls, spec, data)
 
 
 # Registered in this order, which is the order the schema lists them in.
@@ -94,6 +110,7 @@ class Cifar10(TorchvisionDataset):
     title = "CIFAR-10"
     shape = (3, 32, 32)
     images = 60_000
+    classes = 10
     torchvision_class = "CIFAR10"
     files = "cifar-10-batches-py/ (extracted from cifar-10-python.tar.gz)"
 
@@ -104,6 +121,7 @@ class Cifar100(TorchvisionDataset):
     title = "CIFAR-100"
     shape = (3, 32, 32)
     images = 60_000
+    classes = 100
     torchvision_class = "CIFAR100"
     files = "cifar-100-python/ (extracted from cifar-100-python.tar.gz)"
 
@@ -114,6 +132,7 @@ class Mnist(TorchvisionDataset):
     title = "MNIST"
     shape = (1, 28, 28)
     images = 70_000
+    classes = 10
     torchvision_class = "MNIST"
     files = "MNIST/raw/ (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-…)"
 
@@ -124,6 +143,7 @@ class FashionMnist(TorchvisionDataset):
     title = "Fashion-MNIST"
     shape = (1, 28, 28)
     images = 70_000
+    classes = 10
     torchvision_class = "FashionMNIST"
     files = "FashionMNIST/raw/ (train-images-idx3-ubyte, …, t10k-…)"
 
@@ -134,6 +154,7 @@ class Svhn(TorchvisionDataset):
     title = "SVHN"
     shape = (3, 32, 32)
     images = 73_257 + 26_032
+    classes = 10
     torchvision_class = "SVHN"
     files = "train_32x32.mat and test_32x32.mat"
     targets = "labels"
@@ -150,13 +171,18 @@ class ImageFolder(Dataset):
     title = "image_folder"
     description = "your own ROOT/train/CLASS/*.png, optional ROOT/val and ROOT/test"
     streamed = True
+    reads_files = True
+
+    @classmethod
+    def missing(cls, root: Path) -> str | None:
+        train = root / "train"
+        return None if train.is_dir() else f"no {train} folder (the training images go in {train}/CLASS/*.png)"
 
     @classmethod
     def load(cls, spec: Spec, data: DataSpec) -> DataBundle:
         from cnnspec.training.datasets import load_image_folder
 
-        c, h, w = spec.model.input.shape
-        return load_image_folder(data, c, (h, w), spec.train.seed)
+        return load_image_folder(spec, data)
 
 
 @register
@@ -166,6 +192,7 @@ class Digits(Dataset):
     description = "scikit-learn's 8×8 digits, offline"
     shape = (1, 8, 8)
     images = 1_797
+    classes = 10
 
     @classmethod
     def arrays(cls, spec: Spec, data: DataSpec) -> Arrays:
@@ -179,6 +206,10 @@ class Synthetic(Dataset):
     name = "synthetic"
     title = "synthetic"
     description = "random images, for smoke tests and benchmarks"
+
+    @classmethod
+    def class_count(cls, data: DataSpec) -> int | None:
+        return data.dataset.num_classes
 
     @classmethod
     def arrays(cls, spec: Spec, data: DataSpec) -> Arrays:

@@ -223,8 +223,8 @@ class Preprocessing:
 
 def stored_size(spec: Spec) -> tuple[tuple[int, int], bool]:
     """(H, W) of the images training stores for `spec`, and whether they were resized to it:
-    data.resize when given; otherwise the dataset's own size (the model's input for image
-    folders, which check refuses without data.resize, and for synthetic data)."""
+    data.resize when given; otherwise the dataset's own size, or the model's input for synthetic data
+    and for image folders, whose files can have any size and are all resized to it."""
     from cnnspec.datasets import DATASETS
     from cnnspec.layers.base import pair
 
@@ -234,6 +234,8 @@ def stored_size(spec: Spec) -> tuple[tuple[int, int], bool]:
         return (h, w), False
     if data.resize is not None:
         return pair(data.resize), True
+    if DATASETS[data.dataset.name].streamed:
+        return (h, w), True
     native = DATASETS[data.dataset.name].shape
     return ((native[1], native[2]) if native is not None else (h, w)), False
 

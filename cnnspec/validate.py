@@ -7,21 +7,28 @@ from dataclasses import replace
 from pathlib import Path
 
 from cnnspec.checker.checker import analyse
+from cnnspec.checker.data import training_needs
 from cnnspec.checker.graph import Graph
 from cnnspec.checker.weights import check_weights
 from cnnspec.errors import CnnspecError, Diagnostic, in_category
 from cnnspec.spec.overrides import load_with_overrides
 
 
-def validate_file(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Graph | None, list[Diagnostic]]:
+def validate_file(
+    path: str | Path, overrides: Sequence[str] = (), *, for_training: bool = False
+) -> tuple[Graph | None, list[Diagnostic]]:
     """Every diagnostic for one spec file, with `--set` overrides applied as train applies them;
-    the graph when loading succeeded."""
+    the graph when loading succeeded. `for_training` (`validate --for train`) adds what training
+    needs beyond that (a data section, an image folder's train folder: `training_needs`)."""
     try:
         spec = load_with_overrides(path, overrides)
     except CnnspecError as exc:
         return None, exc.diagnostics
     graph, diagnostics = analyse(spec)
-    return graph, diagnostics + in_category("checkpoint", check_weights(spec))
+    diagnostics += in_category("checkpoint", check_weights(spec))
+    if for_training:
+        diagnostics += in_category("data", training_needs(spec))
+    return graph, diagnostics
 
 
 def as_errors(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:

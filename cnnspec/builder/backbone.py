@@ -9,15 +9,15 @@ from torch import nn
 
 from cnnspec.builder.weight_files import load_state_dict_file
 from cnnspec.errors import CheckpointError, SpecError
-
-WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors")
+from cnnspec.layers.backbone import WEIGHT_FILE_SUFFIXES
 
 
 def build_backbone(name: str, weights: str, freeze: bool, classifier: str) -> nn.Module:
     """A torchvision model with `classifier` replaced by Identity, weights loaded, optionally frozen.
 
     `weights` is 'none' (random init), a local .pth/.pt/.safetensors state_dict (relative
-    paths are relative to the working directory), or a torchvision weights name
+    paths are relative to the working directory: a spec's are made absolute against its folder when it
+    is loaded for use, cnnspec.spec.paths), or a torchvision weights name
     (DEFAULT, IMAGENET1K_V1, …) that torch.hub reads from its cache or downloads.
     Like PyTorch's `requires_grad = False` recipe, `freeze` stops gradients but leaves
     batch-norm statistics updating in train mode.

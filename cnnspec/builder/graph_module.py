@@ -16,6 +16,7 @@ from cnnspec.errors import CnnspecError, Diagnostic, PluginError
 from cnnspec.layers.base import fmt_shape
 from cnnspec.spec.dispatch import is_builtin
 from cnnspec.spec.model import Spec
+from cnnspec.spec.paths import absolute_paths
 
 
 def _attach(root: nn.Module, node: Node, module: nn.Module) -> None:
@@ -200,7 +201,9 @@ def build(spec_or_graph: Spec | Graph, *, pretrained: bool = True) -> SpecModule
     Raises ShapeError when the spec does not check, SpecError or CheckpointError when a
     layer cannot be built (e.g. torchvision weights that cannot be loaded) or the weights do not fit.
     """
-    graph = spec_or_graph if isinstance(spec_or_graph, Graph) else check(spec_or_graph)
+    graph = spec_or_graph if isinstance(spec_or_graph, Graph) else check(absolute_paths(spec_or_graph))
+    if absolute_paths(graph.spec) is not graph.spec:  # a layer's weights file, relative to the spec's folder
+        graph = check(absolute_paths(graph.spec))
     model = SpecModule(graph)
     path = weights_file(graph.spec) if pretrained else None
     if path is not None:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 
-from cnnspec.checker.data import batch_statistics, check_data
+from cnnspec.checker.data import batch_statistics, check_data, class_problems
 from cnnspec.checker.expand import INPUT, Expander, RawNode
 from cnnspec.checker.graph import Graph, Node
 from cnnspec.checker.memory import check_memory
@@ -147,6 +147,8 @@ def _analyse(spec: Spec) -> tuple[Graph, list[Diagnostic]]:
     diagnostics += in_category("data", check_data(spec))
     if spec.data is not None:
         diagnostics += in_category("data", batch_statistics(graph, spec.data.batch_size, ("data", "batch_size")))
+        if not any(d.severity == "error" for d in diagnostics):  # the output shape is known
+            diagnostics += in_category("shape", class_problems(graph))
     diagnostics += in_category("memory", check_memory(spec, graph))
     return graph, diagnostics
 

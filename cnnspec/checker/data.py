@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 
 from cnnspec.augments.base import AugmentItemBase, AugmentKind, ImageSize
 from cnnspec.checker.graph import Graph
@@ -40,15 +41,6 @@ def check_data(spec: Spec) -> list[Diagnostic]:
                 hint="set model.input.channels to 1 or 3, or use the synthetic dataset",
             )
         )
-    if dataset.streamed and data.resize is None:
-        out.append(
-            Diagnostic(
-                f"{name} needs data.resize: images in a folder can have any size",
-                src.locate(("data", "dataset", "name")),
-                hint=f"add `resize: [{want[1]}, {want[2]}]` under data",
-            )
-        )
-        return out
     channels = native[0] if native else want[0]
     size = (native[1], native[2]) if native else (want[1], want[2])
     if native and channels != want[0]:
@@ -123,6 +115,85 @@ def _size_hint(
     elif _pipeline_size(start, want, shaped) == want:
         hint += f", or {setting} with {resized}"
     return hint
+def class_problems(graph: Graph, count: int | None = None) -> list[Diagnostic]:
+    """An error when the model's output is not one score per class of its dataset: `count` classes
+    (the ones training loaded), or by default the count the dataset's class knows statically
+    (`Dataset.class_count`: 10 for digits, num_classes for synthetic; None for an image folder,
+    checked once its folders are read). No data section, or an unknown count: nothing to check."""
+    spec = graph.spec
+    if spec.data is None or not graph.nodes:
+        return []
+    name = spec.data.dataset.name
+    if count is None:
+        count = DATASETS[name].class_count(spec.data)
+        if count is None:
+            return []
+    out = graph.output_shape
+    node = graph.node(graph.output)
+    if len(out) != 1:
+        return [
+            Diagnostic(
+                f"the model ends in a {'×'.join(map(str, out))} tensor; a classifier ends in one score per class",
+                node.location,
+                notes=(f"{name} has {count} classes",),
+                hint=f"end with `- flatten` (or global_avgpool) and `- linear: {{out_features: {count}}}`",
+            )
+        ]
+    if out[0] != count:
+        return [
+            Diagnostic(
+                f"the model outputs {out[0]} class scores but {name} has {count} classes",
+                node.location,
+                notes=(f"'{node.id}' is the model's output layer",),
+                hint=f"set out_features: {count} on the last layer",
+            )
+        ]
+    return []
+
+
+def no_data_section(spec: Spec) -> Diagnostic:
+    """What `train` (and `validate --for train`) says of a spec without a data section."""
+    return Diagnostic(
+        "the spec has no data section; training needs one",
+        spec.source.locate(()),
+        hint="add `data: {dataset: {name: digits}}` (or cifar10, image_folder, …)",
+    )
+
+
+def training_needs(spec: Spec) -> list[Diagnostic]:
+    """`validate --for train`: what training needs beyond a spec that checks, found without loading
+    data — a data section, and an image folder's ROOT/train folder (named by its absolute path: a
+    relative root is relative to the spec's folder)."""
+    from cnnspec.spec.paths import data_root
+
+    data = spec.data
+    if data is None:
+        return [no_data_section(spec)]
+    missing = DATASETS[data.dataset.name].missing(data_root(spec))
+    if missing is None:
+        return []
+    where = "root" if "root" in data.dataset.model_fields_set else "name"
+    relative = not Path(data.dataset.root).expanduser().is_absolute()
+    return [
+        Diagnostic(
+            f"{data.dataset.name}: {missing}",
+            spec.source.locate(("data", "dataset", where)),
+            notes=(f"data.dataset.root {data.dataset.root!r} is relative to the spec file's folder",)
+            if relative
+            else (),
+            hint="put the images there, or set data.dataset.root",
+        )
+    ]
+
+
+def data_notes(spec: Spec) -> list[str]:
+    """What the data section does that the spec does not write out, for the summary: the size an
+    image folder's files are resized to when data.resize is not set (the model's input)."""
+    data = spec.data
+    if data is None or data.resize is not None or not DATASETS[data.dataset.name].streamed:
+        return []
+    _, h, w = spec.model.input.shape
+    return [f"{data.dataset.name} images are resized to {h}×{w}, the model's input (data.resize is not set)"]
 
 
 def batch_statistics(graph: Graph, batch: int, where: tuple[Hashable, ...]) -> list[Diagnostic]:

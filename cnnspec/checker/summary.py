@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from cnnspec.checker.data import data_notes
 from cnnspec.checker.graph import Graph
 from cnnspec.checker.memory import estimate
 
@@ -39,6 +40,8 @@ class Summary:
     # fp32 estimates (cnnspec.checker.memory), like torchinfo's "Params size" and "Forward/backward pass size".
     weights_bytes: int
     forward_backward_bytes: int  # per image: every layer's output and its gradient
+    # What the spec does without writing it out (cnnspec.checker.data.data_notes): a default data.resize.
+    notes: list[str] = field(default_factory=list)
 
 
 def _square(pair: tuple[Any, Any]) -> Any:
@@ -76,4 +79,5 @@ def summarize(graph: Graph) -> Summary:
         vars=dict(graph.spec.vars),
         weights_bytes=memory.weights,
         forward_backward_bytes=memory.forward_backward,
+        notes=data_notes(graph.spec),
     )

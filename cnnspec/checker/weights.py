@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cnnspec.errors import Diagnostic
 from cnnspec.spec.model import Spec
+from cnnspec.spec.paths import resolve_in
 
 MISSING = "nothing"
 # Said of a path that is there but is not a regular file: a pipe or a device is never opened (reading a
@@ -27,13 +28,11 @@ _KINDS = (
 
 
 def weights_file(spec: Spec) -> Path | None:
-    """The file `model.weights` names, a relative path resolved against the spec file's folder."""
+    """The file `model.weights` names, a relative path resolved against the spec file's folder
+    (cnnspec.spec.paths: the current folder for a spec that is not a file)."""
     if spec.model.weights is None:
         return None
-    path = Path(spec.model.weights).expanduser()
-    if path.is_absolute():
-        return path
-    return Path(spec.source.file).parent / path
+    return resolve_in(spec, spec.model.weights)
 
 
 def what_is_at(path: Path) -> str | None:

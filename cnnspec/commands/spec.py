@@ -20,10 +20,17 @@ class ValidateFormat(StrEnum):
     github = "github"
 
 
+class Purpose(StrEnum):
+    """What `validate --for` checks a spec is ready for, beyond checking."""
+
+    train = "train"
+
+
 class SummaryFormat(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
+    lines = "lines"
 
 
 def validate(
@@ -35,6 +42,13 @@ def validate(
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat warnings as errors: report each as an error and exit 1.")
     ] = False,
+    purpose: Annotated[
+        Purpose | None,
+        typer.Option(
+            "--for",
+            help="Also check what this command needs: train (a data section, an image folder's train folder).",
+        ),
+    ] = None,
 ) -> None:
     """Check spec files statically (schema, shapes, data); exit 1 when any is invalid (with --strict: any warning)."""
     from cnnspec.validate import as_errors, github_annotation, validate_file
@@ -42,7 +56,7 @@ def validate(
     failed = 0
     report = []
     for path in specs:
-        graph, diagnostics = validate_file(path, overrides or ())
+        graph, diagnostics = validate_file(path, overrides or (), for_training=purpose is Purpose.train)
         if strict:
             diagnostics = as_errors(diagnostics)
         errors = [d for d in diagnostics if d.severity == "error"]
@@ -77,7 +91,13 @@ def validate(
 def summary(
     spec: Annotated[Path, typer.Argument(help="Spec file.")],
     format: Annotated[
-        SummaryFormat, typer.Option("--format", "-f", help="text, json or markdown.")
+        SummaryFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, json, markdown, or lines (for git diff: one line per layer; a spec that does not load"
+            " prints its error and exits 0).",
+        ),
     ] = SummaryFormat.text,
     plot: Annotated[
         Path | None,
@@ -96,9 +116,14 @@ def summary(
             render.plot_format(str(plot))  # before any work: an extension matplotlib cannot write
         graph = check(load_with_overrides(spec, overrides or ()))
     except CnnspecError as exc:
+        if format is SummaryFormat.lines:  # a git textconv: the error is the text, `git diff` goes on
+            echo(render.error_lines(exc.format()), end="")
+            return
         raise fail(exc) from None
     rows = summarize(graph)
-    if format is SummaryFormat.json:
+    if format is SummaryFormat.lines:
+        echo(render.to_lines(rows), end="")
+    elif format is SummaryFormat.json:
         echo(render.to_json(rows), end="")
     elif format is SummaryFormat.markdown:
         echo(render.to_markdown(rows), end="")

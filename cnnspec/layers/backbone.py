@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -32,6 +32,9 @@ class BackboneFacts:
             size = size // 2 if i >= DOWNSAMPLINGS - self.floor_halvings else (size - 1) // 2 + 1
         return size
 
+
+# A `weights` value with one of these endings names a local state_dict file (relative to the spec's folder).
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 # Every tabulated backbone downsamples by 32 (stride 2, five times) before its classifier.
 DOWNSAMPLINGS = 5
@@ -71,7 +74,8 @@ class Torchvision(LayerKind):
     weights: str = Field(
         "none",
         description="'none' (random init), a torchvision weights name (DEFAULT, IMAGENET1K_V1, …; needs the "
-        "torch hub cache or network), or a local .pth/.safetensors file of the model's state_dict.",
+        "torch hub cache or network), or a local .pth/.safetensors file of the model's state_dict (a relative "
+        "path is relative to the spec file's folder).",
         min_length=1,
     )
     freeze: bool = Field(False, description="Freeze the backbone's parameters (train only what follows).")
@@ -113,6 +117,11 @@ class Torchvision(LayerKind):
 
     def window(self, inputs: Sequence[Shape], output: Shape) -> Window:
         return Window(global_=True)
+
+    def with_files(self, resolve: Callable[[str], str]) -> LayerKind:
+        if not self.weights.endswith(WEIGHT_FILE_SUFFIXES):  # 'none' or a torchvision weights name
+            return self
+        return self.model_copy(update={"weights": resolve(self.weights)})
 
     def build(self, inputs: Sequence[Shape]) -> nn.Module:
         from cnnspec.builder.backbone import build_backbone

@@ -9,7 +9,7 @@ the sugar kinds (whose fields are lists of layers) import it like any other name
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -192,6 +192,11 @@ class LayerKind(Kind):
         Layers are the same in every copy, so the default returns self; a kind whose value ramps across
         the copies (drop_path's `p: {start, end}`) returns the copy's own layer.
         """
+        return self
+
+    def with_files(self, resolve: Callable[[str], str]) -> LayerKind:
+        """This layer with every field that names a file passed through `resolve` (cnnspec.spec.paths:
+        a relative path made absolute against the spec file's folder). The default names no file."""
         return self
 
     # --- torch ----------------------------------------------------------------

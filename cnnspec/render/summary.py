@@ -65,8 +65,41 @@ def to_markdown(summary: Summary) -> str:
         "",
         _memory_line(summary).replace("   ", " · "),
         *(["", *_vars_line(summary)] if summary.vars else []),
+        *(["", *(f"Note: {note}" for note in summary.notes)] if summary.notes else []),
     ]
     return "\n".join(lines) + "\n"
+
+
+def to_lines(summary: Summary) -> str:
+    """The summary for line diffs (`git diff` textconv): one line per layer in execution order, then the
+    totals, each line `key: value` without alignment padding, so a change to one layer (a longer id,
+    a wider conv) changes that layer's line and the totals it moves, never its neighbours'."""
+    lines = [
+        f"spec: {summary.name}",
+        f"input: {fmt_shape(tuple(summary.input_shape))}",
+    ]
+    for r in summary.layers:
+        frozen = "" if r.trainable else " frozen"
+        lines.append(
+            f"layer {r.id}: {r.kind} {fmt_shape(tuple(r.output_shape))} params={r.params}{frozen}"
+            f" macs={'~' if r.id in summary.estimated_macs else ''}{r.macs}"
+            f" rf={_rf(r.receptive_field)} stride={_rf(r.stride)}"
+        )
+    lines += [
+        f"output: {fmt_shape(tuple(summary.output_shape))}",
+        f"total params: {summary.total_params}",
+        f"trainable params: {summary.trainable_params}",
+        f"macs per image: {'~' if summary.estimated_macs else ''}{summary.macs}",
+        *(f"var {k}: {v:g}" for k, v in summary.vars.items()),
+        *(f"note: {note}" for note in summary.notes),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def error_lines(message: str) -> str:
+    """What `to_lines`' format says for a spec that does not load or check: the error itself, as the
+    text to diff (a textconv that exits non-zero makes `git diff` fatal)."""
+    return "".join(f"{line}\n" for line in message.splitlines()) or "error\n"
 
 
 class NaturalWidth:
@@ -135,6 +168,7 @@ def to_text(summary: Summary) -> Any:
         f"MACs per image: {_approx(summary)}{summary.macs:,} ({human(summary.macs)})\n"
         + _memory_line(summary)
         + "".join("\n" + line for line in _vars_line(summary))
+        + "".join(f"\nNote: {note}" for note in summary.notes)
     )
     return NaturalWidth(Group(table, totals))
 

@@ -69,6 +69,7 @@ def open_run(run: str | Path) -> OpenRun:
     """Read a run directory's run.json and spec.yaml and check that they still describe the weights."""
     from cnnspec.checker.checker import check
     from cnnspec.spec.load import load
+    from cnnspec.spec.paths import absolute_paths
 
     paths = RunPaths(Path(run))
     info = read_info(run)
@@ -76,6 +77,9 @@ def open_run(run: str | Path) -> OpenRun:
         raise CheckpointError(f"{run} is not a cnnspec run directory (no spec.yaml)")
     spec = load(paths.spec)
     ensure_architecture(info, spec, paths.root, resuming=False)
+    # train records absolute paths; a relative one (a run written by hand, or before) is the
+    # spec.yaml's, relative to the run's folder, as in any spec (cnnspec.spec.paths).
+    spec = absolute_paths(spec)
     graph = check(spec)
     ensure_record_fits(info, graph, paths)
     return OpenRun(paths, info, spec, graph)

@@ -21,6 +21,7 @@ from cnnspec.rundir.weights import save_weights
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.load import load
 from cnnspec.spec.model import Normalize, Spec
+from cnnspec.spec.paths import absolute_paths
 
 
 def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str] | None = None, seed: int = 0) -> Path:
@@ -29,7 +30,7 @@ def init_run(spec: Spec | str | Path, out: str | Path, *, class_names: list[str]
     Class names default to "0", "1", …; mean/std come from `data.normalize` when it
     gives them explicitly (no normalisation otherwise: nothing was computed from data).
     """
-    spec = spec if isinstance(spec, Spec) else load(spec)
+    spec = absolute_paths(spec if isinstance(spec, Spec) else load(spec))  # recorded so from any folder
     graph = check(spec)
     outputs = graph.output_shape
     count = outputs[0] if len(outputs) == 1 else 0

@@ -99,7 +99,11 @@ class DatasetSpec(StrictModel):
     SCHEMA_TITLE = "data.dataset"
 
     name: DatasetName = Field(description=names_description())  # the registered datasets (cnnspec.datasets)
-    root: str = Field("./data", description="Folder the dataset lives in (or is downloaded to).")
+    root: str = Field(
+        "./data",
+        description="Folder the dataset lives in (or is downloaded to); a relative path is relative to the spec "
+        "file's folder.",
+    )
     download: bool = Field(True, description="Download a torchvision dataset when it is not in root.")
     num_samples: PositiveInt = Field(2048, description="synthetic only: number of training images.")
     num_classes: PositiveInt = Field(10, description="synthetic only: number of classes.")
@@ -129,7 +133,11 @@ class DataSpec(StrictModel):
     normalize: Literal["auto", "none"] | Normalize = Field(
         "auto", description="'auto' (mean/std computed once from the training set), 'none', or {mean, std}."
     )
-    resize: Size | None = Field(None, description="Resize every image to this size first (train and test).")
+    resize: Size | None = Field(
+        None,
+        description="Resize every image to this size first (train and test); image_folder: by default the "
+        "model input's height and width.",
+    )
     augment: list[AugmentItem] = Field(default_factory=list, description="Training augmentations, applied in order.")
     num_workers: Annotated[int, Field(ge=0)] = Field(2, description="image_folder only: DataLoader worker processes.")
 

@@ -8,17 +8,17 @@ built-in datasets are here; each dataset's class says which one it uses.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 
 from cnnspec.checker.checker import check
-from cnnspec.checker.data import batch_statistics
+from cnnspec.checker.data import batch_statistics, no_data_section
 from cnnspec.checker.graph import Graph
 from cnnspec.datasets import DATASETS, Arrays, TorchvisionDataset
-from cnnspec.errors import DataError, Diagnostic
+from cnnspec.errors import DataError
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import DataSpec, Spec
+from cnnspec.spec.paths import data_root
 from cnnspec.training.distributed import smallest_batch
 from cnnspec.training.memory import ensure_fits
 from cnnspec.training.precision import resolve
@@ -54,13 +54,7 @@ def load_data(spec: Spec, *, need_train: bool = True, processes: int = 1) -> Dat
     smallest batch any of them trains on."""
     data = spec.data
     if data is None:
-        raise DataError(
-            Diagnostic(
-                "the spec has no data section; training needs one",
-                spec.source.locate(()),
-                hint="add `data: {dataset: {name: digits}}` (or cifar10, image_folder, …)",
-            )
-        )
+        raise DataError(no_data_section(spec))
     graph = check(spec)
     if need_train:  # before a byte of the dataset is allocated
         ensure_fits(spec, graph, resolve(spec.train).device)
@@ -174,14 +168,15 @@ def make_synthetic(
     return images, labels
 
 
-def torchvision_arrays(dataset: type[TorchvisionDataset], data: DataSpec) -> Arrays:
-    """A torchvision dataset's arrays, read straight into uint8 tensors (no per-image PIL work)."""
+def torchvision_arrays(dataset: type[TorchvisionDataset], spec: Spec, data: DataSpec) -> Arrays:
+    """A torchvision dataset's arrays, read straight into uint8 tensors (no per-image PIL work), from
+    data.dataset.root (relative to the spec's folder: cnnspec.spec.paths.data_root)."""
     import numpy as np
     import torchvision.datasets as tvd
 
     name, files = dataset.name, dataset.files
     cls = getattr(tvd, dataset.torchvision_class)
-    root = Path(data.dataset.root)
+    root = data_root(spec)
     splits = []
     classes: list[str] = []
     for train in (True, False):
@@ -206,9 +201,13 @@ def torchvision_arrays(dataset: type[TorchvisionDataset], data: DataSpec) -> Arr
     return splits[0], splits[1], classes
 
 
-def load_image_folder(data: DataSpec, channels: int, size: tuple[int, int], seed: int) -> DataBundle:
-    """ROOT/train/CLASS/* (required), ROOT/val/CLASS/* and ROOT/test/CLASS/* (optional)."""
-    root = Path(data.dataset.root)
+def load_image_folder(spec: Spec, data: DataSpec) -> DataBundle:
+    """ROOT/train/CLASS/* (required), ROOT/val/CLASS/* and ROOT/test/CLASS/* (optional), ROOT being
+    data.dataset.root (relative to the spec's folder: cnnspec.spec.paths.data_root). Every image is
+    resized to data.resize, or when it is not set to the model's input size."""
+    root = data_root(spec)
+    channels, h, w = spec.model.input.shape
+    size, seed = (h, w), spec.train.seed
     if data.resize is not None:
         size = pair(data.resize)
     train_dir = root / "train"

@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnspec.atomic import remove_stale_temporaries
 from cnnspec.checker.checker import analyse, check
+from cnnspec.checker.data import class_problems, no_data_section
 from cnnspec.checker.graph import Graph, Node
 from cnnspec.errors import (
     CheckpointError,
@@ -36,6 +37,7 @@ from cnnspec.rundir.reader import ensure_architecture
 from cnnspec.spec.dump import dump_spec
 from cnnspec.spec.model import Normalize, Spec
 from cnnspec.spec.overrides import caused_by_overrides, loads_with_overrides, override_spec
+from cnnspec.spec.paths import absolute_paths
 from cnnspec.spec.source import read_spec_text
 from cnnspec.terminal import printable
 from cnnspec.training.checkpoint import Checkpoints
@@ -102,11 +104,14 @@ def resolve_spec(spec_or_path: SpecInput, resume: Path | None, overrides: Sequen
             raise CheckpointError(f"{resume} is not a cnnspec run directory (no spec.yaml)")
     spec_or_path = read_spec_file(spec_or_path)
     if isinstance(spec_or_path, SpecText):
-        spec = loads_with_overrides(spec_or_path.text, spec_or_path.file, overrides)
-        # Without overrides the file itself is the record, comments and all.
-        return spec, dump_spec(spec) if overrides else spec_or_path.text
+        written = loads_with_overrides(spec_or_path.text, spec_or_path.file, overrides)
+        # The paths it names, absolute (relative ones are the spec folder's), so that the run finds the
+        # same files from any folder. Without overrides or such paths the file itself is the record,
+        # comments and all.
+        spec = absolute_paths(written)
+        return spec, dump_spec(spec) if overrides or spec is not written else spec_or_path.text
     assert spec_or_path is not None
-    spec = override_spec(spec_or_path, overrides)
+    spec = absolute_paths(override_spec(spec_or_path, overrides))
     return spec, dump_spec(spec)
 
 
@@ -133,13 +138,7 @@ def prepare(
 
         build(graph)  # model.weights read and fitted now: a refused file leaves no run directory behind
     if spec.data is None:
-        raise DataError(
-            Diagnostic(
-                "the spec has no data section; training needs one",
-                spec.source.locate(()),
-                hint="add `data: {dataset: {name: digits}}` (or cifar10, image_folder, …)",
-            )
-        )
+        raise DataError(no_data_section(spec))
     root = resume_dir if resume_dir is not None else Path(out) if out is not None else default_out(spec)
     ensure_fits(root)  # runs/<a 300-character spec name>, say
     paths = RunPaths(root)
@@ -373,43 +372,21 @@ def _remove_stale_outputs(paths: RunPaths, reporter: Reporter) -> None:
 
 
 def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:
-    """The model's output against the dataset's classes; a problem a `--set` brought is located there."""
-    problems = _class_problems(spec, graph, class_names)
+    """The model's output must be one score per class the dataset has (the check `validate` makes
+    statically where the dataset's class count is known: here with the classes loaded); a problem a
+    `--set` brought is located at that `--set`."""
+    if not graph.nodes:
+        raise ShapeError(Diagnostic("the model has no layers", spec.source.locate(("model", "layers"))))
+    problems = class_problems(graph, len(class_names))
     if problems:
 
         def recheck(fewer: Spec) -> list[Diagnostic]:
             fewer_graph, found = analyse(fewer, locate_overrides=False)
             if any(d.severity == "error" for d in found):
                 raise error_for(found)  # that spec stops before its classes are checked
-            return _class_problems(fewer, fewer_graph, class_names)
+            return class_problems(fewer_graph, len(class_names))
 
         raise ShapeError(caused_by_overrides(spec, problems, recheck))
-
-
-def _class_problems(spec: Spec, graph: Graph, class_names: list[str]) -> list[Diagnostic]:
-    out = graph.output_shape
-    node = graph.node(graph.output) if graph.nodes else None
-    where = node.location if node is not None else spec.source.locate(("model", "layers"))
-    if len(out) != 1:
-        return [
-            Diagnostic(
-                f"the model ends in a {'×'.join(map(str, out))} tensor; a classifier ends in one score per class",
-                where,
-                hint=f"end with `- flatten` (or global_avgpool) and `- linear: {{out_features: {len(class_names)}}}`",
-                category="shape",
-            )
-        ]
-    if out[0] != len(class_names):
-        assert spec.data is not None
-        return [
-            Diagnostic(
-                f"the model outputs {out[0]} class scores but {spec.data.dataset.name} has {len(class_names)} classes",
-                where,
-                hint=f"set out_features: {len(class_names)} on the last layer",
-                category="shape",
-            )
-        ]
-    return []
 
 
 def _normalization(spec: Spec, train: Source, reporter: Reporter) -> tuple[list[float] | None, list[float] | None]:

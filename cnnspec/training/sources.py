@@ -400,7 +400,8 @@ def image_files(
 
     Only regular files with an image extension are listed; symbolic links are followed when
     they lead to somewhere inside `root` (default: `folder`), and no folder is read twice.
-    Refused (one DataError listing every case, up to MAX_LISTED): a class folder whose name is
+    Refused (one DataError listing every case, up to MAX_LISTED): a class folder with no images
+    (counted after the refusals below: a folder of broken links is empty), one whose name is
     not valid UTF-8 (class names are stored as UTF-8 text), a link out of `root`, a broken link,
     a link back to a folder already read (a loop, or a second path to a class), and a FIFO,
     socket or device with an image extension (reading one would block or never end).
@@ -500,6 +501,14 @@ def image_files(
                     if identities is not None:
                         identities.files.extend((info.st_dev, info.st_ino))
             stack.extend(reversed(subfolders))  # depth first, in name order
+        if not items or items[-1][1] != index:
+            # A class the model would have an output for and never see an image of (torchvision's
+            # ImageFolder refuses it too): refused rather than dropped, which would renumber the others.
+            problem(
+                class_path,
+                "a class folder with no images",
+                f"put its images in it ({' '.join(IMAGE_EXTENSIONS)}), or remove the folder",
+            )
     if problems:
         raise DataError(problems)
     return [name for name, _ in classes], items

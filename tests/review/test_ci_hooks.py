@@ -139,20 +139,70 @@ def test_example_pre_commit_config_uses_the_same_hooks() -> None:
     assert [h["id"] for h in local["hooks"]] == list(shipped)
 
 
-def test_git_textconv_shows_the_architecture_table_change(tmp_path: Path) -> None:
-    repo, base = spec_repo(tmp_path)
+REVIEW_DOC = ROOT / "docs" / "review.md"
+
+
+def recommended_textconv() -> str:
+    """The textconv docs/review.md tells users to configure (and examples/gitattributes repeats)."""
+    doc = re.search(r'^git config diff\.cnnspec\.textconv "(.+?)"$', REVIEW_DOC.read_text(encoding="utf-8"), re.M)
     attributes = (ROOT / "examples" / "gitattributes").read_text(encoding="utf-8")
-    (repo / ".gitattributes").write_text(attributes)
-    command = re.search(r'git config diff\.cnnspec\.textconv "(.+?)"', attributes)
-    assert command is not None and command.group(1) == "cnnspec summary --format text"
-    git("config", "diff.cnnspec.textconv", command.group(1), cwd=repo)
+    example = re.search(r'git config diff\.cnnspec\.textconv "(.+?)"', attributes)
+    assert doc is not None and example is not None and doc.group(1) == example.group(1)
+    return doc.group(1)
+
+
+def textconv_repo(tmp_path: Path) -> tuple[Path, str]:
+    """spec_repo with examples/gitattributes and the recommended textconv configured."""
+    repo, base = spec_repo(tmp_path)
+    (repo / ".gitattributes").write_text((ROOT / "examples" / "gitattributes").read_text(encoding="utf-8"))
+    git("config", "diff.cnnspec.textconv", recommended_textconv(), cwd=repo)
+    return repo, base
+
+
+def changed_lines(diff: str) -> tuple[list[str], list[str]]:
+    """The removed and added lines of a unified diff (without the ---/+++ headers)."""
+    body = [line for line in diff.splitlines() if not line.startswith(("---", "+++"))]
+    return [line[1:] for line in body if line.startswith("-")], [line[1:] for line in body if line.startswith("+")]
+
+
+def test_git_textconv_shows_the_architecture_change(tmp_path: Path) -> None:
+    repo, base = textconv_repo(tmp_path)
     proc = run(["git", "diff", base, "HEAD", "--", "specs/small_cnn.yaml"], repo)
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert "-Total params: 545,290   Trainable params: 545,290   Non-trainable params: 0" in out
-    assert "+Total params: 816,746   Trainable params: 816,746   Non-trainable params: 0" in out
-    assert re.search(r"^-│ conv2 .*│ 64×16×16 .*│\s+18,496 │", out, re.M)
-    assert re.search(r"^\+│ conv2 .*│ 96×16×16 .*│\s+27,744 │", out, re.M)
-    assert "out_channels" not in out  # the table, not the YAML
+    removed, added = changed_lines(proc.stdout)
+    assert "layer conv2: conv2d 64×16×16 params=18496 macs=4718592 rf=8 stride=2" in removed
+    assert "layer conv2: conv2d 96×16×16 params=27744 macs=7077888 rf=8 stride=2" in added
+    assert "total params: 545290" in removed and "total params: 816746" in added
+    assert "out_channels" not in proc.stdout  # the summary, not the YAML
     raw = git("diff", "--no-textconv", base, "HEAD", "--", "specs/small_cnn.yaml", cwd=repo)
     assert "+    - conv2d: {id: conv2, out_channels: 96," in raw
+
+
+# Each git textconv test starts cnnspec twice (git runs the textconv per side): about 2 s each.
+def test_git_textconv_a_longer_id_changes_only_its_line(tmp_path: Path) -> None:
+    repo, _ = textconv_repo(tmp_path)
+    small = repo / "specs" / "small_cnn.yaml"
+    small.write_text(small.read_text().replace("{id: conv1,", "{id: first_convolution_of_the_stem,"))
+    proc = run(["git", "diff", "--", "specs/small_cnn.yaml"], repo)
+    assert proc.returncode == 0, proc.stderr
+    removed, added = changed_lines(proc.stdout)
+    assert removed == ["layer conv1: conv2d 32×32×32 params=896 macs=884736 rf=3 stride=1"]
+    assert added == ["layer first_convolution_of_the_stem: conv2d 32×32×32 params=896 macs=884736 rf=3 stride=1"]
+
+
+def test_git_textconv_shows_a_broken_specs_error_and_git_diff_goes_on(tmp_path: Path) -> None:
+    repo, _ = textconv_repo(tmp_path)
+    small = repo / "specs" / "small_cnn.yaml"
+    small.write_text(small.read_text().replace("{id: conv2, out_channels: 96,", "{id: conv2, out_channels: wide,"))
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "broken", cwd=repo)
+    proc = run(["git", "diff", "HEAD~1", "HEAD", "--", "specs/small_cnn.yaml"], repo)
+    assert proc.returncode == 0, proc.stderr
+    removed, added = changed_lines(proc.stdout)
+    assert "total params: 816746" in removed
+    error = [line for line in added if ": error: " in line]
+    assert len(error) == 1 and re.search(r"small_cnn\.yaml:\d+:\d+: error: .*out_channels", error[0]), added
+    assert not any(line.startswith("layer ") for line in added)
+    # The textconv itself, run on the broken file: the error on stdout, exit 0.
+    direct = run([*shlex.split(recommended_textconv()), "specs/small_cnn.yaml"], repo)
+    assert direct.returncode == 0 and direct.stdout.startswith("specs/small_cnn.yaml:") and direct.stderr == ""

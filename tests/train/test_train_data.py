@@ -143,8 +143,11 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match=r"no .*train folder"):
         load_data(spec)
-    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "train").mkdir()
     with pytest.raises(DataError, match="no images in"):
+        load_data(spec)
+    (tmp_path / "train" / "a").mkdir()
+    with pytest.raises(DataError, match="train/a: a class folder with no images"):
         load_data(spec)
 
 
