@@ -38,8 +38,10 @@ def _batches(text: str) -> list[int]:
 
 
 def export(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="ONNX file to write; default RUN/model.onnx.")] = None,
+    run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.", metavar="RUN")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="ONNX file to write; default RUN/model.onnx.")
+    ] = None,
     which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
     format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
 ) -> None:
@@ -63,9 +65,9 @@ def export(
 
 
 def predict(
-    model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image.")] = 5,
+    model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.", metavar="MODEL")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.", metavar="IMAGE")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Classes to show per image.")] = 5,
     format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
     device: Annotated[
         DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
@@ -89,8 +91,8 @@ def predict(
 
 
 def bench(
-    target: Annotated[Path, typer.Argument(help="Run directory or exported .onnx file.")],
-    batch: Annotated[str, typer.Option("--batch", "-b", help="Comma-separated batch sizes.")] = "1,64",
+    target: Annotated[Path, typer.Argument(help="Run directory or exported .onnx file.", metavar="RUN|MODEL")],
+    batch: Annotated[str, typer.Option("--batch", "-b", metavar="SIZES", help="Comma-separated batch sizes.")] = "1,64",
     device: Annotated[
         DeviceChoice, typer.Option("--device", help="auto (GPU when both engines can use it), cpu or cuda.")
     ] = DeviceChoice.auto,

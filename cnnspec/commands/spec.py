@@ -27,7 +27,7 @@ class SummaryFormat(StrEnum):
 
 
 def validate(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", metavar="SPEC")],
     format: Annotated[
         ValidateFormat, typer.Option("--format", "-f", help="text, json, or github (Actions annotations).")
     ] = ValidateFormat.text,
@@ -75,13 +75,15 @@ def validate(
 
 
 def summary(
-    spec: Annotated[Path, typer.Argument(help="Spec file.")],
+    spec: Annotated[Path, typer.Argument(help="Spec file.", metavar="SPEC")],
     format: Annotated[
         SummaryFormat, typer.Option("--format", "-f", help="text, json or markdown.")
     ] = SummaryFormat.text,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Also draw receptive field and feature-map size per stage to this PNG."),
+        typer.Option(
+            "--plot", metavar="FILE", help="Also draw receptive field and feature-map size per stage to this PNG."
+        ),
     ] = None,
     overrides: Overrides = None,
 ) -> None:
@@ -117,7 +119,9 @@ def summary(
 
 
 def schema(
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write to this file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of the spec language (for editors and CI)."""
     from cnnspec.spec.schema import json_schema_text
