@@ -73,7 +73,8 @@ def predict(
         DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
     ] = DeviceChoice.auto,
 ) -> None:
-    """Classify images with onnxruntime, preprocessing them as the model's metadata says."""
+    """Classify images with onnxruntime, preprocessing them as the model's metadata says; a labelled folder
+    (ROOT/CLASS/*.png) also gets its accuracy and confusion matrix."""
     from cnnspec.deploy.predict import predict as run_predict
     from cnnspec.errors import CnnspecError
 
@@ -88,6 +89,12 @@ def predict(
         return
     err.print(f"onnxruntime provider: {result.provider}", markup=False)
     stdout.print(_predict_text(result), markup=False)
+    if result.evaluation is not None:
+        stdout.print(_labelled_text(result), markup=False)
+        if len(result.class_names or ()) <= MATRIX_SHOWN:
+            stdout.print(_confusion_table(result))
+        else:
+            stdout.print(f"confusion matrix: {len(result.class_names or ())} classes, in --format json", markup=False)
 
 
 def bench(
@@ -155,6 +162,32 @@ def _predict_text(result: PredictResult) -> str:
         scores = ", ".join(f"{printable(s.name)} ({s.probability:.3f})" for s in p.top)
         lines.append(f"{printable(p.file)}: {scores}")
     return "\n".join(lines)
+
+
+# The most classes whose confusion matrix the text output draws; --format json always has it.
+MATRIX_SHOWN = 20
+
+
+def _labelled_text(result: PredictResult) -> str:
+    e = result.evaluation
+    assert e is not None
+    top5 = f", top-5 {e.top5_accuracy:.4f}" if e.top5_accuracy is not None else ""
+    macro = f"{e.macro_f1:.4f}" if e.macro_f1 is not None else "–"
+    return f"accuracy {e.accuracy:.4f}{top5}, macro F1 {macro} on {e.images} labelled images"
+
+
+def _confusion_table(result: PredictResult) -> object:
+    from rich.table import Table
+
+    e, names = result.evaluation, result.class_names or []
+    assert e is not None
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+    table.add_column("true")
+    for name in names:
+        table.add_column(cell(name), justify="right")
+    for name, row in zip(names, e.confusion_matrix, strict=True):
+        table.add_row(cell(name), *(str(v) for v in row))
+    return table
 
 
 def _bench_table(result: BenchResult) -> object:
