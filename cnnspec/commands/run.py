@@ -31,7 +31,7 @@ def train(
             "--out",
             "-o",
             metavar="RUN",
-            help="Run directory; default runs/<spec name>. An earlier run there is replaced.",
+            help="Run directory; default runs/NAME, the spec's name. An earlier run there is replaced.",
         ),
     ] = None,
     resume: Annotated[
