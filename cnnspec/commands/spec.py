@@ -86,8 +86,22 @@ def summary(
         ),
     ] = None,
     overrides: Overrides = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            min=1,
+            metavar="N",
+            help="Show N levels of layer ids (layer1.0.conv1 is level 3), each deeper layer folded into its "
+            "level-N row; a ResNet backbone is shown through its layers.",
+        ),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", "-b", min=1, metavar="N", help="Batch size of the memory estimate.")
+    ] = 1,
 ) -> None:
-    """Per-layer table: output shape, params, MACs, receptive field, stride; computed statically."""
+    """Per-layer table: output shape, params, MACs, receptive field, stride; parameter and activation
+    memory as torchinfo counts it; computed statically."""
     from cnnspec.checker.checker import check
     from cnnspec.checker.summary import summarize
     from cnnspec.render import summary as render
@@ -99,7 +113,7 @@ def summary(
         graph = check(load_with_overrides(spec, overrides or ()))
     except CnnspecError as exc:
         raise fail(exc) from None
-    rows = summarize(graph)
+    rows = summarize(graph, depth=depth, batch_size=batch)
     if format is SummaryFormat.json:
         echo(render.to_json(rows), end="")
     elif format is SummaryFormat.markdown:
