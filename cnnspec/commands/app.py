@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
-from typer.core import TyperArgument, TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from cnnspec.commands import deploy, review, run, spec
 from cnnspec.commands.common import fail
@@ -123,7 +123,7 @@ class Commands(TyperGroup):
     needs an extra that is not installed (cnnspec.extras) ends with the line naming it, exit 1.
     """
 
-    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
         option = super().get_help_option(ctx)
         plain_placeholders([*self.params, *([option] if option is not None else [])])  # --version, -h
         return option
