@@ -60,6 +60,14 @@ class PlainArgument(TyperArgument):
     """An argument shown as its placeholder alone: `SPEC...` in the usage line and the table, `[PATH]`
     when it may be left out; typer would add its Python type (`<list[Path]>`) and braces (`{SPEC}`)."""
 
+    @classmethod
+    def of(cls, argument: TyperArgument) -> PlainArgument:
+        """`argument` as a PlainArgument, every field the same: typer.main makes TyperArguments itself and
+        takes no class to make them of."""
+        plain = cls.__new__(cls)
+        plain.__dict__.update(vars(argument))
+        return plain
+
     def display_type_rich(self, ctx: click.Context) -> str | None:
         return None
 
@@ -74,10 +82,11 @@ class PlainArgument(TyperArgument):
 def plain_placeholders(params: list[click.Parameter]) -> None:
     """Give every parameter without a metavar one in the help's one style: none for a flag, the choices
     for a choice (`text|json`), the name in capitals for the rest (`SPEC`); never typer's Python types
-    (`<bool>`, `<list[Path]>`, `<path>`). A command names its own where the name is not the word."""
-    for param in params:
-        if isinstance(param, TyperArgument):
-            param.__class__ = PlainArgument
+    (`<bool>`, `<list[Path]>`, `<path>`). A command names its own where the name is not the word.
+    Each argument in `params` is replaced by its PlainArgument."""
+    for i, param in enumerate(params):
+        if isinstance(param, TyperArgument) and not isinstance(param, PlainArgument):
+            param = params[i] = PlainArgument.of(param)
         if param.metavar is not None:
             continue
         described = getattr(param, "type_descriptor", None)
