@@ -13,11 +13,11 @@ import errno
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from cnnspec.commands import deploy, review, run, spec
 from cnnspec.commands.common import fail
@@ -48,12 +48,55 @@ COMMANDS: dict[str, Callable[..., None]] = {
 
 
 def click_command(name: str, function: Callable[..., None]) -> click.Command:
-    """The click command typer makes of `function`, named `name`."""
+    """The click command typer makes of `function`, named `name`, with plain placeholders in its help."""
     single = typer.Typer(add_completion=False)
     single.command(name=name)(paths_checked(function))
     command = typer.main.get_command(single)  # one command and no callback: the command itself
     command.name = name
+    plain_placeholders(command.params)
     return command
+
+
+class PlainArgument(TyperArgument):
+    """An argument shown as its placeholder alone: `SPEC...` in the usage line and the table, `[PATH]`
+    when it may be left out; typer would add its Python type (`<list[Path]>`) and braces (`{SPEC}`)."""
+
+    @classmethod
+    def of(cls, argument: TyperArgument) -> PlainArgument:
+        """`argument` as a PlainArgument, every field the same: typer.main makes TyperArguments itself and
+        takes no class to make them of."""
+        plain = cls.__new__(cls)
+        plain.__dict__.update(vars(argument))
+        return plain
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return None
+
+    def _rich_display_name(self) -> str:
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+def plain_placeholders(params: list[click.Parameter]) -> None:
+    """Give every parameter without a metavar one in the help's one style: none for a flag, the choices
+    for a choice (`text|json`), the name in capitals for the rest (`SPEC`); never typer's Python types
+    (`<bool>`, `<list[Path]>`, `<path>`). A command names its own where the name is not the word.
+    Each argument in `params` is replaced by its PlainArgument."""
+    for i, param in enumerate(params):
+        if isinstance(param, TyperArgument) and not isinstance(param, PlainArgument):
+            param = params[i] = PlainArgument.of(param)
+        if param.metavar is not None:
+            continue
+        described = getattr(param, "type_descriptor", None)
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif described is not None and described.is_choice and described.choices:
+            param.metavar = "|".join(str(getattr(c, "value", c)) for c in described.choices)
+        else:
+            param.metavar = (param.name or "value").upper()
 
 
 def paths_checked(function: Callable[..., None]) -> Callable[..., None]:
@@ -90,9 +133,24 @@ class Commands(TyperGroup):
     needs an extra that is not installed (cnnspec.extras) ends with the line naming it, exit 1.
     """
 
+    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        plain_placeholders([*self.params, *([option] if option is not None else [])])  # --version, -h
+        return option
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:  # bare `cnnspec`: the help, and success (click exits 2)
+            typer.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            self.commands[cmd_name] = click_command(cmd_name, COMMANDS[cmd_name])
+            command = click_command(cmd_name, COMMANDS[cmd_name])
+            help_option = command.get_help_option(ctx)  # made from ctx's names (-h, --help) and kept
+            if help_option is not None:
+                plain_placeholders([help_option])
+            self.commands[cmd_name] = command
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -130,8 +188,21 @@ class Commands(TyperGroup):
                 raise fail(error) from None
 
 
-def _group() -> None:
-    # The group's own callback: no options of its own. typer needs one to make a group of an app
+def _print_version(value: bool) -> None:
+    if value:
+        from cnnspec.version import __version__
+
+        typer.echo(f"cnnspec {__version__}")
+        raise typer.Exit(0)
+
+
+def _group(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    # The group's own callback: its one option is --version. typer needs one to make a group of an app
     # whose commands are all added by Commands.get_command.
     pass
 
@@ -142,6 +213,7 @@ app = typer.Typer(
     help="Declarative CNN specs: validate, summarise, train, export, predict.",
     cls=Commands,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
 )

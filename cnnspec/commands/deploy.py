@@ -38,8 +38,10 @@ def _batches(text: str) -> list[int]:
 
 
 def export(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="ONNX file to write; default RUN/model.onnx.")] = None,
+    run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.", metavar="RUN")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="ONNX file to write; default RUN/model.onnx.")
+    ] = None,
     which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
     format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
 ) -> None:
@@ -63,15 +65,16 @@ def export(
 
 
 def predict(
-    model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image.")] = 5,
+    model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.", metavar="MODEL")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.", metavar="IMAGE")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Classes to show per image.")] = 5,
     format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
     device: Annotated[
         DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
     ] = DeviceChoice.auto,
 ) -> None:
-    """Classify images with onnxruntime, preprocessing them as the model's metadata says."""
+    """Classify images with onnxruntime, preprocessing them as the model's metadata says; a labelled folder
+    (ROOT/CLASS/*.png) also gets its accuracy and confusion matrix."""
     from cnnspec.deploy.predict import predict as run_predict
     from cnnspec.errors import CnnspecError
 
@@ -86,11 +89,17 @@ def predict(
         return
     err.print(f"onnxruntime provider: {result.provider}", markup=False)
     stdout.print(_predict_text(result), markup=False)
+    if result.evaluation is not None:
+        stdout.print(_labelled_text(result), markup=False)
+        if len(result.class_names or ()) <= MATRIX_SHOWN:
+            stdout.print(_confusion_table(result))
+        else:
+            stdout.print(f"confusion matrix: {len(result.class_names or ())} classes, in --format json", markup=False)
 
 
 def bench(
-    target: Annotated[Path, typer.Argument(help="Run directory or exported .onnx file.")],
-    batch: Annotated[str, typer.Option("--batch", "-b", help="Comma-separated batch sizes.")] = "1,64",
+    target: Annotated[Path, typer.Argument(help="Run directory or exported .onnx file.", metavar="RUN|MODEL")],
+    batch: Annotated[str, typer.Option("--batch", "-b", metavar="SIZES", help="Comma-separated batch sizes.")] = "1,64",
     device: Annotated[
         DeviceChoice, typer.Option("--device", help="auto (GPU when both engines can use it), cpu or cuda.")
     ] = DeviceChoice.auto,
@@ -153,6 +162,32 @@ def _predict_text(result: PredictResult) -> str:
         scores = ", ".join(f"{printable(s.name)} ({s.probability:.3f})" for s in p.top)
         lines.append(f"{printable(p.file)}: {scores}")
     return "\n".join(lines)
+
+
+# The most classes whose confusion matrix the text output draws; --format json always has it.
+MATRIX_SHOWN = 20
+
+
+def _labelled_text(result: PredictResult) -> str:
+    e = result.evaluation
+    assert e is not None
+    top5 = f", top-5 {e.top5_accuracy:.4f}" if e.top5_accuracy is not None else ""
+    macro = f"{e.macro_f1:.4f}" if e.macro_f1 is not None else "–"
+    return f"accuracy {e.accuracy:.4f}{top5}, macro F1 {macro} on {e.images} labelled images"
+
+
+def _confusion_table(result: PredictResult) -> object:
+    from rich.table import Table
+
+    e, names = result.evaluation, result.class_names or []
+    assert e is not None
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+    table.add_column("true")
+    for name in names:
+        table.add_column(cell(name), justify="right")
+    for name, row in zip(names, e.confusion_matrix, strict=True):
+        table.add_row(cell(name), *(str(v) for v in row))
+    return table
 
 
 def _bench_table(result: BenchResult) -> object:

@@ -82,7 +82,8 @@ def graph(
 
 def fmt(
     specs: Annotated[
-        list[Path], typer.Argument(help="Spec files to format in place ('-' reads stdin, writes stdout).")
+        list[Path],
+        typer.Argument(help="Spec files to format in place ('-' reads stdin, writes stdout).", metavar="SPEC"),
     ],
     check: Annotated[
         bool, typer.Option("--check", help="Change nothing; exit 1 and name the files that would change.")
@@ -149,7 +150,10 @@ def fmt(
 
 def diff(
     old: Annotated[
-        str, typer.Argument(help="The old spec: a file, or REV:PATH read with git show (e.g. HEAD~1:specs/x.yaml).")
+        str,
+        typer.Argument(
+            help="The old spec: a file, or REV:PATH read with git show (e.g. HEAD~1:specs/x.yaml).", metavar="OLD"
+        ),
     ],
     new: Annotated[str, typer.Argument(help="The new spec: a file or REV:PATH.")],
     format: Annotated[

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cnnspec.commands.common import Overrides, Which, fail, is_pipe, stderr_console, stdout_console
+from cnnspec.commands.common import Format, Overrides, Which, fail, is_pipe, stderr_console, stdout_console
 from cnnspec.interrupts import Interrupted
 
 if TYPE_CHECKING:
@@ -26,7 +27,12 @@ def train(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Run directory; default runs/<spec name>. An earlier run there is replaced."),
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="RUN",
+            help="Run directory; default runs/NAME, the spec's name. An earlier run there is replaced.",
+        ),
     ] = None,
     resume: Annotated[
         Path | None,
@@ -34,6 +40,9 @@ def train(
     ] = None,
     overrides: Overrides = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="text, or json (result.json's keys and the run's folder).")
+    ] = Format.text,
     nproc: Annotated[
         int | None,
         typer.Option(
@@ -41,7 +50,7 @@ def train(
             min=1,
             metavar="N",
             help="Train in N processes on this machine (DDP, launched with torchrun): one per GPU, "
-            "or CPU processes (gloo). data.batch_size is per process. See docs/distributed.md.",
+            "or CPU processes (gloo). data.batch_size is per process.",
         ),
     ] = None,
 ) -> None:
@@ -67,7 +76,7 @@ def train(
         if dist.enabled:
             err.print("--nproc starts torchrun itself; under torchrun leave it out", markup=False)
             raise typer.Exit(2)
-        raise typer.Exit(_launch(nproc, spec, out, resume, overrides or [], quiet))
+        raise typer.Exit(_launch(nproc, spec, out, resume, overrides or [], quiet, format))
     try:
         run = run_training(spec, out=out, resume=resume, overrides=overrides or [], progress=False if quiet else None)
     except PeerFailed:  # rank 0 failed and printed why
@@ -86,15 +95,19 @@ def train(
         err.print("aborted", markup=False)
         raise typer.Exit(130) from None
     if dist.is_main:
-        _print_result(run, stdout)
+        _print_result(run, stdout, format)
 
 
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.", metavar="RUN")],
     which: Annotated[Which, typer.Option("--weights", help="best or last checkpoint.")] = Which.best,
     split: Annotated[Split, typer.Option("--split", help="test or val.")] = Split.test,
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="text or json (evaluation.json's keys).")
+    ] = Format.text,
 ) -> None:
-    """Test-set metrics, per-class accuracy and a confusion matrix (RUN/evaluation.json, confusion_matrix.png)."""
+    """Test-set accuracy, top-5, precision/recall/F1 per class and their macro averages, and a confusion
+    matrix (written to RUN/evaluation.json and confusion_matrix.png)."""
     from cnnspec.errors import CnnspecError
     from cnnspec.training.api import evaluate_run
 
@@ -104,35 +117,68 @@ def evaluate(
         report = evaluate_run(run, which=which.value, split=split.value)
     except CnnspecError as exc:
         raise fail(exc) from None
-    from rich.table import Table
-
     from cnnspec.terminal import cell, printable
 
     used = report["weights"]
-    table = Table(title=cell(f"{run}: {split.value} set, {used} weights"), title_justify="left")
-    table.add_column("class")
-    table.add_column("accuracy", justify="right")
-    table.add_column("images", justify="right")
-    for (name, acc), row in zip(report["per_class_accuracy"].items(), report["confusion_matrix"], strict=True):
-        table.add_row(cell(name), "–" if acc is None else f"{acc:.4f}", str(sum(row)))
-    stdout.print(table)
-    if used != which.value:
-        stdout.print(
-            cell(
-                f"note: {run} has no {which.value}.safetensors (it stopped inside its first epoch): "
-                f"evaluated its {used} weights"
-            ),
-            markup=False,
-        )
+    note = (
+        f"note: {run} has no {which.value}.safetensors (it stopped inside its first epoch): "
+        f"evaluated its {used} weights"
+        if used != which.value
+        else None
+    )
+    if format is Format.json:
+        if note is not None:
+            stderr_console().print(cell(note), markup=False)
+        stdout.print(json.dumps(report, indent=2), markup=False)
+        return
+    stdout.print(_class_table(f"{run}: {split.value} set, {used} weights", report))
+    if note is not None:
+        stdout.print(cell(note), markup=False)
     stdout.print(
-        f"accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}  ({report['images']} images)\n"
+        f"{_overall(report)}  loss {report['loss']:.4f}\n"
         f"wrote {printable(run / 'evaluation.json')} and {printable(run / 'confusion_matrix.png')}",
         markup=False,
     )
 
 
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _class_table(title: str, report: dict[str, Any]) -> Any:
+    """Per class: images, accuracy (recall), precision, recall and F1; the macro averages as the last row."""
+    from rich.table import Table
+
+    from cnnspec.terminal import cell
+
+    table = Table(title=cell(title), title_justify="left")
+    table.add_column("class")
+    for column in ("images", "precision", "recall", "F1"):
+        table.add_column(column, justify="right")
+    for name, figures in report["per_class"].items():
+        table.add_row(cell(name), str(figures["images"]), *(_figure(figures[k]) for k in ("precision", "recall", "f1")))
+    table.add_section()
+    table.add_row("macro average", "", *(_figure(report[f"macro_{k}"]) for k in ("precision", "recall", "f1")))
+    return table
+
+
+def _overall(report: dict[str, Any]) -> str:
+    top5 = report.get("top5_accuracy")
+    return (
+        f"accuracy {report['accuracy']:.4f}"
+        + (f"  top-5 {top5:.4f}" if top5 is not None else "")
+        + (f"  ({report['images']} images)")
+    )
+
+
 def _launch(
-    nproc: int, spec: Path | None, out: Path | None, resume: Path | None, overrides: list[str], quiet: bool
+    nproc: int,
+    spec: Path | None,
+    out: Path | None,
+    resume: Path | None,
+    overrides: list[str],
+    quiet: bool,
+    format: Format = Format.text,
 ) -> int:
     """`cnnspec train --nproc N ...`: check the spec here (one clear message for a mistake), then run
     `torchrun --standalone --nproc_per_node N -m cnnspec train ...` with the other arguments."""
@@ -163,15 +209,18 @@ def _launch(
         args += ["--set", item]
     if quiet:
         args.append("--quiet")
+    if format is not Format.text:
+        args += ["--format", format.value]
     return launch(nproc, args)
 
 
-def _print_result(run: Path, console: Console) -> None:
-    import json
-
+def _print_result(run: Path, console: Console, format: Format = Format.text) -> None:
     from cnnspec.terminal import printable
 
     result = json.loads((run / "result.json").read_text(encoding="utf-8"))
+    if format is Format.json:
+        console.print(json.dumps({"run": str(run), **result}, indent=2), markup=False)
+        return
     acc = result.get("test_accuracy")
     test = f"test accuracy {acc:.4f}, loss {result['test_loss']:.4f}" if acc is not None else "no test split"
     console.print(

@@ -34,7 +34,7 @@ class SummaryFormat(StrEnum):
 
 
 def validate(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", metavar="SPEC")],
     format: Annotated[
         ValidateFormat, typer.Option("--format", "-f", help="text, json, or github (Actions annotations).")
     ] = ValidateFormat.text,
@@ -89,7 +89,7 @@ def validate(
 
 
 def summary(
-    spec: Annotated[Path, typer.Argument(help="Spec file.")],
+    spec: Annotated[Path, typer.Argument(help="Spec file.", metavar="SPEC")],
     format: Annotated[
         SummaryFormat,
         typer.Option(
@@ -101,11 +101,27 @@ def summary(
     ] = SummaryFormat.text,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Also draw receptive field and feature-map size per stage to this PNG."),
+        typer.Option(
+            "--plot", metavar="FILE", help="Also draw receptive field and feature-map size per stage to this PNG."
+        ),
     ] = None,
     overrides: Overrides = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            min=1,
+            metavar="N",
+            help="Show N levels of layer ids (layer1.0.conv1 is level 3), each deeper layer folded into its "
+            "level-N row; a ResNet backbone is shown through its layers.",
+        ),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", "-b", min=1, metavar="N", help="Batch size of the memory estimate.")
+    ] = 1,
 ) -> None:
-    """Per-layer table: output shape, params, MACs, receptive field, stride; computed statically."""
+    """Per-layer table: output shape, params, MACs, receptive field, stride; parameter and activation
+    memory as torchinfo counts it; computed statically."""
     from cnnspec.checker.checker import check
     from cnnspec.checker.summary import summarize
     from cnnspec.render import summary as render
@@ -120,7 +136,7 @@ def summary(
             echo(render.error_lines(exc.format()), end="")
             return
         raise fail(exc) from None
-    rows = summarize(graph)
+    rows = summarize(graph, depth=depth, batch_size=batch)
     if format is SummaryFormat.lines:
         echo(render.to_lines(rows), end="")
     elif format is SummaryFormat.json:
@@ -142,7 +158,9 @@ def summary(
 
 
 def schema(
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write to this file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of the spec language (for editors and CI)."""
     from cnnspec.spec.schema import json_schema_text

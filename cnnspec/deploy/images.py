@@ -22,20 +22,40 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".
 
 
 def image_files(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and the images directly inside each folder (sorted by name)."""
-    files: list[Path] = []
+    """Files as given, and the images inside each folder (see `labelled_image_files`)."""
+    return [path for path, _ in labelled_image_files(inputs)]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def labelled_image_files(inputs: Iterable[str | Path]) -> list[tuple[Path, str | None]]:
+    """Each image with its true class when its folder says it, else None.
+
+    A file is itself (no class); a folder holding images is its images, sorted by name (no class); a
+    folder holding no images but subfolders of them is a labelled folder, ROOT/CLASS/*.png as
+    training's image_folder reads each split: every subfolder's images (sorted), of the class the
+    subfolder names."""
+    files: list[tuple[Path, str | None]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
+            found = _images_in(p)
+            if found:
+                files.extend((f, None) for f in found)
+                continue
+            classes = sorted(d for d in p.iterdir() if d.is_dir())
+            labelled = [(f, d.name) for d in classes for f in _images_in(d)]
+            if not labelled:
                 raise DataError(
                     f"{p} holds no images",
-                    hint=f"put {', '.join(sorted(IMAGE_SUFFIXES))} files in it (not in subfolders)",
+                    hint=f"put {', '.join(sorted(IMAGE_SUFFIXES))} files in it, or in one subfolder per class "
+                    "(ROOT/CLASS/*.png) to measure accuracy",
                 )
-            files.extend(found)
+            files.extend(labelled)
         elif p.is_file():
-            files.append(p)
+            files.append((p, None))
         else:
             what = what_is_at(p)  # a FIFO or a device is said as what it is, never opened
             if what == MISSING:

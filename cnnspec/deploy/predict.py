@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnspec.deploy.images import image_files, load_batch
+from cnnspec.deploy.images import labelled_image_files, load_batch
 from cnnspec.deploy.metadata import ModelMetadata, from_props, read_props
 from cnnspec.deploy.session import Device, Session, open_session
-from cnnspec.errors import ExportError
+from cnnspec.errors import DataError, ExportError
+
+if TYPE_CHECKING:
+    from cnnspec.metrics import Classification
 
 DEFAULT_BATCH = 32
 
@@ -29,6 +32,7 @@ class ClassScore:
 class Prediction:
     file: str
     top: list[ClassScore]
+    label: str | None = None  # the true class, when the image is in a labelled folder (ROOT/CLASS/*.png)
 
     @property
     def best(self) -> ClassScore:
@@ -40,14 +44,18 @@ class PredictResult:
     model: Path
     provider: str
     predictions: list[Prediction]
+    # Accuracy, confusion matrix, … of the labelled images (cnnspec/metrics.py); None when none is labelled.
+    evaluation: Classification | None = None
+    class_names: list[str] | None = None  # the model's classes: the confusion matrix's rows and columns
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "model": str(self.model),
             "provider": self.provider,
             "predictions": [
                 {
                     "file": p.file,
+                    **({"label": p.label} if p.label is not None else {}),
                     "top": [
                         {"index": s.index, "class": s.name, "probability": s.probability, "logit": s.logit}
                         for s in p.top
@@ -56,6 +64,9 @@ class PredictResult:
                 for p in self.predictions
             ],
         }
+        if self.evaluation is not None:
+            out["evaluation"] = {"classes": self.class_names, **self.evaluation.to_json()}
+        return out
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:  # (N, K) -> (N, K), rows sum to 1
@@ -128,21 +139,49 @@ def predict(
     device: Device = "auto",
     batch_size: int = DEFAULT_BATCH,
 ) -> PredictResult:
-    """Top-k classes of each image (files, or folders of images) with the exported model at `model`."""
+    """Top-k classes of each image (files, or folders of images) with the exported model at `model`.
+
+    Images of a labelled folder (ROOT/CLASS/*.png) are also measured against their class: the result's
+    `evaluation` has their accuracy, confusion matrix, per-class precision/recall/F1 and top-5, as
+    `cnnspec evaluate` reports them."""
     session = open_session(model, device)
     meta = model_metadata(session)
-    files = image_files(inputs)
+    files = labelled_image_files(inputs)
+    _check_labels(files, meta)
     results: list[Prediction] = []
+    truth: list[int] = []
+    scores: list[np.ndarray] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        logits = run_batches(session, load_batch(chunk, meta), batch_size)
+        logits = run_batches(session, load_batch([f for f, _ in chunk], meta), batch_size)
         probabilities = softmax(logits)
         k = max(1, min(top_k, logits.shape[1]))
-        for file, row, probs in zip(chunk, logits, probabilities, strict=True):
+        for (file, label), row, probs in zip(chunk, logits, probabilities, strict=True):
             order = np.argsort(-probs, kind="stable")[:k]
             top = [ClassScore(int(i), _name(meta, int(i)), float(probs[i]), float(row[i])) for i in order]
-            results.append(Prediction(str(file), top))
-    return PredictResult(Path(model), session.provider, results)
+            results.append(Prediction(str(file), top, label))
+            if label is not None:
+                truth.append(meta.class_names.index(label))
+                scores.append(probs)
+    evaluation = None
+    if truth:
+        from cnnspec.metrics import classify
+
+        stacked = np.stack(scores)
+        evaluation = classify(np.array(truth), stacked.argmax(axis=1), meta.class_names, stacked)
+    return PredictResult(Path(model), session.provider, results, evaluation, list(meta.class_names))
+
+
+def _check_labels(files: list[tuple[Path, str | None]], meta: ModelMetadata) -> None:
+    """A labelled folder's class folders are named for the model's classes: DataError naming one that is not."""
+    known = set(meta.class_names)
+    for file, label in files:
+        if label is not None and label not in known:
+            shown = ", ".join(meta.class_names[:20]) + (", …" if len(meta.class_names) > 20 else "")
+            raise DataError(
+                f"{file.parent} is not a class of the model: its folder name {label!r} is none of {shown}",
+                hint="name each subfolder of a labelled folder for the class of its images (ROOT/CLASS/*.png)",
+            )
 
 
 def _name(meta: ModelMetadata, index: int) -> str:

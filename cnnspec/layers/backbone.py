@@ -116,7 +116,12 @@ class Torchvision(LayerKind):
         return resnet_tensors(self.model) if self.model in RESNET_STAGES else None
 
     def window(self, inputs: Sequence[Shape], output: Shape) -> Window:
-        return Window(global_=True)
+        # Its features are pooled from a map DOWNSAMPLINGS halvings down: each step of that map is 32 pixels.
+        step = float(2**DOWNSAMPLINGS)
+        return Window(stride=(step, step), global_=True)
+
+    def inner_layers(self) -> dict[str, object] | None:
+        return backbone_layers(self.model)
 
     def with_files(self, resolve: Callable[[str], str]) -> LayerKind:
         if not self.weights.endswith(WEIGHT_FILE_SUFFIXES):  # 'none' or a torchvision weights name
@@ -162,3 +167,53 @@ def resnet_tensors(model: str) -> dict[str, Shape]:
                 out |= batchnorm_tensors(planes * expansion, prefix=f"{p}downsample.1.")
             inplanes = planes * expansion
     return out
+
+
+def backbone_layers(model: str) -> dict[str, object] | None:
+    """The backbone written as cnnspec layers (a spec's `model` section without `input`), its ids
+    torchvision's module names, down to the pooled feature vector its cut-off classifier took; None for
+    a backbone known only by its table (BACKBONES). `summary --depth` shows a backbone through it.
+
+    Only the ResNets (RESNET_STAGES) are written out: torchvision/models/resnet.py's BasicBlock and
+    Bottleneck, whose `downsample` is the residual's `auto` shortcut (1×1 conv + batch norm when the
+    shape changes). tests/render/test_render_depth.py checks the shapes against torchvision's modules."""
+    if model not in RESNET_STAGES:
+        return None
+    block, counts = RESNET_STAGES[model]
+
+    def conv(id_: str, width: str, k: int, stride: int | str = 1) -> dict[str, object]:
+        spec = {"id": id_, "out_channels": width, "kernel_size": k, "stride": stride, "padding": k // 2, "bias": False}
+        return {"conv2d": spec}
+
+    if block == "basic":
+        body = [conv("conv1", "$width", 3, "$stride"), {"batchnorm2d": {"id": "bn1"}}, "relu"]
+        body += [conv("conv2", "$width", 3), {"batchnorm2d": {"id": "bn2"}}]
+        expansion = 1
+    else:
+        body = [conv("conv1", "$width", 1), {"batchnorm2d": {"id": "bn1"}}, "relu"]
+        body += [conv("conv2", "$width", 3, "$stride"), {"batchnorm2d": {"id": "bn2"}}, "relu"]
+        body += [conv("conv3", "$out", 1), {"batchnorm2d": {"id": "bn3"}}]
+        expansion = 4
+    params = {"width": None, "out": None, "stride": 1}
+    stem = {"id": "conv1", "out_channels": 64, "kernel_size": 7, "stride": 2, "padding": 3, "bias": False}
+    layers: list[object] = [
+        {"conv2d": stem},
+        {"batchnorm2d": {"id": "bn1"}},
+        {"relu": {"id": "relu"}},
+        {"maxpool2d": {"id": "maxpool", "kernel_size": 3, "stride": 2, "padding": 1}},
+    ]
+    for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), counts, strict=True), start=1):
+        uses = [
+            {
+                "block": {
+                    "id": str(i),
+                    "name": "unit",
+                    "args": {"width": planes, "out": planes * expansion, "stride": 2 if stage > 1 and i == 0 else 1},
+                }
+            }
+            for i in range(count)
+        ]
+        layers.append({"group": {"id": f"layer{stage}", "layers": uses}})
+    layers += [{"adaptive_avgpool2d": {"id": "avgpool", "output_size": 1}}, "flatten"]
+    unit = {"params": params, "layers": [{"residual": {"body": body, "activation": "relu"}}]}
+    return {"blocks": {"unit": unit}, "layers": layers}

@@ -186,6 +186,12 @@ class LayerKind(Kind):
         """
         return {} if self.params(inputs) == 0 else None
 
+    def inner_layers(self) -> dict[str, object] | None:
+        """The layer written as cnnspec layers (a spec's `model` section without `input`: `layers`, and
+        `blocks` when they use some), for `summary --depth` to show it layer by layer; None when it has
+        no parts worth showing or they are not known without building it."""
+        return None
+
     def at_copy(self, index: int, count: int) -> LayerKind:
         """This layer as copy `index` of `count` made by the innermost `repeat` around it.
 

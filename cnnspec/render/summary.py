@@ -7,7 +7,6 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from cnnspec.checker.memory import format_bytes
 from cnnspec.checker.summary import Row, Summary
 from cnnspec.layers import REGISTRY
 from cnnspec.layers.base import fmt_shape
@@ -21,10 +20,18 @@ def human(n: float) -> str:
     return f"{n:g}"
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"  # torchinfo's unit: 10^6 bytes
+
+
 def _memory_line(summary: Summary) -> str:
+    """torchinfo's four sizes (Summary.memory), fp32 at the summary's batch size."""
+    m = summary.memory
+    approx = "≈ " if m.estimated else ""  # a backbone not known layer by layer: its own output alone
     return (
-        f"Params size: {format_bytes(summary.weights_bytes)}   Forward/backward pass size per image:"
-        f" {format_bytes(summary.forward_backward_bytes)} (fp32 estimates)"
+        f"Input size: {_mb(m.input_bytes)}   Forward/backward pass size: {approx}{_mb(m.forward_backward_bytes)}"
+        f"   Params size: {_mb(m.params_bytes)}   Estimated total size: {approx}{_mb(m.total_bytes)}"
+        f" (fp32, batch {m.batch_size}, counted as torchinfo counts)"
     )
 
 

@@ -84,6 +84,7 @@ def _evaluate_locked(run: str | Path, which: str, split: str) -> dict[str, Any]:
     import torch
 
     from cnnspec.errors import DataError
+    from cnnspec.metrics import classify
     from cnnspec.preprocess import preprocessing_for
     from cnnspec.rundir.reader import load_trained, open_run
     from cnnspec.training.datasets import load_data
@@ -116,10 +117,12 @@ def _evaluate_locked(run: str | Path, which: str, split: str) -> dict[str, Any]:
     def prepare(images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(preprocessing.prepare(images.cpu().numpy())).to(images.device)
 
-    result = evaluate_model(model, source, prepare, batch_size=batch_size, precision=precision)
+    result = evaluate_model(model, source, prepare, batch_size=batch_size, precision=precision, keep_scores=True)
     k = len(info.class_names)
     matrix = confusion_matrix(result.labels, result.predictions, k)
     per_class = per_class_accuracy(matrix)
+    assert result.scores is not None  # kept above
+    figures = classify(result.labels.numpy(), result.predictions.numpy(), info.class_names, result.scores.numpy())
     report: dict[str, Any] = {
         "split": split,
         "weights": trained.weights,
@@ -128,6 +131,12 @@ def _evaluate_locked(run: str | Path, which: str, split: str) -> dict[str, Any]:
         "loss": result.loss,
         "per_class_accuracy": dict(zip(info.class_names, per_class, strict=True)),
         "confusion_matrix": matrix.tolist(),
+        # precision, recall, F1 per class and their macro averages, top-5 (cnnspec/metrics.py)
+        **{
+            key: value
+            for key, value in figures.to_json().items()
+            if key not in ("images", "accuracy", "confusion_matrix")
+        },
     }
     write_json(paths, paths.evaluation, report)
     plot_confusion(

@@ -21,6 +21,7 @@ class EvalResult:
     accuracy: float
     predictions: torch.Tensor  # (N,) int64, CPU
     labels: torch.Tensor  # (N,) int64, CPU
+    scores: torch.Tensor | None = None  # (N, K) float32 logits, CPU: kept when asked for (top-5 accuracy)
 
 
 @torch.no_grad()
@@ -32,13 +33,16 @@ def evaluate_model(
     batch_size: int,
     precision: Precision,
     channels_last: bool = False,
+    keep_scores: bool = False,
 ) -> EvalResult:
-    """Run `model` (eval mode) over every image of `source` in order; `prepare` turns uint8 into input."""
+    """Run `model` (eval mode) over every image of `source` in order; `prepare` turns uint8 into input.
+    `keep_scores` keeps every image's logits (the result's `scores`)."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=precision.device)
     preds: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
+    scores: list[torch.Tensor] = []
     try:
         for images, y in source.batches(None, batch_size, precision.device):
             x = prepare(images)
@@ -49,6 +53,8 @@ def evaluate_model(
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
             preds.append(logits.argmax(dim=1).cpu())
+            if keep_scores:
+                scores.append(logits.cpu())
             labels.append(y.cpu())
     finally:
         model.train(was_training)
@@ -57,7 +63,8 @@ def evaluate_model(
             float("nan"), float("nan"), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
         )
     p, t = torch.cat(preds), torch.cat(labels)
-    return EvalResult(float(loss_sum) / len(t), float((p == t).double().mean()), p, t)
+    kept = torch.cat(scores) if keep_scores else None
+    return EvalResult(float(loss_sum) / len(t), float((p == t).double().mean()), p, t, kept)
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:

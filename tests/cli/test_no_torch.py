@@ -34,6 +34,7 @@ COMMANDS = {
     "validate --format json": ["validate", "--format", "json", "specs/deeper_cnn.yaml"],
     "summary": ["summary", "specs/resnet18.yaml"],
     "summary --format json": ["summary", "specs/resnet18_transfer.yaml", "--format", "json"],
+    "summary --depth (a backbone shown layer by layer)": ["summary", "specs/resnet18_transfer.yaml", "--depth", "4"],
     "schema": ["schema"],
     "fmt --check": ["fmt", "--check", "specs/small_cnn.yaml"],
     "diff": ["diff", "specs/small_cnn.yaml", "specs/deeper_cnn.yaml"],

@@ -169,3 +169,59 @@ def test_trained_digits_run_exports_and_predicts_its_samples(tmp_path: Path) -> 
     # A 3-epoch digits model labels its samples (names are CLASS_idxN.png): 24 seeds (0-23): 7-8 of the 8
     # on this machine (2-core x86 CPU, one thread), test accuracy 0.928-0.978.
     assert correct >= len(files) - 3
+
+
+def _labelled_folder(root: Path, counts: dict[str, int]) -> list[tuple[Path, str]]:
+    """ROOT/CLASS/N.png: random 8×8 grey images, `counts[CLASS]` of each class."""
+    files = []
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        files += [
+            (write_image(root / name / f"{i}.png", (8, 8), "L", seed=100 * int(name) + i), name) for i in range(n)
+        ]
+    return files
+
+
+def test_predict_on_a_labelled_folder_reports_accuracy_and_confusion_matrix(
+    digits_export: ExportReport, tmp_path: Path
+) -> None:
+    files = _labelled_folder(tmp_path / "test", {"0": 3, "3": 4, "7": 5})
+    report = predict_json(str(digits_export.path), str(tmp_path / "test"), "-k", "1")
+    # Each file on its own (no folder, no label): the class the model gives it.
+    alone = predict_json(str(digits_export.path), *(str(f) for f, _ in files), "-k", "1")
+    said = [int(p["top"][0]["class"]) for p in alone["predictions"]]
+    assert [(p["file"], p["label"]) for p in report["predictions"]] == [(str(f), c) for f, c in files]
+    expected = np.zeros((10, 10), dtype=int)
+    for (_, label), predicted in zip(files, said, strict=True):
+        expected[int(label), predicted] += 1
+    evaluation = report["evaluation"]
+    assert evaluation["classes"] == [str(i) for i in range(10)]
+    assert evaluation["confusion_matrix"] == expected.tolist()
+    assert evaluation["images"] == 12
+    assert evaluation["accuracy"] == pytest.approx(np.trace(expected) / 12)
+    assert set(evaluation) >= {"top5_accuracy", "macro_precision", "macro_recall", "macro_f1", "per_class"}
+    assert [evaluation["per_class"][c]["images"] for c in ("0", "3", "7", "1")] == [3, 4, 5, 0]
+
+
+def test_predict_text_on_a_labelled_folder_shows_accuracy_and_the_matrix(
+    digits_export: ExportReport, tmp_path: Path
+) -> None:
+    _labelled_folder(tmp_path / "test", {"2": 2, "5": 3})
+    result = run_cli("predict", str(digits_export.path), str(tmp_path / "test"), env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    report = predict_json(str(digits_export.path), str(tmp_path / "test"))["evaluation"]
+    assert f"accuracy {report['accuracy']:.4f}, top-5 {report['top5_accuracy']:.4f}" in result.stdout
+    assert "on 5 labelled images" in result.stdout
+    lines = result.stdout.splitlines()
+    start = lines.index("confusion matrix (rows: true class, columns: predicted)")
+    rows = [line.replace("│", " ").split() for line in lines[start:] if line.startswith("│")]
+    assert rows == [[str(c), *map(str, report["confusion_matrix"][c])] for c in range(10)]
+
+
+def test_predict_refuses_a_class_folder_the_model_does_not_know(digits_export: ExportReport, tmp_path: Path) -> None:
+    _labelled_folder(tmp_path / "test", {"1": 1})
+    (tmp_path / "test" / "cat").mkdir()
+    write_image(tmp_path / "test" / "cat" / "a.png", (8, 8), "L", seed=3)
+    result = run_cli("predict", str(digits_export.path), str(tmp_path / "test"))
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'test' / 'cat'} is not a class of the model: its folder name 'cat'" in result.stderr

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pytest
 
-from cnnspec.checker.summary import Row, Summary
+from cnnspec.checker.summary import Memory, Row, Summary
 from cnnspec.layers import REGISTRY, LayerKind
 from cnnspec.render.summary import stages
 
@@ -42,5 +42,5 @@ def test_plot_stages_are_the_kinds_that_slide_a_window(monkeypatch: pytest.Monke
         _row("gap", "adaptive_avgpool2d", [4, 1, 1]),
         _row("flat", "flatten", [4]),
     ]
-    summary = Summary("net", [3, 16, 16], [4], 0, 0, 0, rows, [], {}, 0, 0)
+    summary = Summary("net", [3, 16, 16], [4], 0, 0, 0, rows, [], {}, 0, 0, Memory(1, 0, 0, 0, 0, False))
     assert [r.id for r in stages(summary)] == ["stem", "pool", "blur", "up", "avg"]

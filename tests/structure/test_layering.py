@@ -40,9 +40,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "preprocess": F | {"layers", "augments", "datasets", "spec", "checker"},
     "builder": F | {"layers", "augments", "datasets", "spec", "checker"},
     "rundir": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder"},  # the run directory
-    "training": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir"},
-    "deploy": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir"},
+    "training": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics"},
+    "deploy": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics"},
     "reference": F,
+    "metrics": set(),  # classification figures (scikit-learn) that evaluate and predict share
     "review": F | {"layers", "augments", "datasets", "spec", "checker"},  # fmt, diff and init compute; render/ draws
     "render": F | {"layers", "augments", "datasets", "spec", "checker", "review"},  # summary, diff, doc tables
     "validate": F | {"layers", "augments", "datasets", "spec", "checker"},

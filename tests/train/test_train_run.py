@@ -113,6 +113,47 @@ def test_evaluate_writes_metrics_and_confusion_matrix(digits_run: Path) -> None:
     assert "accuracy" in result.output
 
 
+def test_evaluate_reports_precision_recall_f1_top5_as_json(digits_run: Path) -> None:
+    result = run_cli("evaluate", str(digits_run), "--format", "json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed == json.loads((digits_run / "evaluation.json").read_text())  # what it wrote, all of it
+    # The figures, recomputed by hand from the confusion matrix (row = true class, column = predicted).
+    matrix = torch.tensor(printed["confusion_matrix"], dtype=torch.float64)
+    precision, recall = matrix.diag() / matrix.sum(0), matrix.diag() / matrix.sum(1)
+    f1 = 2 * precision * recall / (precision + recall)
+    for c, figures in printed["per_class"].items():
+        i = int(c)
+        assert figures["images"] == int(matrix[i].sum())
+        assert figures["precision"] == pytest.approx(float(precision[i]))
+        assert figures["recall"] == pytest.approx(float(recall[i])) == pytest.approx(printed["per_class_accuracy"][c])
+        assert figures["f1"] == pytest.approx(float(f1[i]))
+    assert printed["macro_precision"] == pytest.approx(float(precision.mean()))
+    assert printed["macro_recall"] == pytest.approx(float(recall.mean()))
+    assert printed["macro_f1"] == pytest.approx(float(f1.mean()))
+    # Top-5 of 10 classes: above top-1 for a model that errs (0.8833 -> 0.9972 for seed 3), at most 1.
+    assert printed["accuracy"] < printed["top5_accuracy"] <= 1.0
+
+
+def test_evaluate_text_shows_the_class_table_and_top5(digits_run: Path) -> None:
+    result = run_cli("evaluate", str(digits_run), env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    report = json.loads((digits_run / "evaluation.json").read_text())
+    header = next(line for line in result.stdout.splitlines() if "precision" in line)
+    assert [w for w in header.replace("┃", " ").split()] == ["class", "images", "precision", "recall", "F1"]
+    macro = next(line for line in result.stdout.splitlines() if "macro average" in line)
+    assert f"{report['macro_f1']:.4f}" in macro and f"{report['macro_precision']:.4f}" in macro
+    assert f"accuracy {report['accuracy']:.4f}  top-5 {report['top5_accuracy']:.4f}" in result.stdout
+
+
+def test_cli_train_format_json_prints_the_result(digits_fast: Path, tmp_path: Path) -> None:
+    out = tmp_path / "json"
+    result = run_cli("train", str(digits_fast), "--out", str(out), "--set", "train.epochs=1", "-q", "--format", "json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed == {"run": str(out), **json.loads((out / "result.json").read_text())}
+
+
 def test_cli_train_with_overrides(digits_fast: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     result = run_cli(
