@@ -115,6 +115,8 @@ def _size_hint(
     elif _pipeline_size(start, want, shaped) == want:
         hint += f", or {setting} with {resized}"
     return hint
+
+
 def class_problems(graph: Graph, count: int | None = None) -> list[Diagnostic]:
     """An error when the model's output is not one score per class of its dataset: `count` classes
     (the ones training loaded), or by default the count the dataset's class knows statically
