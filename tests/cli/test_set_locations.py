@@ -109,6 +109,7 @@ def test_a_shape_error_at_a_later_layer_is_located_at_the_set_that_changed_an_ea
             [
                 "--set model.layers.11.linear.out_features=5: error: the model outputs 5 class scores but digits has "
                 "10 classes",
+                "  note: 'head' is the model's output layer",
                 f"  note: in the file at {_at('id: head', '{id: head')}",
                 "  hint: set out_features: 10 on the last layer",
             ],
