@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -21,10 +23,23 @@ class DiffFormat(StrEnum):
     html = "html"
 
 
-def write_output(path: Path, data: str | bytes) -> None:
-    """Write a file the user named (-o): atomically, never through a directory or special file."""
+def write_output(path: Path, data: str | bytes, inputs: Sequence[str | Path] = ()) -> None:
+    """Write a file the user named (-o): atomically, never through a directory or special file, and never
+    over one of the command's `inputs` (a spec being drawn or diffed), through a link or not."""
     from cnnspec.atomic import NotRegularFileError, atomic_write_bytes, write_target
 
+    for given in inputs:
+        # os.path.samefile sees through symbolic and hard links alike; an -o that does not exist yet is no input.
+        if os.path.isfile(given) and os.path.exists(path) and os.path.samefile(given, path):
+            raise fail(
+                CnnspecError(
+                    Diagnostic(
+                        f"cannot write {printable(path)}: it is the input {printable(str(given))}",
+                        Location(str(path)),
+                        hint="name another file for -o",
+                    )
+                )
+            )
     try:
         write_target(path)
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
@@ -77,7 +92,7 @@ def graph(
     if out is None:
         sys.stdout.write(str(data))
         return
-    write_output(out, data)
+    write_output(out, data, [spec])
 
 
 def fmt(
@@ -195,7 +210,7 @@ def diff(
             sys.stdout.write(text)
         else:
             try:
-                write_output(out, text)
+                write_output(out, text, [old, new])
             except typer.Exit:
                 raise typer.Exit(2) from None
     if not d.same:
