@@ -10,10 +10,21 @@ shape; cnnspec.review.graphview), so tests and scripts can read the drawing's st
 
 from __future__ import annotations
 
-from html import escape
+import re
+from html import escape as html_escape
 
 from cnnspec.render.graph_boxes import FONT_SIZE, LINE_HEIGHT, PAD_Y, Drawing, category, tooltip
 from cnnspec.review.graphview import STYLES
+
+# Characters XML 1.0 forbids even escaped (controls, lone surrogates, U+FFFE/U+FFFF): a spec's string
+# value may hold them, and one would make the whole SVG unreadable. Each is drawn as U+FFFD.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def escape(text: str) -> str:
+    """`text` for SVG text and attribute values: markup escaped, characters XML forbids replaced."""
+    return html_escape(_NOT_XML.sub("\ufffd", text))
+
 
 EDGE_COLOURS = {"seq": "#64748b", "residual": "#7c3aed", "concat": "#0284c7", "shape": "#94a3b8"}
 

@@ -108,7 +108,8 @@ SCRIPT = """
       setTimeout(function () { target.classList.remove("flash"); }, 1500);
     });
   });
-  var hash = decodeURIComponent((location.hash.match(/view=([^&]*)/) || [null, ""])[1]);
+  var hash = (location.hash.match(/view=([^&]*)/) || [null, ""])[1];
+  try { hash = decodeURIComponent(hash); } catch (e) { hash = ""; }  // a hand-edited, malformed #view=
   if (views.length) { show(hash); }
   document.body.dataset.ready = "1";
 })();

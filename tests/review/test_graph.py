@@ -10,6 +10,7 @@ multiply).
 from __future__ import annotations
 
 import itertools
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
@@ -240,3 +241,13 @@ def test_the_layout_keeps_boxes_apart_and_edges_pointing_down(
     for placed in layout.boxes.values():
         assert placed.x - placed.width / 2 >= 0 and placed.x + placed.width / 2 <= layout.width
         assert placed.y >= 0 and placed.y + placed.height <= layout.height
+
+
+def test_control_characters_in_a_string_field_leave_the_svg_well_formed(tmp_path: Path) -> None:
+    # A weights path holding NUL, U+0001, ESC and U+FFFE validates; XML forbids those characters even escaped.
+    spec = Path(__file__).parent / "data" / "control_characters.yaml"
+    out = tmp_path / "drawing.svg"
+    result = run_cli("graph", str(spec), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    root = ET.parse(out).getroot()
+    assert "\ufffd" in "".join(root.itertext())
