@@ -94,10 +94,16 @@ class RunLock:
             # A read-only folder (or lock file): lock it all the same, so that the write that follows
             # fails naming its own file, and leave the holder record as it is.
             fd, writable = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS), False
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):  # a FIFO, a socket or a device opened without blocking
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO, a socket or a device opened without blocking
             os.close(fd)
-            raise not_own_file(self.path, mode)
+            raise not_own_file(self.path, info.st_mode)
+        if info.st_nlink > 1:  # a hard link: the holder record would be written into the other file too
+            os.close(fd)
+            raise CheckpointError(
+                f"{printable(self.path)} is a hard link to another file ({info.st_nlink} names): not written through",
+                hint=f"remove {printable(self.path)} (cnnspec makes a new one)",
+            )
         return fd, writable
 
     def _refusal(self, fd: int, fcntl: object) -> str:

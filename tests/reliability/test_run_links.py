@@ -309,3 +309,15 @@ def test_paths_in_success_lines_are_escaped(tiny_spec: Path, tmp_path: Path) -> 
     assert f"reformatted {tmp_path}/{escaped}.yaml" in formatted.stderr
     for result in (trained, evaluated, formatted):
         assert "\x1b" not in result.output  # before: the escape sequence reached the terminal
+
+
+def test_a_lock_file_hard_linked_to_a_users_file_is_refused_and_the_file_kept(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("PRECIOUS\n", encoding="utf-8")
+    os.link(precious, run / LOCK_NAME)
+    with pytest.raises(CnnspecError) as caught, locked(run, "cnnspec evaluate"):
+        pass
+    assert "is a hard link to another file" in caught.value.format()
+    assert precious.read_text(encoding="utf-8") == "PRECIOUS\n"
