@@ -154,6 +154,14 @@ def predict(
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         logits = run_batches(session, load_batch([f for f, _ in chunk], meta), batch_size)
+        finite = np.isfinite(logits).all(axis=1)
+        if not finite.all():  # no class can be named from NaN or inf: say so, never rank them
+            file = chunk[int(np.argmin(finite))][0]
+            raise ExportError(
+                f"{model}: the model's outputs are not finite (NaN or inf) for {file}",
+                hint="its weights are damaged or its training diverged: evaluate the run it was exported "
+                "from (cnnspec evaluate RUN) and export it again",
+            )
         probabilities = softmax(logits)
         k = max(1, min(top_k, logits.shape[1]))
         for (file, label), row, probs in zip(chunk, logits, probabilities, strict=True):

@@ -225,3 +225,21 @@ def test_predict_refuses_a_class_folder_the_model_does_not_know(digits_export: E
     result = run_cli("predict", str(digits_export.path), str(tmp_path / "test"))
     assert result.exit_code == 1
     assert f"{tmp_path / 'test' / 'cat'} is not a class of the model: its folder name 'cat'" in result.stderr
+
+
+def test_a_model_whose_outputs_are_not_finite_is_refused_never_ranked(
+    digits_export: ExportReport, tmp_path: Path
+) -> None:
+    # The exported digits model with its logits multiplied by NaN: what a diverged or damaged model gives.
+    model = onnx.load(str(digits_export.path))
+    out = model.graph.output[0].name
+    model.graph.node[-1].output[list(model.graph.node[-1].output).index(out)] = "raw_logits"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(np.nan, dtype=np.float32), "nan"))
+    model.graph.node.append(onnx.helper.make_node("Mul", ["raw_logits", "nan"], [out]))
+    path = tmp_path / "nan.onnx"
+    onnx.save(model, str(path))
+    png = write_image(tmp_path / "a.png", (8, 8), "L", seed=1)
+    result = run_cli("predict", str(path), str(png), "--format", "json")
+    assert result.exit_code == 1
+    assert f"the model's outputs are not finite (NaN or inf) for {png}" in result.stderr
+    assert result.stdout == ""
