@@ -10,6 +10,7 @@ from typing import Any
 from cnnspec.checker.summary import Row, Summary
 from cnnspec.layers import REGISTRY
 from cnnspec.layers.base import fmt_shape
+from cnnspec.terminal import cell, printable
 
 
 def human(n: float) -> str:
@@ -55,7 +56,7 @@ def to_json(summary: Summary) -> str:
 
 def to_markdown(summary: Summary) -> str:
     lines = [
-        f"**{summary.name}** — input {fmt_shape(tuple(summary.input_shape))}"
+        f"**{printable(summary.name)}** — input {fmt_shape(tuple(summary.input_shape))}"
         f" → output {fmt_shape(tuple(summary.output_shape))}",
         "",
         "| id | kind | output shape | params | MACs | receptive field | stride |",
@@ -82,7 +83,7 @@ def to_lines(summary: Summary) -> str:
     totals, each line `key: value` without alignment padding, so a change to one layer (a longer id,
     a wider conv) changes that layer's line and the totals it moves, never its neighbours'."""
     lines = [
-        f"spec: {summary.name}",
+        f"spec: {printable(summary.name)}",
         f"input: {fmt_shape(tuple(summary.input_shape))}",
     ]
     for r in summary.layers:
@@ -146,7 +147,7 @@ def to_text(summary: Summary) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"{summary.name}", title_justify="left", show_lines=False)
+    table = Table(title=cell(summary.name), title_justify="left", show_lines=False)
     for col, justify in (
         ("id", "left"),
         ("kind", "left"),
