@@ -18,7 +18,7 @@ from cnnspec.errors import ExportError
 from cnnspec.pathnames import too_long, too_long_error
 from cnnspec.preprocess import preprocessing_for
 from cnnspec.rundir.files import own_path
-from cnnspec.rundir.info import read_info
+from cnnspec.rundir.info import is_run, read_info
 from cnnspec.rundir.lock import locked
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.reader import TrainedModel, load_trained
@@ -118,16 +118,23 @@ def check_target(run: str | Path, target: str | Path) -> Path:
     except OSError as exc:
         raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
     real = Path(os.path.realpath(final))
-    files, checkpoints = _run_inputs(Path(run))
-    owned = [Path(os.path.realpath(f)) for f in files]
-    inside = real.is_relative_to(Path(os.path.realpath(checkpoints)))
-    same = any(real == f or (real.exists() and f.exists() and os.path.samefile(real, f)) for f in owned)
-    if inside or same:
-        what = "its checkpoints" if inside else "its own files"
-        raise ExportError(
-            f"refused to write {target}: it is {real.name} of the run being exported ({what})",
-            hint=f"export to a new .onnx file, e.g. --out {Path(run) / 'model.onnx'}",
-        )
+    # The run being exported, and any other cnnspec run the file would land in (its folder, or the run
+    # above a checkpoints/ folder): none of their own files is ever replaced by an export.
+    folder = real.parent
+    nearby = [folder, folder.parent] if folder.name == "checkpoints" else [folder]
+    runs = [Path(run), *(r for r in nearby if is_run(r) and not os.path.samefile(r, run))]
+    for root in runs:
+        files, checkpoints = _run_inputs(root)
+        owned = [Path(os.path.realpath(f)) for f in files]
+        inside = real.is_relative_to(Path(os.path.realpath(checkpoints)))
+        same = any(real == f or (real.exists() and f.exists() and os.path.samefile(real, f)) for f in owned)
+        if inside or same:
+            what = "its checkpoints" if inside else "its own files"
+            whose = "the run being exported" if root == Path(run) else f"the run {root}"
+            raise ExportError(
+                f"refused to write {target}: it is {real.name} of {whose} ({what})",
+                hint=f"export to a new .onnx file, e.g. --out {Path(run) / 'model.onnx'}",
+            )
     return final
 
 

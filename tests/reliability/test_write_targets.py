@@ -123,6 +123,24 @@ def test_export_out_over_the_runs_own_files_is_refused(
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize(
+    "own",
+    [lambda p: p.weights("best"), lambda p: p.spec, lambda p: p.checkpoints / "other.onnx"],
+    ids=["best.safetensors", "spec.yaml", "checkpoints/other.onnx"],
+)
+def test_export_out_over_another_runs_own_files_is_refused(
+    tmp_path_factory: pytest.TempPathFactory, own: Callable[[RunPaths], Path]
+) -> None:
+    run = make_run(tmp_path_factory, "exported", TINY_GREY)
+    other = make_run(tmp_path_factory, "other", TINY_GREY)
+    target = own(RunPaths(other))
+    before = {p: p.read_bytes() for p in other.rglob("*") if p.is_file()}
+    result = run_cli("export", str(run), "--out", str(target))
+    assert result.exit_code == 1, result.output
+    assert f"refused to write {target}: it is {target.name} of the run {other}" in result.stderr
+    assert {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == before
+
+
 def test_export_out_through_a_symlink_or_hard_link_to_the_runs_spec_is_refused(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
