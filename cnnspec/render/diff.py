@@ -8,10 +8,23 @@ from typing import Any
 from cnnspec.checker.graph import Node
 from cnnspec.layers.base import fmt_shape
 from cnnspec.render.summary import NaturalWidth, human
-from cnnspec.review.diff import Change, SpecDiff, TensorFit, numel
+from cnnspec.review.diff import Change, Pair, SpecDiff, TensorFit, numel
 
 MAX_LISTED = 12
 """Tensors listed per group in text and Markdown (JSON lists all)."""
+
+
+def effect_cells(p: Pair) -> tuple[str, str, str]:
+    """A layer downstream of a change: its output shape, params and MACs, each `old → new` where it changed."""
+    o, n = p.old, p.new
+    shape = (
+        _shape(n.output_shape)
+        if o.output_shape == n.output_shape
+        else f"{_shape(o.output_shape)} → {_shape(n.output_shape)}"
+    )
+    params = f"{n.params:,}" if o.params == n.params else f"{o.params:,} → {n.params:,}"
+    macs = human(n.macs) if o.macs == n.macs else f"{human(o.macs)} → {human(n.macs)}"
+    return shape, params, macs
 
 
 def _shape(shape: Any) -> str:
@@ -219,15 +232,8 @@ def to_markdown(d: SpecDiff) -> str:
             "|---|---|--:|--:|",
         ]
         for p in d.effects:
-            o, n = p.old, p.new
-            shape = (
-                _shape(n.output_shape)
-                if o.output_shape == n.output_shape
-                else f"{_shape(o.output_shape)} → {_shape(n.output_shape)}"
-            )
-            params = f"{n.params:,}" if o.params == n.params else f"{o.params:,} → {n.params:,}"
-            macs = human(n.macs) if o.macs == n.macs else f"{human(o.macs)} → {human(n.macs)}"
-            lines.append(f"| `{n.id}` | {shape} | {params} | {macs} |")
+            shape, params, macs = effect_cells(p)
+            lines.append(f"| `{p.new.id}` | {shape} | {params} | {macs} |")
         lines += ["", "</details>", ""]
     lines += [f"**Checkpoint:** {checkpoint_summary(d)}.", ""]
     for status, what in _TENSOR_GROUPS:

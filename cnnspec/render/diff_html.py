@@ -13,11 +13,10 @@ from __future__ import annotations
 from html import escape
 
 from cnnspec.layers.base import fmt_shape
-from cnnspec.render.diff import checkpoint_summary, totals
+from cnnspec.render.diff import checkpoint_summary, effect_cells, totals
 from cnnspec.render.graph_boxes import draw
 from cnnspec.render.graph_svg import svg
 from cnnspec.render.html_page import LEGEND_EDGES, page
-from cnnspec.render.summary import human
 from cnnspec.review.diff import Change, SpecDiff
 from cnnspec.review.graphview import diff_marks, value_text, view
 
@@ -77,14 +76,8 @@ def _effects(d: SpecDiff) -> str:
         return ""
     rows = ["<tr><th>layer</th><th>output shape</th><th>params</th><th>MACs</th></tr>"]
     for p in d.effects:
-        o, n = p.old, p.new
-        shape = (
-            fmt_shape(n.output_shape)
-            if o.output_shape == n.output_shape
-            else f"{fmt_shape(o.output_shape)} → {fmt_shape(n.output_shape)}"
-        )
-        params = f"{n.params:,}" if o.params == n.params else f"{o.params:,} → {n.params:,}"
-        macs = human(n.macs) if o.macs == n.macs else f"{human(o.macs)} → {human(n.macs)}"
+        n = p.new
+        shape, params, macs = effect_cells(p)
         rows.append(
             f'<tr data-goto="{escape(n.id)}" data-side=".side.new"><td><code>{escape(n.id)}</code></td>'
             f"<td>{escape(shape)}</td><td>{escape(params)}</td><td>{escape(macs)}</td></tr>"
