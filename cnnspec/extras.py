@@ -26,6 +26,12 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "numpy": "train",
     "PIL": "train",
     "sklearn": "train",
+    "tensorboard": "track",
+    "mlflow": "track",
+    "optuna": "sweep",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
 }
 
 # The commands that need an extra: checked before the command starts, so that what it reads first
@@ -33,7 +39,13 @@ EXTRA_OF_MODULE: dict[str, str] = {
 EXTRA_OF_COMMAND: dict[str, str] = {name: "train" for name in ("train", "evaluate", "export", "predict", "bench")}
 
 # How a message names each extra.
-DESCRIPTION: dict[str, str] = {"train": "training", "png": "PNG"}
+DESCRIPTION: dict[str, str] = {
+    "train": "training",
+    "png": "PNG",
+    "track": "experiment tracking",
+    "sweep": "sweep",
+    "serve": "serving",
+}
 
 # The extra that brings Pillow alone: `cnnspec graph -o FILE.png` rasterises with it. Pillow also
 # comes with `train` (EXTRA_OF_MODULE names that one, for the commands of the train extra).
