@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,6 +169,18 @@ def test_the_library_refuses_a_run_locked_in_this_process_and_trains_once_it_is_
     assert cnnspec.train(spec, out=out, progress=False) == out
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished run of the tiny spec, trained by a real `cnnspec train` process."""
+    folder = tmp_path_factory.mktemp("trained")
+    spec = folder / "tiny.yaml"
+    spec.write_text(TINY, encoding="utf-8")
+    out = folder / "run"
+    proc = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -176,10 +189,9 @@ def test_the_library_refuses_a_run_locked_in_this_process_and_trains_once_it_is_
         ("flip a byte of best", "best.safetensors"),
     ],
 )
-def test_a_refused_resume_rewrites_nothing(spec: Path, tmp_path: Path, damage: str, message: str) -> None:
+def test_a_refused_resume_rewrites_nothing(trained_run: Path, tmp_path: Path, damage: str, message: str) -> None:
     out = tmp_path / "run"
-    first = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
+    shutil.copytree(trained_run, out)  # a copy of one trained run: each case damages its own
     paths = RunPaths(out)
     if damage == "delete the state":
         paths.state.unlink()
