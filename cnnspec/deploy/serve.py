@@ -123,7 +123,9 @@ class _Refused(Exception):
         body: dict[str, str] = {"error": self.message}
         if self.hint:
             body["hint"] = self.hint
-        return JSONResponse(body, status_code=self.status)
+        # A body left unread (413) is not read afterwards either: the connection closes after the answer.
+        headers = {"connection": "close"} if self.status == 413 else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 def _from_error(exc: CnnspecError, status: int, reason: str) -> _Refused:

@@ -98,6 +98,9 @@ def test_oversize_upload_is_413_before_its_body_is_read(server: Server) -> None:
         streamed = client.post("/predict", content=chunks(), headers={"content-type": "image/png"})
         assert streamed.status_code == 413
         assert "over 4,096 bytes" in streamed.json()["error"]
+        upload = client.post("/predict", files={"image": ("big.png", b"\0" * 2_000_000, "image/png")})
+        assert upload.status_code == 413  # a client still sending its body reads the answer too
+        assert upload.headers["connection"] == "close"
         assert client.get("/health").status_code == 200
 
 
