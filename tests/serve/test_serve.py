@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -217,6 +218,8 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(digits: Digits, tmp_
             server.process.send_signal(15)
             host, port = server.url.removeprefix("http://").rsplit(":", 1)
             _wait_refused(host, int(port))  # it stopped listening, with every request still queued
+            time.sleep(1.0)  # and it waits for them: no grace period ends them
+            assert server.process.poll() is None
             hold.unlink()
             responses = [a.result() for a in answers]
         status = server.process.wait(timeout=60)
@@ -230,8 +233,6 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(digits: Digits, tmp_
 
 
 def _wait_refused(host: str, port: int) -> None:
-    import time
-
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
