@@ -230,6 +230,9 @@ def serve(
     device: Annotated[
         DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
     ] = DeviceChoice.auto,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads (default: one per core).")
+    ] = None,
 ) -> None:
     """Serve a model over HTTP with dynamic batching: POST /predict, GET /health, /metadata, /metrics."""
     import os
@@ -239,7 +242,7 @@ def serve(
     from cnnspec.deploy.serve import serve as run_serve
     from cnnspec.errors import CnnspecError
 
-    options = ServeOptions(host, port, max_batch, max_wait_ms, max_queue, max_request_bytes, device.value)
+    options = ServeOptions(host, port, max_batch, max_wait_ms, max_queue, max_request_bytes, device.value, threads)
     hold_file = os.environ.get(HOLD_ENV)
     hold = (lambda: Path(hold_file).exists()) if hold_file else None
 

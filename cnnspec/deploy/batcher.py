@@ -2,7 +2,8 @@
 
 Each request brings a batch of n ≥ 1 images (already preprocessed, (n, C, H, W) float32). The batching
 task takes the oldest waiting request, then waits for more until the batch holds `max_batch` images or
-`max_wait` seconds have passed since that request arrived, whichever comes first; it runs the batch in
+`max_wait` seconds have passed since that request arrived, whichever comes first, and only while other
+requests are on their way (`incoming`: being read or decoded), so a lone request never waits; it runs the batch in
 one model call on a worker thread (so the event loop keeps reading and answering requests meanwhile) and
 gives each request its own rows of the output. A request that does not fit beside the ones already
 taken waits for the next batch; one holding more than `max_batch` images on its own runs alone.
@@ -13,9 +14,10 @@ No onnxruntime here: the model is a function from a batch to its outputs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -65,6 +67,7 @@ class Batcher:
         self._queued_images = 0
         self._arrived = asyncio.Event()
         self._stopping = False
+        self._incoming = 0
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnspec-serve-model")
 
@@ -72,6 +75,17 @@ class Batcher:
     def depth(self) -> int:
         """Requests waiting for a batch (not those whose batch is running)."""
         return len(self._jobs)
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Around reading and decoding a request that will be submitted: while any is, a batch waits for it
+        (up to max_wait)."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+            self._arrived.set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="cnnspec-serve-batcher")
@@ -108,8 +122,9 @@ class Batcher:
             await self._run_batch(self._take())
 
     async def _fill(self, deadline: float) -> None:
-        """Wait until the queue holds a full batch, or until `deadline` (perf_counter seconds)."""
-        while self._queued_images < self.max_batch and not self._stopping:
+        """Wait until the queue holds a full batch, no other request is on its way, or `deadline` (perf_counter
+        seconds) has passed."""
+        while self._queued_images < self.max_batch and self._incoming > 0 and not self._stopping:
             left = deadline - time.perf_counter()
             if left <= 0:
                 return

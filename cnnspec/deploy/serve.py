@@ -69,6 +69,7 @@ class ServeOptions:
     max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting; one more is answered 503
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # a longer body is answered 413
     device: Device = "auto"
+    threads: int | None = None  # onnxruntime's intra-op threads; None: its default, one per core
 
     def check(self) -> None:
         """CnnspecError naming the first option out of its range."""
@@ -78,6 +79,7 @@ class ServeOptions:
             ("--max-wait-ms", self.max_wait_ms, 0, 60_000),
             ("--max-queue", self.max_queue, 1, 1_000_000),
             ("--max-request-bytes", self.max_request_bytes, 1, 2**31),
+            ("--threads", self.threads or 1, 1, 1024),
         )
         for name, value, low, high in bounds:
             if not low <= value <= high:
@@ -100,15 +102,15 @@ class ServedModel:
         return run_batches(self.session, x, max_batch, stoppable=False)
 
 
-def open_model_session(path: str | Path, device: Device) -> Session:
+def open_model_session(path: str | Path, device: Device, threads: int | None = None) -> Session:
     """The one place `serve` chooses a provider: predict's session, with its checks and CUDA probe."""
-    return open_session(path, device)
+    return open_session(path, device, threads)
 
 
-def load_model(path: str | Path, device: Device = "auto") -> ServedModel:
+def load_model(path: str | Path, device: Device = "auto", threads: int | None = None) -> ServedModel:
     """The model at `path`, refused (ExportError) when predict would refuse it: external data that leaves
     its folder, control flow, no or damaged cnnspec metadata, a graph that is not an image classifier."""
-    session = open_model_session(path, device)
+    session = open_model_session(path, device, threads)
     return ServedModel(session, model_metadata(session))
 
 
@@ -296,20 +298,21 @@ def create_app(
                 f"{', '.join(IMAGE_TYPES)} or {JSON_TYPE}",
                 hint=_INPUT_HINT,
             )
-        body = await read_body(request, options.max_request_bytes)
-        names: list[str | None]
-        try:
-            if kind == "json":
-                x = await run_in_threadpool(_array_input, body, meta)
-                names = [None] * len(x)
-            else:
-                items: list[tuple[str | None, bytes]] = [(None, body)]
-                if kind == "multipart":
-                    items = list(await _uploads(request, body, options.max_request_bytes))
-                x = await run_in_threadpool(_images_input, items, meta)
-                names = [name for name, _ in items]
-        except DataError as exc:  # an image predict would refuse, for the same reason
-            raise _from_error(exc, 400, "bad_input") from None
+        with batcher.incoming():  # a batch that has begun waits for this request (up to --max-wait-ms)
+            body = await read_body(request, options.max_request_bytes)
+            names: list[str | None]
+            try:
+                if kind == "json":
+                    x = await run_in_threadpool(_array_input, body, meta)
+                    names = [None] * len(x)
+                else:
+                    items: list[tuple[str | None, bytes]] = [(None, body)]
+                    if kind == "multipart":
+                        items = list(await _uploads(request, body, options.max_request_bytes))
+                    x = await run_in_threadpool(_images_input, items, meta)
+                    names = [name for name, _ in items]
+            except DataError as exc:  # an image predict would refuse, for the same reason
+                raise _from_error(exc, 400, "bad_input") from None
         try:
             logits = await batcher.submit(x)
         except QueueFull as exc:
@@ -463,7 +466,7 @@ def serve(
     signal that stopped it. CnnspecError (before anything listens) when the options, the model or the
     address cannot be used. `on_ready(model, url)` is called once requests are taken."""
     options.check()
-    model = load_model(model_path, options.device)
+    model = load_model(model_path, options.device, options.threads)
     sock = listen(options.host, options.port)
     url = url_of(sock)
     ready = (lambda: on_ready(model, url)) if on_ready is not None else None

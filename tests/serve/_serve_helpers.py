@@ -36,7 +36,12 @@ class Digits:
 def train_digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     import cnnspec
 
-    run = cnnspec.train(ROOT / "specs" / "digits.yaml", tmp_path_factory.mktemp("digits") / "run", overrides=["train.epochs=1"], progress=False)
+    run = cnnspec.train(
+        ROOT / "specs" / "digits.yaml",
+        tmp_path_factory.mktemp("digits") / "run",
+        overrides=["train.epochs=1"],
+        progress=False,
+    )
     model = cnnspec.export(run)
     return Digits(run, model, sorted((run / "samples").glob("*.png")))
 

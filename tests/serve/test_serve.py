@@ -83,7 +83,9 @@ def test_oversize_upload_is_413_before_its_body_is_read(server: Server) -> None:
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         # A gigabyte announced and none of it sent: only an answer from the header can come back.
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n")
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n"
+        )
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -162,7 +164,9 @@ def test_metrics_parse_as_prometheus_text(digits: Digits) -> None:
     }
     assert requests[("/predict", "200")] == 3
     assert requests[("/predict", "400")] == 1
-    errors = {s.labels["reason"]: s.value for s in families["cnnspec_serve_errors"].samples if s.name.endswith("_total")}
+    errors = {
+        s.labels["reason"]: s.value for s in families["cnnspec_serve_errors"].samples if s.name.endswith("_total")
+    }
     assert errors["bad_input"] == 1 and errors["queue_full"] == 0
     batch = {s.name: s.value for s in families["cnnspec_serve_batch_size"].samples if not s.labels}
     assert batch["cnnspec_serve_batch_size_sum"] == 3  # three images classified, whatever the batches
