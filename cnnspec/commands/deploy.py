@@ -216,22 +216,36 @@ def _bench_table(result: BenchResult) -> object:
 def serve(
     model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.", metavar="MODEL")],
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most images in one model call.")] = 32,
+    port: Annotated[
+        int, typer.Option("--port", metavar="N", min=0, max=65535, help="Port to listen on (0: any free port).")
+    ] = 8000,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", metavar="N", min=1, help="Most images in one model call.")
+    ] = 32,
     max_wait_ms: Annotated[
-        float, typer.Option("--max-wait-ms", min=0.0, help="How long a batch waits for more after its first request.")
+        float,
+        typer.Option(
+            "--max-wait-ms", metavar="MS", min=0.0, help="How long a batch waits for more after its first request."
+        ),
     ] = 5.0,
     max_queue: Annotated[
-        int, typer.Option("--max-queue", min=1, help="Most requests waiting for a batch; more are answered 503.")
+        int,
+        typer.Option(
+            "--max-queue", metavar="N", min=1, help="Most requests waiting for a batch; more are answered 503."
+        ),
     ] = 256,
     max_request_bytes: Annotated[
-        int, typer.Option("--max-request-bytes", min=1, help="Longest request body; longer ones are answered 413.")
+        int,
+        typer.Option(
+            "--max-request-bytes", metavar="BYTES", min=1, help="Longest request body; longer ones are answered 413."
+        ),
     ] = 16 * 2**20,
     device: Annotated[
         DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
     ] = DeviceChoice.auto,
     threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads (default: one per core).")
+        int | None,
+        typer.Option("--threads", metavar="N", min=1, help="onnxruntime intra-op threads (default: one per core)."),
     ] = None,
 ) -> None:
     """Serve a model over HTTP with dynamic batching: POST /predict, GET /health, /metadata, /metrics."""

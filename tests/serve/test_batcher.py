@@ -68,13 +68,33 @@ def test_a_full_batch_does_not_wait_for_max_wait() -> None:
     assert model.sizes == [3]
 
 
+def test_a_batch_waits_for_a_request_on_its_way() -> None:
+    model = Recorder()
+
+    async def main() -> list[np.ndarray]:
+        batcher = Batcher(model, max_batch=8, max_wait=600.0, max_queue=10)
+        batcher.start()
+        with batcher.incoming():  # a second request is being read
+            first = asyncio.create_task(batcher.submit(images(1)))
+            await asyncio.sleep(0.05)
+            assert model.sizes == []  # the first waits for it
+            second = asyncio.create_task(batcher.submit(images(2)))
+        out = await asyncio.wait_for(asyncio.gather(first, second), 60)
+        await batcher.stop()
+        return out
+
+    asyncio.run(main())
+    assert model.sizes == [2]
+
+
 def test_max_wait_lets_a_lone_request_run() -> None:
     model = Recorder()
 
     async def main() -> np.ndarray:
         batcher = Batcher(model, max_batch=32, max_wait=0.001, max_queue=10)
         batcher.start()
-        out = await asyncio.wait_for(batcher.submit(images(2)), 60)
+        with batcher.incoming():  # another request is on its way, but never comes: max_wait ends the wait
+            out = await asyncio.wait_for(batcher.submit(images(2)), 60)
         await batcher.stop()
         return out
 
