@@ -1,16 +1,17 @@
 """`cnnspec serve` under load: dynamic batching against --max-batch 1.
 
-    python benchmarks/serve.py                                  # SmallCNN, 1/8/32 clients, 40 requests each
+    python benchmarks/serve.py                                  # SmallCNN, 1/8/32 clients, 40 requests each, 3 rounds
     python benchmarks/serve.py --spec specs/digits.yaml --requests 100 --markdown
 
 The model is an untrained run of the spec (cnnspec.rundir.untrained.init_run: speed does not depend on
-the weight values), exported through the full gate. Each mode starts its own `cnnspec serve` process on
-a free loopback port; for each client count, every client sends its requests one after another on its
-own keep-alive connection (a PNG of the size training stores, raw image/png body). Every level is
-bounded in count (--requests per client) and in time (--level-seconds; a level that runs out reports
-what it finished). Reported: throughput (answers per second over the level's wall time) and the
-median and 99th-percentile latency of a request; then, per client count, batching ÷ --max-batch 1
-for throughput and for p99. The goal at 32 clients: ≥ 3× the throughput at no worse p99.
+the weight values), exported through the full gate. Each mode has its own `cnnspec serve` process on a
+free loopback port, both started at once and loaded in turn, level by level, `--rounds` times (so a change
+in what else runs on the machine falls on both alike); for each client count, every client sends its
+requests one after another on its own keep-alive connection (a PNG of the size training stores, raw
+image/png body). Every level is bounded in count (--requests per client) and in time (--level-seconds;
+a level that runs out reports what it finished). Reported: throughput (answers per second over the
+level's wall time) and the median and 99th-percentile latency of a request; then, per client count,
+batching ÷ --max-batch 1 for throughput and for p99. The goal at 32 clients: ≥ 3× the throughput at no worse p99.
 
 The clients speak HTTP/1.1 over asyncio streams themselves rather than through httpx: on a small
 machine the load generator shares the cores with the server, and httpx's per-request cost (several
@@ -165,15 +166,32 @@ async def load(address: tuple[str, int], payload: bytes, clients: int, count: in
     return level
 
 
-def run_mode(model: Path, args: list[str], payload: bytes, requests: int, seconds: float) -> list[Level]:
-    server = ServerProcess(model, args)
+def run_modes(
+    model: Path, modes: dict[str, list[str]], payload: bytes, requests: int, seconds: float, rounds: int
+) -> dict[str, list[Level]]:
+    """Every mode's server started at once and loaded in turn (A1 B1 A8 B8 A32 B32, `rounds` times), so a
+    change in what else runs on the machine falls on both modes alike; each level pools its rounds."""
+    servers = {name: ServerProcess(model, args) for name, args in modes.items()}
     try:
-        assert server.address is not None
-        data = request_bytes(server.address[0], payload)
-        asyncio.run(load(server.address, data, 4, 10, seconds))  # warm-up: threads, first batches
-        return [asyncio.run(load(server.address, data, c, requests, seconds)) for c in CLIENTS]
+        pooled = {name: [Level(c, 0, 0.0, [], 0) for c in CLIENTS] for name in modes}
+        for server in servers.values():  # warm-up: threads, first batches
+            assert server.address is not None
+            asyncio.run(load(server.address, request_bytes(server.address[0], payload), 4, 10, seconds))
+        for _ in range(rounds):
+            for i, clients in enumerate(CLIENTS):
+                for name, server in servers.items():
+                    assert server.address is not None
+                    data = request_bytes(server.address[0], payload)
+                    level = asyncio.run(load(server.address, data, clients, requests, seconds))
+                    total = pooled[name][i]
+                    total.answered += level.answered
+                    total.seconds += level.seconds
+                    total.latencies += level.latencies
+                    total.failed += level.failed
+        return pooled
     finally:
-        server.close()
+        for server in servers.values():
+            server.close()
 
 
 def main() -> None:
@@ -183,21 +201,29 @@ def main() -> None:
     parser.add_argument("--level-seconds", type=float, default=60.0, help="time limit of one level (at most 600)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--threads", type=int, help="the servers' onnxruntime intra-op threads (default: one per core)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="times each level runs, alternating the modes (at most 10)"
+    )
     parser.add_argument("--markdown", action="store_true")
     options = parser.parse_args()
     requests = max(1, min(options.requests, 1000))
     seconds = max(1.0, min(options.level_seconds, 600.0))
+    rounds = max(1, min(options.rounds, 10))
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
         model, payload = export_model(options.spec, Path(folder))
         threads = f"{options.threads} onnxruntime threads" if options.threads else "onnxruntime's default threads"
-        print(f"model: {options.spec.name}, PNG body {len(payload)} bytes, {requests} requests per client, {threads}")
+        print(
+            f"model: {options.spec.name}, PNG body {len(payload)} bytes, {requests} requests per client, "
+            f"{rounds} rounds, {threads}"
+        )
         modes = {
             "batching (--max-batch 32)": ["--max-batch", "32", "--max-wait-ms", f"{options.max_wait_ms:g}"],
             "--max-batch 1": ["--max-batch", "1", "--max-wait-ms", "0"],
         }
         extra = ["--threads", str(options.threads)] if options.threads else []
-        results = {name: run_mode(model, [*args, *extra], payload, requests, seconds) for name, args in modes.items()}
+        modes = {name: [*args, *extra] for name, args in modes.items()}
+        results = run_modes(model, modes, payload, requests, seconds, rounds)
     header = ["mode", "clients", "answered", "req/s", "p50 ms", "p99 ms", "refused"]
     rows = [
         [
