@@ -87,6 +87,15 @@ class Batcher:
             self._incoming -= 1
             self._arrived.set()
 
+    @property
+    def full(self) -> bool:
+        """Whether a request submitted now would be refused (QueueFull)."""
+        return len(self._jobs) >= self.max_queue
+
+    @property
+    def full_message(self) -> str:
+        return f"{len(self._jobs)} requests are waiting already (--max-queue {self.max_queue})"
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="cnnspec-serve-batcher")
 
@@ -101,8 +110,8 @@ class Batcher:
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """The model's output rows for `x` (n, C, H, W), once its batch has run; QueueFull when the queue
         is full; the model call's exception when it fails."""
-        if len(self._jobs) >= self.max_queue:
-            raise QueueFull(f"{len(self._jobs)} requests are waiting already (--max-queue {self.max_queue})")
+        if self.full:
+            raise QueueFull(self.full_message)
         job = _Job(x, asyncio.get_running_loop().create_future())
         self._jobs.append(job)
         self._queued_images += len(x)

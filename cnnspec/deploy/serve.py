@@ -298,6 +298,8 @@ def create_app(
                 f"{', '.join(IMAGE_TYPES)} or {JSON_TYPE}",
                 hint=_INPUT_HINT,
             )
+        if batcher.full:  # refused before its body is read and decoded; submit checks again after
+            raise _Refused(503, "queue_full", f"the server is busy: {batcher.full_message}", hint="retry later")
         with batcher.incoming():  # a batch that has begun waits for this request (up to --max-wait-ms)
             body = await read_body(request, options.max_request_bytes)
             names: list[str | None]
