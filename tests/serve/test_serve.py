@@ -127,6 +127,21 @@ def test_corrupt_image_is_400_with_predicts_reason(server: Server, digits: Digit
     assert "cannot identify image file" in junk.json()["error"]
 
 
+def test_image_of_another_size_is_400_as_predict_says(server: Server, digits: Digits, tmp_path: Path) -> None:
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.new("L", (16, 16)).save(big)
+    result = run_cli("predict", str(digits.model), str(big), "--device", "cpu")
+    assert result.exit_code == 1
+    expected = result.stderr.splitlines()[0].removeprefix(f"error: {big}")
+    with server.client() as client:
+        response = post_image(client, big)
+    assert response.status_code == 400
+    assert response.json()["error"] == f"the request body{expected}"  # " is 16×16 but the model takes 8×8 images ..."
+    assert "16×16" in expected
+
+
 def test_unknown_content_type_is_415(server: Server) -> None:
     with server.client() as client:
         response = client.post("/predict", content=b"1,2,3", headers={"content-type": "text/csv"})
@@ -226,6 +241,8 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(digits: Digits, tmp_
             assert server.process.poll() is None
             hold.unlink()
             responses = [a.result() for a in answers]
+            for c in clients:
+                c.close()
         status = server.process.wait(timeout=60)
     finally:
         stop(server)
