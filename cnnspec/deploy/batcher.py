@@ -2,11 +2,12 @@
 
 Each request brings a batch of n ≥ 1 images (already preprocessed, (n, C, H, W) float32). The batching
 task takes the oldest waiting request, then waits for more until the batch holds `max_batch` images or
-`max_wait` seconds have passed since that request arrived, whichever comes first, and only while other
-requests are on their way (`incoming`: being read or decoded), so a lone request never waits; it runs the batch in
-one model call on a worker thread (so the event loop keeps reading and answering requests meanwhile) and
-gives each request its own rows of the output. A request that does not fit beside the ones already
-taken waits for the next batch; one holding more than `max_batch` images on its own runs alone.
+`max_wait` seconds have passed since that request was queued, whichever comes first, and only while
+other requests are on their way (`incoming`: being read or decoded), so a lone request never waits. It
+runs the batch in one model call on a worker thread (so the event loop keeps reading and answering
+requests meanwhile) and gives each request its own rows of the output. A request that does not fit
+beside the ones already taken waits for the next batch; one holding more than `max_batch` images on its
+own runs alone.
 
 No onnxruntime here: the model is a function from a batch to its outputs.
 """
