@@ -295,3 +295,26 @@ def test_client_errors_do_not_stop_the_server(server: Server) -> None:
         assert [a.status_code for a in answers] == [400] * 4
         assert client.get("/health").status_code == 200
     assert httpx.get(f"{server.url}/nothing").status_code == 404
+
+
+def test_cuda_asked_for_where_it_cannot_run_is_refused_at_start(digits: Digits) -> None:
+    from cnnspec.deploy.session import cuda_device_present
+
+    if cuda_device_present():
+        pytest.skip("a CUDA device is visible on this machine")
+    result = run_cli("serve", str(digits.model), "--port", "0", "--device", "cuda")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: the onnxruntime CUDA provider is not usable here"
+
+
+@pytest.mark.gpu
+def test_health_reports_the_cuda_provider_on_a_gpu(digits: Digits) -> None:
+    server = start_server(digits.model, "--device", "cuda")
+    try:
+        with server.client() as client:
+            health = client.get("/health").json()
+            answer = post_image(client, digits.samples[0])
+    finally:
+        stop(server)
+    assert health["provider"] == "CUDAExecutionProvider"
+    assert answer.json()["provider"] == "CUDAExecutionProvider"
