@@ -43,6 +43,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "export": deploy.export,
     "predict": deploy.predict,
     "bench": deploy.bench,
+    "serve": deploy.serve,
     "schema": spec.schema,
 }
 

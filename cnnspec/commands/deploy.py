@@ -1,18 +1,19 @@
-"""`cnnspec export`, `cnnspec predict` and `cnnspec bench`: thin wrappers over cnnspec.deploy.
+"""`cnnspec export`, `predict`, `bench` and `serve`: thin wrappers over cnnspec.deploy.
 
-torch is imported inside export and bench only; predict needs onnxruntime alone.
+torch is imported inside export and bench only; predict and serve need onnxruntime alone.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cnnspec.commands.common import Format, Which, fail, stderr_console, stdout_console
+from cnnspec.commands.common import Format, Which, echo, fail, stderr_console, stdout_console
 from cnnspec.terminal import cell, printable
 
 if TYPE_CHECKING:
@@ -210,3 +211,70 @@ def _bench_table(result: BenchResult) -> object:
                 ratio,
             )
     return table
+
+
+def serve(
+    model: Annotated[Path, typer.Argument(help="ONNX file written by `cnnspec export`.", metavar="MODEL")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="N", min=0, max=65535, help="Port to listen on (0: any free port).")
+    ] = 8000,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", metavar="N", min=1, help="Most images in one model call.")
+    ] = 32,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-wait-ms", metavar="MS", min=0.0, help="How long a batch waits for more after its first request."
+        ),
+    ] = 5.0,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            "--max-queue", metavar="N", min=1, help="Most requests waiting for a batch; more are answered 503."
+        ),
+    ] = 256,
+    max_request_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-request-bytes", metavar="BYTES", min=1, help="Longest request body; longer ones are answered 413."
+        ),
+    ] = 16 * 2**20,
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="auto (CUDA provider when it works), cpu or cuda.")
+    ] = DeviceChoice.auto,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", metavar="N", min=1, help="onnxruntime intra-op threads (default: one per core)."),
+    ] = None,
+) -> None:
+    """Serve a model over HTTP with dynamic batching: POST /predict, GET /health, /metadata, /metrics."""
+    import os
+    import signal
+
+    from cnnspec.deploy.serve import HOLD_ENV, ServedModel, ServeOptions
+    from cnnspec.deploy.serve import serve as run_serve
+    from cnnspec.errors import CnnspecError
+
+    options = ServeOptions(host, port, max_batch, max_wait_ms, max_queue, max_request_bytes, device.value, threads)
+    hold_file = os.environ.get(HOLD_ENV)
+    hold = (lambda: Path(hold_file).exists()) if hold_file else None
+
+    def ready(served: ServedModel, url: str) -> None:
+        meta = served.meta
+        echo(
+            f"serving {printable(model)} ({printable(meta.spec_name or 'model')}, {len(meta.class_names)} classes) "
+            f"at {url} on {served.providers[0]}: up to {max_batch} images a batch, {max_wait_ms:g} ms wait, "
+            f"{max_queue} requests queued",
+            stderr=True,
+        )
+        sys.stderr.flush()
+
+    try:
+        stopped_by = run_serve(model, options, hold=hold, on_ready=ready)
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    if stopped_by == signal.SIGINT:
+        echo("interrupted: answered every request it had accepted", stderr=True)
+        raise typer.Exit(130)
+    echo("stopped: answered every request it had accepted", stderr=True)

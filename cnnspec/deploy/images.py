@@ -9,8 +9,10 @@ model's H×W as evaluation does, scale to 0–1, then subtract `mean` and divide
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -66,21 +68,42 @@ def labelled_image_files(inputs: Iterable[str | Path]) -> list[tuple[Path, str |
 
 def decode_image(path: str | Path, meta: ModelMetadata) -> np.ndarray:
     """Steps 1–2 of the model's preprocessing for one file: uint8 (C, H, W) of the size training stored."""
+    p = Path(path)
+    return _decode(p, str(p), meta)
+
+
+def decode_bytes(data: bytes, meta: ModelMetadata, where: str) -> np.ndarray:
+    """Steps 1–2 for an image held in memory (an upload to `cnnspec serve`), named `where` in errors:
+    the same decoding as `decode_image`, so a file and its bytes give the same array."""
+    return _decode(_Named(data, where), where, meta)
+
+
+class _Named(io.BytesIO):
+    """Bytes that Pillow's messages name as `where` (it shows a file object by its repr)."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        super().__init__(data)
+        self.where = where
+
+    def __repr__(self) -> str:
+        return repr(self.where)
+
+
+def _decode(source: Path | BinaryIO, where: str, meta: ModelMetadata) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    p = Path(path)
     preprocessing = meta.image_preprocessing()
     try:
-        with Image.open(p) as opened:
+        with Image.open(source) as opened:
             opened.load()
-            return preprocessing.image(opened, str(p))
+            return preprocessing.image(opened, where)
     except Image.DecompressionBombError as exc:  # Pillow's own limit on pixels (Image.MAX_IMAGE_PIXELS)
         raise DataError(
-            f"{p} is refused: {exc}",
+            f"{where} is refused: {exc}",
             hint="an image this large is more likely a decompression bomb than a photo; shrink it first",
         ) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{p} is not an image Pillow can decode: {exc}") from None
+        raise DataError(f"{where} is not an image Pillow can decode: {exc}") from None
 
 
 def load_image(path: str | Path, meta: ModelMetadata) -> np.ndarray:
@@ -90,8 +113,11 @@ def load_image(path: str | Path, meta: ModelMetadata) -> np.ndarray:
 
 def load_batch(paths: Iterable[str | Path], meta: ModelMetadata) -> np.ndarray:
     """Images as the model's (N, C, H, W) float32 input batch."""
-    images = [decode_image(p, meta) for p in paths]
-    preprocessing = meta.image_preprocessing()
+    return prepare_images([decode_image(p, meta) for p in paths], meta)
+
+
+def prepare_images(images: list[np.ndarray], meta: ModelMetadata) -> np.ndarray:
+    """Decoded images (`decode_image`, `decode_bytes`) as the model's (N, C, H, W) float32 input: steps 3–5."""
     if not images:
         return np.zeros((0, *meta.input_shape), dtype=np.float32)
-    return preprocessing.prepare(np.stack(images))
+    return meta.image_preprocessing().prepare(np.stack(images))

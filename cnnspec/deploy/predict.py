@@ -163,11 +163,8 @@ def predict(
                 "from (cnnspec evaluate RUN) and export it again",
             )
         probabilities = softmax(logits)
-        k = max(1, min(top_k, logits.shape[1]))
         for (file, label), row, probs in zip(chunk, logits, probabilities, strict=True):
-            order = np.argsort(-probs, kind="stable")[:k]
-            top = [ClassScore(int(i), _name(meta, int(i)), float(probs[i]), float(row[i])) for i in order]
-            results.append(Prediction(str(file), top, label))
+            results.append(Prediction(str(file), top_classes(row, probs, meta, top_k), label))
             if label is not None:
                 truth.append(meta.class_names.index(label))
                 scores.append(probs)
@@ -190,6 +187,14 @@ def _check_labels(files: list[tuple[Path, str | None]], meta: ModelMetadata) -> 
                 f"{file.parent} is not a class of the model: its folder name {label!r} is none of {shown}",
                 hint="name each subfolder of a labelled folder for the class of its images (ROOT/CLASS/*.png)",
             )
+
+
+def top_classes(logits: np.ndarray, probabilities: np.ndarray, meta: ModelMetadata, top_k: int) -> list[ClassScore]:
+    """The `top_k` classes (at least 1, at most all) of one image's logits (K,) and softmax (K,), most
+    probable first (ties in class order): what predict and serve answer."""
+    k = max(1, min(top_k, logits.shape[0]))
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [ClassScore(int(i), _name(meta, int(i)), float(probabilities[i]), float(logits[i])) for i in order]
 
 
 def _name(meta: ModelMetadata, index: int) -> str:

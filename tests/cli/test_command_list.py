@@ -21,6 +21,7 @@ WORKFLOW = [
     "export",
     "predict",
     "bench",
+    "serve",
     "schema",
 ]
 COMMAND_ROW = re.compile(r"^│ ([a-z]+) {2,}\S")
