@@ -6,7 +6,7 @@ The experiment is `train.mlflow.experiment`, else the spec's name; the MLflow ru
 run directory and tagged with its absolute path (`cnnspec.run_dir`), so `--resume` continues it.
 
 Logged: the resolved spec's settings as params (cnnspec.tracking.params), each metrics.jsonl record as
-metrics at step = epoch, the test figures, and the artifacts spec.yaml, run.json, metrics.jsonl,
+metrics at step = epoch, the test figures, and the artifacts spec.yaml, metrics.jsonl,
 result.json, curves.png, confusion_matrix.png and model.onnx when the run has one.
 """
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from cnnspec.training.callbacks import TestEnd, TrainStart
 
 RUN_DIR_TAG = "cnnspec.run_dir"
-ARTIFACTS = ("spec.yaml", "run.json", "metrics.jsonl", "result.json", "curves.png", "model.onnx")
+ARTIFACTS = ("spec.yaml", "metrics.jsonl", "result.json", "curves.png", "model.onnx")
 BATCH = 100  # MLflow takes at most 100 params in one log_batch
 
 
