@@ -45,7 +45,9 @@ class TensorBoardLogger(Callback):
     def on_train_start(self, start: TrainStart) -> None:
         self.optimizer, self.steps_per_epoch = start.optimizer, start.steps_per_epoch
         self.last_logged = self.last_step = start.step
-        self.writer = self._writer_class(log_dir=str(self.folder), purge_step=start.step)
+        # A fresh run purges every earlier event (step 0 on); a resume those after its checkpoint.
+        purge = start.step + 1 if start.step else 0
+        self.writer = self._writer_class(log_dir=str(self.folder), purge_step=purge)
 
     def on_progress(self, progress: Progress) -> None:
         step = (progress.epoch - 1) * self.steps_per_epoch + progress.step
