@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,27 +19,33 @@ LIBRARY = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 
 
+class Logger(Callback):
+    """A tracker's callback: the hooks it needs, and `end` to close what it holds when a run stops early."""
+
+    def end(self, status: str) -> None:
+        """Close the tracker's run or files; `status` is FINISHED, FAILED or KILLED."""
+
+
 class Guarded(Callback):
     """A logger behind a guard: its first exception (a server down, a full disk, a broken library) becomes
     one warning line, and the logger is not called again; the training it observes goes on."""
 
-    def __init__(self, name: str, logger: Callback | None, warn: Callable[[str], None]) -> None:
+    def __init__(self, name: str, logger: Logger | None, warn: Callable[[str], None]) -> None:
         self.name, self.logger, self.warn = name, logger, warn
         self.failed = False
         self.ended = False
 
     def _call(self, hook: str, *args: Any) -> None:
-        if self.failed:
+        if self.failed or self.logger is None:
             return
         try:
             getattr(self.logger, hook)(*args)
         except Exception as exc:  # any failure of the tracker: reported once, never raised into the loop
             self.failed = True
             self.warn(f"warning: {self.name} logging failed ({_describe(exc)}); training goes on without it")
-            try:
-                self.logger.end(FAILED)
-            except Exception:  # already reported: the first failure is the one that says why
-                pass
+            with contextlib.suppress(Exception):  # already reported: the first failure says why
+                if self.logger is not None:
+                    self.logger.end(FAILED)
 
     def on_train_start(self, start: TrainStart) -> None:
         self._call("on_train_start", start)
@@ -98,7 +105,7 @@ def end_all(loggers: Sequence[Guarded], status: str) -> None:
         logger.end(status)
 
 
-def _make(name: str, spec: Spec, run: Path) -> Any:
+def _make(name: str, spec: Spec, run: Path) -> Logger:
     if name == "tensorboard":
         from cnnspec.tracking.tensorboard_logger import TensorBoardLogger
 

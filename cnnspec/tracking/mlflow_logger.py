@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnspec.tracking.loggers import Logger
 from cnnspec.tracking.params import hyperparameters, scalar
-from cnnspec.training.callbacks import Callback
 
 if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
@@ -36,8 +36,8 @@ def default_store(run: Path) -> tuple[str, str]:
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "mlartifacts").as_uri()
 
 
-class MlflowLogger(Callback):
-    """A Callback: the mlflow logger's hooks (called through `cnnspec.tracking.loggers.Guarded`)."""
+class MlflowLogger(Logger):
+    """A Logger (a Callback): the mlflow logger's hooks (called through `cnnspec.tracking.loggers.Guarded`)."""
 
     def __init__(self, spec: Spec, run: Path) -> None:
         from mlflow.entities import Metric, Param  # fails here when mlflow is broken
@@ -46,7 +46,8 @@ class MlflowLogger(Callback):
         self._client_class, self._metric, self._param = MlflowClient, Metric, Param
         self.spec, self.run = spec, run
         given = spec.train.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        self.uri, self.artifact_location = (given, None) if given else default_store(run)
+        self.uri: str = given or default_store(run)[0]
+        self.artifact_location: str | None = None if given else default_store(run)[1]
         self.experiment = spec.train.mlflow.experiment or spec.name
         self.client: Any = None
         self.run_id: str | None = None

@@ -36,14 +36,14 @@ def rows_text(rows: list[RunRow]) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table]
     notes = [f"{printable(r.run)}: {r.status}: {printable(r.problem)}" for r in rows if r.problem]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def rows_markdown(rows: list[RunRow]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_md(c) for c in cells(r)) + " |" for r in rows]
     notes = [f"- `{_md(r.run)}`: {r.status}: {_md(r.problem or '')}" for r in rows if r.problem]
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 
 def rows_json(rows: list[RunRow]) -> str:

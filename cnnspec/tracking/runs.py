@@ -209,8 +209,7 @@ def compare_runs(runs: list[Path]) -> Comparison:
     first = compared[0]
     # The architecture alone: the settings outside model: are the table below, for all the runs at once.
     diffs = [
-        replace(diff_graphs(first.graph, other.graph, first.label, other.label), settings=[])
-        for other in compared[1:]
+        replace(diff_graphs(first.graph, other.graph, first.label, other.label), settings=[]) for other in compared[1:]
     ]
     flat = [flatten(c.spec.model_dump(mode="json", exclude={"model"})) for c in compared]
     keys = list(dict.fromkeys(k for f in flat for k in f))

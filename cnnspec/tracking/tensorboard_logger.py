@@ -16,8 +16,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnspec.tracking.loggers import Logger
 from cnnspec.tracking.params import hyperparameters, scalar
-from cnnspec.training.callbacks import Callback
 
 if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 FOLDER = "tensorboard"
 
 
-class TensorBoardLogger(Callback):
-    """A Callback: the tensorboard logger's hooks (called through `cnnspec.tracking.loggers.Guarded`)."""
+class TensorBoardLogger(Logger):
+    """A Logger (a Callback): the tensorboard logger's hooks (called through `cnnspec.tracking.loggers.Guarded`)."""
 
     def __init__(self, spec: Spec, run: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter  # fails here when tensorboard is broken

@@ -12,7 +12,7 @@ Order of the hooks in one process::
         on_batch → on_after_backward → on_step_end    per optimizer step
         on_progress                             at every host sync (each step on a CPU, every 20 on a GPU)
       on_epoch_end                              after the epoch's checkpoint is written
-    on_test_end                                 the best weights' test-set predictions (rank 0, when there is a test split)
+    on_test_end                                 the best weights' test predictions (rank 0, with a test split)
     on_train_end                                after result.json is written
 
 Callbacks are called in the order given, after the progress display. Under torchrun every

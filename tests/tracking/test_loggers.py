@@ -15,8 +15,7 @@ def test_a_missing_library_is_one_line_naming_the_extra(tmp_path: Path, monkeypa
     lines = Lines()
     out = train(spec_file(tmp_path), tmp_path / "run", "train.loggers=[mlflow]", reporter=lines)
     assert lines.warnings() == [
-        "warning: train.loggers names mlflow, which is not installed: pip install 'cnnspec[track]'; "
-        "training without it"
+        "warning: train.loggers names mlflow, which is not installed: pip install 'cnnspec[track]'; training without it"
     ]
     assert result(out)["epochs"] == 1
     assert not (tmp_path / "mlflow.db").exists()

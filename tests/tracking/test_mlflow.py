@@ -19,7 +19,7 @@ import cnnspec
 from tests.tracking._helpers import Lines, records, result, spec_file, train
 
 pytest.importorskip("mlflow")
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.tracking import MlflowClient
 
 
 def the_run(client: MlflowClient, experiment: str = "digits-fast"):  # type: ignore[no-untyped-def]

@@ -10,8 +10,8 @@ import cnnspec
 from tests.tracking._helpers import Lines, records, result, spec_file, train
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 EVERY = 3
 
@@ -27,7 +27,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tb")
     lines = Lines()
     out = train(
-        spec_file(folder), folder / "run", "train.loggers=[tensorboard]", f"train.log_every_steps={EVERY}", reporter=lines
+        spec_file(folder),
+        folder / "run",
+        "train.loggers=[tensorboard]",
+        f"train.log_every_steps={EVERY}",
+        reporter=lines,
     )
     assert lines.warnings() == []
     return out
