@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnspec.training.callbacks import Callback, TestEnd, TrainStart
+from cnnspec.training.callbacks import Callback, Progress, TestEnd, TrainStart
 
 if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
@@ -44,13 +44,12 @@ class Guarded(Callback):
             self.failed = True
             self.warn(f"warning: {self.name} logging failed ({_describe(exc)}); training goes on without it")
             with contextlib.suppress(Exception):  # already reported: the first failure says why
-                if self.logger is not None:
-                    self.logger.end(FAILED)
+                self.logger.end(FAILED)
 
     def on_train_start(self, start: TrainStart) -> None:
         self._call("on_train_start", start)
 
-    def on_progress(self, progress: Any) -> None:
+    def on_progress(self, progress: Progress) -> None:
         self._call("on_progress", progress)
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
