@@ -19,7 +19,7 @@ import typer
 import typer.main
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from cnnspec.commands import deploy, review, run, spec
+from cnnspec.commands import deploy, review, run, runs, spec
 from cnnspec.commands.common import fail
 from cnnspec.interrupts import interrupts_exit
 from cnnspec.pathnames import too_long, too_long_error
@@ -40,6 +40,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "diff": review.diff,
     "train": run.train,
     "evaluate": run.evaluate,
+    "runs": runs.runs,
     "export": deploy.export,
     "predict": deploy.predict,
     "bench": deploy.bench,

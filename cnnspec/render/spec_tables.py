@@ -24,7 +24,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ("`data`", ["DataSpec", "DatasetSpec", "Normalize"]),
     ("`optimizer`", ["OptimizerSpec"]),
     ("`schedule`", ["ScheduleSpec"]),
-    ("`train`", ["TrainSpec", "EarlyStopping", "Unfreeze"]),
+    ("`train`", ["TrainSpec", "EarlyStopping", "Unfreeze", "MlflowSettings"]),
     ("`export`", ["ExportSpec"]),
 ]
 COMMON = ("id", "inputs")  # every layer kind has them; described once

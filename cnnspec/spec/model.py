@@ -209,6 +209,24 @@ class Unfreeze(StrictModel):
     lr_scale: Annotated[float, Field(gt=0, le=1)] = Field(0.1, description="Backbone learning rate = lr × lr_scale.")
 
 
+class MlflowSettings(StrictModel):
+    """Where the mlflow logger writes (train.loggers: [mlflow])."""
+
+    SCHEMA_TITLE = "train.mlflow"
+
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (http://host:5000, sqlite:///path.db, …); unset: MLFLOW_TRACKING_URI, "
+        "else an SQLite store mlflow.db beside the run directory (docs/tracking.md).",
+        min_length=1,
+    )
+    experiment: str | None = Field(None, description="MLflow experiment name; unset: the spec's name.", min_length=1)
+
+
+# The experiment trackers a run can log to (cnnspec/tracking/: one module each).
+LoggerName = Literal["tensorboard", "mlflow"]
+
+
 class TrainSpec(StrictModel):
     """How to train."""
 
@@ -231,6 +249,23 @@ class TrainSpec(StrictModel):
     sync_batchnorm: bool = Field(
         False, description="Distributed runs: synchronise batchnorm statistics across processes."
     )
+    loggers: list[LoggerName] = Field(
+        default_factory=list,
+        description="Experiment trackers to log to: tensorboard (RUN/tensorboard/), mlflow (train.mlflow); "
+        "rank 0 alone logs.",
+    )
+    log_every_steps: PositiveInt = Field(
+        50, description="tensorboard: log the running training figures every this many optimizer steps."
+    )
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings, description="mlflow logger settings.")
+
+    @field_validator("loggers")
+    @classmethod
+    def _each_logger_once(cls, loggers: list[str]) -> list[str]:
+        twice = sorted({name for name in loggers if loggers.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is named more than once: name each logger once")
+        return loggers
 
 
 class ExportSpec(StrictModel):

@@ -30,7 +30,8 @@ def train(
     draws a bar on a terminal and plain lines elsewhere, False is silent, a
     `cnnspec.training.progress.Reporter` receives every update. `callbacks` are
     `cnnspec.training.callbacks.Callback` instances whose hooks the loop calls (batches after
-    augmentation, gradients, steps, epochs), on every rank under torchrun.
+    augmentation, gradients, steps, epochs), on every rank under torchrun; the loggers the spec's
+    `train.loggers` names are added after them, on rank 0 alone (docs/tracking.md).
 
     Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises
     `cnnspec.training.signals.TrainingInterrupted` (a KeyboardInterrupt) naming the run.
@@ -39,6 +40,7 @@ def train(
     and they train one model with DistributedDataParallel; rank 0 alone reports and writes
     (docs/distributed.md).
     """
+    from cnnspec.tracking.loggers import FAILED, KILLED, end_all, loggers_for
     from cnnspec.training.distributed import from_env, prepare_shared, process_group
     from cnnspec.training.loop import Trainer
     from cnnspec.training.progress import make_reporter
@@ -54,8 +56,13 @@ def train(
     stop.on_request = lambda: reporter.message("stopping after this step to save the state (Ctrl-C again to abort)")
     with stop_on_signals(stop), process_group(dist):
         session = prepare_shared(dist, spec_or_text, out, resume, overrides, reporter)
+        # train.loggers: the main process alone logs; a logger's failure is one warning, never the run's end.
+        loggers = loggers_for(session.spec, session.paths.root, reporter.message) if dist.is_main else []
         try:
-            Trainer(session, reporter, stop, dist, callbacks).fit()
+            Trainer(session, reporter, stop, dist, [*callbacks, *loggers]).fit()
+        except BaseException as exc:
+            end_all(loggers, KILLED if isinstance(exc, KeyboardInterrupt) else FAILED)
+            raise
         finally:
             session.release()
     return session.paths.root

@@ -12,6 +12,7 @@ Order of the hooks in one process::
         on_batch → on_after_backward → on_step_end    per optimizer step
         on_progress                             at every host sync (each step on a CPU, every 20 on a GPU)
       on_epoch_end                              after the epoch's checkpoint is written
+    on_test_end                                 the best weights' test predictions (rank 0, with a test split)
     on_train_end                                after result.json is written
 
 Callbacks are called in the order given, after the progress display. Under torchrun every
@@ -71,6 +72,17 @@ class Progress:
     images_per_second: float  # of all ranks together
 
 
+@dataclass(frozen=True, slots=True)
+class TestEnd:
+    """What `on_test_end` is told: the best weights' figures on the test split, and every prediction."""
+
+    accuracy: float
+    loss: float
+    labels: torch.Tensor  # (N,) int64 class indices, CPU
+    predictions: torch.Tensor  # (N,) int64 class indices, CPU
+    class_names: list[str]
+
+
 class Callback:
     """The base of every callback: each hook does nothing. Override the ones you need."""
 
@@ -104,6 +116,9 @@ class Callback:
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """The epoch's metrics.jsonl record (a copy), after its checkpoint was written."""
+
+    def on_test_end(self, test: TestEnd) -> None:
+        """The best weights were tested (rank 0 alone; not called when the data has no test split)."""
 
     def on_train_end(self, result: dict[str, Any]) -> None:
         """Training finished (not on an error or an interrupt): result.json's data on rank 0, `{}` on other ranks."""
@@ -151,6 +166,10 @@ class CallbackList:
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         for cb in self.callbacks:
             cb.on_epoch_end(dict(record))
+
+    def on_test_end(self, test: TestEnd) -> None:
+        for cb in self.callbacks:
+            cb.on_test_end(test)
 
     def on_train_end(self, result: dict[str, Any]) -> None:
         for cb in self.callbacks:

@@ -81,25 +81,6 @@ def per_class_accuracy(matrix: torch.Tensor) -> list[float | None]:
 
 def plot_confusion(matrix: torch.Tensor, class_names: list[str], paths: RunPaths, title: str) -> None:
     """The confusion matrix as RUN/confusion_matrix.png: rows normalised to 1, counts written in the cells when few."""
-    from matplotlib.figure import Figure
+    from cnnspec.render.confusion import confusion_figure
 
-    k = matrix.shape[0]
-    rows = matrix.double() / matrix.sum(dim=1, keepdim=True).clamp_min(1)
-    side = min(max(4.0, 0.45 * k + 2), 30.0)
-    fig = Figure(figsize=(side, side))
-    ax = fig.subplots()
-    im = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
-    ticks = list(range(k))
-    ax.set_xticks(ticks, labels=class_names if k <= 50 else [""] * k, rotation=90 if k > 10 else 0)
-    ax.set_yticks(ticks, labels=class_names if k <= 50 else [""] * k)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    if k <= 20:
-        for i in range(k):
-            for j in range(k):
-                count = int(matrix[i, j])
-                if count:
-                    ax.text(j, i, str(count), ha="center", va="center", color="white" if rows[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    save_figure(fig, paths, paths.confusion)
+    save_figure(confusion_figure(matrix.numpy(), class_names, title), paths, paths.confusion)

@@ -29,7 +29,7 @@ from torch import nn
 from cnnspec.builder.graph_module import SpecModule, build
 from cnnspec.errors import CheckpointError, TrainingError
 from cnnspec.training.augment import BatchAugment
-from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TrainStart
+from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TestEnd, TrainStart
 from cnnspec.training.checkpoint import Checkpoints, all_finite
 from cnnspec.training.distributed import LOCAL, Dist, steps_per_epoch
 from cnnspec.training.evaluation import EvalResult, evaluate_model
@@ -498,6 +498,9 @@ class Trainer:
         if self.test_source is not None:
             test = self._evaluate(self.test_source)
             result["test_accuracy"], result["test_loss"] = test.accuracy, test.loss
+            self.callbacks.on_test_end(
+                TestEnd(test.accuracy, test.loss, test.labels, test.predictions, list(self.session.info.class_names))
+            )
         write_json(self.paths, self.paths.result, result)
         if self.history:
             plot_curves(self.history, self.paths)

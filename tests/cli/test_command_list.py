@@ -18,6 +18,7 @@ WORKFLOW = [
     "diff",
     "train",
     "evaluate",
+    "runs",
     "export",
     "predict",
     "bench",

@@ -40,7 +40,14 @@ MAY_IMPORT: dict[str, set[str]] = {
     "preprocess": F | {"layers", "augments", "datasets", "spec", "checker"},
     "builder": F | {"layers", "augments", "datasets", "spec", "checker"},
     "rundir": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder"},  # the run directory
-    "training": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics"},
+    "training.callbacks": set(),  # the Callback base and the hooks' types; imports nothing of cnnspec
+    # train.loggers, `cnnspec runs` and `runs compare`: below training, which makes a spec's loggers
+    "tracking": F
+    | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "review", "render"}
+    | {"training.callbacks"},
+    "training": F
+    | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics", "render"}
+    | {"training.callbacks", "tracking"},
     "deploy": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics"},
     "reference": F,
     "metrics": set(),  # classification figures (scikit-learn) that evaluate and predict share
@@ -48,7 +55,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "render": F | {"layers", "augments", "datasets", "spec", "checker", "review"},  # summary, diff, doc tables
     "validate": F | {"layers", "augments", "datasets", "spec", "checker"},
     "extras": {"errors"},  # which extra of the distribution a module comes with
-    "commands": F | {*STAGES, "render", "review", "validate", "extras"},
+    "commands": F | {*STAGES, "render", "review", "validate", "extras", "tracking"},
     "cli": F | {"commands"},
     "__main__": {"cli"},
     "cnnspec": F | {"spec", "checker", "builder", "training", "deploy"},  # the public API, cnnspec/__init__.py
@@ -66,6 +73,7 @@ LAZY_ONLY = {
     ("augments", "training"),  # an augmentation's batch op imports its torch kernel when asked for it
     ("augments", "preprocess"),  # its evaluation fit, a value of cnnspec.preprocess
     ("datasets", "training"),  # a dataset's loader, as an augmentation's batch op
+    ("training", "tracking"),  # train.loggers: a logger's library is imported only when a spec names it
 }
 
 
@@ -85,6 +93,8 @@ def _unit(module: str) -> str:
         return "cnnspec"
     if parts[1:2] == ["spec"] and parts[2:3] in (["base"], ["dispatch"]):
         return f"spec.{parts[2]}"
+    if parts[1:3] == ["training", "callbacks"]:  # the hooks' types: what tracking/ builds its loggers on
+        return "training.callbacks"
     return parts[1]
 
 
