@@ -27,6 +27,12 @@ class DeviceChoice(StrEnum):
     cuda = "cuda"
 
 
+class ConvAlgo(StrEnum):
+    exhaustive = "exhaustive"
+    heuristic = "heuristic"
+    default = "default"
+
+
 def _batches(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -107,16 +113,27 @@ def bench(
         float, typer.Option("--seconds", min=0.0, help="Minimum timing per engine and batch size.")
     ] = 1.0,
     format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    io_binding: Annotated[
+        bool, typer.Option("--io-binding", help="Inputs placed on the device first, logits left there (IOBinding).")
+    ] = False,
+    conv_algo: Annotated[
+        ConvAlgo | None,
+        typer.Option("--conv-algo", help="cuDNN convolution algorithm search of the CUDA provider."),
+    ] = None,
 ) -> None:
     """torch eager vs onnxruntime on the same input: latency (median, p90), throughput and their ratio."""
     from cnnspec.deploy.bench import bench as run_bench
+    from cnnspec.deploy.session import CudaOptions
     from cnnspec.errors import CnnspecError
 
     err, stdout = stderr_console(), stdout_console()
 
     sizes = _batches(batch)
+    cuda = CudaOptions(conv_algo.value.upper()) if conv_algo is not None else None  # type: ignore[arg-type]
     try:
-        result = run_bench(target, sizes, device=device.value, min_seconds=seconds)
+        result = run_bench(
+            target, sizes, device=device.value, min_seconds=seconds, io_binding=io_binding, cuda=cuda
+        )
     except CnnspecError as exc:
         raise fail(exc) from None
     if format is Format.json:
