@@ -41,6 +41,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "train": run.train,
     "evaluate": run.evaluate,
     "export": deploy.export,
+    "quantize": deploy.quantize,
     "predict": deploy.predict,
     "bench": deploy.bench,
     "schema": spec.schema,

@@ -19,6 +19,7 @@ WORKFLOW = [
     "train",
     "evaluate",
     "export",
+    "quantize",
     "predict",
     "bench",
     "schema",

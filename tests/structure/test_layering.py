@@ -41,7 +41,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "builder": F | {"layers", "augments", "datasets", "spec", "checker"},
     "rundir": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder"},  # the run directory
     "training": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics"},
-    "deploy": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics"},
+    # training: the dataset splits `quantize` calibrates on and measures with
+    "deploy": F
+    | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "training", "metrics"},
     "reference": F,
     "metrics": set(),  # classification figures (scikit-learn) that evaluate and predict share
     "review": F | {"layers", "augments", "datasets", "spec", "checker"},  # fmt, diff and init compute; render/ draws
