@@ -154,6 +154,12 @@ def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> CpuInfo:
     return CpuInfo(name, [f for f in INT8_FLAGS if f in flags])
 
 
+def _x86() -> bool:
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
 class _Calibration:
     """onnxruntime's CalibrationDataReader over prepared batches (get_next: a feed, then None)."""
 
@@ -187,6 +193,11 @@ def _quantize(fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, s
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    # uint8 activations and int8 weights (U8S8): onnxruntime's fast int8 kernels on x86. Measured on this
+    # project's Xeon (VNNI, AMX), ResNet-18 at 3×32×32, batch 1: U8S8 per-channel 0.64 ms against fp32's 0.78,
+    # S8S8 per-channel 14 ms (no fused kernel: it runs dequantized). Without VNNI, x86's u8·s8 instruction
+    # (vpmaddubsw) can saturate: weights then use 7 bits (reduce_range), as onnxruntime advises.
+    reduce_range = _x86() and not cpu_info().has_int8_dot
     prepared = out.with_name("prepared.onnx")
     try:
         quant_pre_process(str(fp32), str(prepared))
@@ -204,7 +215,8 @@ def _quantize(fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, s
         reader,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
-        activation_type=QuantType.QInt8,
+        reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
     )
@@ -216,8 +228,9 @@ def _quantize(fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, s
         "calibration_images": int(len(order)),
         "calibration_split": "train",
         "per_channel": True,
-        "activation_type": "int8",
+        "activation_type": "uint8",
         "weight_type": "int8",
+        "reduce_range": reduce_range,
         "ops": ops,
         "pre_process": pre,
         "onnxruntime": onnxruntime.__version__,
