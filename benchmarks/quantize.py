@@ -5,10 +5,10 @@
 
 Each model is an untrained run (cnnspec.rundir.untrained.init_run: speed does not depend on the
 weight values) of its spec on CIFAR-shaped synthetic images (3×32×32, 10 classes; no download),
-exported through the gate and quantized by `quantize_run` (static QDQ, uint8 activations, per-channel int8 weights, MinMax
-calibration on 64 training images). Accuracy figures of untrained weights mean nothing here and are
-not printed; tests/export/test_export_quantize.py checks accuracy on a trained run. The goal:
-INT8 ≥ 1.5× fp32 throughput for ResNet-18 at batch 1.
+exported through the gate and quantized by `quantize_run` (static QDQ, uint8 activations,
+per-channel int8 weights, MinMax calibration on 64 training images). Accuracy figures of
+untrained weights mean nothing here and are not printed (tests/export/test_export_quantize.py
+checks accuracy on a trained run). The goal: INT8 ≥ 1.5× fp32 throughput for ResNet-18 at batch 1.
 """
 
 from __future__ import annotations

@@ -124,17 +124,15 @@ def bench(
 ) -> None:
     """torch eager vs onnxruntime on the same input: latency (median, p90), throughput and their ratio."""
     from cnnspec.deploy.bench import bench as run_bench
-    from cnnspec.deploy.session import CudaOptions
+    from cnnspec.deploy.session import CONV_ALGO_SEARCHES, CudaOptions
     from cnnspec.errors import CnnspecError
 
     err, stdout = stderr_console(), stdout_console()
 
     sizes = _batches(batch)
-    cuda = CudaOptions(conv_algo.value.upper()) if conv_algo is not None else None  # type: ignore[arg-type]
+    cuda = CudaOptions(CONV_ALGO_SEARCHES[list(ConvAlgo).index(conv_algo)]) if conv_algo is not None else None
     try:
-        result = run_bench(
-            target, sizes, device=device.value, min_seconds=seconds, io_binding=io_binding, cuda=cuda
-        )
+        result = run_bench(target, sizes, device=device.value, min_seconds=seconds, io_binding=io_binding, cuda=cuda)
     except CnnspecError as exc:
         raise fail(exc) from None
     if format is Format.json:

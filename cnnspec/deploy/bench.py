@@ -314,7 +314,15 @@ def bench(
             trained = load_trained(p)
             with _onnx_for_run(p, notes) as onnx_path:
                 return _bench_files(
-                    (trained.model, trained.graph), onnx_path, batches, device, where, threads, min_seconds, notes, settings
+                    (trained.model, trained.graph),
+                    onnx_path,
+                    batches,
+                    device,
+                    where,
+                    threads,
+                    min_seconds,
+                    notes,
+                    settings,
                 )
     if not p.is_file():
         raise ExportError(f"{p} is neither a run directory nor an ONNX file")

@@ -225,7 +225,7 @@ def _quantize(fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, s
     return quantized, {
         "format": "QDQ",
         "method": "MinMax",
-        "calibration_images": int(len(order)),
+        "calibration_images": len(order),
         "calibration_split": "train",
         "per_channel": True,
         "activation_type": "uint8",
@@ -282,7 +282,7 @@ def _speed(fp32: Session, int8: Session, meta: ModelMetadata, batches: Sequence[
         for session in (fp32, int8):
             run_batches(session, x, batch_size=batch)  # stoppable first call: Ctrl-C stops a graph here
 
-            def call(s: Session = session) -> np.ndarray:
+            def call(s: Session = session, x: np.ndarray = x, batch: int = batch) -> np.ndarray:
                 return run_batches(s, x, batch_size=batch, stoppable=False)
 
             timings.append(time_calls(call, seconds))

@@ -58,7 +58,9 @@ class CudaOptions:
 
     def provider(self) -> tuple[str, dict[str, str]]:
         """The (name, options) entry of `InferenceSession(providers=[...])`."""
-        options = {"cudnn_conv_algo_search": self.conv_algo_search} if self.conv_algo_search else {}
+        options: dict[str, str] = {}
+        if self.conv_algo_search is not None:
+            options["cudnn_conv_algo_search"] = self.conv_algo_search
         return CUDA, options
 
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from cnnspec.deploy.bench import Timing, bench
+from cnnspec.deploy.exporter import export_run
 from cnnspec.deploy.metadata import from_props, read_props
 from cnnspec.deploy.predict import predict
 from cnnspec.deploy.quantize import INT8_FLAGS, CpuInfo, QuantizeReport, SpeedRow, cpu_info, quantize_run, verdict
-from cnnspec.deploy.exporter import export_run
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.reader import load_trained
 from cnnspec.rundir.untrained import init_run
