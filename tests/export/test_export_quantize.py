@@ -164,9 +164,9 @@ def test_a_resnet18_class_run_quantizes_and_reports(tmp_path: Path) -> None:
         ["model.input.height=32", "model.input.width=32", "model.layers.10.linear.out_features=10",
          "data.dataset.name=synthetic", "data.dataset.num_samples=40", "data.val_split=0"],
     )  # fmt: skip
-    run = init_run(spec, tmp_path / "resnet18")
-    export_run(run)
+    run = init_run(spec, tmp_path / "resnet18")  # no model.onnx yet: quantize exports it first
     report = quantize_run(run, calibration=4, max_drop=100.0, batches=[1], seconds=0.0)
+    assert (run / "model.onnx").is_file() and any("exported the run first" in n for n in report.notes)
     assert report.written and report.test_images == 10
     assert {"Conv", "Add", "Gemm"} <= set(report.settings["ops"])
     assert report.int8_bytes < report.fp32_bytes / 3  # int8 weights: about a quarter of the bytes
