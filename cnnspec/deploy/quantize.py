@@ -187,8 +187,10 @@ def _prepared(source: Any, indices: torch.Tensor, meta: ModelMetadata, batch: in
         yield pre.prepare(images.numpy())
 
 
-def _quantize(fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, seed: int, notes: list[str]) -> Any:
-    """Write the QDQ model of `fp32` to `out`; the settings used (for the metadata)."""
+def _quantize(
+    fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, seed: int, notes: list[str]
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Write the QDQ model of `fp32` to `out`; the model read back and the settings used (for the metadata)."""
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -206,9 +208,10 @@ def _quantize(fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, s
         notes.append(f"quant_pre_process failed ({str(exc).splitlines()[0] if str(exc) else exc!r}): skipped")
         model_in, pre = fp32, False
     order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    static = _static_batch(fp32)
-    batches = _prepared(source, order, meta, static or CALIBRATION_BATCH)
-    reader = _calibration_reader(meta_input_name(fp32), batches)
+    graph_input = onnx.load(str(fp32), load_external_data=False).graph.input[0]
+    dim = graph_input.type.tensor_type.shape.dim[0]
+    static = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None  # a fixed batch axis
+    reader = _calibration_reader(graph_input.name, _prepared(source, order, meta, static or CALIBRATION_BATCH))
     quantize_static(
         str(model_in),
         str(out),
@@ -221,7 +224,14 @@ def _quantize(fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, s
         calibrate_method=CalibrationMethod.MinMax,
     )
     quantized = onnx.load(str(out))
-    ops = sorted({n.op_type for n in quantized.graph.node if _fed_by_dequantize(n, quantized)})
+    dequantized = {o for node in quantized.graph.node if node.op_type == "DequantizeLinear" for o in node.output}
+    ops = sorted(
+        {
+            node.op_type
+            for node in quantized.graph.node
+            if node.op_type not in ("QuantizeLinear", "DequantizeLinear") and dequantized.intersection(node.input)
+        }
+    )
     return quantized, {
         "format": "QDQ",
         "method": "MinMax",
@@ -235,22 +245,6 @@ def _quantize(fp32: Path, out: Path, meta: ModelMetadata, source: Any, n: int, s
         "pre_process": pre,
         "onnxruntime": onnxruntime.__version__,
     }
-
-
-def _fed_by_dequantize(node: onnx.NodeProto, model: onnx.ModelProto) -> bool:
-    if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-        return False
-    dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    return any(i in dq for i in node.input)
-
-
-def meta_input_name(path: Path) -> str:
-    return str(onnx.load(str(path), load_external_data=False).graph.input[0].name)
-
-
-def _static_batch(path: Path) -> int | None:
-    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
 
 
 def _classes(session: Session, x: np.ndarray) -> np.ndarray:
