@@ -37,7 +37,9 @@ EXTRA_OF_MODULE: dict[str, str] = {
 
 # The commands that need an extra: checked before the command starts, so that what it reads first
 # (a run directory, a spec) cannot give another error ahead of the one that says what to install.
-EXTRA_OF_COMMAND: dict[str, str] = {name: "train" for name in ("train", "evaluate", "export", "predict", "bench")}
+EXTRA_OF_COMMAND: dict[str, str] = {
+    name: "train" for name in ("train", "evaluate", "export", "quantize", "predict", "bench")
+}
 EXTRA_OF_COMMAND["serve"] = "serve"  # and onnxruntime, numpy, Pillow: the train extra's, named when missing
 
 # How a message names each extra.

@@ -42,6 +42,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "evaluate": run.evaluate,
     "runs": runs.runs,
     "export": deploy.export,
+    "quantize": deploy.quantize,
     "predict": deploy.predict,
     "bench": deploy.bench,
     "serve": deploy.serve,

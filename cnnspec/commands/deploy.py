@@ -20,12 +20,19 @@ if TYPE_CHECKING:
     from cnnspec.deploy.bench import BenchResult
     from cnnspec.deploy.exporter import ExportReport
     from cnnspec.deploy.predict import PredictResult
+    from cnnspec.deploy.quantize import QuantizeReport
 
 
 class DeviceChoice(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class ConvAlgo(StrEnum):
+    exhaustive = "exhaustive"
+    heuristic = "heuristic"
+    default = "default"
 
 
 def _batches(text: str) -> list[int]:
@@ -108,16 +115,25 @@ def bench(
         float, typer.Option("--seconds", min=0.0, help="Minimum timing per engine and batch size.")
     ] = 1.0,
     format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    io_binding: Annotated[
+        bool, typer.Option("--io-binding", help="Inputs placed on the device first, logits left there (IOBinding).")
+    ] = False,
+    conv_algo: Annotated[
+        ConvAlgo | None,
+        typer.Option("--conv-algo", help="cuDNN convolution algorithm search of the CUDA provider."),
+    ] = None,
 ) -> None:
     """torch eager vs onnxruntime on the same input: latency (median, p90), throughput and their ratio."""
     from cnnspec.deploy.bench import bench as run_bench
+    from cnnspec.deploy.session import CONV_ALGO_SEARCHES, CudaOptions
     from cnnspec.errors import CnnspecError
 
     err, stdout = stderr_console(), stdout_console()
 
     sizes = _batches(batch)
+    cuda = CudaOptions(CONV_ALGO_SEARCHES[list(ConvAlgo).index(conv_algo)]) if conv_algo is not None else None
     try:
-        result = run_bench(target, sizes, device=device.value, min_seconds=seconds)
+        result = run_bench(target, sizes, device=device.value, min_seconds=seconds, io_binding=io_binding, cuda=cuda)
     except CnnspecError as exc:
         raise fail(exc) from None
     if format is Format.json:
@@ -126,6 +142,92 @@ def bench(
     for note in result.notes:
         err.print(f"note: {printable(note)}", markup=False)
     stdout.print(_bench_table(result))
+
+
+def quantize(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.", metavar="RUN")],
+    calibration: Annotated[
+        int, typer.Option("--calibration", "-n", min=1, metavar="N", help="Training images to calibrate on.")
+    ] = 256,
+    max_drop: Annotated[
+        float,
+        typer.Option("--max-drop", min=0.0, max=100.0, metavar="POINTS", help="Test accuracy INT8 may lose."),
+    ] = 1.0,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="INT8 file; default RUN/model.int8.onnx.")
+    ] = None,
+    batch: Annotated[str, typer.Option("--batch", "-b", metavar="SIZES", help="Batch sizes to time.")] = "1,64",
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=0.0, help="Minimum timing per model and batch size.")
+    ] = 1.0,
+    format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+) -> None:
+    """Static INT8 (QDQ) of RUN/model.onnx calibrated on training images: test accuracy and speed of fp32 and
+    INT8 side by side; the INT8 file is written only when accuracy drops by at most --max-drop points (else exit 1)."""
+    from cnnspec.deploy.quantize import quantize_run
+    from cnnspec.errors import CnnspecError, ExportError
+
+    stdout = stdout_console()
+    try:
+        report = quantize_run(run, calibration, max_drop, out, _batches(batch), seconds)
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:  # the INT8 file is written last, atomically: an interrupt leaves none
+        stderr_console().print("interrupted: no INT8 file was written", markup=False)
+        raise typer.Exit(130) from None
+    if format is Format.json:
+        stdout.print(json.dumps(report.to_json(), indent=2), markup=False)
+    else:
+        stdout.print(_quantize_table(report))
+        stdout.print(_quantize_text(report), markup=False)
+    if not report.written:
+        raise fail(
+            ExportError(
+                f"not written: INT8 loses {report.drop:.2f} accuracy points on the test split, more than"
+                f" --max-drop {report.max_drop:g}",
+                hint="calibrate on more images (--calibration), or allow a larger drop (--max-drop)",
+            )
+        ) from None
+
+
+def _quantize_table(report: QuantizeReport) -> object:
+    from rich.table import Table
+
+    table = Table(
+        title=cell(f"{report.run}: fp32 vs INT8 on {report.cpu.name}, {report.threads} threads"), title_justify="left"
+    )
+    table.add_column("")
+    table.add_column("fp32", justify="right")
+    table.add_column("INT8", justify="right")
+    table.add_column("INT8 ÷ fp32", justify="right")
+    drop = f"{-report.drop:+.2f} points"
+    table.add_row(f"test accuracy ({report.test_images} images)", f"{report.fp32_accuracy:.4f}",
+                  f"{report.int8_accuracy:.4f}", drop)  # fmt: skip
+    table.add_row("file size (MB)", f"{report.fp32_bytes / 1e6:.2f}", f"{report.int8_bytes / 1e6:.2f}",
+                  f"{report.int8_bytes / report.fp32_bytes:.2f}×")  # fmt: skip
+    for r in report.speed:
+        table.add_row(f"batch {r.batch}: median ms", f"{r.fp32.median_ms:.3f}", f"{r.int8.median_ms:.3f}", "")
+        table.add_row(f"batch {r.batch}: images/s", f"{r.fp32.images_per_second(r.batch):,.0f}",
+                      f"{r.int8.images_per_second(r.batch):,.0f}", f"{r.speedup:.2f}×")  # fmt: skip
+    return table
+
+
+def _quantize_text(report: QuantizeReport) -> str:
+    s = report.settings
+    lines = [
+        f"agreement: INT8 and fp32 give the same class on {report.agreement:.2%} of the test images",
+        f"calibration: {s['calibration_images']} training images, {s['method']}, {s['format']},"
+        f" per-channel weights, quantized ops: {', '.join(s['ops']) or 'none'}",
+        f"cpu int8 instructions: {', '.join(report.cpu.flags) or 'none (no VNNI or AMX)'}",
+        *report.verdict,
+        *(f"note: {printable(n)}" for n in report.notes),
+    ]
+    if report.written:
+        lines.append(
+            f"wrote {printable(report.path)}: accuracy drop {report.drop:.2f} points is within --max-drop"
+            f" {report.max_drop:g}"
+        )
+    return "\n".join(lines)
 
 
 def _export_json(report: ExportReport) -> dict[str, object]:

@@ -24,7 +24,7 @@ from cnnspec.checker.graph import Graph
 from cnnspec.deploy.gate import sample_batch
 from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.deploy.predict import model_metadata, run_batches
-from cnnspec.deploy.session import Device, Session, open_session
+from cnnspec.deploy.session import CudaOptions, Device, IoBound, Session, open_session
 from cnnspec.errors import Diagnostic, ExportError, Location
 from cnnspec.rundir.info import read_info
 from cnnspec.rundir.lock import locked
@@ -109,27 +109,50 @@ def bench_pair(
     batches: Sequence[int],
     device: str = "cpu",
     min_seconds: float = 1.0,
+    io_binding: bool = False,
 ) -> list[BenchRow]:
-    """Time torch eager (`model` on `device`) and `session` on the same random batches."""
+    """Time torch eager (`model` on `device`) and `session` on the same random batches.
+
+    `io_binding`: both engines read an input already on the device and leave the logits there
+    (onnxruntime's IOBinding; torch synchronises the GPU), so no host↔device copy is timed."""
     model = model.eval().to(device)
     rows = []
     for batch in batches:
         x = sample_batch(meta, batch, seed=batch)
         xt = torch.from_numpy(x)
+        resident = xt.to(device)
 
         def torch_call(xt: torch.Tensor = xt) -> np.ndarray:
             return model(xt.to(device)).cpu().numpy()  # type: ignore[no-any-return]
 
-        def onnx_call(x: np.ndarray = x) -> np.ndarray:
-            # Timed without Session.run's Ctrl-C guard (a thread a call); the call before the timing has it.
-            return run_batches(session, x, batch_size=len(x), stoppable=False)
+        def torch_resident(xd: torch.Tensor = resident) -> None:
+            model(xd)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        run_batches(session, x, batch_size=len(x))  # stoppable: a graph that never ends stops at Ctrl-C here
+        onnx_call: Callable[[], object]
+        if io_binding:
+            onnx_call = _bound_call(session, x)
+        else:
+
+            def onnx_call(x: np.ndarray = x) -> np.ndarray:
+                # Timed without Session.run's Ctrl-C guard (a thread a call); the call before the timing has it.
+                return run_batches(session, x, batch_size=len(x), stoppable=False)
 
         with torch.inference_mode():
-            torch_timing = time_calls(torch_call, min_seconds)
-        run_batches(session, x, batch_size=len(x))  # stoppable: a graph that never ends stops at Ctrl-C here
+            torch_timing = time_calls(torch_resident if io_binding else torch_call, min_seconds)
         onnx_timing = time_calls(onnx_call, min_seconds)
         rows.append(BenchRow(batch, torch_timing, onnx_timing))
     return rows
+
+
+def _bound_call(session: Session, x: np.ndarray) -> Callable[[], object]:
+    """onnxruntime on `x` through IOBinding: the input placed on the session's device once (a fixed
+    batch axis: its first batch, as `run_batches` would feed it)."""
+    step = session.static_batch
+    bound = IoBound(session, x if step is None else x[:step])
+    return bound.run
 
 
 @contextmanager
@@ -264,9 +287,17 @@ def ensure_batches_fit(meta: ModelMetadata, graph: Graph | None, batches: Sequen
 
 
 def bench(
-    target: str | Path, batches: Iterable[int] = (1, 64), device: Device = "auto", min_seconds: float = 1.0
+    target: str | Path,
+    batches: Iterable[int] = (1, 64),
+    device: Device = "auto",
+    min_seconds: float = 1.0,
+    io_binding: bool = False,
+    cuda: CudaOptions | None = None,
 ) -> BenchResult:
     """Benchmark a run directory (its model.onnx, exported on the fly when absent) or an exported .onnx file.
+
+    `io_binding`: inputs placed on the device before the timing, logits left there (bench_pair);
+    `cuda`: the CUDA provider's settings (cudnn_conv_algo_search), noted as unused on the CPU.
 
     Batches go up to MAX_BATCH and must fit in the CPU's memory, `min_seconds` up to MAX_SECONDS;
     ExportError otherwise, before anything is loaded or allocated for the batches."""
@@ -275,6 +306,7 @@ def bench(
     _check_options(batches, min_seconds)
     notes: list[str] = []
     where = _pick_device(device)
+    settings = _Settings(io_binding, cuda or CudaOptions())
     threads = torch.get_num_threads()
     if p.is_dir():
         read_info(p)  # a folder that is not a run is refused before its lock file is made
@@ -282,11 +314,25 @@ def bench(
             trained = load_trained(p)
             with _onnx_for_run(p, notes) as onnx_path:
                 return _bench_files(
-                    (trained.model, trained.graph), onnx_path, batches, device, where, threads, min_seconds, notes
+                    (trained.model, trained.graph),
+                    onnx_path,
+                    batches,
+                    device,
+                    where,
+                    threads,
+                    min_seconds,
+                    notes,
+                    settings,
                 )
     if not p.is_file():
         raise ExportError(f"{p} is neither a run directory nor an ONNX file")
-    return _bench_files(None, p, batches, device, where, threads, min_seconds, notes)
+    return _bench_files(None, p, batches, device, where, threads, min_seconds, notes, settings)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    io_binding: bool
+    cuda: CudaOptions
 
 
 def _bench_files(
@@ -298,11 +344,12 @@ def _bench_files(
     threads: int,
     min_seconds: float,
     notes: list[str],
+    settings: _Settings,
 ) -> BenchResult:
     session: Session | None = None
     if where == "cuda":
         try:
-            session = open_session(onnx_path, "cuda")
+            session = open_session(onnx_path, "cuda", cuda=settings.cuda)
         except ExportError:
             if requested == "cuda":
                 raise
@@ -313,5 +360,14 @@ def _bench_files(
     meta = model_metadata(session)
     model, graph = torch_model if torch_model is not None else _torch_for_model(onnx_path, meta, notes)
     ensure_batches_fit(meta, graph, batches, onnx_path)
-    rows = bench_pair(model, session, meta, batches, where, min_seconds)
+    if settings.cuda.conv_algo_search is not None and where != "cuda":
+        notes.append("cudnn_conv_algo_search applies to the CUDA provider only: unused on the CPU")
+    if settings.cuda.conv_algo_search is not None and where == "cuda":
+        notes.append(f"cudnn_conv_algo_search {settings.cuda.conv_algo_search}")
+    if settings.io_binding:
+        notes.append(
+            f"IOBinding: inputs placed on the {where.upper()} before the timing and logits left there, for both"
+            " engines (no host↔device copy timed)"
+        )
+    rows = bench_pair(model, session, meta, batches, where, min_seconds, settings.io_binding)
     return BenchResult(meta.spec_name or onnx_path.stem, str(onnx_path), where, session.provider, threads, rows, notes)

@@ -35,6 +35,7 @@ MAX_SPEC_CHARS = 1_000_000
 # recurses once a level and ends in RecursionError near 1000).
 MAX_VALUE_CHARS = 16 * 2**20
 MAX_DEPTH = 16
+WEIGHTS_DTYPES = ("float32", "float16", "int8")  # int8: a QDQ file written by `cnnspec quantize`
 
 
 @dataclass
@@ -62,6 +63,7 @@ class ModelMetadata:
     opset: int | None = None
     spec: str | None = None  # the resolved spec, as YAML
     parity: dict[str, Any] | None = None  # the gate's figures
+    quantization: dict[str, Any] | None = None  # an INT8 file's settings and figures (cnnspec quantize)
     # Every step from an image file to the input (cnnspec.preprocess); None in files exported before
     # it was recorded, whose steps `image_preprocessing` derives from the keys above where it can.
     preprocessing: Preprocessing | None = None
@@ -275,10 +277,11 @@ def _check_values(values: dict[str, Any], where: str) -> None:
         raise bad("dynamic_batch", "true or false")
     if values.get("opset") is not None and not _is_int(values["opset"]):
         raise bad("opset", "null or an integer")
-    if "weights_dtype" in values and values["weights_dtype"] not in ("float32", "float16"):
-        raise bad("weights_dtype", '"float32" or "float16"')
-    if values.get("parity") is not None and not isinstance(values["parity"], dict):
-        raise bad("parity", "null or an object")
+    if "weights_dtype" in values and values["weights_dtype"] not in WEIGHTS_DTYPES:
+        raise bad("weights_dtype", " or ".join(json.dumps(d) for d in WEIGHTS_DTYPES))
+    for key in ("parity", "quantization"):
+        if values.get(key) is not None and not isinstance(values[key], dict):
+            raise bad(key, "null or an object")
     if values.get("exporter") is not None and not isinstance(values["exporter"], str):
         raise bad("exporter", "null or a string")
     if values.get("preprocessing") is not None:

@@ -11,6 +11,10 @@ onnxruntime-gpu lists CUDAExecutionProvider even on machines without a GPU or wi
 the CUDA libraries; asking for it there logs errors and silently falls back. So the
 CUDA provider is tried only when a CUDA device is visible, it must come back as the
 session's first provider, and it must run one batch; otherwise the CPU provider is used.
+`device="cuda"` always asks onnxruntime for the CUDA provider and refuses a session that came back
+without it (onnxruntime's silent fallback to the CPU, onnxruntime#23372) with one error line.
+`CudaOptions` carries the CUDA provider's settings (`cudnn_conv_algo_search`) for bench and serve;
+`IoBound` runs a session on an input already on its device (IOBinding), outputs left there.
 No torch here: predict needs onnxruntime only.
 """
 
@@ -28,7 +32,7 @@ import numpy as np
 
 from cnnspec.deploy.control_flow import check_no_control_flow
 from cnnspec.deploy.safety import load_checked
-from cnnspec.errors import ExportError
+from cnnspec.errors import Diagnostic, ExportError, Location
 
 if TYPE_CHECKING:
     import onnx
@@ -38,6 +42,26 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 Device = Literal["auto", "cpu", "cuda"]
 QUIET = 4  # onnxruntime's severity "fatal": errors come back as exceptions, not log lines
+ConvAlgoSearch = Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]
+CONV_ALGO_SEARCHES: tuple[ConvAlgoSearch, ...] = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+
+
+@dataclass(frozen=True)
+class CudaOptions:
+    """Settings of onnxruntime's CUDA provider; None leaves onnxruntime's default.
+
+    `conv_algo_search`: how cuDNN picks each convolution's algorithm on the first run of a shape:
+    EXHAUSTIVE benchmarks them all (onnxruntime's default: the fastest kernels, a slow first call per
+    input shape), HEURISTIC asks cuDNN's heuristics (fast start), DEFAULT takes the default algorithm."""
+
+    conv_algo_search: ConvAlgoSearch | None = None
+
+    def provider(self) -> tuple[str, dict[str, str]]:
+        """The (name, options) entry of `InferenceSession(providers=[...])`."""
+        options: dict[str, str] = {}
+        if self.conv_algo_search is not None:
+            options["cudnn_conv_algo_search"] = self.conv_algo_search
+        return CUDA, options
 
 
 @dataclass
@@ -147,27 +171,55 @@ def _options(threads: int | None) -> ort.SessionOptions:
     return options
 
 
-def _try_cuda(path: Path, threads: int | None, probe: np.ndarray) -> ort.InferenceSession | None:
+def _try_cuda(
+    path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions | None = None
+) -> ort.InferenceSession | None:
+    """A session on the CUDA provider when a device is visible and the provider works, else None (auto)."""
     import onnxruntime as ort
 
     if CUDA not in ort.get_available_providers() or not cuda_device_present():
         return None
+    try:
+        return _cuda_session(path, threads, probe, cuda or CudaOptions())
+    except Exception:  # any failure of the CUDA provider means: use the CPU
+        return None
+
+
+def _cuda_session(path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions) -> ort.InferenceSession:
+    """A session asking for the CUDA provider (then the CPU), checked to really run on CUDA and to run one
+    batch; ExportError (one line) when onnxruntime fell back to the CPU, onnxruntime's exception when
+    the session cannot be made or run."""
+    import onnxruntime as ort
+
     # Load CUDA/cuDNN from the nvidia-* wheels (torch's) when they are not on the library path;
     # best effort: creating the session below decides.
     with contextlib.suppress(Exception):
         ort.preload_dlls()
-    ort.set_default_logger_severity(4)  # a failed CUDA provider logs at error level before falling back
+    ort.set_default_logger_severity(QUIET)  # a failed CUDA provider logs at error level before falling back
     try:
-        session = ort.InferenceSession(str(path), sess_options=_options(threads), providers=[CUDA, CPU])
-        if session.get_providers()[0] != CUDA:
-            return None
+        session = ort.InferenceSession(str(path), sess_options=_options(threads), providers=[cuda.provider(), CPU])
+        require_cuda(session, path)
         options = run_options()
         stoppable_call(lambda: list(session.run(None, {session.get_inputs()[0].name: probe}, options)), options)
         return session
-    except Exception:  # any failure of the CUDA provider means: use the CPU
-        return None
     finally:
         ort.set_default_logger_severity(2)
+
+
+def require_cuda(session: ort.InferenceSession, path: str | Path) -> None:
+    """ExportError (one line) unless `session` runs on the CUDA provider: onnxruntime-gpu creates a session
+    asked for CUDA on the CPU alone, without an error, when the GPU or its libraries are missing."""
+    providers = list(session.get_providers())
+    if providers and providers[0] == CUDA:
+        return
+    why = "its CUDA or cuDNN libraries did not load" if cuda_device_present() else "no CUDA device is visible"
+    raise ExportError(
+        Diagnostic(
+            f"CUDAExecutionProvider was requested but onnxruntime fell back to {', '.join(providers) or 'none'}"
+            f" ({why}); refusing to run on the CPU as if it were the GPU (use --device cpu or auto)",
+            Location(str(path)),
+        )
+    )
 
 
 def probe_input(model: onnx.ModelProto) -> np.ndarray:
@@ -177,9 +229,12 @@ def probe_input(model: onnx.ModelProto) -> np.ndarray:
     return np.zeros(shape, dtype=np.float32)
 
 
-def open_session(path: str | Path, device: Device = "auto", threads: int | None = None) -> Session:
+def open_session(
+    path: str | Path, device: Device = "auto", threads: int | None = None, cuda: CudaOptions | None = None
+) -> Session:
     """Check the file's external data and graph, then open it on CUDA (when `device` allows and it works) or
-    the CPU."""
+    the CPU. `device="cuda"`: the CUDA provider or an ExportError, never a silent CPU session. `cuda`: the
+    CUDA provider's settings (unused on the CPU)."""
     import onnxruntime as ort
 
     p = Path(path)
@@ -187,17 +242,58 @@ def open_session(path: str | Path, device: Device = "auto", threads: int | None 
     if not model.graph.input or not model.graph.output:
         raise ExportError(f"{p} has no graph input or output")
     check_no_control_flow(model, p)  # a Loop's trip count is the file's to choose: refused before a session
-    if device in ("auto", "cuda"):
-        session = _try_cuda(p, threads, probe_input(model))
+    if device == "cuda":
+        return Session(_strict_cuda(p, threads, probe_input(model), cuda or CudaOptions()), CUDA, model, p)
+    if device == "auto":
+        session = _try_cuda(p, threads, probe_input(model), cuda)
         if session is not None:
             return Session(session, CUDA, model, p)
-        if device == "cuda":
-            raise ExportError(
-                "the onnxruntime CUDA provider is not usable here",
-                hint="it needs an NVIDIA GPU, CUDA and cuDNN matching onnxruntime-gpu; use --device cpu or auto",
-            )
     try:
         session = ort.InferenceSession(str(p), sess_options=_options(threads), providers=[CPU])
     except Exception as exc:  # onnxruntime raises its own exception types for invalid graphs
-        raise ExportError(f"onnxruntime cannot load {p}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        raise ExportError(f"onnxruntime cannot load {p}: {_first_line(exc)}") from None
     return Session(session, CPU, model, p)
+
+
+def _strict_cuda(path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions) -> ort.InferenceSession:
+    """The CUDA session `--device cuda` asks for, or ExportError saying why there is none."""
+    import onnxruntime as ort
+
+    if CUDA not in ort.get_available_providers():
+        raise ExportError(
+            f"{path}: CUDAExecutionProvider was requested but this onnxruntime {ort.__version__} has no CUDA"
+            " provider (a CPU-only build)",
+            hint="install onnxruntime-gpu, or use --device cpu or auto",
+        )
+    try:
+        return _cuda_session(path, threads, probe, cuda)
+    except ExportError:
+        raise
+    except Exception as exc:  # the provider loaded but cannot make or run this session
+        raise ExportError(f"{path}: the onnxruntime CUDA provider failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
+
+
+class IoBound:
+    """A session bound to one input placed on its device (IOBinding): `run()` reads it there and leaves
+    the logits there, so a timing of `run()` holds no host↔device copy; `logits()` copies them back."""
+
+    def __init__(self, session: Session, x: np.ndarray):
+        import onnxruntime as ort
+
+        where = "cuda" if session.provider == CUDA else "cpu"
+        self.session = session
+        self.binding = session.session.io_binding()
+        self.input = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x, dtype=np.float32), where, 0)
+        self.binding.bind_ortvalue_input(session.input_name, self.input)
+        self.binding.bind_output(session.output_name, where, 0)
+        self.options = run_options()
+
+    def run(self) -> None:
+        self.session.session.run_with_iobinding(self.binding, self.options)
+
+    def logits(self) -> np.ndarray:
+        return np.asarray(self.binding.copy_outputs_to_cpu()[0])

@@ -20,6 +20,7 @@ WORKFLOW = [
     "evaluate",
     "runs",
     "export",
+    "quantize",
     "predict",
     "bench",
     "serve",

@@ -48,7 +48,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "training": F
     | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics", "render"}
     | {"training.callbacks", "tracking"},
-    "deploy": F | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics"},
+    # training: the dataset splits `quantize` calibrates on and measures with
+    "deploy": F
+    | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "training", "metrics"},
     "reference": F,
     "metrics": set(),  # classification figures (scikit-learn) that evaluate and predict share
     "review": F | {"layers", "augments", "datasets", "spec", "checker"},  # fmt, diff and init compute; render/ draws
