@@ -349,6 +349,10 @@ def serve(
         int | None,
         typer.Option("--threads", metavar="N", min=1, help="onnxruntime intra-op threads (default: one per core)."),
     ] = None,
+    conv_algo: Annotated[
+        ConvAlgo | None,
+        typer.Option("--conv-algo", help="cuDNN convolution algorithm search of the CUDA provider."),
+    ] = None,
 ) -> None:
     """Serve a model over HTTP with dynamic batching: POST /predict, GET /health, /metadata, /metrics."""
     import os
@@ -356,9 +360,13 @@ def serve(
 
     from cnnspec.deploy.serve import HOLD_ENV, ServedModel, ServeOptions
     from cnnspec.deploy.serve import serve as run_serve
+    from cnnspec.deploy.session import CONV_ALGO_SEARCHES, CudaOptions
     from cnnspec.errors import CnnspecError
 
-    options = ServeOptions(host, port, max_batch, max_wait_ms, max_queue, max_request_bytes, device.value, threads)
+    cuda = CudaOptions(CONV_ALGO_SEARCHES[list(ConvAlgo).index(conv_algo)]) if conv_algo is not None else None
+    options = ServeOptions(
+        host, port, max_batch, max_wait_ms, max_queue, max_request_bytes, device.value, threads, cuda
+    )
     hold_file = os.environ.get(HOLD_ENV)
     hold = (lambda: Path(hold_file).exists()) if hold_file else None
 

@@ -40,7 +40,7 @@ from cnnspec.deploy.images import decode_bytes, prepare_images
 from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.deploy.predict import model_metadata, run_batches, softmax, top_classes
 from cnnspec.deploy.serve_metrics import CONTENT_TYPE, ServeMetrics
-from cnnspec.deploy.session import Device, Session, open_session
+from cnnspec.deploy.session import CudaOptions, Device, Session, open_session
 from cnnspec.errors import CnnspecError, DataError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -70,6 +70,7 @@ class ServeOptions:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # a longer body is answered 413
     device: Device = "auto"
     threads: int | None = None  # onnxruntime's intra-op threads; None: its default, one per core
+    cuda: CudaOptions | None = None  # the CUDA provider's settings (`--conv-algo`), bench's own
 
     def check(self) -> None:
         """CnnspecError naming the first option out of its range."""
@@ -102,15 +103,20 @@ class ServedModel:
         return run_batches(self.session, x, max_batch, stoppable=False)
 
 
-def open_model_session(path: str | Path, device: Device, threads: int | None = None) -> Session:
-    """The one place `serve` chooses a provider: predict's session, with its checks and CUDA probe."""
-    return open_session(path, device, threads)
+def open_model_session(
+    path: str | Path, device: Device, threads: int | None = None, cuda: CudaOptions | None = None
+) -> Session:
+    """The one place `serve` chooses a provider: predict's session, with its checks and CUDA probe
+    (`device="cuda"` that falls back to the CPU is refused, never served slowly)."""
+    return open_session(path, device, threads, cuda=cuda)
 
 
-def load_model(path: str | Path, device: Device = "auto", threads: int | None = None) -> ServedModel:
+def load_model(
+    path: str | Path, device: Device = "auto", threads: int | None = None, cuda: CudaOptions | None = None
+) -> ServedModel:
     """The model at `path`, refused (ExportError) when predict would refuse it: external data that leaves
     its folder, control flow, no or damaged cnnspec metadata, a graph that is not an image classifier."""
-    session = open_model_session(path, device, threads)
+    session = open_model_session(path, device, threads, cuda)
     return ServedModel(session, model_metadata(session))
 
 
@@ -468,7 +474,7 @@ def serve(
     signal that stopped it. CnnspecError (before anything listens) when the options, the model or the
     address cannot be used. `on_ready(model, url)` is called once requests are taken."""
     options.check()
-    model = load_model(model_path, options.device, options.threads)
+    model = load_model(model_path, options.device, options.threads, options.cuda)
     sock = listen(options.host, options.port)
     url = url_of(sock)
     ready = (lambda: on_ready(model, url)) if on_ready is not None else None

@@ -302,9 +302,15 @@ def test_cuda_asked_for_where_it_cannot_run_is_refused_at_start(digits: Digits) 
 
     if cuda_device_present():
         pytest.skip("a CUDA device is visible on this machine")
-    result = run_cli("serve", str(digits.model), "--port", "0", "--device", "cuda")
+    # --conv-algo too: the provider's settings reach the session, which onnxruntime builds on the CPU here.
+    result = run_cli("serve", str(digits.model), "--port", "0", "--device", "cuda", "--conv-algo", "heuristic")
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == "error: the onnxruntime CUDA provider is not usable here"
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"{digits.model}: error: CUDAExecutionProvider was requested but onnxruntime fell back to "
+        "CPUExecutionProvider (no CUDA device is visible); refusing to run on the CPU as if it were the GPU "
+        "(use --device cpu or auto)"
+    )
 
 
 @pytest.mark.gpu
