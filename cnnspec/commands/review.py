@@ -81,14 +81,14 @@ def graph(
             if missing is not None:
                 raise missing
         checked = check(load_with_overrides(spec, overrides or ()))
+        if kind == "png":
+            data: str | bytes = render.to_png(checked, depth, str(out))
+        elif kind == "html":
+            data = render.to_html(checked, depth)
+        else:
+            data = render.to_svg(checked, depth)
     except CnnspecError as exc:
         raise fail(exc) from None
-    if kind == "png":
-        data: str | bytes = render.to_png(checked, depth)
-    elif kind == "html":
-        data = render.to_html(checked, depth)
-    else:
-        data = render.to_svg(checked, depth)
     if out is None:
         sys.stdout.write(str(data))
         return
