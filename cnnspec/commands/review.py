@@ -24,7 +24,8 @@ class DiffFormat(StrEnum):
 
 
 def stdout_asked(out: Path | None) -> bool:
-    """`-o -`: the output goes to stdout, as without -o (a file named `-` is `-o ./-`)."""
+    """`-o -`: the output goes to stdout, as without -o (a file named `-` is written with its folder:
+    `-o "$PWD/-"`; pathlib reads `./-` as `-`)."""
     return out is not None and str(out) == "-"
 
 

@@ -31,6 +31,15 @@ def test_graph_dash_o_dash_writes_the_svg_to_stdout_and_no_file(repo: Path) -> N
     assert not (repo / "-").exists()
 
 
+def test_a_file_named_dash_is_written_when_given_with_its_folder(repo: Path) -> None:
+    result = cnnspec("graph", "specs/a.yaml", "-o", str(repo / "-"), cwd=repo)
+    assert result.returncode == 1  # no extension: refused, but as a file (not read as stdout)
+    assert "cnnspec graph cannot write a file without an extension" in result.stderr
+    result = cnnspec("diff", "HEAD:specs/a.yaml", "specs/a.yaml", "-o", str(repo / "-"), cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and "same architecture" in (repo / "-").read_text()
+
+
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json", "html"])
 def test_diff_dash_o_dash_writes_the_report_to_stdout_and_no_file(repo: Path, fmt: str) -> None:
     result = cnnspec("diff", "HEAD:specs/a.yaml", "specs/a.yaml", "-f", fmt, "-o", "-", cwd=repo)
