@@ -86,11 +86,10 @@ def png_not_installed(command: str) -> CnnspecError | None:
         for module in ("PIL.Image", "PIL.ImageDraw", "PIL.ImageFont"):  # what cnnspec.render.graph_png draws with
             importlib.import_module(module)
     except ImportError as exc:
-        from cnnspec.terminal import printable
-
+        reason = " ".join(str(exc).split())  # on one line
         return CnnspecError(
             Diagnostic(
-                f"cnnspec {command} -o FILE.png needs Pillow, which is installed but broken: {printable(exc)}",
+                f"cnnspec {command} -o FILE.png needs Pillow, which is installed but broken: {reason}",
                 notes=(f"for {sys.executable}", ".svg and .html files need no Pillow"),
                 hint=f"reinstall it: {sys.executable} -m pip install --force-reinstall --no-deps pillow",
             )
