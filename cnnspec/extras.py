@@ -77,15 +77,28 @@ def missing_extra(exc: ImportError, command: str) -> CnnspecError | None:
 
 
 def png_not_installed(command: str) -> CnnspecError | None:
-    """The error to report when `command` is to write a PNG and Pillow is not installed; None otherwise."""
-    if _installed("PIL"):
-        return None
-    return CnnspecError(
-        Diagnostic(
-            f"cnnspec {command} -o FILE.png needs the PNG extra: pip install 'cnnspec[png]'",
-            notes=(f"PIL (Pillow) is not installed for {sys.executable}", ".svg and .html files need no extra"),
+    """The error to report when `command` is to write a PNG and Pillow is not installed, or is installed
+    but does not import (a missing or mismatched `_imaging` module); None when it imports."""
+    if not _installed("PIL"):
+        return CnnspecError(
+            Diagnostic(
+                f"cnnspec {command} -o FILE.png needs the PNG extra: pip install 'cnnspec[png]'",
+                notes=(f"PIL (Pillow) is not installed for {sys.executable}", ".svg and .html files need no extra"),
+            )
         )
-    )
+    try:
+        for module in ("PIL.Image", "PIL.ImageDraw", "PIL.ImageFont"):  # what cnnspec.render.graph_png draws with
+            importlib.import_module(module)
+    except ImportError as exc:
+        reason = " ".join(str(exc).split())  # on one line
+        return CnnspecError(
+            Diagnostic(
+                f"cnnspec {command} -o FILE.png needs Pillow, which is installed but broken: {reason}",
+                notes=(f"for {sys.executable}", ".svg and .html files need no Pillow"),
+                hint=f"reinstall it: {sys.executable} -m pip install --force-reinstall --no-deps pillow",
+            )
+        )
+    return None
 
 
 def _needs(command: str, extra: str, module: str) -> CnnspecError:

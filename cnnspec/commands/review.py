@@ -23,11 +23,44 @@ class DiffFormat(StrEnum):
     html = "html"
 
 
+def stdout_asked(out: Path | None) -> bool:
+    """`-o -`: the output goes to stdout, as without -o (a file named `-` is written with its folder:
+    `-o "$PWD/-"`; pathlib reads `./-` as `-`)."""
+    return out is not None and str(out) == "-"
+
+
+def dangling_link(path: Path) -> str | None:
+    """What a symbolic link at `path` points to when that does not exist; None for anything else."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return os.readlink(path)
+    except OSError:
+        return None  # a loop of links: write_target says so
+    return None
+
+
 def write_output(path: Path, data: str | bytes, inputs: Sequence[str | Path] = ()) -> None:
-    """Write a file the user named (-o): atomically, never through a directory or special file, and never
-    over one of the command's `inputs` (a spec being drawn or diffed), through a link or not."""
+    """Write a file the user named (-o): atomically, never through a directory or special file, never
+    through a symbolic link to nothing (it would create the file, and folders, wherever the link points),
+    and never over one of the command's `inputs` (a spec being drawn or diffed), through a link or not.
+    A link to an existing file is followed, as `fmt` and `export` follow it: the link stays."""
     from cnnspec.atomic import NotRegularFileError, atomic_write_bytes, write_target
 
+    pointed = dangling_link(path)
+    if pointed is not None:
+        raise fail(
+            CnnspecError(
+                Diagnostic(
+                    f"cannot write {printable(path)}: it is a symbolic link to {printable(pointed)}, "
+                    "which does not exist",
+                    Location(str(path)),
+                    hint="-o writes through a link only to a file that exists: remove the link, or name another file",
+                )
+            )
+        )
     for given in inputs:
         # os.path.samefile sees through symbolic and hard links alike; an -o that does not exist yet is no input.
         if os.path.isfile(given) and os.path.exists(path) and os.path.samefile(given, path):
@@ -56,7 +89,7 @@ def graph(
     spec: Annotated[Path, typer.Argument(help="Spec file.")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Write to FILE.svg, FILE.html or FILE.png (default: SVG on stdout)."),
+        typer.Option("--out", "-o", help="Write to FILE.svg, FILE.html or FILE.png; '-' or none: SVG on stdout."),
     ] = None,
     depth: Annotated[
         int | None,
@@ -74,6 +107,8 @@ def graph(
     from cnnspec.render import graph as render
     from cnnspec.spec.overrides import load_with_overrides
 
+    if stdout_asked(out):
+        out = None
     try:
         kind = render.graph_format(str(out)) if out is not None else "svg"
         if kind == "png":
@@ -81,14 +116,14 @@ def graph(
             if missing is not None:
                 raise missing
         checked = check(load_with_overrides(spec, overrides or ()))
+        if kind == "png":
+            data: str | bytes = render.to_png(checked, depth, str(out))
+        elif kind == "html":
+            data = render.to_html(checked, depth)
+        else:
+            data = render.to_svg(checked, depth)
     except CnnspecError as exc:
         raise fail(exc) from None
-    if kind == "png":
-        data: str | bytes = render.to_png(checked, depth)
-    elif kind == "html":
-        data = render.to_html(checked, depth)
-    else:
-        data = render.to_svg(checked, depth)
     if out is None:
         sys.stdout.write(str(data))
         return
@@ -176,7 +211,7 @@ def diff(
         typer.Option("--format", "-f", help="text (coloured), markdown (PR comment), json, or html (the two graphs)."),
     ] = DiffFormat.text,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the report to this file instead of stdout.")
+        Path | None, typer.Option("--out", "-o", help="Write the report to this file instead of stdout ('-': stdout).")
     ] = None,
 ) -> None:
     """Architecture diff: layers added/removed/changed, shape, params, MACs and receptive-field deltas, checkpoint fit.
@@ -187,7 +222,8 @@ def diff(
     from cnnspec.review.diff import diff_specs
 
     err, console = stderr_console(), stdout_console()
-
+    if stdout_asked(out):
+        out = None
     try:
         d = diff_specs(old, new)
     except CnnspecError as exc:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cnnspec.checker.graph import Node
 from cnnspec.layers.base import fmt_shape
+from cnnspec.render import markdown as md
 from cnnspec.render.summary import NaturalWidth, human
 from cnnspec.review.diff import Change, Pair, SpecDiff, TensorFit, numel
+from cnnspec.terminal import cell, printable
 
 MAX_LISTED = 12
 """Tensors listed per group in text and Markdown (JSON lists all)."""
@@ -98,7 +101,8 @@ def totals(d: SpecDiff) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def checkpoint_summary(d: SpecDiff) -> str:
+def checkpoint_summary(d: SpecDiff, name: Callable[[str], str] = str) -> str:
+    """One line on the checkpoint fit; `name` writes a layer id for the format it goes into."""
     ck = d.checkpoint
     old_values = sum(numel(t.old_shape) for t in ck.tensors if t.old_key)
     fit_values = sum(numel(t.old_shape) for t in ck.tensors if t.fits)
@@ -106,9 +110,9 @@ def checkpoint_summary(d: SpecDiff) -> str:
         f"{ck.fitting} of {ck.old_total} tensors of an OLD checkpoint fit NEW ({fit_values:,} of {old_values:,} values)"
     )
     if ck.whole:
-        text += f"; {', '.join(ck.whole)}: unchanged, all tensors carry over (not listed)"
+        text += f"; {', '.join(map(name, ck.whole))}: unchanged, all tensors carry over (not listed)"
     if ck.unknown:
-        text += f"; tensors not known statically for {', '.join(ck.unknown)}"
+        text += f"; tensors not known statically for {', '.join(map(name, ck.unknown))}"
     return text
 
 
@@ -116,30 +120,35 @@ def checkpoint_summary(d: SpecDiff) -> str:
 
 
 def to_text(d: SpecDiff) -> Any:
-    """A rich renderable: changed/added/removed layers, effects, totals and checkpoint fit."""
+    """A rich renderable: changed/added/removed layers, effects, totals and checkpoint fit.
+
+    Every line and cell is written through cnnspec.terminal (`printable`, `cell`): a spec's strings
+    (its name, ids, values, a path) may hold escape sequences a terminal would act on.
+    """
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    def line(text: str, style: str = "") -> Text:
+        return Text(printable(text), style=style)
+
     parts: list[Any] = []
-    title = Text()
-    title.append(f"{d.old_label} → {d.new_label}", style="bold")
-    title.append(
-        f"  ({d.old.spec.name} → {d.new.spec.name})" if d.old.spec.name != d.new.spec.name else f"  ({d.new.spec.name})"
-    )
+    title = line(f"{d.old_label} → {d.new_label}", "bold")
+    names = d.new.spec.name if d.old.spec.name == d.new.spec.name else f"{d.old.spec.name} → {d.new.spec.name}"
+    title.append(printable(f"  ({names})"))
     parts.append(title)
     if d.same:
-        parts.append(Text("same architecture", style="green"))
+        parts.append(line("same architecture", "green"))
     if d.input_change:
-        parts.append(Text(f"~ input: {_shape(d.input_change.old)} → {_shape(d.input_change.new)}", style="yellow"))
+        parts.append(line(f"~ input: {_shape(d.input_change.old)} → {_shape(d.input_change.new)}", "yellow"))
     for p in d.changed:
-        line = Text(f"~ {p.new.id} ({p.new.kind})", style="yellow")
-        line.append("  " + "; ".join(_change(c) for c in p.changes))
-        parts.append(line)
+        changed = line(f"~ {p.new.id} ({p.new.kind})", "yellow")
+        changed.append(printable("  " + "; ".join(_change(c) for c in p.changes)))
+        parts.append(changed)
     for n in d.added:
-        parts.append(Text(f"+ {n.id} ({n.kind})  {_shape(n.output_shape)}, {n.params:,} params", style="green"))
+        parts.append(line(f"+ {n.id} ({n.kind})  {_shape(n.output_shape)}, {n.params:,} params", "green"))
     for n in d.removed:
-        parts.append(Text(f"- {n.id} ({n.kind})  {_shape(n.output_shape)}, {n.params:,} params", style="red"))
+        parts.append(line(f"- {n.id} ({n.kind})  {_shape(n.output_shape)}, {n.params:,} params", "red"))
 
     if d.effects:
         table = Table(title="layers whose shape or counts changed", title_justify="left")
@@ -147,40 +156,35 @@ def to_text(d: SpecDiff) -> Any:
             table.add_column(col, justify="left" if col in ("layer", "output shape") else "right")
         for p in d.effects:
             o, n = p.old, p.new
-            table.add_row(
-                n.id,
-                _shape(o.output_shape)
-                if o.output_shape == n.output_shape
-                else f"{_shape(o.output_shape)} → {_shape(n.output_shape)}",
-                f"{o.params:,}" if o.params == n.params else f"{o.params:,} → {n.params:,}",
-                human(o.macs) if o.macs == n.macs else f"{human(o.macs)} → {human(n.macs)}",
+            shape, params, macs = effect_cells(p)
+            rf = (
                 _rf(o.receptive_field)
                 if o.receptive_field == n.receptive_field
-                else f"{_rf(o.receptive_field)} → {_rf(n.receptive_field)}",
+                else f"{_rf(o.receptive_field)} → {_rf(n.receptive_field)}"
             )
+            table.add_row(*(cell(x) for x in (n.id, shape, params, macs, rf)))
         parts.append(table)
 
     sums = Table(show_header=True, box=None, pad_edge=False)
     for col in ("", "old", "new", "Δ"):
         sums.add_column(col, justify="left" if not col else "right")
     for row in totals(d):
-        sums.add_row(*row)
+        sums.add_row(*(cell(x) for x in row))
     parts.append(sums)
 
-    parts.append(Text("checkpoint: " + checkpoint_summary(d)))
+    parts.append(line("checkpoint: " + checkpoint_summary(d)))
     for status, what in _TENSOR_GROUPS:
         group = d.checkpoint.by_status(status)
         if group:
-            style = _STYLES[status]
-            parts.append(Text(f"  {len(group)} {what}:", style=style))
+            parts.append(line(f"  {len(group)} {what}:", _STYLES[status]))
             for t in group[:MAX_LISTED]:
-                parts.append(Text(f"    {_tensor_line(t)}"))
+                parts.append(line(f"    {_tensor_line(t)}"))
             if len(group) > MAX_LISTED:
-                parts.append(Text(f"    … and {len(group) - MAX_LISTED} more"))
+                parts.append(line(f"    … and {len(group) - MAX_LISTED} more"))
     if d.settings:
-        parts.append(Text("other settings (not architecture):", style="dim"))
+        parts.append(line("other settings (not architecture):", "dim"))
         for c in d.settings:
-            parts.append(Text(f"  {_change(c)}", style="dim"))
+            parts.append(line(f"  {_change(c)}", "dim"))
     return NaturalWidth(Group(*parts))
 
 
@@ -198,13 +202,18 @@ def to_plain_text(d: SpecDiff) -> str:
 # --- markdown ----------------------------------------------------------------------------------
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+def _md_change(c: Change) -> str:
+    return f"{md.code(c.field)} {md.text(_value(c.old))} → {md.text(_value(c.new))}"
 
 
 def to_markdown(d: SpecDiff) -> str:
-    """A pull-request comment: what changed, the totals, and the checkpoint fit."""
-    lines = [f"### Architecture diff: `{d.new_label}`", "", f"`{d.old_label}` → `{d.new_label}`", ""]
+    """A pull-request comment: what changed, the totals, and the checkpoint fit.
+
+    Every string from a spec or the command line goes through cnnspec.render.markdown (`code` for a
+    code span, `text` for running text), so none of it is read as Markdown or HTML.
+    """
+    old, new = md.code(d.old_label), md.code(d.new_label)
+    lines = [f"### Architecture diff: {new}", "", f"{old} → {new}", ""]
     if d.same:
         lines += ["**Same architecture.**", ""]
     changes: list[str] = []
@@ -212,13 +221,12 @@ def to_markdown(d: SpecDiff) -> str:
         changes.append(f"- **input**: {_shape(d.input_change.old)} → {_shape(d.input_change.new)}")
     for p in d.changed:
         changes.append(
-            f"- ✏️ `{p.new.id}` ({p.new.kind}): "
-            + "; ".join(f"`{c.field}` {_md(_value(c.old))} → {_md(_value(c.new))}" for c in p.changes)
+            f"- ✏️ {md.code(p.new.id)} ({md.text(p.new.kind)}): " + "; ".join(_md_change(c) for c in p.changes)
         )
     for n in d.added:
-        changes.append(f"- ➕ `{n.id}` ({n.kind}): {_shape(n.output_shape)}, {n.params:,} params")
+        changes.append(f"- ➕ {md.code(n.id)} ({md.text(n.kind)}): {_shape(n.output_shape)}, {n.params:,} params")
     for n in d.removed:
-        changes.append(f"- ➖ `{n.id}` ({n.kind}): {_shape(n.output_shape)}, {n.params:,} params")
+        changes.append(f"- ➖ {md.code(n.id)} ({md.text(n.kind)}): {_shape(n.output_shape)}, {n.params:,} params")
     if changes:
         lines += [*changes, ""]
     lines += ["| | old | new | Δ |", "|---|--:|--:|--:|"]
@@ -233,20 +241,20 @@ def to_markdown(d: SpecDiff) -> str:
         ]
         for p in d.effects:
             shape, params, macs = effect_cells(p)
-            lines.append(f"| `{p.new.id}` | {shape} | {params} | {macs} |")
+            lines.append(f"| {md.code(p.new.id, cell=True)} | {shape} | {params} | {macs} |")
         lines += ["", "</details>", ""]
-    lines += [f"**Checkpoint:** {checkpoint_summary(d)}.", ""]
+    lines += [f"**Checkpoint:** {checkpoint_summary(d, md.text)}.", ""]
     for status, what in _TENSOR_GROUPS:
         group = d.checkpoint.by_status(status)
         if group:
             lines.append(
                 f"- {len(group)} {what}: "
-                + ", ".join(f"`{_tensor_line(t)}`" for t in group[:MAX_LISTED])
+                + ", ".join(md.code(_tensor_line(t)) for t in group[:MAX_LISTED])
                 + (" …" if len(group) > MAX_LISTED else "")
             )
     if d.settings:
         lines += ["", "<details><summary>Other settings (not architecture)</summary>", ""]
-        lines += [f"- `{c.field}`: {_md(_value(c.old))} → {_md(_value(c.new))}" for c in d.settings]
+        lines += [f"- {md.code(c.field)}: {md.text(_value(c.old))} → {md.text(_value(c.new))}" for c in d.settings]
         lines += ["", "</details>"]
     return "\n".join(lines).rstrip() + "\n"
 

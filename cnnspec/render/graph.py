@@ -70,7 +70,8 @@ def to_html(graph: Graph, depth: int | None = None) -> str:
     return page(f"{name}: architecture", header, "\n".join(sections))
 
 
-def to_png(graph: Graph, depth: int | None = None) -> bytes:
+def to_png(graph: Graph, depth: int | None = None, where: str | None = None) -> bytes:
+    """The view as PNG; CnnspecError (located at `where`) when it is too large (graph_png.MAX_PIXELS)."""
     from cnnspec.render.graph_png import png
 
-    return png(draw(view(graph, depth)))
+    return png(draw(view(graph, depth)), where=where)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from cnnspec.errors import CnnspecError, Diagnostic, Location
 from cnnspec.render.graph_boxes import FONT_SIZE, LINE_HEIGHT, PAD_Y, Drawing, category
 
 FILLS = {
@@ -37,6 +38,26 @@ FONT_FILES = (
     "C:/Windows/Fonts/consola.ttf",
 )
 MAX_SCALED_SIDE = 12000  # drawn at 2× unless that makes a side longer than this
+# The most pixels a PNG is drawn with (about 150 MB of RGB while drawn; densenet121 drawn whole is 14.6 M).
+# A larger drawing is refused: scaled down to fit, its 11-pixel text would be unreadable.
+MAX_PIXELS = 50_000_000
+
+
+def scale_for(width: float, height: float, max_pixels: int = MAX_PIXELS, where: str | None = None) -> float:
+    """How much a `width` × `height` drawing is enlarged in its PNG: 2, or 1 when 2 makes it too large;
+    CnnspecError when even 1 makes it more than `max_pixels`."""
+    if max(width, height) * 2 <= MAX_SCALED_SIDE and width * height * 4 <= max_pixels:
+        return 2.0
+    if width * height <= max_pixels:
+        return 1.0
+    raise CnnspecError(
+        Diagnostic(
+            f"the graph is too large for PNG: {round(width):,} × {round(height):,} pixels, "
+            f"more than the {max_pixels:,} a PNG is drawn with",
+            Location(where) if where else None,
+            hint="write .svg or .html (no size limit), or fold blocks with --depth N",
+        )
+    )
 
 
 def _font(size: float) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -58,9 +79,11 @@ def _bezier(p0: tuple[float, float], p1: tuple[float, float], steps: int = 12) -
     return out
 
 
-def png(drawing: Drawing) -> bytes:
+def png(drawing: Drawing, max_pixels: int = MAX_PIXELS, where: str | None = None) -> bytes:
+    """The drawing as PNG bytes; CnnspecError (located at `where`, the file to write) when it would have
+    more than `max_pixels` (scale_for)."""
     layout = drawing.layout
-    scale = 2.0 if max(layout.width, layout.height) * 2 <= MAX_SCALED_SIDE else 1.0
+    scale = scale_for(layout.width, layout.height, max_pixels, where)
     image = Image.new("RGB", (max(1, round(layout.width * scale)), max(1, round(layout.height * scale))), "white")
     pen = ImageDraw.Draw(image)
     font = _font(FONT_SIZE * scale)

@@ -8,6 +8,13 @@ from pathlib import Path
 
 from cnnspec.errors import Diagnostic, Location, SpecError
 from cnnspec.spec.model import Spec
+from cnnspec.terminal import printable
+
+# What an OLD or NEW argument may be, said by every message about one that cannot be read.
+ACCEPTED = (
+    "give a spec file, or a file in git as REV:PATH (PATH from the repository root, or ./PATH from here): "
+    "HEAD~1:specs/x.yaml, main:./x.yaml"
+)
 
 
 def is_git_ref(arg: str) -> bool:
@@ -20,7 +27,10 @@ def read_text(arg: str, cwd: str | Path | None = None) -> str:
     from cnnspec.spec.source import MAX_FILE_BYTES, read_spec_text
 
     if not is_git_ref(arg):
-        return read_spec_text(Path(cwd or ".") / arg if cwd else arg)
+        file = Path(cwd or ".") / arg if cwd else Path(arg)
+        if not os.path.lexists(file):  # say what is accepted: a bare revision (`HEAD`) lands here
+            raise SpecError(Diagnostic(f"no such file: {arg}", Location(arg), hint=ACCEPTED))
+        return read_spec_text(file)
     rev, _, path = arg.partition(":")
     if rev.startswith("-"):  # git would read `--output=FILE:x` as an option and write FILE
         raise SpecError(
@@ -31,11 +41,18 @@ def read_text(arg: str, cwd: str | Path | None = None) -> str:
             )
         )
     # --end-of-options (git ≥ 2.24): whatever the argument holds, git takes it as a revision, never an option.
-    command = ["git", "show", "--end-of-options", f"{rev}:{path}"]
-    try:
-        proc = subprocess.run(command, cwd=cwd, capture_output=True, check=False, timeout=60)
-    except FileNotFoundError:
-        raise SpecError(Diagnostic(f"cannot read {arg}: git is not installed", Location(arg))) from None
+    # What it names is asked first: `git show` of a folder (`HEAD:specs`) or a commit prints a listing or a log.
+    kind = _git(["cat-file", "-t", "--end-of-options", f"{rev}:{path}"], arg, cwd)
+    if kind.returncode == 0 and kind.stdout.strip() != b"blob":
+        what = {b"tree": "a folder", b"commit": "a commit (a submodule)"}.get(kind.stdout.strip(), "not a file")
+        raise SpecError(
+            Diagnostic(
+                f"cannot read {printable(arg)} from git: it is {what}, not a spec file",
+                Location(arg),
+                hint=ACCEPTED,
+            )
+        )
+    proc = kind if kind.returncode != 0 else _git(["show", "--end-of-options", f"{rev}:{path}"], arg, cwd)
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise SpecError(
@@ -43,7 +60,7 @@ def read_text(arg: str, cwd: str | Path | None = None) -> str:
                 f"cannot read {arg} from git",
                 Location(arg),
                 notes=tuple(reason[:3]),
-                hint="write REV:PATH with PATH from the repository root (or ./PATH from here): HEAD~1:specs/x.yaml",
+                hint=ACCEPTED,
             )
         )
     if len(proc.stdout) > MAX_FILE_BYTES:
@@ -52,6 +69,13 @@ def read_text(arg: str, cwd: str | Path | None = None) -> str:
         return proc.stdout.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError(Diagnostic("the file is not UTF-8 text", Location(arg, 1, 1))) from None
+
+
+def _git(args: list[str], arg: str, cwd: str | Path | None) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False, timeout=60)
+    except FileNotFoundError:
+        raise SpecError(Diagnostic(f"cannot read {arg}: git is not installed", Location(arg))) from None
 
 
 def load_spec(arg: str, cwd: str | Path | None = None) -> Spec:

@@ -14,48 +14,18 @@ Slow: two browser starts, about 3 s each on a quiet 2-core machine.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.cli_helpers import run_cli
+from tests.review.browser_helpers import WINDOW, browser, headless
 from tests.review.drawing import read_html
 from tests.review.review_helpers import DATA, SPECS
 
 pytestmark = pytest.mark.slow
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-WINDOW = (1400, 1800)
 ADDED = ["res.conv_a", "res.bn_a", "res.relu_2", "res.conv_b", "res.bn_b", "res.downsample", "res.add", "res.relu"]
-
-
-def browser() -> str:
-    named = os.environ.get("CNNSPEC_BROWSER")
-    if named:
-        return named
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip(f"no headless browser: none of {', '.join(BROWSERS)} is on PATH (apt-get install chromium)")
-
-
-def headless(binary: str, profile: Path, *switches: str, url: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",  # as root in a container
-        "--disable-gpu",
-        "--hide-scrollbars",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}",
-        *switches,
-        url,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")
