@@ -10,6 +10,7 @@ from typing import Any
 from cnnspec.checker.summary import Row, Summary
 from cnnspec.layers import REGISTRY
 from cnnspec.layers.base import fmt_shape
+from cnnspec.render import markdown as md
 from cnnspec.terminal import cell, printable
 
 
@@ -56,7 +57,7 @@ def to_json(summary: Summary) -> str:
 
 def to_markdown(summary: Summary) -> str:
     lines = [
-        f"**{printable(summary.name)}** — input {fmt_shape(tuple(summary.input_shape))}"
+        f"**{md.text(summary.name)}** — input {fmt_shape(tuple(summary.input_shape))}"
         f" → output {fmt_shape(tuple(summary.output_shape))}",
         "",
         "| id | kind | output shape | params | MACs | receptive field | stride |",
@@ -73,7 +74,7 @@ def to_markdown(summary: Summary) -> str:
         "",
         _memory_line(summary).replace("   ", " · "),
         *(["", *_vars_line(summary)] if summary.vars else []),
-        *(["", *(f"Note: {note}" for note in summary.notes)] if summary.notes else []),
+        *(["", *(f"Note: {md.text(note)}" for note in summary.notes)] if summary.notes else []),
     ]
     return "\n".join(lines) + "\n"
 
