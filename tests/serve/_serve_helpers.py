@@ -125,5 +125,5 @@ def wait_for_queue(server: Server, depth: int) -> None:
             time.sleep(0.02)
 
 
-def post_image(client: httpx.Client, path: Path, **params: object) -> httpx.Response:
+def post_image(client: httpx.Client, path: Path, **params: str | int | float | bool | None) -> httpx.Response:
     return client.post("/predict", content=path.read_bytes(), headers={"content-type": "image/png"}, params=params)

@@ -62,7 +62,7 @@ def test_a_full_batch_does_not_wait_for_max_wait() -> None:
         batcher.start()
         out = await asyncio.wait_for(asyncio.gather(*(batcher.submit(images(v)) for v in (1, 2, 3))), 60)
         await batcher.stop()
-        return out
+        return list(out)
 
     asyncio.run(main())
     assert model.sizes == [3]
@@ -81,7 +81,7 @@ def test_a_batch_waits_for_a_request_on_its_way() -> None:
             second = asyncio.create_task(batcher.submit(images(2)))
         out = await asyncio.wait_for(asyncio.gather(first, second), 60)
         await batcher.stop()
-        return out
+        return list(out)
 
     asyncio.run(main())
     assert model.sizes == [2]

@@ -32,7 +32,7 @@ def server(digits: Digits) -> Iterator[Server]:
     stop(started)
 
 
-def predict_json(model: Path, images: list[Path]) -> list[dict[str, object]]:
+def predict_json(model: Path, images: list[Path]) -> list[list[dict[str, object]]]:
     """`cnnspec predict MODEL IMAGES --top-k 10 --format json`: each image's top list."""
     result = run_cli("predict", str(model), *map(str, images), "--top-k", "10", "--format", "json", "--device", "cpu")
     assert result.exit_code == 0, result.stderr
