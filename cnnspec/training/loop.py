@@ -379,7 +379,12 @@ class Trainer:
         verified, self.session.resume_state = self.session.resume_state, None  # read by setup, before any write
         stored = self.strategy.share(lambda: verified if verified is not None else self.checkpoints.read())
         self.model.load_state_dict(stored["model"])
+        # load_state_dict brings back the saved groups' settings too; the spec's (weight decay, momentum,
+        # betas: changes a resume may make, docs/training.md) apply from the resume on.
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(stored["optimizer"])
+        for group, setting in zip(self.optimizer.param_groups, settings, strict=True):
+            group.update(setting)
         self.scaler.load_state_dict(stored["scaler"])
         self.strategy.restore_rng(stored, self.train_spec.seed)
         self.state = state = TrainState.from_dict(stored, self.device)

@@ -44,6 +44,7 @@ from cnnspec.training.checkpoint import Checkpoints
 from cnnspec.training.datasets import DataBundle, load_data
 from cnnspec.training.progress import Reporter
 from cnnspec.training.records import read_metrics, sample_name, write_metrics, write_samples
+from cnnspec.training.resume_changes import ensure_resumable_changes, recorded_spec
 from cnnspec.training.sources import FolderSource, Source, TensorSource, channel_stats
 from cnnspec.training.state import BestEpoch, rescore_best
 
@@ -148,6 +149,7 @@ def prepare(
     else:
         previous = read_info(root)  # a folder that is not a run is refused before anything else
         ensure_architecture(previous, spec, root, resuming=True)
+        ensure_resumable_changes(recorded_spec(paths.spec, root), spec, root)
     # Every name the run writes (or a fresh run replaces) is its own: a link out of the run is refused
     # before anything is written or deleted (cnnspec/rundir/files.py).
     ensure_own_files(root, paths.owned())
