@@ -227,6 +227,17 @@ class MlflowSettings(StrictModel):
 LoggerName = Literal["tensorboard", "mlflow"]
 
 
+class EmaSpec(StrictModel):
+    """An exponential moving average of the weights (train.ema)."""
+
+    SCHEMA_TITLE = "train.ema"
+
+    decay: Annotated[float, Field(gt=0, lt=1)] = Field(
+        ..., description="EMA decay per update: ema = decay·ema + (1−decay)·weights (e.g. 0.99)."
+    )
+    every: PositiveInt = Field(1, description="Update the average every this many optimizer steps.")
+
+
 class TrainSpec(StrictModel):
     """How to train."""
 
@@ -245,6 +256,14 @@ class TrainSpec(StrictModel):
     channels_last: bool = Field(False, description="Use the channels-last memory format (faster convs on GPUs).")
     compile: bool = Field(False, description="torch.compile the model.")
     early_stopping: EarlyStopping | None = Field(None, description="Stop when validation stops improving.")
+    ema: EmaSpec | None = Field(
+        None,
+        description="Keep an exponential moving average of the weights (BatchNorm statistics too); "
+        "validation, the best epoch, the test and export use the averaged weights.",
+    )
+    freeze_bn_weight: bool = Field(
+        False, description="Keep every BatchNorm weight (gamma) at its initial value; biases still train."
+    )
     unfreeze: Unfreeze | None = Field(None, description="Unfreeze a frozen torchvision backbone at an epoch.")
     sync_batchnorm: bool = Field(
         False, description="Distributed runs: synchronise batchnorm statistics across processes."
