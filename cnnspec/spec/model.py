@@ -287,6 +287,32 @@ class TrainSpec(StrictModel):
         return loggers
 
 
+TtaView = Literal["flip", "translate"]
+
+
+class EvaluateSpec(StrictModel):
+    """How `cnnspec evaluate` and the end-of-training test evaluate (not validation, not export)."""
+
+    SCHEMA_TITLE = "evaluate"
+
+    tta: list[TtaView] = Field(
+        default_factory=list,
+        description="Test-time augmentation: average the logits over the image and its transformed views: "
+        "flip (horizontal mirror), translate (shifted by ±translate_pixels on both axes, reflect-padded); "
+        "both: every combination (6 views). The ONNX export stays one forward pass.",
+    )
+    translate_pixels: Annotated[int, Field(ge=1, le=8)] = Field(
+        2, description="tta translate: the shift in pixels (airbench uses 2 at 32×32)."
+    )
+
+    @field_validator("tta")
+    @classmethod
+    def _each_view_once(cls, tta: list[str]) -> list[str]:
+        if len(set(tta)) < len(tta):
+            raise ValueError("a test-time augmentation is named more than once: name each once")
+        return tta
+
+
 class ExportSpec(StrictModel):
     """How to export to ONNX."""
 
@@ -312,6 +338,7 @@ class Spec(StrictModel):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="The optimizer.")
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The learning-rate schedule.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training settings.")
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation settings (the test).")
     export: ExportSpec = Field(default_factory=ExportSpec, description="ONNX export settings.")
 
     _source: SourceMap | None = PrivateAttr(None)

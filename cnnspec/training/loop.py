@@ -362,7 +362,9 @@ class Trainer:
         self._save()
         self.callbacks.on_epoch_end(record)
 
-    def _evaluate(self, source: Source) -> EvalResult:
+    def _evaluate(self, source: Source, *, test: bool = False) -> EvalResult:
+        """Validation (`test` False) or the final test, which evaluate.tta applies to."""
+        evaluate = self.session.spec.evaluate
         return evaluate_model(
             self.strategy.evaluation_forward(self.eval_model, self.train_spec.compile),
             source,
@@ -370,6 +372,8 @@ class Trainer:
             batch_size=self.eval_batch_size,
             precision=self.precision,
             channels_last=self.train_spec.channels_last,
+            tta=evaluate.tta if test else (),
+            tta_pixels=evaluate.translate_pixels,
         )
 
     def _tick(self) -> None:
@@ -530,8 +534,10 @@ class Trainer:
             "images_per_second": _mean([m["images_per_second"] for m in self.history]),
             "lr_plan": state.lr_plan,
         }
+        if self.session.spec.evaluate.tta:  # the test accuracy averages over these views (docs/training.md)
+            result["test_tta"] = list(self.session.spec.evaluate.tta)
         if self.test_source is not None:
-            test = self._evaluate(self.test_source)
+            test = self._evaluate(self.test_source, test=True)
             result["test_accuracy"], result["test_loss"] = test.accuracy, test.loss
             self.callbacks.on_test_end(
                 TestEnd(test.accuracy, test.loss, test.labels, test.predictions, list(self.session.info.class_names))
