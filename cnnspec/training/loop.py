@@ -28,6 +28,7 @@ from torch import nn
 
 from cnnspec.builder.graph_module import SpecModule, build
 from cnnspec.errors import CheckpointError, TrainingError
+from cnnspec.layers.conv import Conv2d
 from cnnspec.training.augment import BatchAugment
 from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TestEnd, TrainStart
 from cnnspec.training.checkpoint import Checkpoints, all_finite
@@ -43,6 +44,7 @@ from cnnspec.training.signals import StopFlag, TrainingInterrupted
 from cnnspec.training.sources import Batch, Source, TensorSource, epoch_order, worker_failure
 from cnnspec.training.state import BestEpoch, EpochTally, TrainState
 from cnnspec.training.strategy import make_strategy
+from cnnspec.training.whiten import init_whitening
 
 __all__ = ["Trainer", "epoch_order"]  # epoch_order lives in cnnspec.training.sources; kept importable here
 
@@ -82,9 +84,6 @@ class Trainer:
         self.model = self._build_model()
         self.backbones = self._frozen_backbones()
         self._freeze_bn_weights()
-        # train.ema: the averaged copy validates, tests and is saved as last/best.safetensors (what export
-        # reads); the trained weights themselves live on in last.state.pt, which a resume continues from.
-        self.ema = WeightEma(self.model, self.train_spec.ema) if self.train_spec.ema is not None else None
         lr_scale = self.train_spec.unfreeze.lr_scale if self.train_spec.unfreeze is not None else 1.0
         self.optimizer = make_optimizer(
             param_groups(self.model, spec.optimizer, self.backbones, lr_scale), spec.optimizer
@@ -113,6 +112,10 @@ class Trainer:
             num_classes=len(session.info.class_names),
             device=self.device,
         )
+        self._whiten_convs()
+        # train.ema: the averaged copy validates, tests and is saved as last/best.safetensors (what export
+        # reads); the trained weights themselves live on in last.state.pt, which a resume continues from.
+        self.ema = WeightEma(self.model, self.train_spec.ema) if self.train_spec.ema is not None else None
         self.best_rule = BestEpoch.from_spec(self.train_spec.early_stopping)
         if self.val_source is None and self.train_spec.early_stopping is not None:
             reporter.message("train.early_stopping has no effect: there is no validation split (data.val_split is 0)")
@@ -310,6 +313,17 @@ class Trainer:
         for module in self.model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None:
                 module.weight.requires_grad_(False)
+
+    def _whiten_convs(self) -> None:
+        """conv2d init: whiten sets its filters from the training images (a fresh run only: a resumed one
+        has its weights); freeze_weight keeps a conv's weight where it starts."""
+        convs = [(n.layer, self.model.layer(n.id)) for n in self.session.graph.nodes if isinstance(n.layer, Conv2d)]
+        whiten = [m for layer, m in convs if layer.init == "whiten"]
+        if whiten and not self.session.resumed:
+            init_whitening(self.model, whiten, self.train_source, self.augment.normalize, self.device)  # type: ignore[arg-type]
+        for layer, module in convs:
+            if layer.freeze_weight:
+                module.weight.requires_grad_(False)  # type: ignore[union-attr,operator]
 
     @property
     def eval_model(self) -> nn.Module:
