@@ -34,4 +34,6 @@ def test_gpu_check_dry_writes_every_figure(tmp_path: Path) -> None:
     assert figures["matrix"]["smallcnn fp16 nchw eager"] > 0
     assert figures["hand_loop_images_per_second"] > 0 and figures["cnnspec_train_images_per_second"] > 0
     assert figures["cnnspec_vs_hand_ratio"] > 0
+    assert figures["speed_spec_epochs_per_second"] > 0  # specs/cifar10_speed.yaml on synthetic data
+    assert not figures["skipped"]  # the dry run fits its budget: every measurement ran
     assert (out / "gpu_check.txt").read_text().startswith("gpu_check on ")
