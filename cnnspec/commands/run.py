@@ -131,7 +131,8 @@ def evaluate(
             stderr_console().print(cell(note), markup=False)
         stdout.print(json.dumps(report, indent=2), markup=False)
         return
-    stdout.print(_class_table(f"{run}: {split.value} set, {used} weights", report))
+    tta = f", test-time augmentation: {' + '.join(report['tta'])} (logits averaged)" if report.get("tta") else ""
+    stdout.print(_class_table(f"{run}: {split.value} set, {used} weights{tta}", report))
     if note is not None:
         stdout.print(cell(note), markup=False)
     stdout.print(

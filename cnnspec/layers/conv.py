@@ -63,6 +63,21 @@ def check_groups(layer: LayerKind, groups: int, c_in: int, c_out: int) -> None:
             )
 
 
+def check_whiten(out_channels: int, c: int, k: tuple[int, int], groups: int) -> None:
+    """init: whiten makes ± pairs of the patch covariance's eigenvectors: C·kH·kW of them at most."""
+    most = 2 * c * k[0] * k[1]
+    if groups != 1:
+        raise ShapeProblem("init: whiten needs groups: 1", hint="drop groups from this conv2d", field="init")
+    if out_channels % 2 or out_channels > most:
+        raise ShapeProblem(
+            f"init: whiten needs an even out_channels of at most 2·C·kH·kW = 2·{c}·{k[0]}·{k[1]} = {most}, "
+            f"got {out_channels}",
+            notes=("each eigenvector of the patch covariance gives two filters, +v and −v",),
+            hint=f"use out_channels {most} (airbench's choice) or an even number below it",
+            field="out_channels",
+        )
+
+
 @register
 class Conv2d(LayerKind):
     """2-D convolution (torch.nn.Conv2d)."""
@@ -84,6 +99,15 @@ class Conv2d(LayerKind):
         "zeros", description="How the border is padded."
     )
     in_channels: PositiveInt | None = Field(None, description="Input channels; inferred. When written, it is checked.")
+    init: Literal["default", "whiten"] = Field(
+        "default",
+        description="default: torch's init; whiten: before training, the filters whiten the training images' "
+        "kernel-sized patches at this layer's input (eigenvectors of their covariance, ±, as airbench): "
+        "out_channels even, at most 2·C·kH·kW, groups 1.",
+    )
+    freeze_weight: bool = Field(
+        False, description="Keep the weight at its initial value (airbench's frozen whitening layer); bias trains."
+    )
 
     def _padding(self) -> tuple[int, int] | None:
         if self.padding == "valid":
@@ -99,6 +123,8 @@ class Conv2d(LayerKind):
         check_in_channels(self, self.in_channels, c)
         check_groups(self, self.groups, c, self.out_channels)
         k, s, d = pair(self.kernel_size), pair(self.stride), pair(self.dilation)
+        if self.init == "whiten":
+            check_whiten(self.out_channels, c, k, self.groups)
         pad = self._padding()
         self._check_padding_mode((h, w), k, d, pad)
         if pad is None:

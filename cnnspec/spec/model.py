@@ -227,6 +227,17 @@ class MlflowSettings(StrictModel):
 LoggerName = Literal["tensorboard", "mlflow"]
 
 
+class EmaSpec(StrictModel):
+    """An exponential moving average of the weights (train.ema)."""
+
+    SCHEMA_TITLE = "train.ema"
+
+    decay: Annotated[float, Field(gt=0, lt=1)] = Field(
+        ..., description="EMA decay per update: ema = decay·ema + (1−decay)·weights (e.g. 0.99)."
+    )
+    every: PositiveInt = Field(1, description="Update the average every this many optimizer steps.")
+
+
 class TrainSpec(StrictModel):
     """How to train."""
 
@@ -245,6 +256,14 @@ class TrainSpec(StrictModel):
     channels_last: bool = Field(False, description="Use the channels-last memory format (faster convs on GPUs).")
     compile: bool = Field(False, description="torch.compile the model.")
     early_stopping: EarlyStopping | None = Field(None, description="Stop when validation stops improving.")
+    ema: EmaSpec | None = Field(
+        None,
+        description="Keep an exponential moving average of the weights (BatchNorm statistics too); "
+        "validation, the best epoch, the test and export use the averaged weights.",
+    )
+    freeze_bn_weight: bool = Field(
+        False, description="Keep every BatchNorm weight (gamma) at its initial value; biases still train."
+    )
     unfreeze: Unfreeze | None = Field(None, description="Unfreeze a frozen torchvision backbone at an epoch.")
     sync_batchnorm: bool = Field(
         False, description="Distributed runs: synchronise batchnorm statistics across processes."
@@ -266,6 +285,32 @@ class TrainSpec(StrictModel):
         if twice:
             raise ValueError(f"{', '.join(twice)} is named more than once: name each logger once")
         return loggers
+
+
+TtaView = Literal["flip", "translate"]
+
+
+class EvaluateSpec(StrictModel):
+    """How `cnnspec evaluate` and the end-of-training test evaluate (not validation, not export)."""
+
+    SCHEMA_TITLE = "evaluate"
+
+    tta: list[TtaView] = Field(
+        default_factory=list,
+        description="Test-time augmentation: average the logits over the image and its transformed views: "
+        "flip (horizontal mirror), translate (shifted by ±translate_pixels on both axes, reflect-padded); "
+        "both: every combination (6 views). The ONNX export stays one forward pass.",
+    )
+    translate_pixels: Annotated[int, Field(ge=1, le=8)] = Field(
+        2, description="tta translate: the shift in pixels (airbench uses 2 at 32×32)."
+    )
+
+    @field_validator("tta")
+    @classmethod
+    def _each_view_once(cls, tta: list[str]) -> list[str]:
+        if len(set(tta)) < len(tta):
+            raise ValueError("a test-time augmentation is named more than once: name each once")
+        return tta
 
 
 class ExportSpec(StrictModel):
@@ -293,6 +338,7 @@ class Spec(StrictModel):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="The optimizer.")
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The learning-rate schedule.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training settings.")
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation settings (the test).")
     export: ExportSpec = Field(default_factory=ExportSpec, description="ONNX export settings.")
 
     _source: SourceMap | None = PrivateAttr(None)

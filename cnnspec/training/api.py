@@ -124,7 +124,17 @@ def _evaluate_locked(run: str | Path, which: str, split: str) -> dict[str, Any]:
     def prepare(images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(preprocessing.prepare(images.cpu().numpy())).to(images.device)
 
-    result = evaluate_model(model, source, prepare, batch_size=batch_size, precision=precision, keep_scores=True)
+    tta = spec.evaluate.tta
+    result = evaluate_model(
+        model,
+        source,
+        prepare,
+        batch_size=batch_size,
+        precision=precision,
+        keep_scores=True,
+        tta=tta,
+        tta_pixels=spec.evaluate.translate_pixels,
+    )
     k = len(info.class_names)
     matrix = confusion_matrix(result.labels, result.predictions, k)
     per_class = per_class_accuracy(matrix)
@@ -136,6 +146,9 @@ def _evaluate_locked(run: str | Path, which: str, split: str) -> dict[str, Any]:
         "images": len(result.labels),
         "accuracy": result.accuracy,
         "loss": result.loss,
+        # evaluate.tta: the figures average the logits over these views; the exported model is one pass
+        **({"tta": list(tta)} if tta else {}),
+        **({"tta_translate_pixels": spec.evaluate.translate_pixels} if "translate" in tta else {}),
         "per_class_accuracy": dict(zip(info.class_names, per_class, strict=True)),
         "confusion_matrix": matrix.tolist(),
         # precision, recall, F1 per class and their macro averages, top-5 (cnnspec/metrics.py)

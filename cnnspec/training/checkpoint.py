@@ -14,6 +14,7 @@ from cnnspec.rundir.weights import STATE_FORMAT, load_state, load_weights, read_
 if TYPE_CHECKING:
     from cnnspec.rundir.info import RunInfo
     from cnnspec.rundir.paths import RunPaths
+    from cnnspec.training.ema import WeightEma
     from cnnspec.training.state import TrainState
 
 
@@ -65,12 +66,17 @@ class Checkpoints:
         world_size: int,
         rng_ranks: list[Any] | None = None,
         batch_size: int | None = None,
+        ema: WeightEma | None = None,
     ) -> None:
         """The weights after `state.epoch` (or mid-epoch, at an interrupt), then the state that resumes them.
 
+        With `ema` (train.ema) last.safetensors holds the averaged weights (what evaluate and export read)
+        and the state holds both: the trained weights under "model", the average's state under "ema".
+
         `world_size` and `batch_size` (per process) say what one step of `state.tally.batches` was, so a
         resume with other values continues after the same images."""
-        save_weights(model, self.paths.weights("last"), {"epoch": str(state.epoch)}, run=self.paths.root)
+        exported = ema.module if ema is not None else model
+        save_weights(exported, self.paths.weights("last"), {"epoch": str(state.epoch)}, run=self.paths.root)
         stored: dict[str, Any] = {
             "format": STATE_FORMAT,
             "architecture_hash": self.info.architecture_hash,
@@ -83,6 +89,8 @@ class Checkpoints:
             "scaler": scaler.state_dict(),
             "rng": main_rng_state(),
         }
+        if ema is not None:
+            stored["ema"] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
         if rng_ranks is not None:  # distributed: every rank's own stream
             stored["rng_ranks"] = rng_ranks
         save_state(self.paths.state, stored, run=self.paths.root)

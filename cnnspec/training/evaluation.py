@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +24,28 @@ class EvalResult:
     scores: torch.Tensor | None = None  # (N, K) float32 logits, CPU: kept when asked for (top-5 accuracy)
 
 
+def tta_views(x: torch.Tensor, tta: Sequence[str], pixels: int) -> list[torch.Tensor]:
+    """The images evaluate.tta averages over: `x` itself, its horizontal mirror (flip), and each of those
+    shifted by (+pixels, +pixels) and (−pixels, −pixels), reflect-padded (translate; airbench's views)."""
+    views = [x, torch.flip(x, dims=(-1,))] if "flip" in tta else [x]
+    if "translate" in tta:
+        h, w = x.shape[-2:]
+        shifted = []
+        for view in views:
+            padded = F.pad(view, (pixels, pixels, pixels, pixels), mode="reflect")
+            # content moves down-right by `pixels` (crop from the top-left), then up-left
+            shifted += [padded[..., :h, :w], padded[..., 2 * pixels :, 2 * pixels :]]
+        views += shifted
+    return views
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: Sequence[str], pixels: int) -> torch.Tensor:
+    """The mean of the model's float logits over `tta_views` (the logits, not probabilities: airbench's
+    choice; the argmax of either mean rarely differs, and the loss reads the averaged logits)."""
+    views = tta_views(x, tta, pixels)
+    return torch.stack([model(v).float() for v in views]).mean(dim=0)
+
+
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
@@ -34,9 +56,12 @@ def evaluate_model(
     precision: Precision,
     channels_last: bool = False,
     keep_scores: bool = False,
+    tta: Sequence[str] = (),
+    tta_pixels: int = 2,
 ) -> EvalResult:
     """Run `model` (eval mode) over every image of `source` in order; `prepare` turns uint8 into input.
-    `keep_scores` keeps every image's logits (the result's `scores`)."""
+    `keep_scores` keeps every image's logits (the result's `scores`); `tta` (evaluate.tta) averages the
+    logits over the views `tta_views` makes."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=precision.device)
@@ -49,7 +74,7 @@ def evaluate_model(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with precision.autocast():
-                logits = model(x)
+                logits = tta_logits(model, x, tta, tta_pixels) if tta else model(x)
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
             preds.append(logits.argmax(dim=1).cpu())

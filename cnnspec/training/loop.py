@@ -28,10 +28,12 @@ from torch import nn
 
 from cnnspec.builder.graph_module import SpecModule, build
 from cnnspec.errors import CheckpointError, TrainingError
+from cnnspec.layers.conv import Conv2d
 from cnnspec.training.augment import BatchAugment
 from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TestEnd, TrainStart
 from cnnspec.training.checkpoint import Checkpoints, all_finite
 from cnnspec.training.distributed import LOCAL, Dist, steps_per_epoch
+from cnnspec.training.ema import WeightEma
 from cnnspec.training.evaluation import EvalResult, evaluate_model
 from cnnspec.training.optim import Replan, Schedule, make_optimizer, param_groups
 from cnnspec.training.precision import Precision, resolve
@@ -42,6 +44,7 @@ from cnnspec.training.signals import StopFlag, TrainingInterrupted
 from cnnspec.training.sources import Batch, Source, TensorSource, epoch_order, worker_failure
 from cnnspec.training.state import BestEpoch, EpochTally, TrainState
 from cnnspec.training.strategy import make_strategy
+from cnnspec.training.whiten import init_whitening
 
 __all__ = ["Trainer", "epoch_order"]  # epoch_order lives in cnnspec.training.sources; kept importable here
 
@@ -80,6 +83,7 @@ class Trainer:
 
         self.model = self._build_model()
         self.backbones = self._frozen_backbones()
+        self._freeze_bn_weights()
         lr_scale = self.train_spec.unfreeze.lr_scale if self.train_spec.unfreeze is not None else 1.0
         self.optimizer = make_optimizer(
             param_groups(self.model, spec.optimizer, self.backbones, lr_scale), spec.optimizer
@@ -108,6 +112,10 @@ class Trainer:
             num_classes=len(session.info.class_names),
             device=self.device,
         )
+        self._whiten_convs()
+        # train.ema: the averaged copy validates, tests and is saved as last/best.safetensors (what export
+        # reads); the trained weights themselves live on in last.state.pt, which a resume continues from.
+        self.ema = WeightEma(self.model, self.train_spec.ema) if self.train_spec.ema is not None else None
         self.best_rule = BestEpoch.from_spec(self.train_spec.early_stopping)
         if self.val_source is None and self.train_spec.early_stopping is not None:
             reporter.message("train.early_stopping has no effect: there is no validation split (data.val_split is 0)")
@@ -248,6 +256,8 @@ class Trainer:
         self.scaler.update()
         skipped = int(self.scaler.get_scale() < scale)  # the scale drops exactly when the step was skipped
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.after_step(self.model, step.step)
         hard = target.argmax(dim=1) if target.ndim == 2 else target  # mixup/cutmix: the dominant class
         correct = (logits.detach().argmax(dim=1) == hard).sum()
         return loss.detach(), correct, skipped
@@ -293,6 +303,32 @@ class Trainer:
                 p.requires_grad_(trainable)
         if trainable and unfreeze is not None and epoch == unfreeze.epoch and self.state.tally.batches == 0:
             self.reporter.message(f"epoch {epoch}: backbone unfrozen, lr × {unfreeze.lr_scale}")
+        self._freeze_bn_weights()  # an unfrozen backbone's batchnorm weights stay fixed too
+
+    def _freeze_bn_weights(self) -> None:
+        """train.freeze_bn_weight: BatchNorm's gamma keeps its initial value (no gradient, so no step and
+        no weight decay either); its bias trains (hlb-CIFAR10 and airbench train it so)."""
+        if not self.train_spec.freeze_bn_weight:
+            return
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None:
+                module.weight.requires_grad_(False)
+
+    def _whiten_convs(self) -> None:
+        """conv2d init: whiten sets its filters from the training images (a fresh run only: a resumed one
+        has its weights); freeze_weight keeps a conv's weight where it starts."""
+        convs = [(n.layer, self.model.layer(n.id)) for n in self.session.graph.nodes if isinstance(n.layer, Conv2d)]
+        whiten = [m for layer, m in convs if layer.init == "whiten"]
+        if whiten and not self.session.resumed:
+            init_whitening(self.model, whiten, self.train_source, self.augment.normalize, self.device)  # type: ignore[arg-type]
+        for layer, module in convs:
+            if layer.freeze_weight:
+                module.weight.requires_grad_(False)  # type: ignore[union-attr,operator]
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that validate, test and are saved for export: the EMA's under train.ema."""
+        return self.ema.module if self.ema is not None else self.model
 
     # --- after each epoch ---------------------------------------------------------------
 
@@ -336,18 +372,22 @@ class Trainer:
         if self.strategy.is_main:
             write_metrics(self.paths, self.history)
             if improved:
-                self.checkpoints.save_best(self.model, epoch)
+                self.checkpoints.save_best(self.eval_model, epoch)
         self._save()
         self.callbacks.on_epoch_end(record)
 
-    def _evaluate(self, source: Source) -> EvalResult:
+    def _evaluate(self, source: Source, *, test: bool = False) -> EvalResult:
+        """Validation (`test` False) or the final test, which evaluate.tta applies to."""
+        evaluate = self.session.spec.evaluate
         return evaluate_model(
-            self.strategy.evaluation_forward(self.model, self.train_spec.compile),
+            self.strategy.evaluation_forward(self.eval_model, self.train_spec.compile),
             source,
             self.augment.normalize,
             batch_size=self.eval_batch_size,
             precision=self.precision,
             channels_last=self.train_spec.channels_last,
+            tta=evaluate.tta if test else (),
+            tta_pixels=evaluate.translate_pixels,
         )
 
     def _tick(self) -> None:
@@ -363,7 +403,14 @@ class Trainer:
         if self.strategy.is_main:
             saved = replace(self.state, tally=tally)
             self.checkpoints.save_last(
-                self.model, self.optimizer, self.scaler, saved, self.strategy.world_size, rng_ranks, self.batch_size
+                self.model,
+                self.optimizer,
+                self.scaler,
+                saved,
+                self.strategy.world_size,
+                rng_ranks,
+                self.batch_size,
+                ema=self.ema,
             )
 
     def _interrupt(self, epoch: int) -> None:
@@ -386,6 +433,12 @@ class Trainer:
         for group, setting in zip(self.optimizer.param_groups, settings, strict=True):
             group.update(setting)
         self.scaler.load_state_dict(stored["scaler"])
+        if self.ema is not None:
+            if "ema" in stored:
+                self.ema.load_state_dict(stored["ema"])
+            else:  # trained without train.ema until now: the average starts from the resumed weights
+                self.ema = WeightEma(self.model, self.train_spec.ema)  # type: ignore[arg-type]
+                self.reporter.message("train.ema is new to this run: the average starts from the resumed weights")
         self.strategy.restore_rng(stored, self.train_spec.seed)
         self.state = state = TrainState.from_dict(stored, self.device)
         self._restate_progress(stored)
@@ -483,7 +536,7 @@ class Trainer:
         weights it wrote)."""
         if not self.strategy.is_main:
             return {}
-        self.checkpoints.load_best(self.model)
+        self.checkpoints.load_best(self.eval_model)
         state = self.state
         result: dict[str, Any] = {
             "test_accuracy": None,
@@ -500,8 +553,10 @@ class Trainer:
             "images_per_second": _mean([m["images_per_second"] for m in self.history]),
             "lr_plan": state.lr_plan,
         }
+        if self.session.spec.evaluate.tta:  # the test accuracy averages over these views (docs/training.md)
+            result["test_tta"] = list(self.session.spec.evaluate.tta)
         if self.test_source is not None:
-            test = self._evaluate(self.test_source)
+            test = self._evaluate(self.test_source, test=True)
             result["test_accuracy"], result["test_loss"] = test.accuracy, test.loss
             self.callbacks.on_test_end(
                 TestEnd(test.accuracy, test.loss, test.labels, test.predictions, list(self.session.info.class_names))
