@@ -19,6 +19,7 @@ WORKFLOW = [
     "train",
     "evaluate",
     "runs",
+    "sweep",
     "export",
     "quantize",
     "predict",

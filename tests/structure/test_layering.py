@@ -57,7 +57,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "render": F | {"layers", "augments", "datasets", "spec", "checker", "review"},  # summary, diff, doc tables
     "validate": F | {"layers", "augments", "datasets", "spec", "checker"},
     "extras": {"errors"},  # which extra of the distribution a module comes with
-    "commands": F | {*STAGES, "render", "review", "validate", "extras", "tracking"},
+    # cnnspec sweep: Optuna studies whose trials are training runs
+    "sweep": F | {"layers", "augments", "datasets", "spec", "checker", "rundir", "training", "training.callbacks"},
+    "commands": F | {*STAGES, "render", "review", "validate", "extras", "tracking", "sweep"},
     "cli": F | {"commands"},
     "__main__": {"cli"},
     "cnnspec": F | {"spec", "checker", "builder", "training", "deploy"},  # the public API, cnnspec/__init__.py
