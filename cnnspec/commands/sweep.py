@@ -50,6 +50,9 @@ def sweep(
         err.print("stopped; the running trials are marked failed; continue with --resume", markup=False)
         raise typer.Exit(130) from None
     stdout.print(render_table(result.rows), markup=False, highlight=False)
+    for index, code in enumerate(result.worker_codes):
+        if code != 0:
+            err.print(f"worker {index} ended with {'signal ' + str(-code) if code < 0 else 'exit ' + str(code)}", markup=False)
     for number in result.orphans:
         err.print(f"trial {number}: its worker ended mid-trial; marked failed", markup=False)
     if result.best is not None:

@@ -204,8 +204,8 @@ def fail_orphans(plan: SweepPlan) -> list[int]:
         return []
     orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     for t in orphans:
+        storage.set_trial_user_attr(t._trial_id, "failed", "its worker ended mid-trial")  # before: FAIL is final
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        storage.set_trial_user_attr(t._trial_id, "failed", "its worker ended mid-trial")
     return [t.number for t in orphans]
 
 
