@@ -52,7 +52,8 @@ def sweep(
     stdout.print(render_table(result.rows), markup=False, highlight=False)
     for index, code in enumerate(result.worker_codes):
         if code != 0:
-            err.print(f"worker {index} ended with {'signal ' + str(-code) if code < 0 else 'exit ' + str(code)}", markup=False)
+            how = f"signal {-code}" if code < 0 else f"exit {code}"
+            err.print(f"worker {index} ended with {how}", markup=False)
     for number in result.orphans:
         err.print(f"trial {number}: its worker ended mid-trial; marked failed", markup=False)
     if result.best is not None:
