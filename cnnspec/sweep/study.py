@@ -162,7 +162,8 @@ def run_worker(plan: SweepPlan, worker: int = 0, *, say: Any = print) -> None:
 
     from cnnspec.training.api import train
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # optuna's own report of a failed trial is a traceback; the loop says what happened itself
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study, spec = open_study(plan, resume=True, worker=worker)
     sweep = sweep_of(spec)
 
@@ -176,7 +177,16 @@ def run_worker(plan: SweepPlan, worker: int = 0, *, say: Any = print) -> None:
             raise optuna.TrialPruned()
         say(f"trial {trial.number}: checked in {found.check_ms:.1f} ms, training {values}")
         cb = PruningCallback(trial, sweep.objective)
-        run = train(found.spec, plan.out / "trials" / f"{trial.number:04d}", progress=False, callbacks=[cb])
+        try:
+            run = train(found.spec, plan.out / "trials" / f"{trial.number:04d}", progress=False, callbacks=[cb])
+        except CnnspecError as exc:  # a failed training fails the trial, not the sweep
+            trial.set_user_attr("failed", exc.format())
+            say(f"trial {trial.number}: failed\n{exc.format()}")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failed", "interrupted (Ctrl-C)")
+            say(f"trial {trial.number}: interrupted; marked failed")
+            raise
         trial.set_user_attr("run", str(run))
         assert cb.best is not None  # train.epochs >= 1: on_epoch_end ran
         return cb.best

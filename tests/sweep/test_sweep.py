@@ -74,3 +74,35 @@ def test_a_space_path_the_spec_does_not_have_is_a_located_error(tmp_path: Path) 
     assert result.exit_code == 1
     assert f"{spec}:21:5:" in result.output and "learning_rate" in result.output
     assert not (tmp_path / "sw" / "trials").exists()
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from optuna.trial import TrialState
+
+    root = Path(__file__).resolve().parents[2]
+    spec = write_spec(tmp_path, trials=3, epochs=30)
+    out = tmp_path / "sw"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnspec", "sweep", str(spec), "--out", str(out)],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((out / "trials").glob("*/metrics.jsonl")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert not [t for t in study_trials(out) if t.state == TrialState.RUNNING]
+    spec.write_text(spec.read_text())  # the same spec: resume is allowed
+    assert run_cli("sweep", str(spec), "--out", str(out), "--resume", "--trials", "1").exit_code == 0
