@@ -42,6 +42,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "evaluate": run.evaluate,
     "runs": runs.runs,
     "sweep": sweep.sweep,
+    "lr-find": sweep.lr_find,
     "export": deploy.export,
     "quantize": deploy.quantize,
     "predict": deploy.predict,

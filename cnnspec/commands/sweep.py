@@ -67,3 +67,27 @@ def sweep(
             "importances and parallel coordinates need 2 or more completed trials (with varied parameters)",
             markup=False,
         )
+
+
+def lr_find(
+    spec: Annotated[Path, typer.Argument(help="Spec file to test.", metavar="SPEC")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Folder for lr_find.png/.json; default lr_find/NAME."),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", min=20, metavar="N", help="Optimizer steps of the ramp.")] = 200,
+    min_lr: Annotated[float, typer.Option("--min-lr", metavar="LR", help="The ramp's first learning rate.")] = 1e-7,
+    max_lr: Annotated[float, typer.Option("--max-lr", metavar="LR", help="The ramp's last learning rate.")] = 1.0,
+) -> None:
+    """The learning-rate range test: loss vs an exponentially rising lr, plotted, and a suggested lr."""
+    from cnnspec.errors import CnnspecError
+    from cnnspec.training.lr_find import lr_find as find
+
+    try:
+        result = find(spec, out, steps=steps, min_lr=min_lr, max_lr=max_lr)
+    except CnnspecError as exc:
+        raise fail(exc) from None
+    stdout = stdout_console()
+    stdout.print(f"suggested lr: {result.suggestion:.3g} (steepest descent of the smoothed loss)", markup=False)
+    stdout.print(f"plot: {result.plot}", markup=False)
+    stdout.print(f"record: {result.record}", markup=False)

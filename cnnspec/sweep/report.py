@@ -60,10 +60,7 @@ def write_best(study: optuna.Study, spec_text: str, file: str, out: Path) -> Pat
 
 def write_plots(study: optuna.Study, out: Path) -> list[Path]:
     """importances.png and parallel_coordinates.png; skipped (with a note) when too few trials completed."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False) if matplotlib.get_backend() == "" else None
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optuna draws on pyplot's current figure
     import optuna.visualization.matplotlib as vis
     from optuna.trial import TrialState
 

@@ -55,7 +55,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "metrics": set(),  # classification figures (scikit-learn) that evaluate and predict share
     "review": F | {"layers", "augments", "datasets", "spec", "checker"},  # fmt, diff and init compute; render/ draws
     "render": F | {"layers", "augments", "datasets", "spec", "checker", "review"},  # summary, diff, doc tables
-    "validate": F | {"layers", "augments", "datasets", "spec", "checker"},
+    "validate": F | {"layers", "augments", "datasets", "spec", "checker", "sweep"},  # sweep: the space's paths
     "extras": {"errors"},  # which extra of the distribution a module comes with
     # cnnspec sweep: Optuna studies whose trials are training runs
     "sweep": F | {"layers", "augments", "datasets", "spec", "checker", "rundir", "training", "training.callbacks"},

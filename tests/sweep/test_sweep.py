@@ -106,3 +106,12 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     assert not [t for t in study_trials(out) if t.state == TrialState.RUNNING]
     spec.write_text(spec.read_text())  # the same spec: resume is allowed
     assert run_cli("sweep", str(spec), "--out", str(out), "--resume", "--trials", "1").exit_code == 0
+
+
+def test_validate_reports_a_space_path_the_spec_does_not_have(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    assert run_cli("validate", str(spec)).exit_code == 0
+    spec.write_text(spec.read_text().replace("model.layers.2.conv2d.kernel_size:", "model.layers.2.conv2d.kernal:"))
+    result = run_cli("validate", str(spec))
+    assert result.exit_code == 1
+    assert f"{spec}:22:5:" in result.output and "kernel_size" in result.output  # located, the near name suggested
