@@ -28,6 +28,14 @@ def validate_file(
     diagnostics += in_category("checkpoint", check_weights(spec))
     if for_training:
         diagnostics += in_category("data", training_needs(spec))
+    if spec.sweep is not None:  # every search-space path names a key the spec can have
+        from cnnspec.spec.source import read_spec_text
+        from cnnspec.sweep.space import check_paths
+
+        try:
+            check_paths(spec, read_spec_text(path), str(path))
+        except CnnspecError as exc:
+            diagnostics += exc.diagnostics
     return graph, diagnostics
 
 

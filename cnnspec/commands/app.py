@@ -19,7 +19,7 @@ import typer
 import typer.main
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from cnnspec.commands import deploy, review, run, runs, spec
+from cnnspec.commands import deploy, review, run, runs, spec, sweep
 from cnnspec.commands.common import fail
 from cnnspec.interrupts import interrupts_exit
 from cnnspec.pathnames import too_long, too_long_error
@@ -41,6 +41,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "train": run.train,
     "evaluate": run.evaluate,
     "runs": runs.runs,
+    "sweep": sweep.sweep,
+    "lr-find": sweep.lr_find,
     "export": deploy.export,
     "quantize": deploy.quantize,
     "predict": deploy.predict,

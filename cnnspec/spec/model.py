@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from cnnspec.augments import AugmentItem
@@ -323,6 +323,67 @@ class ExportSpec(StrictModel):
     fp16: bool = Field(False, description="Store weights in fp16 (half the size; looser parity bound).")
 
 
+Bounds = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class SearchRange(StrictModel):
+    """Where one spec path's values come from: exactly one of the four keys."""
+
+    log_uniform: Bounds | None = Field(None, description="[LOW, HIGH], 0 < LOW < HIGH: a float drawn log-uniformly.")
+    uniform: Bounds | None = Field(None, description="[LOW, HIGH], LOW < HIGH: a float drawn uniformly.")
+    int_: Annotated[list[int], Field(min_length=2, max_length=2)] | None = Field(
+        None, alias="int", description="[LOW, HIGH], LOW < HIGH: an integer, both bounds included."
+    )
+    choice: list[int | float | str | bool] | None = Field(
+        None, min_length=1, description="One of these values (numbers, strings, booleans)."
+    )
+
+    @model_validator(mode="after")
+    def _one_sane_range(self) -> SearchRange:
+        given = [k for k in ("log_uniform", "uniform", "int_", "choice") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "range", "a search range is one of log_uniform, uniform, int or choice, got {n}", {"n": len(given)}
+            )
+        bounds = self.log_uniform or self.uniform or self.int_
+        if bounds is not None:
+            low, high = bounds
+            if not low < high:
+                raise PydanticCustomError(
+                    "range", "the range needs LOW < HIGH, got [{low}, {high}]", {"low": low, "high": high}
+                )
+            if self.log_uniform is not None and low <= 0:
+                raise PydanticCustomError("range", "log_uniform needs 0 < LOW, got {low}", {"low": low})
+        return self
+
+    def kind(self) -> str:
+        """The key that was given: log_uniform, uniform, int or choice."""
+        return next(
+            k
+            for k in ("log_uniform", "uniform", "int", "choice")
+            if getattr(self, k.replace("int", "int_") if k == "int" else k) is not None
+        )
+
+
+class SweepSpec(StrictModel):
+    """`cnnspec sweep`: an Optuna study over spec paths; `cnnspec train` ignores this section."""
+
+    SCHEMA_TITLE = "sweep"
+
+    objective: Literal["val_accuracy", "val_loss"] = Field(
+        "val_accuracy", description="What a trial is scored by: val_accuracy (maximised) or val_loss (minimised)."
+    )
+    trials: PositiveInt = Field(20, description="Number of finished trials (completed or pruned) the study runs to.")
+    pruner: Literal["median", "successive_halving", "none"] = Field(
+        "median", description="Stops weak trials after an epoch: median, successive_halving, or none."
+    )
+    space: dict[str, SearchRange] = Field(
+        min_length=1,
+        description="Dotted spec path (as for --set: optimizer.lr, vars.width, model.layers.3.conv2d.kernel_size) "
+        "→ {log_uniform: [LOW, HIGH]}, {uniform: [LOW, HIGH]}, {int: [LOW, HIGH]} or {choice: [A, B, ...]}.",
+    )
+
+
 class Spec(StrictModel):
     """A cnnspec model spec."""
 
@@ -340,6 +401,7 @@ class Spec(StrictModel):
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training settings.")
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation settings (the test).")
     export: ExportSpec = Field(default_factory=ExportSpec, description="ONNX export settings.")
+    sweep: SweepSpec | None = Field(None, description="A hyperparameter and architecture search (`cnnspec sweep`).")
 
     _source: SourceMap | None = PrivateAttr(None)
     # The data as written (overrides applied), before expressions were replaced by their values,

@@ -19,6 +19,8 @@ WORKFLOW = [
     "train",
     "evaluate",
     "runs",
+    "sweep",
+    "lr-find",
     "export",
     "quantize",
     "predict",
@@ -26,7 +28,7 @@ WORKFLOW = [
     "serve",
     "schema",
 ]
-COMMAND_ROW = re.compile(r"^│ ([a-z]+) {2,}\S")
+COMMAND_ROW = re.compile(r"^│ ([a-z-]+) {2,}\S")
 
 
 def test_help_lists_the_commands_in_workflow_order() -> None:

@@ -55,9 +55,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "metrics": set(),  # classification figures (scikit-learn) that evaluate and predict share
     "review": F | {"layers", "augments", "datasets", "spec", "checker"},  # fmt, diff and init compute; render/ draws
     "render": F | {"layers", "augments", "datasets", "spec", "checker", "review"},  # summary, diff, doc tables
-    "validate": F | {"layers", "augments", "datasets", "spec", "checker"},
+    "validate": F | {"layers", "augments", "datasets", "spec", "checker", "sweep"},  # sweep: the space's paths
     "extras": {"errors"},  # which extra of the distribution a module comes with
-    "commands": F | {*STAGES, "render", "review", "validate", "extras", "tracking"},
+    # cnnspec sweep: Optuna studies whose trials are training runs
+    "sweep": F | {"layers", "augments", "datasets", "spec", "checker", "rundir", "training", "training.callbacks"},
+    "commands": F | {*STAGES, "render", "review", "validate", "extras", "tracking", "sweep"},
     "cli": F | {"commands"},
     "__main__": {"cli"},
     "cnnspec": F | {"spec", "checker", "builder", "training", "deploy"},  # the public API, cnnspec/__init__.py

@@ -1,0 +1,236 @@
+"""Running a sweep: the Optuna study, its storage, local worker processes, resume and pruning.
+
+Storage is an Optuna RDB URL, `sqlite:///SWEEP/study.db` by default. Every worker (this
+process, or `--workers N` subprocesses, or processes on other machines with the same
+`--storage`) runs the same loop on the study: ask a trial, check its spec statically (a spec
+that fails is PRUNED with its located error, no training), train it in SWEEP/trials/NNNN
+(the trial number: unique in the study, so two workers never share a folder), report each
+epoch's objective to the pruner. Trials run until `sweep.trials` of them finished (complete or
+pruned). A worker that dies mid-trial leaves its trial RUNNING: the heartbeat (every
+HEARTBEAT_SECONDS) stops, and after GRACE_SECONDS any worker's next trial marks it FAIL;
+the coordinator also fails every RUNNING trial left once all its local workers ended when the
+storage is the sweep folder's own SQLite file (nobody else can be running one).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from cnnspec.errors import CnnspecError, SpecError, TrainingError
+from cnnspec.sweep.space import Candidate, candidate, check_paths, suggest, sweep_of
+from cnnspec.training.callbacks import Callback
+
+if TYPE_CHECKING:
+    import optuna
+
+    from cnnspec.spec.model import Spec, SweepSpec
+
+HEARTBEAT_SECONDS = 2
+GRACE_SECONDS = 8
+SPEC_ATTR = "cnnspec_spec_hash"  # the study's user attr: which spec and space it was made for
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What one `cnnspec sweep` runs: the spec file, the sweep folder, the storage and the trial count."""
+
+    spec_path: Path
+    out: Path
+    storage: str
+    trials: int
+
+    @property
+    def default_storage(self) -> bool:
+        return self.storage == local_storage(self.out)
+
+
+def local_storage(out: Path) -> str:
+    return f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    import warnings
+
+    import optuna
+
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+        )
+
+
+def _pruner(sweep: SweepSpec) -> optuna.pruners.BasePruner:
+    import optuna
+
+    if sweep.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if sweep.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def _load(plan: SweepPlan) -> tuple[Spec, str]:
+    from cnnspec.rundir.info import spec_hash
+    from cnnspec.spec.load import loads
+    from cnnspec.spec.source import read_spec_text
+
+    text = read_spec_text(plan.spec_path)
+    spec = loads(text, str(plan.spec_path))
+    sweep_of(spec)
+    check_paths(spec, text, str(plan.spec_path))
+    return spec, spec_hash(spec)
+
+
+def open_study(plan: SweepPlan, *, resume: bool, worker: int = 0) -> tuple[optuna.Study, Spec]:
+    """The plan's study: created (refused when one exists and not `resume`), or loaded and checked to be this spec's."""
+    import optuna
+
+    spec, digest = _load(plan)
+    sweep = sweep_of(spec)
+    storage = _storage(plan.storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    direction: Literal["maximize", "minimize"] = "maximize" if sweep.objective == "val_accuracy" else "minimize"
+    sampler = optuna.samplers.TPESampler(seed=spec.train.seed * 1000 + worker, n_startup_trials=4)
+    if spec.name in names:
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=_pruner(sweep))
+        if not resume and worker == 0:
+            raise CnnspecError(
+                f"{plan.out}: a study '{spec.name}' exists in {plan.storage}",
+                hint="continue it with --resume, or give another --out or --storage",
+            )
+        if study.user_attrs.get(SPEC_ATTR) != digest:
+            raise SpecError(
+                f"{plan.spec_path}: the study '{spec.name}' in {plan.storage} was made for another spec or search "
+                "space; --resume continues only the same one",
+                hint="give another --out or --storage for a new study",
+            )
+        return study, spec
+    if resume:
+        raise CnnspecError(
+            f"{plan.out}: no study '{spec.name}' in {plan.storage} to resume", hint="start it without --resume"
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=spec.name, storage=storage, direction=direction, sampler=sampler, pruner=_pruner(sweep)
+    )
+    study.set_user_attr(SPEC_ATTR, digest)
+    return study, spec
+
+
+class PruningCallback(Callback):
+    """Reports each epoch's objective to the trial; raises optuna.TrialPruned when the pruner says stop.
+
+    Raising from a hook is the callbacks' supported way to stop a run (cnnspec/training/callbacks.py):
+    the epoch's checkpoint and metrics are written before on_epoch_end, so the trial's folder is whole."""
+
+    def __init__(self, trial: optuna.Trial, objective: str) -> None:
+        self.trial, self.objective = trial, objective
+        self.best: float | None = None
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        import optuna
+
+        value = record.get(self.objective)
+        if value is None:
+            raise TrainingError(f"sweep.objective {self.objective} needs a validation split", hint="set data.val_split")
+        better = max if self.objective == "val_accuracy" else min
+        self.best = value if self.best is None else better(self.best, value)
+        self.trial.report(value, record["epoch"])
+        if self.trial.should_prune():
+            self.trial.set_user_attr("pruned", f"pruner: {self.objective} {value:.4f} after epoch {record['epoch']}")
+            raise optuna.TrialPruned()
+
+
+def _finished(study: optuna.Study) -> tuple[int, int]:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    return done, sum(t.state == TrialState.FAIL for t in trials)
+
+
+def run_worker(plan: SweepPlan, worker: int = 0, *, say: Any = print) -> None:
+    """One worker's loop on the study (which must exist), until the plan's trial count finished."""
+    import optuna
+
+    from cnnspec.training.api import train
+
+    # optuna's own report of a failed trial is a traceback; the loop says what happened itself
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study, spec = open_study(plan, resume=True, worker=worker)
+    sweep = sweep_of(spec)
+
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, sweep)
+        found: Candidate = candidate(spec, values)
+        trial.set_user_attr("check_ms", found.check_ms)
+        if found.spec is None:
+            trial.set_user_attr("pruned", f"static check: {found.error}")
+            say(f"trial {trial.number}: rejected by the static check in {found.check_ms:.1f} ms\n{found.error}")
+            raise optuna.TrialPruned()
+        say(f"trial {trial.number}: checked in {found.check_ms:.1f} ms, training {values}")
+        cb = PruningCallback(trial, sweep.objective)
+        try:
+            run = train(found.spec, plan.out / "trials" / f"{trial.number:04d}", progress=False, callbacks=[cb])
+        except CnnspecError as exc:  # a failed training fails the trial, not the sweep
+            trial.set_user_attr("failed", exc.format())
+            say(f"trial {trial.number}: failed\n{exc.format()}")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failed", "interrupted (Ctrl-C)")
+            say(f"trial {trial.number}: interrupted; marked failed")
+            raise
+        trial.set_user_attr("run", str(run))
+        assert cb.best is not None  # train.epochs >= 1: on_epoch_end ran
+        return cb.best
+
+    def enough(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+        done, failed = _finished(study)
+        if done >= plan.trials or failed >= plan.trials:
+            study.stop()
+
+    done, failed = _finished(study)
+    if done < plan.trials and failed < plan.trials:
+        study.optimize(objective, callbacks=[enough], catch=(CnnspecError,))
+
+
+def fail_orphans(plan: SweepPlan) -> list[int]:
+    """Mark FAIL the trials still RUNNING when no worker of this sweep folder's own storage runs; their numbers."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = _storage(plan.storage)
+    spec, _ = _load(plan)
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    if not plan.default_storage:  # workers elsewhere may be running: only stale heartbeats are orphans
+        optuna.storages.fail_stale_trials(study)
+        return []
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for t in orphans:
+        storage.set_trial_user_attr(t._trial_id, "failed", "its worker ended mid-trial")  # before: FAIL is final
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return [t.number for t in orphans]
+
+
+def run_workers(plan: SweepPlan, workers: int) -> list[int]:
+    """`workers` local worker processes on the plan's study (created already); their exit codes."""
+    args = json.dumps(
+        {"spec": str(plan.spec_path), "out": str(plan.out), "storage": plan.storage, "trials": plan.trials}
+    )
+    procs = [subprocess.Popen([sys.executable, "-m", "cnnspec.sweep.worker", args, str(i)]) for i in range(workers)]
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait())
+        except KeyboardInterrupt:  # the workers got the Ctrl-C too (one process group): let them finish theirs
+            for q in procs:
+                q.wait()
+            raise
+    return codes
