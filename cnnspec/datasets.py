@@ -54,6 +54,12 @@ class Dataset:
         return None
 
     @classmethod
+    def listed_classes(cls, root: Path) -> int | None:
+        """How many classes training will find under `root`, listed without reading an image (a
+        DataError for what training would refuse); None when it is not known without loading."""
+        return None
+
+    @classmethod
     def arrays(cls, spec: Spec, data: DataSpec) -> Arrays:
         """The whole train and test splits as uint8 tensors, with the class names."""
         raise NotImplementedError(f"dataset {cls.name} has no arrays")
@@ -177,6 +183,12 @@ class ImageFolder(Dataset):
     def missing(cls, root: Path) -> str | None:
         train = root / "train"
         return None if train.is_dir() else f"no {train} folder (the training images go in {train}/CLASS/*.png)"
+
+    @classmethod
+    def listed_classes(cls, root: Path) -> int | None:
+        from cnnspec.image_listing import image_files
+
+        return len(image_files(root / "train", root)[0])
 
     @classmethod
     def load(cls, spec: Spec, data: DataSpec) -> DataBundle:

@@ -27,7 +27,8 @@ def validate_file(
     graph, diagnostics = analyse(spec)
     diagnostics += in_category("checkpoint", check_weights(spec))
     if for_training:
-        diagnostics += in_category("data", training_needs(spec))
+        checked = not any(d.severity == "error" for d in diagnostics)  # a broken graph's output says nothing
+        diagnostics += in_category("data", training_needs(spec, graph if checked else None))
     if spec.sweep is not None:  # every search-space path names a key the spec can have
         from cnnspec.spec.source import read_spec_text
         from cnnspec.sweep.space import check_paths

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cnnspec.augments.base import AugmentItemBase, AugmentKind, ImageSize
 from cnnspec.checker.graph import Graph
 from cnnspec.datasets import DATASETS
-from cnnspec.errors import Diagnostic
+from cnnspec.errors import DataError, Diagnostic
 from cnnspec.layers.base import pair
 from cnnspec.spec.base import Size
 from cnnspec.spec.model import Spec
@@ -162,30 +163,39 @@ def no_data_section(spec: Spec) -> Diagnostic:
     )
 
 
-def training_needs(spec: Spec) -> list[Diagnostic]:
-    """`validate --for train`: what training needs beyond a spec that checks, found without loading
-    data — a data section, and an image folder's ROOT/train folder (named by its absolute path: a
-    relative root is relative to the spec's folder)."""
+def training_needs(spec: Spec, graph: Graph | None = None) -> list[Diagnostic]:
+    """`validate --for train`: what training needs beyond a spec that checks, found without reading
+    an image — a data section; an image folder's ROOT/train folder (named by its absolute path: a
+    relative root is relative to the spec's folder), its class folders listed by training's own
+    rules (empty, unreadable, linked-out or non-UTF-8 ones refused) and, with `graph`, the model's
+    output counted against them."""
     from cnnspec.spec.paths import data_root
 
     data = spec.data
     if data is None:
         return [no_data_section(spec)]
-    missing = DATASETS[data.dataset.name].missing(data_root(spec))
-    if missing is None:
+    root = data_root(spec)
+    where = spec.source.locate(("data", "dataset", "root" if "root" in data.dataset.model_fields_set else "name"))
+    missing = DATASETS[data.dataset.name].missing(root)
+    if missing is not None:
+        relative = not Path(data.dataset.root).expanduser().is_absolute()
+        return [
+            Diagnostic(
+                f"{data.dataset.name}: {missing}",
+                where,
+                notes=(f"data.dataset.root {data.dataset.root!r} is relative to the spec file's folder",)
+                if relative
+                else (),
+                hint="put the images there, or set data.dataset.root",
+            )
+        ]
+    try:
+        count = DATASETS[data.dataset.name].listed_classes(root)
+    except DataError as exc:
+        return [replace(d, location=d.location or where) for d in exc.diagnostics]
+    if count is None or graph is None:
         return []
-    where = "root" if "root" in data.dataset.model_fields_set else "name"
-    relative = not Path(data.dataset.root).expanduser().is_absolute()
-    return [
-        Diagnostic(
-            f"{data.dataset.name}: {missing}",
-            spec.source.locate(("data", "dataset", where)),
-            notes=(f"data.dataset.root {data.dataset.root!r} is relative to the spec file's folder",)
-            if relative
-            else (),
-            hint="put the images there, or set data.dataset.root",
-        )
-    ]
+    return class_problems(graph, count)
 
 
 def data_notes(spec: Spec) -> list[str]:

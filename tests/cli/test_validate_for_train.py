@@ -78,5 +78,38 @@ def test_validate_for_train_names_a_missing_image_folder_by_its_absolute_path(
     train = tmp_path / "project" / "pets" / "train"
     assert f"{path}:7:44: error: image_folder: no {train} folder" in result.stderr
     assert "note: data.dataset.root 'pets' is relative to the spec file's folder" in result.stderr
-    (train / "cat").mkdir(parents=True)
+    _folder(tmp_path / "project" / "pets", {"cat": 1, "dog": 1})
     assert run_cli("validate", "--for", "train", path).exit_code == 0
+
+
+def _folder(root: Path, counts: dict[str, int]) -> None:
+    from PIL import Image
+
+    for name, count in counts.items():
+        (root / "train" / name).mkdir(parents=True)
+        for i in range(count):
+            Image.new("L", (8, 8), i * 40).save(root / "train" / name / f"{i}.png")
+
+
+def test_validate_for_train_counts_an_image_folders_classes_against_the_head(tmp_path: Path) -> None:
+    _folder(tmp_path / "imgs", {"a": 2, "b": 2, "c": 1})
+    path = spec(tmp_path, HEAD.replace("OUT", "10") + "data: {dataset: {name: image_folder, root: imgs}}\n")
+    assert run_cli("validate", path).exit_code == 0  # without --for train the folder is not read
+    result = run_cli("validate", "--for", "train", path)
+    assert result.exit_code == 1
+    assert f"{path}:6:15: error: the model outputs 10 class scores but image_folder has 3 classes" in result.stderr
+    fixed = spec(tmp_path, HEAD.replace("OUT", "3") + "data: {dataset: {name: image_folder, root: imgs}}\n", "ok.yaml")
+    assert run_cli("validate", "--for", "train", fixed).exit_code == 0
+
+
+def test_validate_for_train_refuses_an_empty_class_folder_as_train_does(tmp_path: Path) -> None:
+    _folder(tmp_path / "imgs", {"a": 2, "b": 2, "empty": 0})
+    path = spec(tmp_path, HEAD.replace("OUT", "3") + "data: {dataset: {name: image_folder, root: imgs}}\n")
+    validated, trained = (
+        run_cli("validate", "--for", "train", path),
+        run_cli("train", path, "--out", str(tmp_path / "r")),
+    )
+    assert validated.exit_code == trained.exit_code == 1
+    message = f"{tmp_path / 'imgs' / 'train' / 'empty'}: a class folder with no images"
+    assert f"{path}:7:44: error: {message}" in validated.stderr
+    assert message in trained.stderr

@@ -18,7 +18,18 @@ PACKAGE = Path(__file__).resolve().parents[2] / "cnnspec"
 
 # Used by everything; they import nothing of cnnspec beyond each other.
 FOUNDATION = frozenset(
-    {"errors", "atomic", "terminal", "pathnames", "background", "interrupts", "version", "spec.base", "spec.dispatch"}
+    {
+        "errors",
+        "atomic",
+        "terminal",
+        "pathnames",
+        "background",
+        "interrupts",
+        "version",
+        "image_listing",
+        "spec.base",
+        "spec.dispatch",
+    }
 )
 STAGES = ("layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "training", "deploy")
 F = set(FOUNDATION)
@@ -32,6 +43,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "spec.base": set(),
     "spec.dispatch": {"errors", "spec.base"},  # the registry machinery layer kinds and augmentations share
     "atomic": {"errors"},
+    "image_listing": {"errors", "terminal"},  # an image folder's classes and files, listed without torch
     "layers": F,
     "augments": F | {"layers"},
     "datasets": F,  # one class per dataset a spec can name
