@@ -156,11 +156,18 @@ def class_problems(graph: Graph, count: int | None = None) -> list[Diagnostic]:
 
 def no_data_section(spec: Spec) -> Diagnostic:
     """What `train` (and `validate --for train`) says of a spec without a data section."""
-    return Diagnostic(
-        "the spec has no data section; training needs one",
-        spec.source.locate(()),
-        hint="add `data: {dataset: {name: digits}}` (or cifar10, image_folder, …)",
-    )
+    shape = tuple(spec.model.input.shape)
+    # Only a dataset whose images fit model.input as they are: following the hint must not bring a
+    # channel or size error next.
+    fitting = [d.name for d in DATASETS.values() if d.shape == shape and not d.reads_files]
+    fitting += [d.name for d in DATASETS.values() if d.shape == shape and d.reads_files]
+    own = "`data: {dataset: {name: image_folder, root: DIR}}` (your images in DIR/train/CLASS/)"
+    if fitting:
+        size = "×".join(map(str, shape))
+        hint = f"add `data: {{dataset: {{name: {fitting[0]}}}}}` (its images are {size}, as model.input), or {own}"
+    else:
+        hint = f"add {own}, or `data: {{dataset: {{name: synthetic}}}}` (random images of model.input's shape)"
+    return Diagnostic("the spec has no data section; training needs one", spec.source.locate(()), hint=hint)
 
 
 def training_needs(spec: Spec, graph: Graph | None = None) -> list[Diagnostic]:

@@ -60,7 +60,7 @@ def test_validate_for_train_needs_a_data_section(tmp_path: Path) -> None:
     for_train = run_cli("validate", "--for", "train", path)
     assert for_train.exit_code == 1
     assert f"{path}:1:1: error: the spec has no data section; training needs one" in for_train.stderr
-    assert "hint: add `data: {dataset: {name: digits}}`" in for_train.stderr
+    assert "hint: add `data: {dataset: {name: digits}}`" in for_train.stderr  # 1×8×8: the digits
     trained = run_cli("train", path, "--out", str(tmp_path / "run"))
     assert trained.exit_code == 1 and "the spec has no data section; training needs one" in trained.stderr
 
@@ -113,3 +113,19 @@ def test_validate_for_train_refuses_an_empty_class_folder_as_train_does(tmp_path
     message = f"{tmp_path / 'imgs' / 'train' / 'empty'}: a class folder with no images"
     assert f"{path}:7:44: error: {message}" in validated.stderr
     assert message in trained.stderr
+
+
+@pytest.mark.parametrize("size", [32, 30])
+def test_the_no_data_hint_names_a_dataset_that_fits_the_model_input(tmp_path: Path, size: int) -> None:
+    import re
+
+    model = HEAD.replace("OUT", "10").replace(
+        "channels: 1, height: 8, width: 8", f"channels: 3, height: {size}, width: {size}"
+    )
+    result = run_cli("validate", "--for", "train", spec(tmp_path, model))
+    assert result.exit_code == 1
+    suggested = re.search(r"hint: add `(data: \{dataset: \{name: (\w+)[^`]*\}\})`", result.stderr)
+    assert suggested is not None, result.stderr
+    assert suggested.group(2) == ("cifar10" if size == 32 else "image_folder")
+    followed = spec(tmp_path, model + suggested.group(1).replace("DIR", "imgs") + "\n", "followed.yaml")
+    assert run_cli("validate", followed).exit_code == 0  # no channel or size error once the hint is followed
