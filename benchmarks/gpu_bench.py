@@ -9,7 +9,7 @@ Measured, each on CIFAR-shaped (3×32×32) synthetic images held on the device:
   torchvision's ResNet-18 (10 classes), in fp32, AMP fp16 (with a GradScaler) and AMP bf16,
   each with and without channels_last and torch.compile (24 figures);
 - `hand_loop` against `cnnspec_train`: a plain hand-written PyTorch loop (SmallCNN, SGD,
-  CrossEntropy, written by hand, fp32) and `cnnspec.train(specs/small_cnn.yaml)` on the
+  CrossEntropy, the usual plain PyTorch style, fp32) and `cnnspec.train(specs/small_cnn.yaml)` on the
   same synthetic data and device, and their ratio;
 - `speed_spec`: specs/cifar10_speed.yaml trained on synthetic data, epochs/s.
 
@@ -43,7 +43,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class HandSmallCNN(nn.Module):
-    """SmallCNN written by hand, as a plain PyTorch loop writes its networks."""
+    """SmallSmallCNN written by hand, as a plain PyTorch script writes its networks."""
 
     def __init__(self) -> None:
         super().__init__()
