@@ -58,7 +58,8 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(root, "postgres")
         shutil.chown(sock, "postgres")
     port = _free_port()
-    subprocess.run(_as_server_user([initdb, "-D", str(data), "-A", "trust", "-U", "cnnspec"]), check=True, capture_output=True)
+    init = _as_server_user([initdb, "-D", str(data), "-A", "trust", "-U", "cnnspec"])
+    subprocess.run(init, check=True, capture_output=True)
     options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
     start = _as_server_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"])
     subprocess.run(start, check=True, capture_output=True)
