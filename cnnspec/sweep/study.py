@@ -61,9 +61,15 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
-        )
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+            )
+        except ImportError as exc:  # no driver for the URL's database
+            raise CnnspecError(
+                f"--storage {url}: {exc}",
+                hint="for PostgreSQL install psycopg2 (the sweep extra) and write postgresql+psycopg2://…",
+            ) from None
 
 
 def _pruner(sweep: SweepSpec) -> optuna.pruners.BasePruner:
