@@ -61,6 +61,19 @@ def write_output(path: Path, data: str | bytes, inputs: Sequence[str | Path] = (
                 )
             )
         )
+    from cnnspec.rundir.owner import owning_run
+
+    owner = owning_run(path)
+    if owner is not None:
+        raise fail(
+            CnnspecError(
+                Diagnostic(
+                    f"cannot write {printable(path)}: it is {owner[1]} of the cnnspec run {printable(str(owner[0]))}",
+                    Location(str(path)),
+                    hint="name a file outside the run's own files for -o",
+                )
+            )
+        )
     for given in inputs:
         # os.path.samefile sees through symbolic and hard links alike; an -o that does not exist yet is no input.
         if os.path.isfile(given) and os.path.exists(path) and os.path.samefile(given, path):

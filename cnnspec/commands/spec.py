@@ -172,7 +172,6 @@ def schema(
     if out_file is None:
         sys.stdout.write(text)
     else:
-        try:
-            out_file.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise fail(CnnspecError(f"cannot write {out_file}: {exc.strerror or exc}")) from None
+        from cnnspec.commands.review import write_output
+
+        write_output(out_file, text)  # atomically, and never over a run's own files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +19,13 @@ from cnnspec.errors import ExportError
 from cnnspec.pathnames import too_long, too_long_error
 from cnnspec.preprocess import preprocessing_for
 from cnnspec.rundir.files import own_path
-from cnnspec.rundir.info import is_run, read_info
+from cnnspec.rundir.info import read_info
 from cnnspec.rundir.lock import locked
+from cnnspec.rundir.owner import hard_link_into, owning_run
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.reader import TrainedModel, load_trained
 from cnnspec.spec.dump import dump_spec
+from cnnspec.terminal import printable
 from cnnspec.version import __version__
 
 # protobuf cannot serialise a single message of 2 GiB or more.
@@ -87,10 +90,7 @@ def _check_run(trained: TrainedModel) -> None:
         )
 
 
-def _run_inputs(run: Path) -> tuple[list[Path], Path]:
-    """The files of `run` that export reads or that training owns, and its checkpoints folder."""
-    paths = RunPaths(run)
-    return [paths.spec, paths.info, paths.metrics, paths.result, paths.curves], paths.checkpoints
+EXPORT_WRITES = ("model.onnx", "model.onnx.data")  # the run files an export writes
 
 
 def inside_run(run: str | Path, target: str | Path) -> bool:
@@ -99,7 +99,7 @@ def inside_run(run: str | Path, target: str | Path) -> bool:
     return Path(os.path.realpath(Path(target).parent)) == Path(os.path.realpath(run))
 
 
-def check_target(run: str | Path, target: str | Path) -> Path:
+def check_target(run: str | Path, target: str | Path, allowed: Collection[str] = EXPORT_WRITES) -> Path:
     """The file an export of `run` to `target` would replace (symlinks followed); ExportError when that
     is not a regular file or is one of the run's own files (its spec, record, metrics or checkpoints).
     In the run's own folder a link or a special file is refused (CheckpointError), never followed."""
@@ -117,24 +117,21 @@ def check_target(run: str | Path, target: str | Path) -> Path:
         ) from None
     except OSError as exc:
         raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
-    real = Path(os.path.realpath(final))
-    # The run being exported, and any other cnnspec run the file would land in (its folder, or the run
-    # above a checkpoints/ folder): none of their own files is ever replaced by an export.
-    folder = real.parent
-    nearby = [folder, folder.parent] if folder.name == "checkpoints" else [folder]
-    runs = [Path(run), *(r for r in nearby if is_run(r) and not os.path.samefile(r, run))]
-    for root in runs:
-        files, checkpoints = _run_inputs(root)
-        owned = [Path(os.path.realpath(f)) for f in files]
-        inside = real.is_relative_to(Path(os.path.realpath(checkpoints)))
-        same = any(real == f or (real.exists() and f.exists() and os.path.samefile(real, f)) for f in owned)
-        if inside or same:
-            what = "its checkpoints" if inside else "its own files"
-            whose = "the run being exported" if root == Path(run) else f"the run {root}"
-            raise ExportError(
-                f"refused to write {target}: it is {real.name} of {whose} ({what})",
-                hint=f"export to a new .onnx file, e.g. --out {Path(run) / 'model.onnx'}",
-            )
+    # No file of the run being exported, nor of any other run, is replaced (its lock included: a
+    # replaced lock would let two trains write one run), but the ones this command writes.
+    linked = hard_link_into(Path(run), final)
+    owner = owning_run(final, allowed) or ((Path(run), linked) if linked and linked not in allowed else None)
+    if owner is not None:
+        root, name = owner
+        same = os.path.realpath(root) == os.path.realpath(run)
+        whose = "the run being exported" if same else f"the run {printable(str(root))}"
+        raise ExportError(
+            f"refused to write {printable(str(target))}: it is {name} of {whose}; cnnspec writes a run's "
+            "own files only from the command that owns them",
+            hint=f"write to a new .onnx file, e.g. --out {Path(run) / sorted(allowed)[0]}"
+            if allowed
+            else "write to a new .onnx file",
+        )
     return final
 
 

@@ -327,7 +327,7 @@ def quantize_run(
         raise ExportError("batch sizes must be positive and --seconds within 0 to 3,600")
     root = Path(run)
     target = Path(out) if out is not None else root / INT8_NAME
-    check_target(root, target)  # before the minutes of work
+    check_target(root, target, allowed=(INT8_NAME,))  # before the minutes of work; never the fp32 model.onnx
     info = read_info(root)  # a folder that is not a run is refused before its lock file is made
     notes: list[str] = []
     fp32_path = RunPaths(root).onnx

@@ -108,8 +108,10 @@ def test_export_out_to_a_special_file_is_refused_before_exporting(
         lambda p: p.spec,
         lambda p: p.info,
         lambda p: p.checkpoints / "other.onnx",
+        lambda p: p.lock,
+        lambda p: p.samples / "x.png",
     ],
-    ids=["best.safetensors", "last.safetensors", "spec.yaml", "run.json", "checkpoints/other.onnx"],
+    ids=["best.safetensors", "last.safetensors", "spec.yaml", "run.json", "checkpoints/other.onnx", "lock", "samples"],
 )
 def test_export_out_over_the_runs_own_files_is_refused(
     tmp_path_factory: pytest.TempPathFactory, own: Callable[[RunPaths], Path]
@@ -119,7 +121,8 @@ def test_export_out_over_the_runs_own_files_is_refused(
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     result = run_cli("export", str(run), "--out", str(target))
     assert result.exit_code == 1, result.output
-    assert f"refused to write {target}: it is {target.name} of the run being exported" in result.stderr
+    name = target.relative_to(run).as_posix()
+    assert f"refused to write {target}: it is {name} of the run being exported" in result.stderr
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
@@ -137,7 +140,8 @@ def test_export_out_over_another_runs_own_files_is_refused(
     before = {p: p.read_bytes() for p in other.rglob("*") if p.is_file()}
     result = run_cli("export", str(run), "--out", str(target))
     assert result.exit_code == 1, result.output
-    assert f"refused to write {target}: it is {target.name} of the run {other}" in result.stderr
+    name = target.relative_to(other).as_posix()
+    assert f"refused to write {target}: it is {name} of the run {other}" in result.stderr
     assert {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == before
 
 
@@ -215,3 +219,40 @@ def test_a_symlink_loop_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NotRegularFileError, match="symlink loop"):
         atomic_write_text(a, "x")
     assert a.is_symlink() and b.is_symlink()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda out: ("schema", "--out", out),
+        lambda out: ("diff", "SPEC", "SPEC", "-o", out),
+        lambda out: ("graph", "SPEC", "-o", out),
+    ],
+    ids=["schema", "diff", "graph"],
+)
+@pytest.mark.parametrize("name", ["run.json", "spec.yaml", ".cnnspec.lock", "checkpoints/best.safetensors"])
+def test_no_command_writes_over_a_runs_own_files(
+    tmp_path_factory: pytest.TempPathFactory, command: Callable[[str], tuple[str, ...]], name: str
+) -> None:
+    run = make_run(tmp_path_factory, "target", TINY_GREY)
+    (run / ".cnnspec.lock").touch()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    spec = str(RunPaths(run).spec)
+    if command("")[0] == "graph":  # it writes only .svg, .html and .png: the run's own PNG files, then
+        name = "curves.png" if name in ("run.json", "spec.yaml") else "samples/x_idx0.png"
+    args = [spec if a == "SPEC" else a for a in command(str(run / name))]
+    result = run_cli(*args)
+    assert result.exit_code == (2 if args[0] == "diff" else 1), result.output  # diff's 1 means "they differ"
+    assert f"it is {name} of the cnnspec run {run}" in result.stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_quantize_out_over_the_runs_fp32_model_is_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = make_run(tmp_path_factory, "quantized", TINY_GREY)
+    assert run_cli("export", str(run)).exit_code == 0
+    onnx = RunPaths(run).onnx
+    before = onnx.read_bytes()
+    result = run_cli("quantize", str(run), "-o", str(onnx), "--seconds", "0")
+    assert result.exit_code == 1, result.output
+    assert f"refused to write {onnx}: it is model.onnx of the run being exported" in result.stderr
+    assert onnx.read_bytes() == before
