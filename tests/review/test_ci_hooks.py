@@ -69,7 +69,8 @@ def test_workflow_runs_locally(tmp_path: Path) -> None:
     comment = (repo / "cnnspec-diff.md").read_text(encoding="utf-8")
     assert "### Architecture diff: `specs/small_cnn.yaml`" in comment
     assert "`conv2` (conv2d): `out_channels` 64 → 96" in comment
-    assert "### New spec: `specs/deeper_cnn.yaml`" in comment and "**deeper\\-cnn**" in comment  # the name as Markdown text (rendered: deeper-cnn)
+    # the name as Markdown text (rendered: deeper-cnn)
+    assert "### New spec: `specs/deeper_cnn.yaml`" in comment and "**deeper\\-cnn**" in comment
     assert "digits" not in comment  # unchanged specs are not diffed
     assert summary.read_text(encoding="utf-8") == comment
     # The HTML diffs the upload step takes: one per spec that existed at the base.
