@@ -254,6 +254,10 @@ def _emit_value(head: str, entry: Entry, indent: int) -> Iterator[Line]:
             yield Line(_with_eol(f"{head} {flow}", entry.eol))
             return
     anchor = f" &{value.anchor}" if value.anchor else ""
+    if not value.entries and not value.trailing:
+        # An empty collection kept in block style would be written as nothing (null): `[]` or `{}`.
+        yield Line(_with_eol(f"{head}{anchor} {'[]' if value.kind == 'seq' else '{}'}", entry.eol))
+        return
     if (
         entry.key is None
         and value.kind == "map"

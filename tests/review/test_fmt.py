@@ -273,3 +273,17 @@ def test_any_layout_of_a_spec_formats_to_the_same_text(path: Path) -> None:
         other = relayout(canonical, seed)
         assert other != canonical
         assert format_text(other) == canonical, f"seed {seed}:\n{other}"
+
+
+@pytest.mark.parametrize("empty", ["augment: []", "augment: [ ]"])
+def test_an_empty_augment_list_stays_an_empty_list(empty: str) -> None:
+    # fmt writes `augment` in block style; an empty block list written as nothing would mean null.
+    text = (
+        "name: e\nmodel:\n  input: {channels: 1, height: 8, width: 8}\n  layers:\n    - flatten\n"
+        "    - linear: {out_features: 10}\n"
+        f"data:\n  dataset: {{name: digits}}\n  {empty}\n"
+    )
+    out = format_text(text)
+    assert "  augment: []\n" in out
+    assert spec_data(loads(out)) == spec_data(loads(text))
+    assert format_text(out) == out
