@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -87,7 +88,9 @@ def write_output(path: Path, data: str | bytes, inputs: Sequence[str | Path] = (
                 )
             )
     try:
-        write_target(path)
+        target = write_target(path)
+        if not target.parent.is_dir():  # a mistyped folder is not created: say so, as summary --plot does
+            raise FileNotFoundError(errno.ENOENT, f"the folder {printable(str(target.parent))} does not exist")
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     except NotRegularFileError as exc:
         raise fail(CnnspecError(Diagnostic(f"cannot write {path}: {exc.strerror}", Location(str(path))))) from None
