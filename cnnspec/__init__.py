@@ -17,18 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cnnspec.errors import (
-    CheckpointError,
-    CnnspecError,
-    DataError,
-    ExportError,
-    PluginError,
-    ShapeError,
-    SpecError,
-    TrainingError,
-)
-from cnnspec.version import __version__
-
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from pathlib import Path
@@ -37,9 +25,20 @@ if TYPE_CHECKING:
     from cnnspec.checker.graph import Graph
     from cnnspec.deploy.predict import PredictResult
     from cnnspec.deploy.session import Device
+    from cnnspec.errors import (
+        CheckpointError,
+        CnnspecError,
+        DataError,
+        ExportError,
+        PluginError,
+        ShapeError,
+        SpecError,
+        TrainingError,
+    )
     from cnnspec.spec.model import Spec
     from cnnspec.training.callbacks import Callback
     from cnnspec.training.progress import Reporter
+    from cnnspec.version import __version__
 
 
 __all__ = [
@@ -61,6 +60,26 @@ __all__ = [
     "predict",
     "train",
 ]
+
+_ERRORS = frozenset(n for n in __all__ if n.endswith("Error"))
+
+
+def __getattr__(name: str) -> Any:
+    """The error classes and __version__, imported when first asked for (PEP 562).
+
+    Why lazily: `cnnspec.cli` is inside this package, so this file runs before the console script
+    can catch Ctrl-C; the less it imports, the shorter the moment a Ctrl-C there is Python's.
+    """
+    if name in _ERRORS:
+        from cnnspec import errors
+
+        return getattr(errors, name)
+    if name == "__version__":
+        from cnnspec.version import __version__
+
+        return __version__
+    raise AttributeError(f"module 'cnnspec' has no attribute {name!r}")
+
 
 # Each function below has the signature of the stage function it calls (tests/structure/test_public_api.py
 # compares them), so help(), editors and mypy see the real parameters.

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import os
 
-from cnnspec.interrupts import catch_ctrl_c, interrupts_exit
+from cnnspec.interrupts import catch_ctrl_c, ctrl_c, interrupts_exit
 
 
 def main() -> None:
     """The console script."""
     catch_ctrl_c()
-    from cnnspec.background import quiet_background_errors
-
-    quiet_background_errors()
     with interrupts_exit():
-        # The first validator pydantic builds makes it read every installed package's metadata,
-        # looking for plugins (observability hooks): ~20 ms of a `validate` run, for nothing here.
-        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-        from cnnspec.commands.app import app
+        try:
+            from cnnspec.background import quiet_background_errors
 
-        app()
+            quiet_background_errors()
+            # The first validator pydantic builds makes it read every installed package's metadata,
+            # looking for plugins (observability hooks): ~20 ms of a `validate` run, for nothing here.
+            os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+            from cnnspec.commands.app import app
+
+            app()
+        finally:
+            ctrl_c.finish()

@@ -65,6 +65,23 @@ class CtrlC:
             self._release()
             raise Interrupted
 
+    def finish(self) -> None:
+        """The command is over: raise a Ctrl-C still held, then let none reach Python's shut-down.
+
+        A Ctrl-C can land in an import that a short command (validate, fmt) finishes, along with
+        all its work, before the 50 ms retry: the user asked it to stop, so it ends interrupted.
+        After that, SIGINT and SIGALRM are ignored: Python resets their handlers to the system's
+        while it shuts down, and those would end the process by the signal (exit -2 or -14, no
+        message) for a key pressed when there was nothing left to stop.
+        """
+        held = self.held
+        self._release()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "SIGALRM"):
+            signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        if held:
+            raise Interrupted
+
     def _retry(self, signum: int, frame: FrameType | None) -> None:
         self._release()
         signal.raise_signal(signal.SIGINT)  # held again if it still lands inside an import

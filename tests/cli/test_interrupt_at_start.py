@@ -83,6 +83,10 @@ try:
 except Interrupted:
     sys.exit("raised inside the import")
 try:
+    if sys.argv[2] == "finish":
+        from cnnspec.interrupts import ctrl_c
+        ctrl_c.finish()
+        sys.exit("finish() returned with a Ctrl-C held")
     if sys.argv[2] == "handover":
         from cnnspec.training.signals import StopFlag, stop_on_signals
         with stop_on_signals(StopFlag()):
@@ -94,12 +98,86 @@ except Interrupted:
 """
 
 
-@pytest.mark.parametrize("how", ["retry", "handover"])
+@pytest.mark.parametrize("how", ["retry", "handover", "finish"])
 def test_a_ctrl_c_inside_an_import_is_held_until_the_import_is_done(tmp_path: Path, how: str) -> None:
-    """Delivered by the 50 ms retry once no import runs, or at once when train's handler takes over."""
+    """Delivered by the 50 ms retry once no import runs, at once when train's handler takes over, or
+    when the command is over before the retry (a short command ends interrupted, not by SIGALRM)."""
     (tmp_path / "signals_itself.py").write_text(SIGNALS_ITSELF, encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-c", HELD_PROBE, str(tmp_path), how], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == "delivered after the import: True\n"
+
+
+AFTER_FINISH = """
+import signal, sys
+from cnnspec.interrupts import catch_ctrl_c, ctrl_c
+catch_ctrl_c()
+ctrl_c.finish()
+print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN, signal.getsignal(signal.SIGALRM) == signal.SIG_IGN)
+signal.raise_signal(signal.SIGINT)  # pressed while Python shuts down: nothing is left to stop
+"""
+
+
+def test_after_the_command_a_ctrl_c_no_longer_ends_the_process_by_a_signal() -> None:
+    proc = subprocess.run([sys.executable, "-c", AFTER_FINISH], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (0, "True True\n"), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run") / "run"
+    overrides = [
+        "data.dataset.name=synthetic",
+        "data.dataset.num_samples=32",
+        "data.val_split=0",
+        "train.epochs=1",
+        "train.device=cpu",
+    ]
+    cmd = [sys.executable, "-m", "cnnspec", "train", "specs/small_cnn.yaml", "--out", str(run), "--quiet"]
+    subprocess.run([*cmd, *(a for o in overrides for a in ("--set", o))], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "cnnspec", "export", str(run)], cwd=ROOT, check=True, capture_output=True)
+    return run / "model.onnx"
+
+
+SHORT_DELAYS = [0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45]
+
+
+@pytest.mark.parametrize("command", ["validate", "fmt", "predict"])
+def test_ctrl_c_at_any_moment_of_a_short_command_exits_130_or_lets_it_finish(
+    tmp_path: Path, exported_model: Path, command: str
+) -> None:
+    """validate, fmt and predict end within a second: a Ctrl-C during their start-up, work or
+    shut-down ends them with `interrupted` and 130, or comes after their work (exit 0, their
+    output); never a traceback, never death by a signal (negative status), never another error."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((ROOT / "specs/small_cnn.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (120, 30, 200)).save(image)
+    args = {"validate": [str(spec)], "fmt": [str(spec)], "predict": [str(exported_model), str(image)]}[command]
+    for delay in SHORT_DELAYS:
+        log = tmp_path / f"stderr-{delay}.txt"
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-X", "importtime", "-m", "cnnspec", command, *args],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+            try:
+                _wait_for_entry(proc, log)
+                time.sleep(delay)
+                proc.send_signal(signal.SIGINT)
+                code = proc.wait(timeout=300)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        said = [line for line in log.read_text(errors="replace").splitlines() if not line.startswith("import time:")]
+        assert "Traceback" not in "\n".join(said), (delay, said)
+        assert code in (0, 130), (delay, code, said)
+        if code == 130:  # predict may have said which provider it runs on before
+            assert said[-1:] == ["interrupted"] and not any("error" in line for line in said), (delay, said)

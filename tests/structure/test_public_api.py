@@ -88,11 +88,23 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
-def test_import_cnnspec_loads_only_the_error_classes_and_the_version() -> None:
+def test_import_cnnspec_loads_no_other_module_until_a_name_is_asked_for() -> None:
+    """The error classes and __version__ come when first used (the console script's Ctrl-C handling
+    starts sooner); no stage, and nothing heavy, is imported by `import cnnspec`."""
     proc = subprocess.run(
         [sys.executable, "-c", IMPORT_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     loaded = json.loads(proc.stdout)
-    assert sorted(m for m in loaded if m.startswith("cnnspec")) == ["cnnspec", "cnnspec.errors", "cnnspec.version"]
+    assert sorted(m for m in loaded if m.startswith("cnnspec")) == ["cnnspec"]
     heavy = {"pydantic", "torch", "typer", "rich", "ruamel", "yaml", "numpy", "onnxruntime"}
     assert sorted({m.split(".")[0] for m in loaded} & heavy) == []
+
+
+def test_the_error_classes_and_the_version_are_there_when_asked_for() -> None:
+    from cnnspec import errors, version
+
+    for name in ("CnnspecError", "SpecError", "ShapeError", "TrainingError", "ExportError", "DataError"):
+        assert getattr(cnnspec, name) is getattr(errors, name)
+    assert cnnspec.__version__ == version.__version__
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        cnnspec.nothing  # noqa: B018
