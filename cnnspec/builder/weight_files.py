@@ -52,6 +52,19 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def weights_metadata(path: str | Path) -> dict[str, str]:
+    """A safetensors file's metadata (its header only; `read_weights` verifies the content)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises several types for a damaged header
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file: {exc}", hint="it may be truncated or damaged"
+        ) from None
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state_dict from .safetensors or a .pth/.pt file (read with weights_only=True: no code runs)."""
     p = Path(path)

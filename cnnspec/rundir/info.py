@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, PositiveInt, ValidationError, model_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from cnnspec.errors import CheckpointError, Diagnostic, Location
 from cnnspec.rundir.files import write_run_file
@@ -40,6 +41,23 @@ class RunInfo(StrictModel):
     )
     std: list[NormStd] | None = Field(None, description="Per channel, 0.001 to 1000; None exactly when mean is None.")
     dataset: str | None = None
+    run_id: str | None = Field(
+        None,
+        description="Made when the run starts and kept by every resume; its training state carries the same "
+        "(None: a run written before cnnspec recorded one).",
+    )
+
+    @field_validator("class_names")
+    @classmethod
+    def _distinct_names(cls, names: list[str]) -> list[str]:
+        # An ONNX model answers with a class name: an empty one, or two alike, would be an answer
+        # nobody can act on (which of the two "cat"s?).
+        if any(not n for n in names):
+            raise ValueError("an empty class name: every class needs a name")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"class names must differ; {', '.join(map(repr, twice[:3]))} appears more than once")
+        return names
 
     @model_validator(mode="after")
     def _one_value_per_channel(self) -> RunInfo:
@@ -64,8 +82,11 @@ class RunInfo(StrictModel):
         class_names: list[str],
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        run_id: str | None = None,
     ) -> RunInfo:
-        """The record of a run of `spec`: the one place a RunInfo is made (train and `init_run`)."""
+        """The record of a run of `spec`: the one place a RunInfo is made (train and `init_run`).
+
+        `run_id`: the run's own when it is resumed; a new run gets a new one."""
         return cls(
             spec_name=spec.name,
             spec_hash=spec_hash(spec),
@@ -76,6 +97,7 @@ class RunInfo(StrictModel):
             mean=mean,
             std=std,
             dataset=spec.data.dataset.name if spec.data is not None else None,
+            run_id=run_id if run_id is not None else uuid.uuid4().hex,
         )
 
 
@@ -166,3 +188,14 @@ def legacy_architecture_hash(spec: Spec) -> str:
 def write_info(paths: RunPaths, info: RunInfo) -> None:
     """Write run.json atomically, as the run's own file; a failed write is a CheckpointError naming it."""
     write_run_file(paths.root, paths.info, json.dumps(info.model_dump(mode="json"), indent=2) + "\n")
+
+
+SERVING_KEY = "cnnspec.serving"  # the weights files' metadata key of `serving_digest`
+
+
+def serving_digest(preprocessing: dict[str, Any], class_names: Sequence[str]) -> str:
+    """sha256 of what turns the weights' outputs into answers: the preprocessing (cnnspec.preprocess's
+    `Preprocessing.to_json`, normalisation included) and the class names. Training stores it with every
+    weights file, so a run.json or spec.yaml edited after training is noticed, not believed."""
+    canonical = json.dumps({"preprocessing": preprocessing, "class_names": list(class_names)}, sort_keys=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnspec.errors import CheckpointError
-from cnnspec.rundir.info import RunInfo, architecture_hash, legacy_architecture_hash, read_info
+from cnnspec.rundir.info import (
+    SERVING_KEY,
+    RunInfo,
+    architecture_hash,
+    legacy_architecture_hash,
+    read_info,
+    serving_digest,
+)
 from cnnspec.rundir.paths import RunPaths
 
 if TYPE_CHECKING:
@@ -85,6 +92,30 @@ def open_run(run: str | Path) -> OpenRun:
     return OpenRun(paths, info, spec, graph)
 
 
+def ensure_served_as_trained(opened: OpenRun, weights: Path) -> None:
+    """CheckpointError when run.json's class names or normalisation, or spec.yaml's preprocessing,
+    are not those the weights were trained with (the digest training stored in their metadata):
+    evaluate and export would otherwise believe a hand edit and answer with it."""
+    from cnnspec.builder.weight_files import weights_metadata
+    from cnnspec.preprocess import preprocessing_for
+
+    if not weights.is_file():
+        return  # the reader says there are no weights
+    stored = weights_metadata(weights).get(SERVING_KEY)
+    if stored is None:  # weights from before the digest was stored, or from init_run
+        return
+    info = opened.info
+    if stored != serving_digest(preprocessing_for(opened.spec, info.mean, info.std).to_json(), info.class_names):
+        paths = opened.paths
+        raise CheckpointError(
+            f"{paths.info} or {paths.spec} no longer says how {weights.name} was trained: the class names, the "
+            "normalisation (mean, std) or the preprocessing (data.resize, the evaluation crop) were changed after "
+            "training",
+            hint="put back the run.json and spec.yaml the run was trained with; to train with other values, "
+            "start a new run with --out NEW_DIR",
+        )
+
+
 @dataclass
 class TrainedModel:
     spec: Spec
@@ -107,6 +138,7 @@ def load_trained(run: str | Path | OpenRun, which: str = "best") -> TrainedModel
     opened = run if isinstance(run, OpenRun) else open_run(run)
     model = build(opened.graph, pretrained=False)  # the run's own weights are loaded below
     used, weights = opened.weights_file(which)
+    ensure_served_as_trained(opened, weights)
     load_weights(model, weights)
     model.eval()
     return TrainedModel(opened.spec, opened.graph, model, opened.info, opened.paths, used)

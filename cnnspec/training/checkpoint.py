@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from cnnspec.errors import CheckpointError
+from cnnspec.rundir.info import SERVING_KEY
 from cnnspec.rundir.weights import STATE_FORMAT, load_state, load_weights, read_weights, save_state, save_weights
+from cnnspec.terminal import printable
 
 if TYPE_CHECKING:
     from cnnspec.rundir.info import RunInfo
@@ -50,12 +52,17 @@ class Checkpoints:
     GradScaler and the RNG streams; `read` refuses one that belongs to another architecture.
     """
 
-    def __init__(self, paths: RunPaths, info: RunInfo) -> None:
+    def __init__(self, paths: RunPaths, info: RunInfo, serving: str | None = None) -> None:
+        """`serving`: the run's `serving_digest`, stored with every weights file (None: not stored)."""
         self.paths = paths
         self.info = info
+        self.serving = serving
+
+    def _metadata(self, epoch: int) -> dict[str, str]:
+        return {"epoch": str(epoch), **({SERVING_KEY: self.serving} if self.serving is not None else {})}
 
     def save_best(self, model: nn.Module, epoch: int) -> None:
-        save_weights(model, self.paths.weights("best"), {"epoch": str(epoch)}, run=self.paths.root)
+        save_weights(model, self.paths.weights("best"), self._metadata(epoch), run=self.paths.root)
 
     def save_last(
         self,
@@ -76,11 +83,12 @@ class Checkpoints:
         `world_size` and `batch_size` (per process) say what one step of `state.tally.batches` was, so a
         resume with other values continues after the same images."""
         exported = ema.module if ema is not None else model
-        save_weights(exported, self.paths.weights("last"), {"epoch": str(state.epoch)}, run=self.paths.root)
+        save_weights(exported, self.paths.weights("last"), self._metadata(state.epoch), run=self.paths.root)
         stored: dict[str, Any] = {
             "format": STATE_FORMAT,
             "architecture_hash": self.info.architecture_hash,
             "spec_hash": self.info.spec_hash,
+            "run_id": self.info.run_id,
             "world_size": world_size,
             **({"batch_size": batch_size} if batch_size is not None else {}),
             **state.to_dict(),
@@ -114,6 +122,13 @@ class Checkpoints:
                 read_weights(self.paths.weights(which))
         if stored["architecture_hash"] != self.info.architecture_hash:
             raise CheckpointError(f"{self.paths.state} belongs to a different architecture than {self.paths.spec}")
+        if stored.get("run_id") != self.info.run_id:  # both None: a run from before run ids
+            raise CheckpointError(
+                f"cannot resume {printable(str(self.paths.root))}: {self.paths.state.name} belongs to another run "
+                f"(its run_id {stored.get('run_id')} is not run.json's {self.info.run_id})",
+                hint="a training state continues only the run that saved it: put back this run's own "
+                f"{self.paths.state.name}, or start a new run with --out NEW_DIR",
+            )
         return stored
 
     def load_best(self, model: nn.Module) -> None:

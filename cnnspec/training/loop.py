@@ -29,6 +29,8 @@ from torch import nn
 from cnnspec.builder.graph_module import SpecModule, build
 from cnnspec.errors import CheckpointError, TrainingError
 from cnnspec.layers.conv import Conv2d
+from cnnspec.preprocess import preprocessing_for
+from cnnspec.rundir.info import serving_digest
 from cnnspec.training.augment import BatchAugment
 from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TestEnd, TrainStart
 from cnnspec.training.checkpoint import Checkpoints, all_finite
@@ -120,7 +122,9 @@ class Trainer:
         if self.val_source is None and self.train_spec.early_stopping is not None:
             reporter.message("train.early_stopping has no effect: there is no validation split (data.val_split is 0)")
 
-        self.checkpoints = Checkpoints(self.paths, session.info)
+        info = session.info
+        preprocessing = preprocessing_for(session.spec, info.mean, info.std).to_json()
+        self.checkpoints = Checkpoints(self.paths, info, serving_digest(preprocessing, info.class_names))
         self.state = TrainState.fresh(self.device)
         self.state.lr_plan = [{"from_epoch": 0.0, "epochs": self.train_spec.epochs}]
         self.history: list[dict[str, Any]] = []  # metrics.jsonl's records

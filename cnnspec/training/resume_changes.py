@@ -65,6 +65,29 @@ def ensure_resumable_changes(recorded: Spec, resumed: Spec, root: Path) -> None:
                 )
 
 
+def ensure_same_preprocessing(recorded: Spec, resumed: Spec, root: Path) -> None:
+    """CheckpointError when the resume would prepare images otherwise than the run trained on (data.resize,
+    or an augmentation that decides the evaluation crop): the weights so far, the best epoch's above
+    all, answer well only on images prepared as in their training, and export records one preprocessing."""
+    from cnnspec.preprocess import preprocessing_for
+
+    before, after = preprocessing_for(recorded, None, None), preprocessing_for(resumed, None, None)
+    if before == after:
+        return
+    path = ("data", "resize") if before.image_size != after.image_size else ("data", "augment")
+    raise CheckpointError(
+        Diagnostic(
+            f"cannot resume {printable(root)} with the images prepared otherwise: stored at "
+            f"{before.image_size[1]}×{before.image_size[0]} then {before.fit.replace('_', ' ')} until now, "
+            f"{after.image_size[1]}×{after.image_size[0]} then {after.fit.replace('_', ' ')} after: the weights "
+            "trained so far answer well only on images prepared as in their training",
+            resumed.source.locate(path),
+            hint=f"resume with the run's own {'.'.join(path)}, or train the changed spec as a new run with "
+            "--out NEW_DIR",
+        )
+    )
+
+
 def recorded_spec(spec_file: Path, root: Path) -> Spec:
     """The run's own spec.yaml, its paths absolute, as the resume compares it."""
     from cnnspec.spec.overrides import load_with_overrides

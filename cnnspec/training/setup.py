@@ -44,7 +44,7 @@ from cnnspec.training.checkpoint import Checkpoints
 from cnnspec.training.datasets import DataBundle, load_data
 from cnnspec.training.progress import Reporter
 from cnnspec.training.records import read_metrics, sample_name, write_metrics, write_samples
-from cnnspec.training.resume_changes import ensure_resumable_changes, recorded_spec
+from cnnspec.training.resume_changes import ensure_resumable_changes, ensure_same_preprocessing, recorded_spec
 from cnnspec.training.sources import FolderSource, Source, TensorSource, channel_stats
 from cnnspec.training.state import BestEpoch, rescore_best
 
@@ -149,7 +149,9 @@ def prepare(
     else:
         previous = read_info(root)  # a folder that is not a run is refused before anything else
         ensure_architecture(previous, spec, root, resuming=True)
-        ensure_resumable_changes(recorded_spec(paths.spec, root), spec, root)
+        recorded = recorded_spec(paths.spec, root)
+        ensure_resumable_changes(recorded, spec, root)
+        ensure_same_preprocessing(recorded, spec, root)
     # Every name the run writes (or a fresh run replaces) is its own: a link out of the run is refused
     # before anything is written or deleted (cnnspec/rundir/files.py).
     ensure_own_files(root, paths.owned())
@@ -261,6 +263,8 @@ def _prepare_locked(
     info = RunInfo.for_spec(
         spec, input_shape=spec.model.input.shape, class_names=data.class_names, mean=checked.mean, std=checked.std
     )
+    if previous is not None:  # a resume is the same run: its id stays (None for a run from before ids)
+        info = info.model_copy(update={"run_id": previous.run_id})
     if previous is None:
         with writing(root):
             _clear_previous_run(paths, reporter)
