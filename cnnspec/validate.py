@@ -11,7 +11,7 @@ from cnnspec.checker.data import training_needs
 from cnnspec.checker.graph import Graph
 from cnnspec.checker.weights import check_weights
 from cnnspec.errors import CnnspecError, Diagnostic, in_category
-from cnnspec.spec.overrides import load_with_overrides
+from cnnspec.spec.overrides import loads_with_overrides, spec_file_text
 
 
 def validate_file(
@@ -21,7 +21,8 @@ def validate_file(
     the graph when loading succeeded. `for_training` (`validate --for train`) adds what training
     needs beyond that (a data section, an image folder's train folder: `training_needs`)."""
     try:
-        spec = load_with_overrides(path, overrides)
+        text, name = spec_file_text(path)  # read once: `-` (standard input) can be read only once
+        spec = loads_with_overrides(text, name, overrides)
     except CnnspecError as exc:
         return None, exc.diagnostics
     graph, diagnostics = analyse(spec)
@@ -30,11 +31,10 @@ def validate_file(
         checked = not any(d.severity == "error" for d in diagnostics)  # a broken graph's output says nothing
         diagnostics += in_category("data", training_needs(spec, graph if checked else None))
     if spec.sweep is not None:  # every search-space path names a key the spec can have
-        from cnnspec.spec.source import read_spec_text
         from cnnspec.sweep.space import check_paths
 
         try:
-            check_paths(spec, read_spec_text(path), str(path))
+            check_paths(spec, text, name)
         except CnnspecError as exc:
             diagnostics += exc.diagnostics
     return graph, diagnostics

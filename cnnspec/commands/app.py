@@ -9,9 +9,10 @@ them only to list them (`--help`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -130,6 +131,30 @@ def paths_checked(function: Callable[..., None]) -> Callable[..., None]:
     return checked
 
 
+@contextlib.contextmanager
+def usage_errors_as_lines() -> Iterator[None]:
+    """A usage error (a missing argument, an unknown option, a value not among the choices) as the usage
+    line, the help hint and one `error: ...` line, as every other error reads, and exit 2. typer would
+    draw a box titled "Error", and click prints "Error: ..."."""
+    from typer._click.exceptions import UsageError
+
+    try:
+        yield
+    except UsageError as exc:
+        from cnnspec.commands.common import echo
+
+        lines = []
+        if exc.ctx is not None:
+            lines.append(exc.ctx.get_usage())
+            lines.append(f"Try '{exc.ctx.command_path} {exc.ctx.help_option_names[0]}' for help.")
+        message = exc.format_message().replace(": Value error, ", ": ")  # typer's words for a bad choice
+        if message[:1].isupper() and message[1:2].islower():  # "Missing argument" → "missing argument"
+            message = message[0].lower() + message[1:]
+        lines.append(f"error: {message}")
+        echo("\n".join(lines), stderr=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
 class Commands(TyperGroup):
     """The command group: COMMANDS, each made into a click command when first asked for.
 
@@ -164,7 +189,7 @@ class Commands(TyperGroup):
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
     ) -> click.Context:
-        with interrupts_exit(passing=TYPER_ENDINGS):
+        with interrupts_exit(passing=TYPER_ENDINGS), usage_errors_as_lines():
             return super().make_context(info_name, args, parent, **extra)
 
     def resolve_command(
@@ -180,7 +205,7 @@ class Commands(TyperGroup):
         return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
-        with interrupts_exit(passing=TYPER_ENDINGS):
+        with interrupts_exit(passing=TYPER_ENDINGS), usage_errors_as_lines():
             try:
                 return super().invoke(ctx)
             except ImportError as exc:  # torch, onnx, … of an extra that is not installed: say which extra

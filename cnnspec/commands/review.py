@@ -105,7 +105,12 @@ def graph(
     spec: Annotated[Path, typer.Argument(help="Spec file.")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Write to FILE.svg, FILE.html or FILE.png; '-' or none: SVG on stdout."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write to FILE.svg, FILE.html or FILE.png; '-': SVG on stdout; none: SVG on stdout "
+            "unless it is a terminal.",
+        ),
     ] = None,
     depth: Annotated[
         int | None,
@@ -123,6 +128,14 @@ def graph(
     from cnnspec.render import graph as render
     from cnnspec.spec.overrides import load_with_overrides
 
+    if out is None and sys.stdout.isatty():  # an SVG's text on a terminal helps no one (`-o -` still sends it)
+        refused = CnnspecError(
+            "cnnspec graph would write SVG text to the terminal",
+            hint="write a file: -o FILE.svg, FILE.html or FILE.png; "
+            f"or pipe it: cnnspec graph {printable(spec)} > FILE.svg",
+        )
+        echo(refused.format(), stderr=True)
+        raise typer.Exit(2)  # a usage error: the command line lacks where to write
     if stdout_asked(out):
         out = None
     try:
@@ -169,10 +182,11 @@ def fmt(
         try:
             if str(path) == "-":
                 from cnnspec.spec.load import loads
+                from cnnspec.spec.source import STDIN_NAME, read_stdin_text
 
-                text = sys.stdin.read()
-                loads(text, "<stdin>")
-                sys.stdout.write(format_text(text, "<stdin>"))
+                text = read_stdin_text()  # bounded as a file is; a terminal is refused, not waited on
+                loads(text, STDIN_NAME)
+                sys.stdout.write(format_text(text, STDIN_NAME))
                 continue
             if not (check or diff) and is_pipe(path):  # its text can be read, but not replaced
                 raise CnnspecError(
@@ -300,3 +314,6 @@ def init(
     err.print(
         f"wrote {printable(target)} (template {template}); next: cnnspec validate {printable(target)}", markup=False
     )
+    note = templates.local_schema_note(target)
+    if note is not None:
+        err.print(printable(note), markup=False)

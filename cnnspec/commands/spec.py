@@ -34,7 +34,7 @@ class SummaryFormat(StrEnum):
 
 
 def validate(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", metavar="SPEC")],
+    specs: Annotated[list[Path], typer.Argument(help="Spec files to check ('-' reads stdin).", metavar="SPEC")],
     format: Annotated[
         ValidateFormat, typer.Option("--format", "-f", help="text, json, or github (Actions annotations).")
     ] = ValidateFormat.text,
@@ -51,12 +51,14 @@ def validate(
     ] = None,
 ) -> None:
     """Check spec files statically (schema, shapes, data); exit 1 when any is invalid (with --strict: any warning)."""
+    from cnnspec.spec.source import STDIN_NAME, is_stdin
     from cnnspec.validate import as_errors, github_annotation, validate_file
 
     failed = 0
     report = []
     for path in specs:
         graph, diagnostics = validate_file(path, overrides or (), for_training=purpose is Purpose.train)
+        shown = STDIN_NAME if is_stdin(path) else str(path)
         if strict:
             diagnostics = as_errors(diagnostics)
         errors = [d for d in diagnostics if d.severity == "error"]
@@ -64,7 +66,7 @@ def validate(
         if format is ValidateFormat.json:
             report.append(
                 {
-                    "file": str(path),
+                    "file": shown,
                     "valid": not errors,
                     "diagnostics": [d.to_json() for d in diagnostics],
                     "total_params": graph.total_params if graph and not errors else None,
@@ -79,7 +81,7 @@ def validate(
             if not errors and graph is not None:
                 shape = "×".join(map(str, graph.output_shape))
                 n = len(graph.nodes)
-                echo(f"{path}: ok ({n} layer{'s' * (n != 1)}, {graph.total_params:,} params, output {shape})")
+                echo(f"{shown}: ok ({n} layer{'s' * (n != 1)}, {graph.total_params:,} params, output {shape})")
     if format is ValidateFormat.json:
         echo(json.dumps(report, indent=2))
     elif format is ValidateFormat.text and len(specs) > 1:
@@ -89,7 +91,7 @@ def validate(
 
 
 def summary(
-    spec: Annotated[Path, typer.Argument(help="Spec file.", metavar="SPEC")],
+    spec: Annotated[Path, typer.Argument(help="Spec file ('-' reads stdin).", metavar="SPEC")],
     format: Annotated[
         SummaryFormat,
         typer.Option(

@@ -58,7 +58,9 @@ def check_groups(layer: LayerKind, groups: int, c_in: int, c_out: int) -> None:
             raise ShapeProblem(
                 f"groups={groups} does not divide the {n} {what} channels",
                 notes=(f"{n} / {groups} = {n / groups:.3g}",),
-                hint=f"use a groups value that divides both {c_in} and {c_out}",
+                hint=f"use a groups value that divides {c_in}"
+                if c_in == c_out
+                else f"use a groups value that divides both {c_in} and {c_out}",
                 field="groups",
             )
 

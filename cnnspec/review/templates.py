@@ -54,6 +54,25 @@ def schema_ref(target: Path) -> str:
     return SCHEMA_ID
 
 
+def local_schema_note(target: Path) -> str | None:
+    """For a spec written to `target` with no `schemas/cnnspec.schema.json` at or above its folder:
+    how to give its editor line a local schema, which works offline and stays true to the installed
+    cnnspec (the URL is only as good as the network and the version published there)."""
+    from cnnspec.spec.schema import SCHEMA_ID
+
+    if schema_ref(target) != SCHEMA_ID:
+        return None
+    here = Path.cwd() / SCHEMA_FILE
+    relative = Path(os.path.relpath(here, target.resolve().parent)).as_posix()
+    return (
+        f"note: no {SCHEMA_FILE.as_posix()} in the spec's folder or above it, so its editor line points at "
+        f"{SCHEMA_ID}; for a local copy, run `mkdir -p {SCHEMA_FILE.parent.as_posix()} && "
+        f"cnnspec schema -o {SCHEMA_FILE.as_posix()}` here and make the "
+        f"first line `# yaml-language-server: $schema={relative}` (cnnspec init writes that line itself "
+        "once the file exists)"
+    )
+
+
 def render(name: str, target: Path) -> str:
     """The template's text with its `$schema` line pointing at the schema from `target`."""
     line = f"# yaml-language-server: $schema={schema_ref(target)}"

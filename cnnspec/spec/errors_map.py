@@ -305,6 +305,14 @@ def _literal_suggestion(err: dict[str, Any], value: str) -> str | None:
     return suggested_name(value, options)
 
 
+# What to write for a required key whose form a newcomer cannot guess from its name.
+MISSING_HINTS: dict[tuple[Hashable, ...], str] = {
+    ("model", "input"): "add the image shape, channels first, e.g. input: {channels: 3, height: 32, width: 32}",
+    ("model", "layers"): "add the list of layers, one a line: `layers:`, then "
+    "`- conv2d: {out_channels: 16, kernel_size: 3}`",
+}
+
+
 def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[Hashable], strip: int) -> Diagnostic:
     err, full = f.err, f.full
     kind = err["type"]
@@ -368,6 +376,7 @@ def _one(f: _Found, source: SourceMap, root: type[BaseModel], prefix: Sequence[H
         if isinstance(f.node, str) and f.used < len(loc) - 1 and loc[f.used] == f.node:
             at = (*full, f.node)  # a bare `- NAME` item: say which NAME lacks the key
         message = f"missing required key '{loc[-1]}' in {dotted(at) or 'the spec'}"
+        hint = MISSING_HINTS.get((*full, loc[-1]))
         location = source.locate(full)
     elif kind in _TYPE_ERRORS:
         message = f"{where}: expected {_expected(err)}{_got(value)}"

@@ -10,6 +10,7 @@ the `--set` that set it.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,15 @@ from cnnspec.errors import CnnspecError, Diagnostic, Location, SpecError, sugges
 from cnnspec.spec.errors_map import fields_at
 from cnnspec.spec.load import from_data
 from cnnspec.spec.model import Spec
-from cnnspec.spec.source import PathKey, SourceMap, parse_yaml, read_spec_text
+from cnnspec.spec.source import (
+    STDIN_NAME,
+    PathKey,
+    SourceMap,
+    is_stdin,
+    parse_yaml,
+    read_spec_text,
+    read_stdin_text,
+)
 
 
 @dataclass
@@ -59,6 +68,15 @@ def _parse_override(text: str) -> tuple[list[str], Any, SourceMap]:
     key = key.strip()
     if not sep or not key:
         raise _fail(text, "an override is KEY=VALUE", hint="e.g. --set optimizer.lr=0.05")
+    if "[" in key:
+        # `layers[0]` is how errors print a path (and how Python indexes); a --set path is all dots.
+        dotted_key = re.sub(r"\[\s*(['\"]?)([^\]]*?)\1\s*\]", r".\2", key).replace("[", ".").replace("]", "")
+        dotted_key = re.sub(r"\.{2,}", ".", dotted_key).strip(".")
+        raise _fail(
+            text,
+            f"'{key}': a --set path is written with dots alone, a list index too (layers.0, not layers[0])",
+            hint=f"write --set {dotted_key}={value.strip()}",
+        )
     parts = key.split(".")
     if any(not p for p in parts):
         raise _fail(text, f"'{key}' is not a dotted key path", hint="e.g. model.layers.0.conv2d.out_channels")
@@ -284,8 +302,16 @@ def _check_new_key(
 
 
 def load_with_overrides(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
-    """Load a spec file with overrides applied, validated as one document."""
-    return loads_with_overrides(read_spec_text(path), str(path), overrides)
+    """Load a spec file (`-`: standard input, located as `<stdin>`) with overrides applied, validated as
+    one document."""
+    return loads_with_overrides(*spec_file_text(path), overrides)
+
+
+def spec_file_text(path: str | Path) -> tuple[str, str]:
+    """A spec's text and the name its errors are located at: the file's path, or `<stdin>` for `-`."""
+    if is_stdin(path):
+        return read_stdin_text(), STDIN_NAME
+    return read_spec_text(path), str(path)
 
 
 def loads_with_overrides(text: str, file: str, overrides: Sequence[str] = ()) -> Spec:

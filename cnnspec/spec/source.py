@@ -27,6 +27,11 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 # How long a pipe may stay silent (no writer yet, or one that sends nothing) before reading it gives
 # up: a named FIFO nobody writes to would otherwise hang validate, train or fmt forever.
 PIPE_WAIT_SECONDS = 30.0
+
+# `-` as a spec path is standard input; its errors are located at `<stdin>:LINE:COL`.
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+
 # Nodes that aliases may add on top of the text's own nodes; an alias bomb
 # multiplies the node count exponentially and trips this long before memory.
 MAX_ALIAS_NODES = 10_000
@@ -403,6 +408,14 @@ def _read_bounded(file: str, limit: int, pipe_wait: float) -> bytes:
                 raise _not_a_spec(file, mode) from None
         raise SpecError(Diagnostic(f"cannot read {file}: {exc.strerror}", Location(file))) from None
     try:
+        return _read_open(fd, file, limit, pipe_wait)
+    finally:
+        os.close(fd)
+
+
+def _read_open(fd: int, file: str, limit: int, pipe_wait: float) -> bytes:
+    """`_read_bounded` of a descriptor already open (the file's, or standard input's), left open."""
+    try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISFIFO(mode):
             return _read_pipe(fd, file, limit, pipe_wait)
@@ -413,8 +426,6 @@ def _read_bounded(file: str, limit: int, pipe_wait: float) -> bytes:
             return stream.read(limit)  # one buffer of the size read: no copy of a 10 MiB file
     except OSError as exc:
         raise SpecError(Diagnostic(f"cannot read {file}: {exc.strerror}", Location(file))) from None
-    finally:
-        os.close(fd)
 
 
 def _read_pipe(fd: int, file: str, limit: int, wait: float) -> bytes:
@@ -466,6 +477,44 @@ def read_spec_text(path: str | Path, counts: ReadCounts | None = None, *, pipe_w
     data = _read_bounded(file, MAX_FILE_BYTES + 1, PIPE_WAIT_SECONDS if pipe_wait is None else pipe_wait)
     if counts is not None:
         counts.bytes_read += len(data)
+    return _spec_text(data, file)
+
+
+def is_stdin(path: str | Path) -> bool:
+    """Whether a command's SPEC argument is `-`, standard input (validate, summary, fmt)."""
+    return str(path) == STDIN
+
+
+def read_stdin_text(*, pipe_wait: float | None = None) -> str:
+    """The spec on standard input (`cnnspec validate - < spec.yaml`), read as a file is: at most
+    MAX_FILE_BYTES, a pipe that sends something at least every `pipe_wait` seconds. A terminal is
+    refused rather than waited on. Its errors are located at STDIN_NAME (`<stdin>:LINE:COL`)."""
+    import io
+    import sys
+
+    stream = getattr(sys.stdin, "buffer", sys.stdin)
+    try:
+        fd: int | None = stream.fileno() if stream is not None else None
+    except (AttributeError, OSError, io.UnsupportedOperation):  # replaced by a test runner: read it as it is
+        fd = None
+    if fd is None:
+        data = stream.read(MAX_FILE_BYTES + 1) if stream is not None else b""
+        data = data.encode("utf-8") if isinstance(data, str) else data
+    elif os.isatty(fd):
+        raise SpecError(
+            Diagnostic(
+                "standard input is a terminal: '-' reads the spec from a pipe or a redirected file",
+                Location(STDIN_NAME),
+                hint="e.g. cnnspec validate - < spec.yaml, or name the spec file itself",
+            )
+        )
+    else:
+        data = _read_open(fd, STDIN_NAME, MAX_FILE_BYTES + 1, PIPE_WAIT_SECONDS if pipe_wait is None else pipe_wait)
+    return _spec_text(data, STDIN_NAME)
+
+
+def _spec_text(data: bytes, file: str) -> str:
+    """The text of what was read from `file`; SpecError for what is too large, binary or not UTF-8."""
     if len(data) > MAX_FILE_BYTES:
         raise SpecError(
             Diagnostic(

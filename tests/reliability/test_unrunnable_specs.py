@@ -188,8 +188,8 @@ def test_image_folder_channels_the_files_cannot_supply(tmp_path: Path) -> None:
         ("train.seed=99999999999999999999999999", "train.seed"),  # was torch's "Overflow when unpacking long long"
         ("train.seed=4294967296", "train.seed"),
         ('optimizer."lr"=0.1', "unknown key '\"lr\"' in optimizer"),
-        ("optimizer['lr']=0.1", "unknown key"),
-        ("data.aug[0]=1", "unknown key"),
+        ("optimizer['lr']=0.1", "hint: write --set optimizer.lr=0.1"),
+        ("data.aug[0]=1", "hint: write --set data.aug.0=1"),
         ("optimizer.l\udcffr=1", "unknown key"),
         ("optimizé.lr=1", "unknown key 'optimizé'"),
         ("model.layers.0.conv2d.id=a.b", "an id may hold only"),
