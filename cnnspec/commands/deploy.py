@@ -45,6 +45,13 @@ def _batches(text: str) -> list[int]:
     return values
 
 
+def _accuracy_points(value: float) -> float:
+    """--max-drop: 0 to 100 points, said as such for nan too (a range check alone calls nan "over 100")."""
+    if not 0 <= value <= 100:  # False for nan
+        raise typer.BadParameter(f"takes 0 to 100 accuracy points, got {value:g}")
+    return value
+
+
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory written by `cnnspec train`.", metavar="RUN")],
     out: Annotated[
@@ -151,7 +158,9 @@ def quantize(
     ] = 256,
     max_drop: Annotated[
         float,
-        typer.Option("--max-drop", min=0.0, max=100.0, metavar="POINTS", help="Test accuracy INT8 may lose."),
+        typer.Option(
+            "--max-drop", metavar="POINTS", callback=_accuracy_points, help="Test accuracy INT8 may lose (0 to 100)."
+        ),
     ] = 1.0,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", metavar="FILE", help="INT8 file; default RUN/model.int8.onnx.")

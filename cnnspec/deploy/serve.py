@@ -83,8 +83,9 @@ class ServeOptions:
             ("--threads", self.threads or 1, 1, 1024),
         )
         for name, value, low, high in bounds:
-            if not low <= value <= high:
-                raise CnnspecError(f"{name} {value:g} is out of range: it takes {low:,} to {high:,}")
+            if not low <= value <= high:  # NaN fails too; an int is shown as written (1,000,000,000, not 1e+09)
+                shown = f"{value:,}" if isinstance(value, int) else f"{value:g}"
+                raise CnnspecError(f"{name} {shown} is out of range: it takes {low:,} to {high:,}")
 
 
 @dataclass
@@ -403,7 +404,10 @@ def metadata_json(meta: ModelMetadata) -> dict[str, Any]:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A socket listening on host:port (0: a free port); CnnspecError in one line when it cannot."""
+    """A socket listening on host:port (0: a free port); CnnspecError in one line when it cannot. An IPv6
+    address may be written bare (::1) or in brackets as in a URL ([::1])."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
