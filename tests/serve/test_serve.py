@@ -250,7 +250,7 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(digits: Digits, tmp_
     for response, top in zip(responses, expected, strict=True):
         assert_same_top(response.json()["predictions"][0]["top"], top)
     assert status == 0, server.output()
-    assert "stopped: answered every request it had accepted" in server.output()
+    assert "stopped: answered every request it had received" in server.output()
 
 
 def _wait_refused(host: str, port: int) -> None:
