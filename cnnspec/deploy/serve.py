@@ -505,7 +505,10 @@ def create_app(
         try:
             yield
         finally:
-            await batcher.stop()  # uvicorn has answered every request by now; the queue is empty
+            if lifecycle.forced:  # a second Ctrl-C: the queued requests were cancelled, nothing more runs
+                batcher.abort()
+            else:
+                await batcher.stop()  # uvicorn has answered every request by now; the queue is empty
 
     app = Starlette(
         routes=[
@@ -654,6 +657,7 @@ class _Server(uvicorn.Server):
                 task.cancel()
             if tasks:  # a decode in a worker thread finishes first (it cannot be cancelled): seconds at most
                 await asyncio.wait(tasks, timeout=30)
+            await self.lifespan.shutdown()  # uvicorn skips it when forced; left, it is cancelled with a traceback
 
 
 @dataclass(frozen=True)
