@@ -55,6 +55,22 @@ def describe_mode(mode: int) -> str:
     return "not a regular file"
 
 
+def dangling_link(path: str | Path) -> str | None:
+    """What a symbolic link at `path` points to when that does not exist; None for anything else.
+
+    A write through such a link would create the file, and the folders above it, wherever the link
+    points: commands that write a file the user named refuse it instead."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return os.readlink(path)
+    except OSError:
+        return None  # a loop of links: write_target says so
+    return None
+
+
 def write_target(path: str | Path) -> Path:
     """The file a write of `path` changes: `path` itself, or the final target when it is a symlink.
 

@@ -177,16 +177,21 @@ class Preprocessing:
             raise DataError(
                 f"the model takes {self.channels}-channel input; images are decoded as grey (1) or RGB (3) only"
             )
+        if not self.resize:
+            self.check_size(*opened.size, where)  # before decoding: the size is in the header
         array = decode(opened, self.channels, self.image_size if self.resize else None)
-        (h, w), (th, tw) = array.shape[:2], self.image_size
-        if (h, w) != (th, tw):
+        return array.transpose(2, 0, 1)
+
+    def check_size(self, width: int, height: int, where: str) -> None:
+        """DataError naming `where` when a model trained without resizing is given an image of another size."""
+        th, tw = self.image_size
+        if (height, width) != (th, tw):
             into = f" (then {self.fit.replace('_', ' ')} to {self.input_size[1]}×{self.input_size[0]})"
             raise DataError(
-                f"{where} is {w}×{h} but the model takes {tw}×{th} images"
+                f"{where} is {width}×{height} but the model takes {tw}×{th} images"
                 f"{into if self.input_size != self.image_size else ''} and was trained without resizing",
                 hint=f"resize the image to {tw}×{th} first, or train with data.resize",
             )
-        return array.transpose(2, 0, 1)
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """Steps 3–5: stored uint8 images (N, C, H, W) → the model's float32 input."""

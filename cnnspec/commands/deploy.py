@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cnnspec.deploy.exporter import ExportReport
     from cnnspec.deploy.predict import PredictResult
     from cnnspec.deploy.quantize import QuantizeReport
+    from cnnspec.deploy.serve import Stopped
 
 
 class DeviceChoice(StrEnum):
@@ -43,6 +44,13 @@ def _batches(text: str) -> list[int]:
     if not values or any(v <= 0 for v in values):
         raise typer.BadParameter(f"batch sizes must be positive integers, got {text!r}")
     return values
+
+
+def _accuracy_points(value: float) -> float:
+    """--max-drop: 0 to 100 points, said as such for nan too (a range check alone calls nan "over 100")."""
+    if not 0 <= value <= 100:  # False for nan
+        raise typer.BadParameter(f"takes 0 to 100 accuracy points, got {value:g}")
+    return value
 
 
 def export(
@@ -151,7 +159,9 @@ def quantize(
     ] = 256,
     max_drop: Annotated[
         float,
-        typer.Option("--max-drop", min=0.0, max=100.0, metavar="POINTS", help="Test accuracy INT8 may lose."),
+        typer.Option(
+            "--max-drop", metavar="POINTS", callback=_accuracy_points, help="Test accuracy INT8 may lose (0 to 100)."
+        ),
     ] = 1.0,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", metavar="FILE", help="INT8 file; default RUN/model.int8.onnx.")
@@ -353,6 +363,22 @@ def serve(
         ConvAlgo | None,
         typer.Option("--conv-algo", help="cuDNN convolution algorithm search of the CUDA provider."),
     ] = None,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            "--read-timeout",
+            metavar="SECONDS",
+            help="A request's headers, then its body, must each arrive within this; else closed or answered 408.",
+        ),
+    ] = 30.0,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(
+            "--shutdown-grace",
+            metavar="SECONDS",
+            help="At SIGTERM, bodies still arriving get this long, then are answered 503.",
+        ),
+    ] = 5.0,
 ) -> None:
     """Serve a model over HTTP with dynamic batching: POST /predict, GET /health, /metadata, /metrics."""
     import os
@@ -365,7 +391,17 @@ def serve(
 
     cuda = CudaOptions(CONV_ALGO_SEARCHES[list(ConvAlgo).index(conv_algo)]) if conv_algo is not None else None
     options = ServeOptions(
-        host, port, max_batch, max_wait_ms, max_queue, max_request_bytes, device.value, threads, cuda
+        host,
+        port,
+        max_batch,
+        max_wait_ms,
+        max_queue,
+        max_request_bytes,
+        device.value,
+        threads,
+        cuda,
+        read_timeout=read_timeout,
+        shutdown_grace=shutdown_grace,
     )
     hold_file = os.environ.get(HOLD_ENV)
     hold = (lambda: Path(hold_file).exists()) if hold_file else None
@@ -381,10 +417,35 @@ def serve(
         sys.stderr.flush()
 
     try:
-        stopped_by = run_serve(model, options, hold=hold, on_ready=ready)
+        stopped = run_serve(model, options, hold=hold, on_ready=ready)
     except CnnspecError as exc:
         raise fail(exc) from None
-    if stopped_by == signal.SIGINT:
-        echo("interrupted: answered every request it had accepted", stderr=True)
+    echo(_stopped_line(stopped, shutdown_grace), stderr=True)
+    if stopped.signal == signal.SIGINT:
         raise typer.Exit(130)
-    echo("stopped: answered every request it had accepted", stderr=True)
+
+
+def _requests(n: int) -> str:
+    return f"{n:,} request{'' if n == 1 else 's'}"
+
+
+def _stopped_line(stopped: Stopped, grace: float) -> str:
+    """The last line `serve` says: how it stopped and, truthfully, what it left unanswered."""
+    import signal
+
+    how = "interrupted" if stopped.signal == signal.SIGINT else "stopped"
+    if stopped.forced:
+        left = (
+            f"{_requests(stopped.unanswered)} it had accepted {'was' if stopped.unanswered == 1 else 'were'} "
+            "cut off unanswered (answered 503 where no answer had begun)"
+            if stopped.unanswered
+            else "no request was left unanswered"
+        )
+        return f"interrupted again: stopped without waiting; {left}"
+    line = f"{how}: answered every request it had received"
+    if stopped.cut_uploads:
+        line += (
+            f"; {_requests(stopped.cut_uploads)} whose body was still arriving {grace:g} s into the shutdown "
+            f"{'was' if stopped.cut_uploads == 1 else 'were'} answered 503"
+        )
+    return line

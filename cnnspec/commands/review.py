@@ -30,25 +30,12 @@ def stdout_asked(out: Path | None) -> bool:
     return out is not None and str(out) == "-"
 
 
-def dangling_link(path: Path) -> str | None:
-    """What a symbolic link at `path` points to when that does not exist; None for anything else."""
-    if not os.path.islink(path):
-        return None
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return os.readlink(path)
-    except OSError:
-        return None  # a loop of links: write_target says so
-    return None
-
-
 def write_output(path: Path, data: str | bytes, inputs: Sequence[str | Path] = ()) -> None:
     """Write a file the user named (-o): atomically, never through a directory or special file, never
     through a symbolic link to nothing (it would create the file, and folders, wherever the link points),
     and never over one of the command's `inputs` (a spec being drawn or diffed), through a link or not.
     A link to an existing file is followed, as `fmt` and `export` follow it: the link stays."""
-    from cnnspec.atomic import NotRegularFileError, atomic_write_bytes, write_target
+    from cnnspec.atomic import NotRegularFileError, atomic_write_bytes, dangling_link, write_target
 
     pointed = dangling_link(path)
     if pointed is not None:
@@ -276,7 +263,11 @@ def diff(
             sys.stdout.write(text)
         else:
             try:
-                write_output(out, text, [old, new])
+                from cnnspec.review.sources import working_file
+
+                # A REV:PATH input's working copy is an input too: `diff HEAD:a.yaml b.yaml -o a.yaml` refuses.
+                checkouts = [f for f in (working_file(old), working_file(new)) if f is not None]
+                write_output(out, text, [old, new, *checkouts])
             except typer.Exit:
                 raise typer.Exit(2) from None
     if not d.same:

@@ -108,6 +108,13 @@ class Batcher:
             await self._task
         self._executor.shutdown(wait=True)
 
+    def abort(self) -> None:
+        """End the task now, running nothing more (a forced stop: the requests queued were cancelled)."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)  # a batch already running ends on its own
+
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """The model's output rows for `x` (n, C, H, W), once its batch has run; QueueFull when the queue
         is full; the model call's exception when it fails."""

@@ -239,13 +239,18 @@ MAX_BATCH = 65_536
 MAX_SECONDS = 3_600.0
 
 
-def _check_options(batches: Sequence[int], min_seconds: float) -> None:
+def check_options(batches: Sequence[int], min_seconds: float, command: str = "bench") -> None:
+    """ExportError when a batch size or the minimum timing is out of the range `command` (bench, quantize)
+    times, before anything is loaded or allocated."""
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
         raise ExportError(f"batch sizes must be positive integers, got {list(batches)}")
     if max(batches) > MAX_BATCH:
         raise ExportError(
-            f"batch size {max(batches):,} is over the largest bench runs, {MAX_BATCH:,}",
-            hint=f"--batch takes sizes from 1 to {MAX_BATCH:,}, e.g. 1,64,256",
+            Diagnostic(
+                f"batch size {max(batches):,} is over the largest {command} runs, {MAX_BATCH:,}",
+                notes=("a larger batch times the memory allocator rather than the model, or does not fit in memory",),
+                hint=f"--batch takes sizes from 1 to {MAX_BATCH:,}, e.g. 1,64,256",
+            )
         )
     if not (0 <= min_seconds <= MAX_SECONDS):  # NaN fails too
         raise ExportError(
@@ -303,7 +308,7 @@ def bench(
     ExportError otherwise, before anything is loaded or allocated for the batches."""
     p = Path(target)
     batches = list(batches)
-    _check_options(batches, min_seconds)
+    check_options(batches, min_seconds)
     notes: list[str] = []
     where = _pick_device(device)
     settings = _Settings(io_binding, cuda or CudaOptions())

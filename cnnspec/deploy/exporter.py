@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from cnnspec.atomic import NotRegularFileError, atomic_path, write_target
+from cnnspec.atomic import NotRegularFileError, atomic_path, dangling_link, write_target
 from cnnspec.deploy.fp16 import fp16_weights
 from cnnspec.deploy.gate import Parity, run_gate
 from cnnspec.deploy.metadata import ModelMetadata, attach, color_of
@@ -109,6 +109,13 @@ def check_target(run: str | Path, target: str | Path, allowed: Collection[str] =
             raise too_long_error(path, reason)
     if inside_run(run, target):
         own_path(Path(run), Path(run) / Path(target).name)  # the same file: its folder is the run's
+    pointed = dangling_link(target)
+    if pointed is not None:  # written through, it would create the file and its folders where the link points
+        raise ExportError(
+            f"cannot write {printable(str(target))}: it is a symbolic link to {printable(pointed)}, "
+            "which does not exist",
+            hint="--out writes through a link only to a file that exists: remove the link, or name another file",
+        )
     try:
         final = write_target(target)
     except NotRegularFileError as exc:

@@ -10,15 +10,31 @@ model's H×W as evaluation does, scale to 0–1, then subtract `mean` and divide
 from __future__ import annotations
 
 import io
+import threading
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from cnnspec.checker.weights import MISSING, what_is_at
 from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.errors import DataError
+
+# The most pixels an image may have to be decoded for a model that resizes its input (one that does not
+# takes its stored size only, checked before decoding too): 64 megapixels, a large phone or camera photo,
+# at most about 256 MB as RGBA while it is converted. Below Pillow's own warning limit (about 89 M,
+# Image.MAX_IMAGE_PIXELS), so a decompression bomb is refused here, in cnnspec's words, before Pillow warns.
+MAX_IMAGE_PIXELS = 64_000_000
+# Image.open's decompression-bomb warning is made an error while Image.open runs; warnings filters are
+# process-wide, so the (header-only, quick) open is serialised.
+_OPENING = threading.Lock()
+
+
+class ImageTooLarge(DataError):
+    """An image whose header says it has more pixels than the model could use (`cnnspec serve`: 413)."""
+
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -89,16 +105,41 @@ class _Named(io.BytesIO):
         return repr(self.where)
 
 
+def _open(source: Path | BinaryIO) -> Any:
+    """Pillow's lazy open (the header only); its DecompressionBombWarning raised as an error, not printed."""
+    from PIL import Image
+
+    with _OPENING, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(source)
+
+
+def check_pixels(width: int, height: int, where: str, meta: ModelMetadata) -> None:
+    """Before a pixel is decoded: DataError for a size the model does not take (trained without resizing:
+    its stored size only), ImageTooLarge over MAX_IMAGE_PIXELS."""
+    pre = meta.image_preprocessing()
+    if not pre.resize:
+        pre.check_size(width, height, where)
+    elif width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(
+            f"{where} is {width}×{height} = {width * height:,} pixels; images of at most {MAX_IMAGE_PIXELS:,} "
+            f"pixels are decoded (the model resizes them to {pre.image_size[1]}×{pre.image_size[0]})",
+            hint="shrink the image first",
+        )
+
+
 def _decode(source: Path | BinaryIO, where: str, meta: ModelMetadata) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     preprocessing = meta.image_preprocessing()
     try:
-        with Image.open(source) as opened:
+        with _open(source) as opened:
+            width, height = opened.size  # from the header: nothing decoded yet
+            check_pixels(width, height, where, meta)
             opened.load()
             return preprocessing.image(opened, where)
-    except Image.DecompressionBombError as exc:  # Pillow's own limit on pixels (Image.MAX_IMAGE_PIXELS)
-        raise DataError(
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's limits, in its words
+        raise ImageTooLarge(
             f"{where} is refused: {exc}",
             hint="an image this large is more likely a decompression bomb than a photo; shrink it first",
         ) from None

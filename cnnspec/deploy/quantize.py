@@ -26,7 +26,7 @@ import onnx
 import torch
 
 from cnnspec.atomic import atomic_path
-from cnnspec.deploy.bench import Timing, time_calls
+from cnnspec.deploy.bench import Timing, check_options, ensure_batches_fit, time_calls
 from cnnspec.deploy.exporter import check_target, export_run, inside_run
 from cnnspec.deploy.gate import sample_batch
 from cnnspec.deploy.metadata import ModelMetadata, attach
@@ -323,8 +323,7 @@ def quantize_run(
         raise ExportError(f"--calibration {calibration} is outside 1 to {MAX_CALIBRATION:,} images")
     if not (0 <= max_drop <= 100):  # NaN fails too
         raise ExportError(f"--max-drop {max_drop:g} is outside 0 to 100 accuracy points")
-    if not batches or any(b < 1 for b in batches) or not 0 <= seconds <= 3600:
-        raise ExportError("batch sizes must be positive and --seconds within 0 to 3,600")
+    check_options(batches, seconds, "quantize")  # bench's bounds: a batch of 10⁸ is refused, not allocated
     root = Path(run)
     target = Path(out) if out is not None else root / INT8_NAME
     check_target(root, target, allowed=(INT8_NAME,))  # before the minutes of work; never the fp32 model.onnx
@@ -344,6 +343,7 @@ def quantize_run(
             )
         if meta.weights_dtype not in ("float32", "float16"):
             raise ExportError(f"{fp32_path} holds {meta.weights_dtype} weights already; quantize an fp32 export")
+        ensure_batches_fit(meta, None, batches, fp32_path)  # before the calibration's minutes of work
         return _quantize_locked(root, fp32, meta, target, calibration, max_drop, batches, seconds, notes)
 
 

@@ -16,7 +16,16 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PATHS = frozenset({"/predict", "/health", "/metadata", "/metrics"})
 # Why a request was refused or failed: the `reason` label of cnnspec_serve_errors_total.
-REASONS = ("too_large", "bad_input", "unsupported_media_type", "queue_full", "model")
+REASONS = (
+    "too_large",
+    "bad_input",
+    "unsupported_media_type",
+    "queue_full",
+    "model",
+    "timeout",  # a body slower than --read-timeout (408)
+    "disconnected",  # the client left before its body arrived
+    "shutting_down",  # a body still arriving after the shutdown grace, or cut by a second Ctrl-C (503)
+)
 
 
 def batch_buckets(max_batch: int) -> tuple[float, ...]:

@@ -16,7 +16,7 @@ from cnnspec.layers.base import fmt_shape
 from cnnspec.render.diff import checkpoint_summary, effect_cells, totals
 from cnnspec.render.graph_boxes import draw
 from cnnspec.render.graph_svg import svg
-from cnnspec.render.html_page import LEGEND_EDGES, page
+from cnnspec.render.html_page import LEGEND_EDGES, html_text, page
 from cnnspec.review.diff import Change, SpecDiff
 from cnnspec.review.graphview import diff_marks, value_text, view
 
@@ -99,8 +99,8 @@ def to_html(d: SpecDiff) -> str:
     else:
         verdict = f"{len(d.changed)} changed · {len(d.added)} added · {len(d.removed)} removed"
     header = (
-        f"<h1>Architecture diff: {escape(d.new_label)}</h1>"
-        f"<p><code>{escape(d.old_label)}</code> → <code>{escape(d.new_label)}</code> ({escape(names)})</p>"
+        f"<h1>Architecture diff: {html_text(d.new_label)}</h1>"
+        f"<p><code>{html_text(d.old_label)}</code> → <code>{html_text(d.new_label)}</code> ({html_text(names)})</p>"
         f'<p class="verdict">{escape(verdict)}</p>'
     )
     legend = (
@@ -113,8 +113,8 @@ def to_html(d: SpecDiff) -> str:
         f'<p class="checkpoint"><b>Checkpoint:</b> {escape(checkpoint_summary(d))}.</p></section>'
         f"{legend}"
         '<div class="sides">'
-        f'<section class="side old"><h2>OLD: {escape(d.old_label)}</h2><div class="pane">{old_svg}</div></section>'
-        f'<section class="side new"><h2>NEW: {escape(d.new_label)}</h2><div class="pane">{new_svg}</div></section>'
+        f'<section class="side old"><h2>OLD: {html_text(d.old_label)}</h2><div class="pane">{old_svg}</div></section>'
+        f'<section class="side new"><h2>NEW: {html_text(d.new_label)}</h2><div class="pane">{new_svg}</div></section>'
         "</div>"
     )
     return page(f"Architecture diff: {d.new_label}", header, body)

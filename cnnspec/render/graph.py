@@ -15,7 +15,7 @@ from cnnspec.errors import CnnspecError, Diagnostic, Location
 from cnnspec.layers.base import fmt_shape
 from cnnspec.render.graph_boxes import draw
 from cnnspec.render.graph_svg import svg
-from cnnspec.render.html_page import LEGEND_EDGES, page
+from cnnspec.render.html_page import LEGEND_EDGES, html_text, page
 from cnnspec.render.summary import human
 from cnnspec.review.graphview import groups_below, view
 
@@ -55,7 +55,7 @@ def totals_line(graph: Graph) -> str:
 def to_html(graph: Graph, depth: int | None = None) -> str:
     name = graph.spec.name
     header = (
-        f"<h1>{escape(name)}</h1><p>{escape(totals_line(graph))}</p>"
+        f"<h1>{html_text(name)}</h1><p>{escape(totals_line(graph))}</p>"
         f'<p class="legend">{LEGEND_EDGES}'
         + (" · click a blue box to open its layers" if depth is not None else "")
         + ' · hover a box for its parameters and MACs</p><nav class="crumbs"></nav>'

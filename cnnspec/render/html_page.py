@@ -14,6 +14,7 @@ from __future__ import annotations
 from html import escape
 
 from cnnspec.render.graph_svg import STYLE
+from cnnspec.terminal import printable
 
 PAGE_STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #0f172a; background: #fff; }
@@ -116,13 +117,19 @@ SCRIPT = """
 """
 
 
+def html_text(text: object) -> str:
+    """Untrusted text (a spec's name, a file name given on the command line) for an HTML page: control
+    characters written as escapes (`printable`: a raw ESC or a bidi override in a heading), then HTML-escaped."""
+    return escape(printable(text))
+
+
 def page(title: str, header: str, body: str) -> str:
     """A whole HTML document: `header` and `body` are HTML already escaped by the caller."""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title>"
+        f"<title>{html_text(title)}</title>"
         f"<style>{PAGE_STYLE}{STYLE}</style></head>\n"
         f'<body><div id="info"></div><header>{header}</header>\n<main>{body}</main>\n'
         f"<script>{SCRIPT}</script></body></html>\n"

@@ -71,6 +71,21 @@ def read_text(arg: str, cwd: str | Path | None = None) -> str:
         raise SpecError(Diagnostic("the file is not UTF-8 text", Location(arg, 1, 1))) from None
 
 
+def working_file(arg: str, cwd: str | Path | None = None) -> Path | None:
+    """The working-tree file that a `REV:PATH` argument names the committed version of (PATH from the
+    repository root, or ./PATH from `cwd`, as git reads it); None for a plain file, or outside a repository.
+    An -o that names it would overwrite the user's working copy of a spec being diffed."""
+    if not is_git_ref(arg):
+        return None
+    path = arg.partition(":")[2]
+    if path.startswith(("./", "../")):
+        return Path(cwd or ".") / path
+    top = _git(["rev-parse", "--show-toplevel"], arg, cwd)
+    if top.returncode != 0 or not path:
+        return None
+    return Path(top.stdout.decode("utf-8", "replace").strip()) / path
+
+
 def _git(args: list[str], arg: str, cwd: str | Path | None) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False, timeout=60)

@@ -198,3 +198,30 @@ def test_quantize_bad_options_exit_1_or_2(digits_run: Path) -> None:
     assert run_cli("quantize", str(digits_run), "--calibration", "0").exit_code == 2
     result = run_cli("quantize", str(digits_run / "spec.yaml"))
     assert result.exit_code == 1 and "Traceback" not in result.stderr
+
+
+def test_quantize_refuses_a_batch_over_bench_s_bound_before_allocating_it(digits_run: Path) -> None:
+    # 65,537 first: within memory, so without the bound it would run (and the test fail) harmlessly.
+    for batch in ("65537", "1,100000000"):
+        result = run_cli("quantize", str(digits_run), "-b", batch, "--seconds", "0")
+        assert result.exit_code == 1, result.stderr
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        size = f"{max(int(b) for b in batch.split(',')):,}"
+        assert f"error: batch size {size} is over the largest quantize runs, 65,536" in result.stderr
+        assert "memory allocator" in result.stderr  # why there is a bound
+
+
+def test_quantize_out_through_a_dangling_link_is_refused_and_creates_nothing(digits_run: Path, tmp_path: Path) -> None:
+    link = tmp_path / "int8.onnx"
+    link.symlink_to(tmp_path / "nowhere" / "deep" / "m.onnx")
+    result = run_cli("quantize", str(digits_run), "-o", str(link), "--seconds", "0", "-b", "1")
+    assert result.exit_code == 1
+    assert f"cannot write {link}: it is a symbolic link to {tmp_path / 'nowhere'}" in result.stderr
+    assert not (tmp_path / "nowhere").exists() and link.is_symlink()
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "100.5"])
+def test_max_drop_outside_0_to_100_says_the_range(digits_run: Path, value: str) -> None:
+    result = run_cli("quantize", str(digits_run), "--max-drop", value)
+    assert result.exit_code == 2
+    assert "takes 0 to 100 accuracy points" in result.stderr and "less than or equal" not in result.stderr

@@ -107,3 +107,17 @@ def test_markdown_code_spans_keep_backticks_and_table_cells_keep_pipes() -> None
         assert page.code == [value, value], value
         page = rendered(f"- {md.text(value)}\n")
         assert "".join(page.text).strip() == value.strip(), value
+
+
+def test_html_diff_and_graph_write_control_characters_as_escapes(tmp_path: Path) -> None:
+    """A raw ESC or BEL from a spec's name or a file name never reaches the HTML page (its <h1>, <title>)."""
+    old, new = specs(tmp_path, new_name="n\x1b[31mew.yaml")
+    page = tmp_path / "diff.html"
+    assert run_cli("diff", str(old), str(new), "--format", "html", "-o", str(page)).exit_code == 1
+    drawing = tmp_path / "graph.html"
+    assert run_cli("graph", str(new), "-o", str(drawing)).exit_code == 0
+    for html in (page.read_text(encoding="utf-8"), drawing.read_text(encoding="utf-8")):
+        assert "\x1b" not in html and "\x07" not in html
+    diff_head = page.read_text(encoding="utf-8").partition("</h1>")[0]
+    assert "n\\x1b[31mew.yaml" in diff_head  # the file name, escaped, in the heading
+    assert "<h1>t\\x1b]0;pwned\\x07</h1>" in drawing.read_text(encoding="utf-8")

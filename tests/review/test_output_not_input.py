@@ -54,3 +54,27 @@ def test_graph_still_writes_a_new_file_beside_its_spec(specs: tuple[Path, Path],
     out = tmp_path / "drawing.svg"
     assert run_cli("graph", str(specs[0]), "-o", str(out)).exit_code == 0
     assert out.read_text(encoding="utf-8").lstrip().startswith("<")
+
+
+@pytest.mark.parametrize("spelled", ["HEAD:specs/a.yaml", "HEAD:./a.yaml"])
+def test_diff_refuses_the_working_copy_of_a_rev_path_input(tmp_path: Path, spelled: str) -> None:
+    """`diff HEAD:specs/a.yaml b.yaml -o a.yaml`: a.yaml is the working copy of the old spec (issue 18)."""
+    from tests.review.review_helpers import cnnspec, git, git_repo
+
+    repo = git_repo(tmp_path / "repo")
+    folder = repo / "specs"
+    folder.mkdir()
+    working = folder / "a.yaml"
+    working.write_text((SPECS / "small_cnn.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    git("add", ".", cwd=repo)
+    git("commit", "-q", "-m", "a", cwd=repo)
+    edited = working.read_text(encoding="utf-8").replace("out_channels: 64", "out_channels: 96")
+    working.write_text(edited, encoding="utf-8")  # uncommitted work the -o must not replace
+    (folder / "b.yaml").write_text(edited.replace("out_channels: 96", "out_channels: 128"), encoding="utf-8")
+    result = cnnspec("diff", spelled, "b.yaml", "--format", "markdown", "-o", "a.yaml", cwd=folder)
+    assert result.returncode == 2, result.stderr
+    assert "it is the input" in result.stderr and "a.yaml" in result.stderr
+    assert working.read_text(encoding="utf-8") == edited
+    # another file is still written
+    assert cnnspec("diff", spelled, "b.yaml", "--format", "markdown", "-o", "r.md", cwd=folder).returncode == 1
+    assert (folder / "r.md").read_text(encoding="utf-8").strip()

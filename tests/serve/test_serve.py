@@ -250,7 +250,7 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(digits: Digits, tmp_
     for response, top in zip(responses, expected, strict=True):
         assert_same_top(response.json()["predictions"][0]["top"], top)
     assert status == 0, server.output()
-    assert "stopped: answered every request it had accepted" in server.output()
+    assert "stopped: answered every request it had received" in server.output()
 
 
 def _wait_refused(host: str, port: int) -> None:
@@ -324,3 +324,23 @@ def test_health_reports_the_cuda_provider_on_a_gpu(digits: Digits) -> None:
         stop(server)
     assert health["provider"] == "CUDAExecutionProvider"
     assert answer.json()["provider"] == "CUDAExecutionProvider"
+
+
+def test_out_of_range_options_are_shown_as_written(digits: Digits) -> None:
+    result = run_cli("serve", str(digits.model), "--port", "0", "--max-batch", "1000000000")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: --max-batch 1,000,000,000 is out of range: it takes 1 to 65,536"
+
+
+def test_an_ipv6_host_in_brackets_is_the_address(digits: Digits) -> None:
+    try:
+        taken = socket.socket(socket.AF_INET6)
+        taken.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", str(digits.model), "--host", "[::1]", "--port", str(port), "--device", "cpu")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"error: cannot listen on [::1]:{port}: the port is in use"
