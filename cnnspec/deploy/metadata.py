@@ -248,6 +248,8 @@ def _check_values(values: dict[str, Any], where: str) -> None:
         raise bad("class_names", f"1 to {MAX_CLASSES:,} names (it has {len(names):,})")
     if any(len(n) > MAX_CLASS_NAME for n in names):
         raise bad("class_names", f"names of at most {MAX_CLASS_NAME} characters")
+    if not all(names) or len(set(names)) != len(names):  # an answer must name one class, unambiguously
+        raise bad("class_names", "distinct, non-empty names")
     for key in ("mean", "std"):
         v = values.get(key)
         if v is not None and not (isinstance(v, list) and len(v) == c and all(_is_number(x) for x in v)):

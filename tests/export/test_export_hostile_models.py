@@ -178,6 +178,8 @@ def test_bench_refuses_an_embedded_spec_it_should_not_build(
         ({"class_names": "0123456789"}, "class_names"),
         ({"class_names": list(range(10))}, "class_names"),
         ({"class_names": []}, "class_names"),
+        ({"class_names": ["cat", "dog", "2", "3", "4", "5", "6", "7", "8", "cat"]}, "class_names"),  # which "cat"?
+        ({"class_names": ["", "1", "2", "3", "4", "5", "6", "7", "8", "9"]}, "class_names"),
         ({"resize": "big"}, "resize"),
         ({"resize": [8]}, "resize"),
         ({"pixel_scale": 0}, "pixel_scale"),
