@@ -6,16 +6,19 @@ Decoding goes through the streamed path's own decoder (`cnnspec.training.sources
 steps 1–2 of `cnnspec.preprocess`), so the tensors are the bytes streaming would give, image for
 image: evaluate, export's gate, predict and bench read the same definition.
 
-The disk cache holds one safetensors file per folder (ROOT/train, ROOT/val, ROOT/test), named by the
-SHA-256 of its key: the folder, every file's path (relative to the folder), class, size and
-modification time (ns), the decoded size and channel count, the Pillow version (its resize is step
-2), and the format below. A changed, added or removed file changes the key, so the old file is not
-read. A file that cannot be read, or whose tensors do not hash to the digest it records, or do not
-have the shape and labels the key says, is ignored with a warning and rebuilt: it is never trusted.
+The disk cache holds one safetensors file per folder (ROOT/train, ROOT/val, ROOT/test), named by a
+hash of the folder's path and the SHA-256 of its key: the folder, every file's path (relative to the
+folder), class, size and modification time (ns), the decoded size and channel count, the Pillow
+version (its resize is step 2), and the format below. A changed, added or removed file changes the
+key, so the old file is not read. A file that cannot be read, or whose tensors do not hash to the
+digest it records, or do not have the shape and labels the key says, is ignored with a warning and
+rebuilt: it is never trusted. A folder's earlier file is removed when its new one is written: one
+file per folder stays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -189,7 +192,8 @@ def load_folder(
     disk cache did ("read", "written", "rebuilt", or "decoded" without one)."""
     if where is None:
         return decode_all(items, channels, size), "decoded"
-    path = where / f"{cache_key(folder, items, channels, size)}.safetensors"
+    prefix = hashlib.sha256(str(folder).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    path = where / f"{prefix}-{cache_key(folder, items, channels, size)}.safetensors"
     done = "written"
     if path.is_file():
         try:
@@ -203,8 +207,19 @@ def load_folder(
         write_cached(path, images, labels)
     except OSError as exc:
         warn(f"warning: cannot write the decoded-image cache {printable(str(path))} ({printable(str(exc))})")
-        done = "not written"
+        return images, "not written"
+    _remove_older(where, prefix, path)
     return images, done
+
+
+def _remove_older(where: Path, prefix: str, kept: Path) -> None:
+    """Remove the folder's earlier cache files (its files as they were before a change): one file per
+    folder stays. Only names cnnspec gives its cache files are touched (PREFIX-SHA256.safetensors)."""
+    for old in where.glob(f"{prefix}-*.safetensors"):
+        key = old.name[len(prefix) + 1 : -len(".safetensors")]
+        if old != kept and len(key) == 64 and all(c in "0123456789abcdef" for c in key) and old.is_file():
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def check_memory(data: DataSpec, total: int, available: Sequence[int | None]) -> None:

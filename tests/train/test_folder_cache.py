@@ -161,6 +161,7 @@ def test_the_disk_cache_is_read_on_a_second_run_and_rebuilt_when_a_file_changes(
     # A removed file.
     (images / "train" / "a" / "0.png").unlink()
     assert load_data(spec).notes[0].endswith("train written, test read")
+    assert len(list(cache.glob("*.safetensors"))) == 2  # one file per folder: the earlier ones are removed
 
 
 @pytest.mark.parametrize("damage", ["truncated", "bit flip"])
