@@ -63,6 +63,19 @@ def _one_thread(request: pytest.FixtureRequest) -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _decoded_image_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """data.cache_dir auto writes to the user's cache folder: the suite's runs (and their subprocesses,
+    which inherit the variable) write to a folder of their own instead."""
+    before = os.environ.get("CNNSPEC_CACHE_DIR")
+    os.environ["CNNSPEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("decoded-cache"))
+    yield
+    if before is None:
+        os.environ.pop("CNNSPEC_CACHE_DIR", None)
+    else:
+        os.environ["CNNSPEC_CACHE_DIR"] = before
+
+
 @pytest.fixture
 def specs_dir() -> Path:
     return SPECS

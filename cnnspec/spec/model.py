@@ -139,7 +139,22 @@ class DataSpec(StrictModel):
         "model input's height and width.",
     )
     augment: list[AugmentItem] = Field(default_factory=list, description="Training augmentations, applied in order.")
-    num_workers: Annotated[int, Field(ge=0)] = Field(2, description="image_folder only: DataLoader worker processes.")
+    num_workers: Annotated[int, Field(ge=0)] = Field(
+        2, description="image_folder only: DataLoader worker processes (when the folder is streamed)."
+    )
+    cache: Literal["auto", "memory", "none"] = Field(
+        "auto",
+        description="image_folder only: memory (decode every image once, keep each split as one uint8 tensor on "
+        "the training device), none (decode every batch from disk, every epoch), or auto (memory when the "
+        "decoded splits take at most a quarter of the free memory, else none; the train log says which).",
+    )
+    cache_dir: Annotated[str, Field(min_length=1)] = Field(
+        "auto",
+        description="image_folder held in memory: where the decoded arrays are kept between runs, so a second "
+        "run decodes nothing: auto (the user cache folder: $CNNSPEC_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/cnnspec/decoded, else ~/.cache/cnnspec/decoded), none (no disk cache), or a folder "
+        "(relative to the spec's folder).",
+    )
 
 
 # --- optimisation ---------------------------------------------------------------------

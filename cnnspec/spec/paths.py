@@ -1,7 +1,7 @@
 """Where the paths a spec names lead: a relative path is relative to the spec file's folder.
 
 As docker-compose and CI files resolve theirs, so a spec means the same files from whatever folder
-a command runs in. The paths a spec names: `data.dataset.root` (for the datasets that read files,
+a command runs in. The paths a spec names: `data.dataset.root` and `data.cache_dir` (for the datasets that read files,
 `Dataset.reads_files`), `model.weights`, and the fields of layer kinds that name files
 (`LayerKind.with_files`: a torchvision backbone's local weights file). A spec that is not a file on
 disk (text given to `cnnspec.loads`, stdin, a pipe such as `<(make-spec)`, a git revision) has the
@@ -65,8 +65,15 @@ def absolute_paths(spec: Spec) -> Spec:
     data = spec.data
     if data is not None and DATASETS[data.dataset.name].reads_files:
         root = resolve(data.dataset.root)
+        changed: dict[str, Any] = {}
         if root != data.dataset.root:
-            update["data"] = data.model_copy(update={"dataset": data.dataset.model_copy(update={"root": root})})
+            changed["dataset"] = data.dataset.model_copy(update={"root": root})
+        if data.cache_dir not in ("auto", "none"):  # a folder of decoded images (data.cache_dir)
+            cache_dir = resolve(data.cache_dir)
+            if cache_dir != data.cache_dir:
+                changed["cache_dir"] = cache_dir
+        if changed:
+            update["data"] = data.model_copy(update=changed)
     return spec.model_copy(update=update) if update else spec
 
 

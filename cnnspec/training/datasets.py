@@ -7,7 +7,8 @@ built-in datasets are here; each dataset's class says which one it uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -45,6 +46,9 @@ class DataBundle:
     test: Source | None
     class_names: list[str]
     in_memory: bool
+    # image_folder: what data.cache chose and what the disk cache did, and its warnings (the train log's lines)
+    notes: list[str] = field(default_factory=list)
+    folders: _Folders | None = None  # image_folder: its folders' files, for hold_folder
 
 
 def load_data(spec: Spec, *, need_train: bool = True, processes: int = 1) -> DataBundle:
@@ -59,6 +63,8 @@ def load_data(spec: Spec, *, need_train: bool = True, processes: int = 1) -> Dat
     if need_train:  # before a byte of the dataset is allocated
         ensure_fits(spec, graph, resolve(spec.train).device)
     bundle = DATASETS[data.dataset.name].load(spec, data)
+    if need_train and isinstance(bundle.train, FolderSource):
+        bundle = hold_folder(spec, bundle)
     if need_train:
         _check_batches(graph, data, len(bundle.train), processes)
     return bundle
@@ -243,14 +249,18 @@ def load_image_folder(spec: Spec, data: DataSpec) -> DataBundle:
     # An image in two splits (a class folder linked to train's, a hard link) would be measured on
     # what the model trained on: a test accuracy of 1.0 on training images.
     refuse_shared_images(found)
+    folder_items = train_items  # the whole train folder, before validation is split off
+    split_off: tuple[list[int], list[int]] | None = None  # (train, val) indices into folder_items
     if val_items is None and data.val_split > 0:
         n_val = round(len(train_items) * data.val_split)
         if n_val >= len(train_items):
             raise DataError(f"val_split {data.val_split} leaves no training images out of {len(train_items)}")
         perm = torch.randperm(len(train_items), generator=torch.Generator().manual_seed(seed)).tolist()
         val_set = set(perm[:n_val])
-        val_items = [it for i, it in enumerate(train_items) if i in val_set] if n_val else None
-        train_items = [it for i, it in enumerate(train_items) if i not in val_set]
+        kept = [i for i in range(len(train_items)) if i not in val_set]
+        split_off = (kept, sorted(val_set))
+        val_items = [train_items[i] for i in split_off[1]] if n_val else None
+        train_items = [train_items[i] for i in kept]
 
     def source(items: list[tuple[str, int]] | None) -> FolderSource | None:
         return FolderSource(items, channels, size, data.num_workers) if items else None
@@ -262,4 +272,68 @@ def load_image_folder(spec: Spec, data: DataSpec) -> DataBundle:
     for split in (train, val, test):
         if split is not None:
             split.check_files()
-    return DataBundle(train, val, test, classes, in_memory=False)
+    bundle = DataBundle(train, val, test, classes, in_memory=False)
+    bundle.folders = _Folders(root, folder_items, split_off, val_from_folder=(root / "val").is_dir())
+    return bundle
+
+
+@dataclass
+class _Folders:
+    """How an image folder's splits came from its folders: what `hold_folder` decodes, folder by folder."""
+
+    root: Path
+    train: list[tuple[str, int]]  # ROOT/train's files, validation not yet split off
+    split_off: tuple[list[int], list[int]] | None  # (train, val) indices into `train`; None: no val from train
+    val_from_folder: bool  # the val split is ROOT/val
+
+
+def hold_folder(spec: Spec, bundle: DataBundle) -> DataBundle:
+    """data.cache: an image folder's splits decoded into memory (from the disk cache when it has them), or
+    streamed as they are; the bundle says which in its notes (cnnspec.training.folder_cache)."""
+    from cnnspec.training.folder_cache import (
+        CacheReport,
+        DecodedFolder,
+        cache_folder,
+        check_memory,
+        choose_memory,
+        decoded_bytes,
+        load_folder,
+    )
+    from cnnspec.training.memory import available_memory
+
+    assert spec.data is not None and isinstance(bundle.train, FolderSource)
+    folders = bundle.folders
+    assert folders is not None
+    channels, size = bundle.train.channels, bundle.train.size
+    splits = [s for s in (bundle.train, bundle.val, bundle.test) if s is not None]
+    total = decoded_bytes(sum(len(s) for s in splits), channels, size)
+    device = resolve(spec.train).device
+    host = available_memory(torch.device("cpu"))
+    free = [host] if device.type == "cpu" else [host, available_memory(device)]
+    check_memory(spec.data, total, free)
+    memory, reason = choose_memory(spec.data, total, free)
+    notes: list[str] = []
+    if not memory:
+        bundle.notes = [CacheReport(False, reason).message()]
+        return bundle
+    where = cache_folder(spec)
+    report = CacheReport(True, reason, where=where)
+
+    def load(name: str, items: list[tuple[str, int]]) -> DecodedFolder:
+        images, done = load_folder(name, folders.root / name, items, channels, size, where, notes.append)
+        report.disk[name] = done
+        return DecodedFolder(images, torch.tensor([label for _, label in items], dtype=torch.int64))
+
+    whole = load("train", folders.train)
+    train: DecodedFolder = whole
+    val = None
+    if folders.split_off is not None:
+        kept, held = (torch.tensor(idx, dtype=torch.int64) for idx in folders.split_off)
+        train = DecodedFolder(whole.images[kept], whole.labels[kept])
+        val = DecodedFolder(whole.images[held], whole.labels[held]) if len(held) else None
+    elif folders.val_from_folder and isinstance(bundle.val, FolderSource):
+        val = load("val", bundle.val.items)
+    test = load("test", bundle.test.items) if isinstance(bundle.test, FolderSource) else None
+    return DataBundle(
+        train, val, test, bundle.class_names, in_memory=True, notes=[report.message(), *notes], folders=folders
+    )

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from cnnspec.errors import DataError, Diagnostic, TrainingError
+from cnnspec.training.folder_cache import DecodedFolder
 from cnnspec.training.sources import Batch, FolderSource, Source, epoch_order
 
 if TYPE_CHECKING:
@@ -240,10 +241,11 @@ def shard_epoch(source: Source, seed: int, epoch: int, dist: Dist, take: int) ->
     """This rank's indices for `epoch`: every `world_size`-th of the epoch's shuffled order, `take` of them.
 
     In-memory data shards cnnspec's own epoch order (a function of seed and epoch); image_folder
-    uses torch's DistributedSampler (seed, set_epoch, drop_last). Both lay the shards out the same
-    way, so the first k steps of all ranks together read the first k·batch·world images of the order.
+    uses torch's DistributedSampler (seed, set_epoch, drop_last), streamed or held in memory
+    (data.cache). Both lay the shards out the same way, so the first k steps of all ranks together
+    read the first k·batch·world images of the order.
     """
-    if isinstance(source, FolderSource):
+    if isinstance(source, (FolderSource, DecodedFolder)):  # a folder shards alike, streamed or in memory
         from torch.utils.data.distributed import DistributedSampler
 
         sampler: DistributedSampler[int] = DistributedSampler(

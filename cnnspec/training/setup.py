@@ -192,6 +192,8 @@ def _check_run(
 
     assert spec.data is not None
     data = load_data(spec, processes=processes)  # the memory estimate, the batch statistics, every image header
+    for note in data.notes:  # data.cache: memory or streaming, and what the disk cache did
+        reporter.message(note)
     _check_classes(spec, graph, data.class_names)
     if previous is not None and previous.class_names != data.class_names:
         raise CheckpointError(f"cannot resume {root}: the dataset's classes differ from the run's ({previous.dataset})")

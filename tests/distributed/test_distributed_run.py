@@ -393,7 +393,7 @@ def test_image_folder_trains_in_two_processes(tmp_path: Path) -> None:
         "  layers: [{conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}, batchnorm2d, relu, flatten,\n"
         "           {linear: {out_features: 3}}]\n"
         f"data: {{dataset: {{name: image_folder, root: {tmp_path / 'images'}}}, batch_size: 8, val_split: 0.2,\n"
-        "       resize: 8, num_workers: 1}\n"
+        "       resize: 8, num_workers: 1, cache: none}\n"
         "optimizer: {name: sgd, lr: 0.05}\n"
         "train: {epochs: 2, seed: 0}\n"
     )

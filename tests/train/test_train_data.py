@@ -115,7 +115,7 @@ def test_image_folder_streams_resized_uint8_batches(tmp_path: Path) -> None:
     spec = loads(
         _spec(
             f"  dataset: {{name: image_folder, root: '{tmp_path}'}}\n"
-            "  resize: [6, 5]\n  val_split: 0.2\n  num_workers: 2",
+            "  resize: [6, 5]\n  val_split: 0.2\n  num_workers: 2\n  cache: none",
             "{channels: 3, height: 6, width: 5}",
             2,
         )

@@ -37,7 +37,7 @@ def _folder(root: Path, per_class: int = 3, size: int = 8, classes: tuple[str, .
             Image.fromarray(pixels).save(root / "train" / name / f"{i}.png")
 
 
-def _spec(root: Path, *, workers: int = 0, epochs: int = 1, size: int = 8) -> Path:
+def _spec(root: Path, *, workers: int = 0, epochs: int = 1, size: int = 8, cache: str = "none") -> Path:
     path = root / "spec.yaml"
     path.write_text(
         f"""name: folder
@@ -54,6 +54,7 @@ data:
   batch_size: 2
   val_split: 0
   num_workers: {workers}
+  cache: {cache}  # none, streamed: these tests are about the DataLoader's workers
 train: {{epochs: {epochs}}}
 """,
         encoding="utf-8",
@@ -252,17 +253,21 @@ def test_a_corrupt_header_is_found_before_the_run_directory_is_written(tmp_path:
     assert _nothing_written(out)
 
 
-def test_a_worker_error_reaches_the_user_in_its_own_words(tmp_path: Path) -> None:
-    """A JPEG cut after its header passes the header check and fails in a DataLoader worker."""
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_a_worker_error_reaches_the_user_in_its_own_words(tmp_path: Path, cache: str) -> None:
+    """A JPEG cut after its header passes the header check and fails in a DataLoader worker (or in a
+    decoding thread, with the folder held in memory: then before the run directory is written)."""
     _folder(tmp_path)
     good = tmp_path / "whole.jpg"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64), dtype=np.uint8)).save(good, quality=90)
     cut = tmp_path / "train" / "cat" / "cut.jpg"
     cut.write_bytes(good.read_bytes()[:400])
-    result = _train(_spec(tmp_path, workers=2), tmp_path / "run")
+    result = _train(_spec(tmp_path, workers=2, cache=cache), tmp_path / "run")
     assert result.returncode == 1, result.stderr
     assert f"{cut}: cannot read this image" in result.stderr
     assert "Caught DataError" not in result.stderr and "Traceback" not in result.stderr
+    if cache == "memory":
+        assert _nothing_written(tmp_path / "run")
 
 
 def _png_header(width: int, height: int) -> bytes:
