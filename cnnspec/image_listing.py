@@ -132,6 +132,7 @@ def image_files(
             identities.folders[key] = path
         classes.append((name, path))
     items: list[tuple[str, int]] = []
+    first_item: dict[FileId, int] = {}  # each image file's first place in items, whatever path led to it
     for index, (_, class_path) in enumerate(classes):
         stack = [class_path]
         while stack:
@@ -167,6 +168,17 @@ def image_files(
                 elif not stat.S_ISREG(info.st_mode):
                     problem(path, f"{file_kind(info.st_mode)}, not a regular file", "remove it from the image folder")
                 else:
+                    key = (info.st_dev, info.st_ino)
+                    earlier = first_item.setdefault(key, len(items))
+                    if earlier != len(items) and items[earlier][1] != index:
+                        # one file (a hard or symbolic link) with two labels: whichever it trains as is wrong
+                        problem(
+                            path,
+                            f"the same file as {_shown(items[earlier][0])}, in the class "
+                            f"{_shown(classes[items[earlier][1]][0])}: one image with two labels",
+                            "remove one of the two: every image must have one class",
+                        )
+                        continue
                     items.append((path, index))
                     if identities is not None:
                         identities.files.extend((info.st_dev, info.st_ino))

@@ -153,6 +153,25 @@ def test_a_second_path_to_another_class_is_refused(tmp_path: Path) -> None:
         image_files(tmp_path / "train", tmp_path)
 
 
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_one_image_file_in_two_classes_is_refused(tmp_path: Path, link: str) -> None:
+    """A hard link (or a link to a file) puts one image under two labels; whichever it trains as is wrong."""
+    _folder(tmp_path)
+    (os.link if link == "hard" else os.symlink)(
+        tmp_path / "train" / "cat" / "0.png", tmp_path / "train" / "dog" / "9.png"
+    )
+    with pytest.raises(DataError, match=r"dog/9.png: the same file as .*cat/0.png, in the class cat: one image with"):
+        image_files(tmp_path / "train", tmp_path)
+
+
+def test_one_image_file_twice_in_one_class_is_listed(tmp_path: Path) -> None:
+    """Two paths to one file within a class give the same label: no wrong answer, listed as found."""
+    _folder(tmp_path)
+    os.link(tmp_path / "train" / "cat" / "0.png", tmp_path / "train" / "cat" / "9.png")
+    _, items = image_files(tmp_path / "train", tmp_path)
+    assert [label for _, label in items] == [0, 0, 0, 0, 1, 1, 1]
+
+
 # --- item 5: class folder names that are not UTF-8 ------------------------------------------
 
 
