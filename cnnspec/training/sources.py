@@ -124,6 +124,11 @@ def unreadable_image(path: str, exc: BaseException) -> DataError:
             hint=f"PIL refuses images over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels: "
             "downscale the file, or remove it",
         )
+    if isinstance(exc, Image.UnidentifiedImageError):
+        # PIL names the open file object ("<_io.BufferedReader name=3>"), not anything a user can act on
+        empty = os.path.isfile(path) and os.path.getsize(path) == 0
+        why = "an empty file (0 bytes)" if empty else "not an image format PIL can read"
+        return DataError(f"{printable(path)}: cannot read this image ({why})", hint="remove or replace the file")
     return DataError(f"{printable(path)}: cannot read this image ({printable(exc)})", hint="remove or replace the file")
 
 

@@ -172,6 +172,15 @@ def test_one_image_file_twice_in_one_class_is_listed(tmp_path: Path) -> None:
     assert [label for _, label in items] == [0, 0, 0, 0, 1, 1, 1]
 
 
+def test_an_empty_image_file_is_named_as_empty(tmp_path: Path) -> None:
+    _folder(tmp_path)
+    (tmp_path / "train" / "dog" / "empty.png").write_bytes(b"")
+    proc = _train(_spec(tmp_path), tmp_path / "run")
+    assert proc.returncode == 1, proc.stderr
+    assert "dog/empty.png: cannot read this image (an empty file (0 bytes))" in proc.stderr, proc.stderr
+    assert "BufferedReader" not in proc.stderr
+
+
 # --- item 5: class folder names that are not UTF-8 ------------------------------------------
 
 
