@@ -7,6 +7,7 @@ built-in datasets are here; each dataset's class says which one it uses.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cnnspec.errors import DataError
 from cnnspec.layers.base import pair
 from cnnspec.spec.model import DataSpec, Spec
 from cnnspec.spec.paths import data_root
+from cnnspec.terminal import printable
 from cnnspec.training.distributed import smallest_batch
 from cnnspec.training.memory import ensure_fits
 from cnnspec.training.precision import resolve
@@ -234,9 +236,19 @@ def load_image_folder(spec: Spec, data: DataSpec) -> DataBundle:
     def other(split: str) -> list[tuple[str, int]] | None:
         folder = root / split
         if not folder.is_dir():
+            if os.path.lexists(folder):  # a file or a broken link named test/val: the split is not silently dropped
+                raise DataError(
+                    f"{printable(folder)} is not a folder: ROOT/{split}/ holds the {split} split's class folders",
+                    hint=f"make {split} a folder of class folders, or move it away to train without a {split} split",
+                )
             return None
         ids = Identities()
         names, items = image_files(folder, root, ids)
+        if not items:
+            raise DataError(
+                f"{printable(folder)} holds no images: ROOT/{split}/CLASS/ holds the {split} split",
+                hint=f"put the {split} images in class folders there, or remove the empty {split} folder",
+            )
         found.append((split, items, ids))
         unknown = sorted(set(names) - set(classes))
         if unknown:

@@ -181,6 +181,20 @@ def test_an_empty_image_file_is_named_as_empty(tmp_path: Path) -> None:
     assert "BufferedReader" not in proc.stderr
 
 
+@pytest.mark.parametrize("made", ["a file", "an empty folder"])
+def test_a_test_split_that_is_not_a_folder_of_images_is_refused_not_dropped(tmp_path: Path, made: str) -> None:
+    _folder(tmp_path)
+    if made == "a file":
+        (tmp_path / "test").write_text("not a folder")
+        said = "test is not a folder: ROOT/test/ holds the test split's class folders"
+    else:
+        (tmp_path / "test").mkdir()
+        said = "test holds no images: ROOT/test/CLASS/ holds the test split"
+    proc = _train(_spec(tmp_path), tmp_path / "run")
+    assert proc.returncode == 1 and said in proc.stderr, proc.stderr
+    assert _nothing_written(tmp_path / "run")
+
+
 # --- item 5: class folder names that are not UTF-8 ------------------------------------------
 
 
