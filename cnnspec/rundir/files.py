@@ -19,6 +19,7 @@ leaves the run as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +39,13 @@ def writing(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno == errno.ENOTDIR:  # a file where a folder of the path should be
+            blocker = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+            raise CheckpointError(
+                f"cannot write {printable(str(path))}: "
+                + (f"{printable(str(blocker))} is a file, not a folder" if blocker else (exc.strerror or str(exc))),
+                hint="name a run folder whose parents are folders (or do not exist yet)",
+            ) from None
         raise CheckpointError(
             f"cannot write {path}: {exc.strerror or exc}",
             hint=f"free disk space or make {Path(path).parent} writable; files are replaced whole, so the ones "

@@ -256,3 +256,15 @@ def test_quantize_out_over_the_runs_fp32_model_is_refused(tmp_path_factory: pyte
     assert result.exit_code == 1, result.output
     assert f"refused to write {onnx}: it is model.onnx of the run being exported" in result.stderr
     assert onnx.read_bytes() == before
+
+
+def test_train_out_under_a_file_names_the_file_not_the_disk(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(TINY_GREY, encoding="utf-8")
+    digits = ["--set", "data.dataset.name=synthetic", "--set", "data.dataset.num_classes=3", "--set", "train.epochs=1"]
+    result = run_cli("train", str(spec), "--out", str(tmp_path / "afile" / "sub"), "--quiet", *digits)
+    assert result.exit_code == 1, result.output
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in result.output, result.output
+    assert "free disk space" not in result.output
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "mine"
