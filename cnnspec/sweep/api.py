@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from cnnspec.sweep.report import TrialRow, trial_rows, write_best, write_plots
-from cnnspec.sweep.study import SweepPlan, fail_orphans, local_storage, open_study, run_worker, run_workers
+from cnnspec.sweep.study import (
+    SweepPlan,
+    WorkerExit,
+    fail_orphans,
+    local_storage,
+    open_study,
+    run_worker,
+    run_workers,
+)
 
 
 @dataclass(frozen=True)
@@ -46,16 +54,16 @@ def sweep(
     with locked(folder, "cnnspec sweep"):
         plan = SweepPlan(spec_path, folder, storage or local_storage(folder), count)
         open_study(plan, resume=resume)
-        codes: list[int] = []
+        ends: list[WorkerExit] = []
         try:
             if workers <= 1:
                 run_worker(plan, say=say)
             else:
-                codes = run_workers(plan, workers)
+                ends = run_workers(plan, workers)
         finally:
-            orphans = fail_orphans(plan)
+            orphans = fail_orphans(plan, [e.pid for e in ends])
         study, _ = open_study(plan, resume=True)
         rows = trial_rows(study)
         best = write_best(study, read_spec_text(spec_path), str(spec_path), folder)
         plots = write_plots(study, folder)
-    return SweepResult(folder, rows, best, plots, orphans, codes)
+    return SweepResult(folder, rows, best, plots, orphans, [e.code for e in ends])

@@ -22,17 +22,17 @@ class TrialRow:
     reason: str  # why it was pruned or failed ("" otherwise)
 
 
+def _reason(t: optuna.trial.FrozenTrial, study_attrs: dict[str, Any]) -> str:
+    from cnnspec.sweep.study import STALE_PREFIX
+
+    text = t.user_attrs.get("pruned") or t.user_attrs.get("failed") or study_attrs.get(f"{STALE_PREFIX}{t.number}")
+    return str(text).splitlines()[0] if text else ""
+
+
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
+    attrs = study.user_attrs
     return [
-        TrialRow(
-            t.number,
-            t.state.name,
-            dict(t.params),
-            t.value,
-            str(t.user_attrs.get("pruned") or t.user_attrs.get("failed") or "").splitlines()[0]
-            if (t.user_attrs.get("pruned") or t.user_attrs.get("failed"))
-            else "",
-        )
+        TrialRow(t.number, t.state.name, dict(t.params), t.value, _reason(t, attrs))
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     ]
 

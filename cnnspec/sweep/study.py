@@ -6,15 +6,21 @@ process, or `--workers N` subprocesses, or processes on other machines with the 
 that fails is PRUNED with its located error, no training), train it in SWEEP/trials/NNNN
 (the trial number: unique in the study, so two workers never share a folder), report each
 epoch's objective to the pruner. Trials run until `sweep.trials` of them finished (complete or
-pruned). A worker that dies mid-trial leaves its trial RUNNING: the heartbeat (every
-HEARTBEAT_SECONDS) stops, and after GRACE_SECONDS any worker's next trial marks it FAIL;
-the coordinator also fails every RUNNING trial left once all its local workers ended when the
-storage is the sweep folder's own SQLite file (nobody else can be running one).
+pruned). A worker that dies mid-trial leaves its trial RUNNING; three things end it FAIL:
+- Optuna's heartbeat (every RDB storage here): each running trial's worker writes a heartbeat every
+  HEARTBEAT_SECONDS; before any worker starts a trial, Optuna fails the RUNNING trials whose
+  heartbeat is older than GRACE_SECONDS (`fail_stale_trials`), and `stale_trial_noted` records why;
+- the coordinator, once all its local workers have ended: the RUNNING trials that one of its own
+  worker processes had started (each trial records its worker as `host:pid`);
+- the coordinator too, when the storage is the sweep folder's own SQLite file: every RUNNING trial
+  left (the folder's lock means no other coordinator can be running one).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,8 +37,23 @@ if TYPE_CHECKING:
     from cnnspec.spec.model import Spec, SweepSpec
 
 HEARTBEAT_SECONDS = 2
-GRACE_SECONDS = 8
+GRACE_SECONDS = 8  # 4 missed heartbeats: a worker busy in a long epoch still writes them (a thread)
 SPEC_ATTR = "cnnspec_spec_hash"  # the study's user attr: which spec and space it was made for
+WORKER_ATTR = "worker"  # a trial's user attr: host:pid of the process that ran it
+STALE_PREFIX = "stale_trial_"  # study user attrs: why a trial was failed by the heartbeat check
+
+
+def worker_id(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{pid if pid is not None else os.getpid()}"
+
+
+def stale_trial_noted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna's failed_trial_callback: a FAIL trial's own attrs are final, so the reason goes on the study."""
+    study.set_user_attr(
+        f"{STALE_PREFIX}{trial.number}",
+        f"no heartbeat from its worker ({trial.user_attrs.get(WORKER_ATTR, '?')}) for {GRACE_SECONDS} s: "
+        "the worker died or lost the storage",
+    )
 
 
 @dataclass(frozen=True)
@@ -54,16 +75,26 @@ def local_storage(out: Path) -> str:
 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:
+    import inspect
     import warnings
 
     import optuna
 
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    # Optuna 4.9 renamed failed_trial_callback (still accepted, with a FutureWarning) to this
+    takes = inspect.signature(optuna.storages.RDBStorage).parameters
+    callback = "heartbeat_stale_trial_callback"
+    if callback not in takes:
+        callback = "failed_trial_callback"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
         try:
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                **{callback: stale_trial_noted},  # type: ignore[arg-type]
             )
         except ImportError as exc:  # no driver for the URL's database
             raise CnnspecError(
@@ -174,6 +205,7 @@ def run_worker(plan: SweepPlan, worker: int = 0, *, say: Any = print) -> None:
     sweep = sweep_of(spec)
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker_id())
         values = suggest(trial, sweep)
         found: Candidate = candidate(spec, values)
         trial.set_user_attr("check_ms", found.check_ms)
@@ -207,36 +239,58 @@ def run_worker(plan: SweepPlan, worker: int = 0, *, say: Any = print) -> None:
         study.optimize(objective, callbacks=[enough], catch=(CnnspecError,))
 
 
-def fail_orphans(plan: SweepPlan) -> list[int]:
-    """Mark FAIL the trials still RUNNING when no worker of this sweep folder's own storage runs; their numbers."""
+def fail_orphans(plan: SweepPlan, ended: list[int]) -> list[int]:
+    """Mark FAIL the RUNNING trials no worker can still be running; their numbers.
+
+    `ended` are the pids of this coordinator's local workers, all ended now. On the sweep folder's
+    own SQLite file every RUNNING trial is an orphan; on another storage (workers elsewhere may be
+    running) only those that one of `ended` started, and those whose heartbeat is stale."""
+    import warnings
+
     import optuna
     from optuna.trial import TrialState
 
     storage = _storage(plan.storage)
     spec, _ = _load(plan)
     study = optuna.load_study(study_name=spec.name, storage=storage)
-    if not plan.default_storage:  # workers elsewhere may be running: only stale heartbeats are orphans
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-        return []
-    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    mine = {worker_id(pid) for pid in ended}
+    orphans = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if plan.default_storage or t.user_attrs.get(WORKER_ATTR) in mine
+    ]
+    failed = []
     for t in orphans:
-        storage.set_trial_user_attr(t._trial_id, "failed", "its worker ended mid-trial")  # before: FAIL is final
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    return [t.number for t in orphans]
+        try:  # the reason before the state: a FAIL trial's attrs are final
+            storage.set_trial_user_attr(t._trial_id, "failed", "its worker ended mid-trial")
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # a worker's heartbeat check failed it first
+            continue
+        failed.append(t.number)
+    return failed
 
 
-def run_workers(plan: SweepPlan, workers: int) -> list[int]:
-    """`workers` local worker processes on the plan's study (created already); their exit codes."""
+@dataclass(frozen=True)
+class WorkerExit:
+    pid: int
+    code: int  # the exit status; -N: killed by signal N
+
+
+def run_workers(plan: SweepPlan, workers: int) -> list[WorkerExit]:
+    """`workers` local worker processes on the plan's study (created already); how each ended."""
     args = json.dumps(
         {"spec": str(plan.spec_path), "out": str(plan.out), "storage": plan.storage, "trials": plan.trials}
     )
     procs = [subprocess.Popen([sys.executable, "-m", "cnnspec.sweep.worker", args, str(i)]) for i in range(workers)]
-    codes = []
+    ends = []
     for p in procs:
         try:
-            codes.append(p.wait())
+            ends.append(WorkerExit(p.pid, p.wait()))
         except KeyboardInterrupt:  # the workers got the Ctrl-C too (one process group): let them finish theirs
             for q in procs:
                 q.wait()
             raise
-    return codes
+    return ends

@@ -1,10 +1,11 @@
-"""Two sweep workers on one study in a real PostgreSQL server, started by the test on loopback."""
+"""Two sweep workers on one study in a real PostgreSQL server, started by the test on loopback; one killed."""
 
 from __future__ import annotations
 
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.sweep._helpers import write_spec
-from tests.sweep.test_workers import assert_whole, sweep_process
+from tests.sweep.test_workers import assert_whole, sweep_process, wait_for_a_trial_in_training
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +86,21 @@ def test_two_workers_share_one_study_on_postgres(tmp_path: Path, postgres_url: s
     assert not (out / "study.db").exists()  # the study is in PostgreSQL
     found = assert_whole(out, 6, storage=postgres_url)
     assert len(found) <= 7
+
+
+def test_a_worker_killed_mid_trial_on_postgres_leaves_its_trial_failed(tmp_path: Path, postgres_url: str) -> None:
+    from optuna.trial import TrialState
+
+    spec, out = write_spec(tmp_path, trials=6, epochs=4), tmp_path / "sw"
+    proc = sweep_process(spec, out, "--workers", "2", "--storage", postgres_url)
+    victim = wait_for_a_trial_in_training(proc, out, postgres_url)
+    os.kill(victim, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    assert "worker 0 ended with signal 9" in output or "worker 1 ended with signal 9" in output, output
+    found = assert_whole(out, 6, storage=postgres_url)
+    killed = [t for t in found if t.user_attrs.get("worker") == f"{socket.gethostname()}:{victim}"]
+    assert killed, output  # the victim had started a trial
+    unfinished = [t for t in killed if t.state not in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(unfinished) == 1, [(t.number, t.state) for t in killed]  # the one it was training
+    assert unfinished[0].state == TrialState.FAIL

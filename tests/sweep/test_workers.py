@@ -59,18 +59,38 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def wait_for_a_trial_in_training(proc: subprocess.Popen[str], out: Path, storage: str | None = None) -> int:
+    """The pid of a worker that is training a trial: RUNNING in the study, its folder made, no result.json."""
+    import socket
+
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended before a worker could be killed:\n{proc.communicate()[0]}")
+        workers = _children(proc.pid)
+        try:
+            trials = study_trials(out, storage=storage) if (out / "study.db").exists() or storage else []
+        except KeyError:  # the study is not made yet
+            trials = []
+        for t in trials:
+            folder = out / "trials" / f"{t.number:04d}"
+            running = t.state == TrialState.RUNNING and folder.is_dir() and not (folder / "result.json").exists()
+            for pid in workers:
+                if running and t.user_attrs.get("worker") == f"{host}:{pid}":
+                    return pid
+        time.sleep(0.2)
+    raise AssertionError("no trial started training within 300 s")
+
+
 def test_a_worker_killed_mid_trial_leaves_a_study_that_completes(tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
     spec, out = write_spec(tmp_path, trials=6, epochs=4), tmp_path / "sw"
     proc = sweep_process(spec, out, "--workers", "2")
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # a trial that has started training and not finished
-        started = [d for d in (out / "trials").glob("*") if (d / "metrics.jsonl").exists() or d.is_dir()]
-        if any(not (d / "result.json").exists() for d in started) and len(_children(proc.pid)) == 2:
-            break
-        time.sleep(0.2)
-    victim = _children(proc.pid)[0]
+    victim = wait_for_a_trial_in_training(proc, out)
     os.kill(victim, signal.SIGKILL)
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
