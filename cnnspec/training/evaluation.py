@@ -46,7 +46,9 @@ def tta_logits(model: nn.Module, x: torch.Tensor, tta: Sequence[str], pixels: in
     return torch.stack([model(v).float() for v in views]).mean(dim=0)
 
 
-@torch.no_grad()
+# inference_mode rather than no_grad: no version counters or view tracking on the outputs; 1.05–1.6×
+# the images/s of no_grad in benchmarks/cpu_defaults.py (docs/benchmarks.md, "CPU defaults").
+@torch.inference_mode()
 def evaluate_model(
     model: nn.Module,
     source: Source,
