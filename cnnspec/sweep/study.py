@@ -79,6 +79,7 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
     import warnings
 
     import optuna
+    import sqlalchemy
 
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     # Optuna 4.9 renamed failed_trial_callback (still accepted, with a FutureWarning) to this
@@ -98,9 +99,26 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
             )
         except ImportError as exc:  # no driver for the URL's database
             raise CnnspecError(
-                f"--storage {url}: {exc}",
+                f"--storage {_shown(url)}: {exc}",
                 hint="for PostgreSQL install psycopg2 (the sweep extra) and write postgresql+psycopg2://…",
             ) from None
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:  # not a URL, unknown database, server down
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CnnspecError(
+                f"--storage {_shown(url)}: cannot open the storage: {first}",
+                hint="an Optuna RDB URL: sqlite:///FILE, postgresql+psycopg2://USER[:PASSWORD]@HOST:PORT/DATABASE "
+                "(the server running, the database created), mysql+pymysql://…",
+            ) from None
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return url
 
 
 def _pruner(sweep: SweepSpec) -> optuna.pruners.BasePruner:

@@ -1,0 +1,36 @@
+"""--storage that cannot be opened: a located one-line error, exit 1, never a traceback or the password."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+from tests.sweep._helpers import write_spec
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("url", "found"),
+    [
+        ("garbage://x", "Can't load plugin"),
+        ("notaurl", "Could not parse"),
+        (f"postgresql+psycopg2://u:hunter2@127.0.0.1:{_closed_port()}/x", "Connection refused"),
+        ("sqlite:////nonexistent-cnnspec/dir/x.db", "unable to open database file"),
+    ],
+)
+def test_a_storage_that_cannot_be_opened_is_a_user_error(tmp_path: Path, url: str, found: str) -> None:
+    if url.startswith("postgresql"):
+        pytest.importorskip("psycopg2")
+    result = run_cli("sweep", str(write_spec(tmp_path)), "--out", str(tmp_path / "sw"), "--storage", url)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "cannot open the storage" in result.output and found in result.output
+    assert "hunter2" not in result.output
