@@ -211,6 +211,8 @@ FORMAT_1_KEYS = {
     "wall_seconds",
     "skipped_total",
 }
+# Added since, read with .get (a state without it resumes a run.json without it): the run's id.
+ADDED_KEYS = {"run_id"}
 
 
 def _info(architecture: str) -> RunInfo:
@@ -239,7 +241,7 @@ def _saved_run(tmp_path: Path, rng_ranks: list[dict[str, torch.Tensor]] | None =
 def test_the_state_file_keeps_format_1s_keys_and_values(tmp_path: Path) -> None:
     paths, model = _saved_run(tmp_path)
     stored = Checkpoints(paths, _info("a" * 64)).read()
-    assert set(stored) == FORMAT_1_KEYS
+    assert set(stored) == FORMAT_1_KEYS | ADDED_KEYS
     picked = (stored["format"], stored["epoch"], stored["step"], stored["best"], stored["world_size"])
     assert picked == (1, 2, 10, 0.5, 1)
     assert torch.equal(stored["model"]["weight"], model.weight.detach())
@@ -251,7 +253,7 @@ def test_a_distributed_state_adds_every_ranks_rng(tmp_path: Path) -> None:
     ranks = [{"cpu": torch.get_rng_state()}, {"cpu": torch.get_rng_state()}]
     paths, _ = _saved_run(tmp_path, ranks)
     stored = Checkpoints(paths, _info("a" * 64)).read()
-    assert set(stored) == FORMAT_1_KEYS | {"rng_ranks"} and len(stored["rng_ranks"]) == 2
+    assert set(stored) == FORMAT_1_KEYS | ADDED_KEYS | {"rng_ranks"} and len(stored["rng_ranks"]) == 2
 
 
 def test_a_state_of_another_architecture_is_refused(tmp_path: Path) -> None:
