@@ -22,13 +22,15 @@ def _closed_port() -> int:
     [
         ("garbage://x", "Can't load plugin"),
         ("notaurl", "Could not parse"),
-        (f"postgresql+psycopg2://u:hunter2@127.0.0.1:{_closed_port()}/x", "Connection refused"),
+        ("postgresql+psycopg2://u:hunter2@127.0.0.1:PORT/x", "Connection refused"),  # PORT: closed, found per test
         ("sqlite:////nonexistent-cnnspec/dir/x.db", "unable to open database file"),
     ],
 )
 def test_a_storage_that_cannot_be_opened_is_a_user_error(tmp_path: Path, url: str, found: str) -> None:
     if url.startswith("postgresql"):
         pytest.importorskip("psycopg2")
+        # Found when the test runs, not when it is collected: pytest-xdist's workers must collect the same ids.
+        url = url.replace("PORT", str(_closed_port()))
     result = run_cli("sweep", str(write_spec(tmp_path)), "--out", str(tmp_path / "sw"), "--storage", url)
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
