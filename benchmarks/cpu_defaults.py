@@ -145,8 +145,8 @@ def omp_rates(rounds: int, epochs: int, out: Path) -> dict[str, dict[str, object
             for name, v in rates.items()
         }
         print(f"\n{model}: median images/s over {rounds} rounds (ratio to unset)")
-        for name, row in figures[model].items():
-            print(f"  {name:28s} {row['median']:>10,.0f}  ×{row['ratio']:.2f}")  # type: ignore[str-format]
+        for name, v in rates.items():
+            print(f"  {name:28s} {statistics.median(v):>10,.0f}  ×{statistics.median(v) / base_rate:.2f}")
         print()
     return figures
 
