@@ -4,6 +4,7 @@
     python benchmarks/cpu_defaults.py --rounds 5 --json figures.json
     python benchmarks/cpu_defaults.py --no-compile     # leave torch.compile out (its first epoch compiles)
     python benchmarks/cpu_defaults.py --dry            # tiny: every path once
+    python benchmarks/cpu_defaults.py --omp            # OMP_WAIT_POLICY unset / PASSIVE / 1 thread, whole processes
 
 Two specs: SmallCNN (`specs/small_cnn.yaml`, 3×32×32) on 2,048 synthetic images and the digits spec
 (`specs/digits.yaml`, 1×8×8, 1,437 training images), each trained in this process by `cnnspec.train`
@@ -104,6 +105,52 @@ def eval_rates(run: Path, passes: int) -> dict[str, float]:
     return rates
 
 
+# --omp: whole `cnnspec train` processes, the OpenMP environment set per run. The command's app is
+# started directly, so that the command's own OMP_WAIT_POLICY default does not apply to the "unset" runs.
+OMP_CONFIGS = {
+    "unset": {},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"},
+}
+
+
+def omp_rates(rounds: int, epochs: int, out: Path) -> dict[str, dict[str, object]]:
+    """Training images/s (epochs after the first) of each spec under each OpenMP setting, alternating."""
+    import subprocess
+    import sys
+
+    env_base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    env_base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    figures: dict[str, dict[str, object]] = {}
+    names = list(OMP_CONFIGS)
+    for model, (spec, base) in SPECS.items():
+        rates: dict[str, list[float]] = {name: [] for name in names}
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                run = out / "omp" / model
+                sets = [a for o in [*base, f"train.epochs={epochs}"] for a in ("--set", o)]
+                app = "from cnnspec.commands.app import app; app()"
+                subprocess.run(
+                    [sys.executable, "-c", app, "train", str(spec), "--out", str(run), "--quiet", *sets],
+                    env={**env_base, **OMP_CONFIGS[name]},
+                    check=True,
+                    capture_output=True,
+                )
+                records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+                rates[name].append(statistics.mean(rec["images_per_second"] for rec in records[1:]))
+                print(f"{model} round {r + 1} {name}: {rates[name][-1]:,.0f} img/s", flush=True)
+        base_rate = statistics.median(rates[names[0]])
+        figures[model] = {
+            name: {"median": statistics.median(v), "ratio": statistics.median(v) / base_rate, "runs": v}
+            for name, v in rates.items()
+        }
+        print(f"\n{model}: median images/s over {rounds} rounds (ratio to unset)")
+        for name, v in rates.items():
+            print(f"  {name:28s} {statistics.median(v):>10,.0f}  ×{statistics.median(v) / base_rate:.2f}")
+        print()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -111,9 +158,16 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--dry", action="store_true", help="one round, 2 epochs")
+    parser.add_argument("--omp", action="store_true", help="compare OpenMP settings over whole processes instead")
     args = parser.parse_args()
     if args.dry:
         args.rounds, args.epochs = 1, 2
+    if args.omp:
+        with tempfile.TemporaryDirectory(prefix="cnnspec-cpu-omp-") as tmp:
+            omp = omp_rates(args.rounds, args.epochs, Path(tmp))
+        if args.json is not None:
+            args.json.write_text(json.dumps(omp, indent=2))
+        return
     threads = torch.get_num_threads()
     configs = configurations(threads, not args.no_compile)
     names = list(configs)
