@@ -38,25 +38,28 @@ def _wait_for_entry(proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.002)
 
 
-@pytest.mark.parametrize("delay", DELAYS)
-def test_ctrl_c_during_start_up_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
-    log = tmp_path / "stderr.txt"
+def _interrupted(args: list[str], log: Path, delay: float) -> int:
+    """Run `python -X importtime ARGS` (stderr into `log`), Ctrl-C it `delay` s after cnnspec.cli was
+    imported, and return its exit status."""
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-X", "importtime", "-m", "cnnspec", *TRAIN, "--out", str(tmp_path / "run")],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
+            [sys.executable, "-X", "importtime", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr
         )
         try:
             _wait_for_entry(proc, log)
             time.sleep(delay)
             proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=300)
+            return proc.wait(timeout=300)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.parametrize("delay", DELAYS)
+def test_ctrl_c_during_start_up_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
+    log = tmp_path / "stderr.txt"
+    code = _interrupted(["-m", "cnnspec", *TRAIN, "--out", str(tmp_path / "run")], log, delay)
     text = log.read_text(encoding="utf-8", errors="replace")
     said = [line for line in text.splitlines() if not line.startswith("import time:")]
     assert "Traceback" not in text, "\n".join(said)
@@ -160,22 +163,7 @@ def test_ctrl_c_at_any_moment_of_a_short_command_exits_130_or_lets_it_finish(
     args = {"validate": [str(spec)], "fmt": [str(spec)], "predict": [str(exported_model), str(image)]}[command]
     for delay in SHORT_DELAYS:
         log = tmp_path / f"stderr-{delay}.txt"
-        with log.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-X", "importtime", "-m", "cnnspec", command, *args],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-            try:
-                _wait_for_entry(proc, log)
-                time.sleep(delay)
-                proc.send_signal(signal.SIGINT)
-                code = proc.wait(timeout=300)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+        code = _interrupted(["-m", "cnnspec", command, *args], log, delay)
         said = [line for line in log.read_text(errors="replace").splitlines() if not line.startswith("import time:")]
         assert "Traceback" not in "\n".join(said), (delay, said)
         assert code in (0, 130), (delay, code, said)
