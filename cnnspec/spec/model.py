@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from cnnspec.augments import AugmentItem
@@ -343,6 +343,9 @@ Bounds = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 class SearchRange(StrictModel):
     """Where one spec path's values come from: exactly one of the four keys."""
+
+    # `int` is a Python name, so the field is int_: dumped under the key a spec writes, so a dump reads back
+    model_config = ConfigDict(**StrictModel.model_config, serialize_by_alias=True)
 
     log_uniform: Bounds | None = Field(None, description="[LOW, HIGH], 0 < LOW < HIGH: a float drawn log-uniformly.")
     uniform: Bounds | None = Field(None, description="[LOW, HIGH], LOW < HIGH: a float drawn uniformly.")

@@ -237,7 +237,7 @@ def relayout(text: str, seed: int) -> str:
     def walk(node: object, key: object = None) -> object:
         if isinstance(node, CommentedMap):
             items = list(node.items())
-            if key not in ("params", "args"):  # free-form mappings keep the user's order
+            if key not in ("params", "args", "space"):  # free-form: kept in the user's order (a space: its draws)
                 rng.shuffle(items)
             out = CommentedMap()
             for k, v in items:

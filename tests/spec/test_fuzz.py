@@ -182,6 +182,21 @@ def mutation_case(kind: str) -> Any:
     return case()
 
 
+def variable_uses(data: Any, new: Any, written: Written, path: Path_) -> set[tuple[int, int]]:
+    """Where the mutated spec `new` uses the variables a change at `path` (under `vars:` of `data`)
+    takes away: an unknown variable is reported where it is used, as an undefined name is."""
+    if not path or path[0] != "vars" or not isinstance(data.get("vars"), dict):
+        return set()
+    names = [str(path[1])] if len(path) > 1 else [str(k) for k in data["vars"]]
+    uses = [
+        (pos, len(v))
+        for p, pos in written.values.items()
+        if p[:1] != ("vars",) and isinstance(v := get(new, p), str) and "${" in v and any(n in v for n in names)
+    ]
+    # located at the name inside the expression: any column of the written value (quotes included)
+    return {(line, col + i) for (line, col), width in uses for i in range(width + 3)}
+
+
 def mutate(kind: str, name: str, path: Path_, extra: Any) -> tuple[Written, set[tuple[int, int]]]:
     """The mutated spec as YAML, and the positions its loader errors may have."""
     data = ORIGINALS[name]
@@ -190,7 +205,7 @@ def mutate(kind: str, name: str, path: Path_, extra: Any) -> tuple[Written, set[
         written = write(new)
         # A dropped key leaves its mapping short of it: the mapping (or a mapping above) says so.
         spots = {written.values[path[:i]] for i in range(len(path)) if path[:i] in written.values}
-        return written, spots
+        return written, spots | variable_uses(data, new, written, path)
     if kind == "duplicate key":
         written = write(data, duplicate=path)
         return written, {written.keys[(*path, DUPLICATE)]}
@@ -214,7 +229,7 @@ def mutate(kind: str, name: str, path: Path_, extra: Any) -> tuple[Written, set[
 
         new = replaced(data, path, rename)
         written = write(new)
-        return written, allowed_at(written, (*path[:-1], extra))
+        return written, allowed_at(written, (*path[:-1], extra)) | variable_uses(data, new, written, path)
     raise AssertionError(kind)
 
 
