@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal, get_args
 
+from cnnspec.terminal import printable
+
 # What a problem is about; each category belongs to one exception class (`ERROR_CLASSES`), the class
 # a caller catches. The checker finds problems of several categories in one pass: `check` raises the
 # class of the first error, and every diagnostic keeps its own category.
@@ -81,7 +83,9 @@ class Diagnostic:
         lines += [f"  note: {n}" for n in self.notes]
         if self.hint:
             lines.append(f"  hint: {self.hint}")
-        return "\n".join(lines)
+        # A message quotes what the user gave (a --set value, a path, a class name): an escape sequence in
+        # it is shown as `\x1b`, never acted on by the terminal. Line breaks of the message itself stay.
+        return "\n".join(printable(part) for line in lines for part in line.split("\n"))
 
     def to_json(self) -> dict[str, object]:
         loc = self.location

@@ -24,6 +24,7 @@ from cnnspec.commands import deploy, review, run, runs, spec, sweep
 from cnnspec.commands.common import fail
 from cnnspec.interrupts import interrupts_exit
 from cnnspec.pathnames import too_long, too_long_error
+from cnnspec.terminal import printable
 
 if TYPE_CHECKING:
     from typer import _click as click  # typer's own copy of click, which TyperGroup derives from
@@ -150,9 +151,20 @@ def usage_errors_as_lines() -> Iterator[None]:
         message = exc.format_message().replace(": Value error, ", ": ")  # typer's words for a bad choice
         if message[:1].isupper() and message[1:2].islower():  # "Missing argument" → "missing argument"
             message = message[0].lower() + message[1:]
-        lines.append(f"error: {message}")
+        lines.append(f"error: {printable(message)}")  # it quotes the command line: `cnnspec $'\e[2J'`
         echo("\n".join(lines), stderr=True)
         raise typer.Exit(exc.exit_code) from None
+
+
+def refuse_empty_arguments(args: list[str]) -> None:
+    """No cnnspec argument may be empty: a Path made of '' is '.', so `export RUN --out ''` (an unset shell
+    variable) would write into the working folder and `train --out ''` train there."""
+    from typer._click.exceptions import UsageError
+
+    for i, arg in enumerate(args):
+        if arg == "" or (arg.startswith("--") and arg.endswith("=")):
+            given = f"{args[i - 1]} ''" if arg == "" and i > 0 and args[i - 1].startswith("-") else f"{arg}''"
+            raise UsageError(f"{printable(given)}: an empty value; give a path, a name or a number")
 
 
 class Commands(TyperGroup):
@@ -172,6 +184,7 @@ class Commands(TyperGroup):
         if not args and not ctx.resilient_parsing:  # bare `cnnspec`: the help, and success (click exits 2)
             typer.echo(ctx.get_help())
             ctx.exit(0)
+        refuse_empty_arguments(args)
         return super().parse_args(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:

@@ -34,7 +34,7 @@ FOUNDATION = frozenset(
 STAGES = ("layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "training", "deploy")
 F = set(FOUNDATION)
 MAY_IMPORT: dict[str, set[str]] = {
-    "errors": set(),
+    "errors": {"terminal"},  # a message is shown with its control characters escaped
     "version": set(),
     "terminal": set(),
     "pathnames": {"errors", "terminal"},  # paths too long for the OS, and how a message shows a path
