@@ -78,7 +78,7 @@ class Diagnostic:
         return ERROR_CLASSES[self.category or "other"]
 
     def format(self) -> str:
-        where = f"{self.location}: " if self.location else ""
+        where = f"{_shortened(str(self.location))}: " if self.location else ""
         lines = [f"{where}{self.severity}: {self.message}"]
         lines += [f"  note: {n}" for n in self.notes]
         if self.hint:
@@ -137,6 +137,12 @@ class CnnspecError(Exception):
 
     def format(self) -> str:
         return "\n".join(d.format() for d in self.diagnostics)
+
+
+def _shortened(location: str, keep: int = 120) -> str:
+    """A location (a `--set` with a 100 KB value, a path) cut in the middle when it is long, so the
+    message stays a line to read; the value itself is quoted, shortened too, in the message."""
+    return location if len(location) <= 2 * keep else f"{location[:keep]}…{location[-keep // 2 :]}"
 
 
 ERROR_CLASSES["other"] = CnnspecError

@@ -1,4 +1,5 @@
-"""Paths the operating system refuses for their length: a name over NAME_MAX bytes, a path over PATH_MAX.
+"""Paths the operating system refuses for their length: a name over NAME_MAX bytes, a path over PATH_MAX;
+and paths that are not UTF-8, which cnnspec cannot record.
 
 The kernel answers such a path with ENAMETOOLONG ("File name too long") whether it is read or
 written; cnnspec checks the paths a user gives before a command starts (the command line checks
@@ -54,3 +55,22 @@ def ensure_fits(path: str | Path) -> None:
     reason = too_long(path)
     if reason is not None:
         raise too_long_error(path, reason)
+
+
+def is_utf8(path: str | Path) -> bool:
+    """Whether `path`'s bytes are UTF-8 text. A name that is not (Latin-1 bytes, `$'\\xff'`) reaches Python
+    with lone surrogates in it: run.json, a model's metadata and safetensors' path argument cannot take
+    it, so a run trained there could not be read back, and onnxruntime refuses such a model path."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def not_utf8_error(path: str | Path) -> CnnspecError:
+    shown = printable(os.fsencode(path).decode("utf-8", "backslashreplace"))
+    return CnnspecError(
+        f"{shown}: the path is not valid UTF-8; cnnspec records paths as UTF-8 text (run.json, a model's metadata)",
+        hint="rename the file or folder (or one above it) to a UTF-8 name",
+    )

@@ -23,7 +23,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 from cnnspec.commands import deploy, review, run, runs, spec, sweep
 from cnnspec.commands.common import fail
 from cnnspec.interrupts import interrupts_exit
-from cnnspec.pathnames import too_long, too_long_error
+from cnnspec.pathnames import is_utf8, not_utf8_error, too_long, too_long_error
 from cnnspec.terminal import printable
 
 if TYPE_CHECKING:
@@ -122,6 +122,8 @@ def paths_checked(function: Callable[..., None]) -> Callable[..., None]:
                     reason = too_long(path)
                     if reason is not None:
                         raise fail(too_long_error(path, reason))
+                    if not is_utf8(path):
+                        raise fail(not_utf8_error(path))
         try:
             function(*args, **kwargs)
         except OSError as exc:

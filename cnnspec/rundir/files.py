@@ -46,11 +46,22 @@ def writing(path: str | Path) -> Iterator[None]:
                 + (f"{printable(str(blocker))} is a file, not a folder" if blocker else (exc.strerror or str(exc))),
                 hint="name a run folder whose parents are folders (or do not exist yet)",
             ) from None
+        resumable = _resumable_run(Path(path))
         raise CheckpointError(
             f"cannot write {path}: {exc.strerror or exc}",
             hint=f"free disk space or make {Path(path).parent} writable; files are replaced whole, so the ones "
-            "already there are intact (a stopped run continues with `cnnspec train --resume RUN`)",
+            "already there are intact"
+            + (f" (the run continues with `cnnspec train --resume {resumable}`)" if resumable else ""),
         ) from None
+
+
+def _resumable_run(path: Path) -> Path | None:
+    """The run folder `path` is in, when it has a training state to resume from (a run that failed in its
+    first epoch has none: `--resume` would refuse it)."""
+    for folder in list(path.parents)[:2]:  # RUN/FILE or RUN/checkpoints/FILE
+        if (folder / "checkpoints" / "last.state.pt").is_file():
+            return folder
+    return None
 
 
 def not_own_file(path: Path, mode: int, *, folder: bool = False) -> CheckpointError:

@@ -191,6 +191,7 @@ def write_info(paths: RunPaths, info: RunInfo) -> None:
 
 
 SERVING_KEY = "cnnspec.serving"  # the weights files' metadata key of `serving_digest`
+RUN_ID_KEY = "cnnspec.run_id"  # the weights files' metadata key of the run's RunInfo.run_id
 
 
 def serving_digest(preprocessing: dict[str, Any], class_names: Sequence[str]) -> str:

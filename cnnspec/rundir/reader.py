@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from cnnspec.errors import CheckpointError
 from cnnspec.rundir.info import (
+    RUN_ID_KEY,
     SERVING_KEY,
     RunInfo,
     architecture_hash,
@@ -101,10 +102,20 @@ def ensure_served_as_trained(opened: OpenRun, weights: Path) -> None:
 
     if not weights.is_file():
         return  # the reader says there are no weights
-    stored = weights_metadata(weights).get(SERVING_KEY)
+    metadata = weights_metadata(weights)
+    info = opened.info
+    trained_by = metadata.get(RUN_ID_KEY)
+    if trained_by is not None and info.run_id is not None and trained_by != info.run_id:
+        raise CheckpointError(
+            f"{weights} was trained by another run (run id {trained_by}), not by {opened.paths.root} "
+            f"(run id {info.run_id}, in {opened.paths.info}): evaluating or exporting it here would report the "
+            "other run's model as this one",
+            hint="use the weights from the run that trained them (cnnspec evaluate/export THAT_RUN), or put back "
+            "this run's own checkpoints",
+        )
+    stored = metadata.get(SERVING_KEY)
     if stored is None:  # weights from before the digest was stored, or from init_run
         return
-    info = opened.info
     if stored != serving_digest(preprocessing_for(opened.spec, info.mean, info.std).to_json(), info.class_names):
         paths = opened.paths
         raise CheckpointError(

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from cnnspec.builder.weight_files import weights_metadata
 from cnnspec.errors import CheckpointError
-from cnnspec.rundir.info import SERVING_KEY
+from cnnspec.rundir.info import RUN_ID_KEY, SERVING_KEY
 from cnnspec.rundir.weights import STATE_FORMAT, load_state, load_weights, read_weights, save_state, save_weights
 from cnnspec.terminal import printable
 
@@ -59,7 +60,12 @@ class Checkpoints:
         self.serving = serving
 
     def _metadata(self, epoch: int) -> dict[str, str]:
-        return {"epoch": str(epoch), **({SERVING_KEY: self.serving} if self.serving is not None else {})}
+        metadata = {"epoch": str(epoch)}
+        if self.serving is not None:
+            metadata[SERVING_KEY] = self.serving
+        if self.info.run_id is not None:  # weights copied in from another run are told apart (rundir.reader)
+            metadata[RUN_ID_KEY] = self.info.run_id
+        return metadata
 
     def save_best(self, model: nn.Module, epoch: int) -> None:
         save_weights(model, self.paths.weights("best"), self._metadata(epoch), run=self.paths.root)
@@ -118,8 +124,16 @@ class Checkpoints:
         # The state carries its own weights, but a damaged best.safetensors would otherwise
         # surface only at the very end (the test run) or in an export: refuse it now.
         for which in ("best", "last"):
-            if self.paths.weights(which).is_file():
-                read_weights(self.paths.weights(which))
+            path = self.paths.weights(which)
+            if path.is_file():
+                read_weights(path)
+                trained_by = weights_metadata(path).get(RUN_ID_KEY)
+                if trained_by is not None and trained_by != self.info.run_id:  # copied in from another run
+                    raise CheckpointError(
+                        f"cannot resume {printable(str(self.paths.root))}: {path} was trained by another run "
+                        f"(run id {trained_by}, not run.json's {self.info.run_id})",
+                        hint="put back this run's own checkpoints, or start a new run with --out NEW_DIR",
+                    )
         if stored["architecture_hash"] != self.info.architecture_hash:
             raise CheckpointError(f"{self.paths.state} belongs to a different architecture than {self.paths.spec}")
         if stored.get("run_id") != self.info.run_id:  # both None: a run from before run ids

@@ -8,6 +8,7 @@ them back (refused when the architecture changed) and continues.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -377,6 +378,11 @@ def _remove_stale_outputs(paths: RunPaths, reporter: Reporter) -> None:
             f"removed {shown}: {'they were' if len(stale) > 1 else 'it was'} {what} the weights before this "
             f"resume; run `cnnspec {command}` again when training ends"
         )
+    # result.json says the run is done, with the old test accuracy: a resume stopped before it ends (a
+    # kill, a full disk) would leave it beside newer weights. Training writes it again when it ends.
+    if paths.result.is_file() or paths.result.is_symlink():
+        with writing(paths.result):
+            paths.result.unlink()
 
 
 def _check_classes(spec: Spec, graph: Graph, class_names: list[str]) -> None:
@@ -420,6 +426,11 @@ def _normalization(spec: Spec, train: Source, reporter: Reporter) -> tuple[list[
 def _refuse_foreign_folder(paths: RunPaths) -> None:
     """A fresh run goes into a new folder, an empty one, or one that holds a cnnspec run."""
     root = paths.root
+    if root.is_symlink() and not root.exists():
+        raise CheckpointError(
+            f"--out {root} is a symbolic link to {os.readlink(root)}, which does not exist",
+            hint="create the folder it points to, or give --out a new folder",
+        )
     if root.exists() and not root.is_dir():
         raise CheckpointError(f"--out {root} is a file, not a folder")
     if not root.is_dir() or is_run(root) or all(p.name == LOCK_NAME for p in root.iterdir()):

@@ -190,11 +190,12 @@ def _snapshot(run: Path) -> dict[str, bytes]:
 
 
 def _refusals_in_a_read_only_run(run: Path, spec: Path, reason: str, *, export: bool) -> int:
-    """Resume (with more epochs: spec.yaml changes; as it is: result.json is rewritten), evaluate,
+    """Resume (with more epochs: the finished run's result.json goes first, then spec.yaml changes; as it
+    is: result.json is rewritten), evaluate,
     export and a fresh train into `run`: each refused with exit 1, and no file of the run changed."""
     before = _snapshot(run)
     attempts: list[tuple[tuple[str | Path, ...], str]] = [
-        (("train", "--resume", run, "--set", "train.epochs=6", "--quiet"), f"cannot write {run / 'spec.yaml'}"),
+        (("train", "--resume", run, "--set", "train.epochs=6", "--quiet"), f"cannot write {run / 'result.json'}"),
         (("train", "--resume", run, "--quiet"), f"cannot write {run / 'result.json'}"),
         (("evaluate", run), f"cannot write {run / 'evaluation.json'}"),
         (("train", spec, "--out", run, "--quiet"), f"cannot write {run}"),
