@@ -66,7 +66,7 @@ class RunLock:
                 message,
                 hint="wait for it to finish, or write this run to another folder (--out)"
                 if not self.shared
-                else "wait for it to finish: until then its weights are still changing",
+                else "wait for it to finish: until then what it writes (weights, evaluation.json) is still changing",
             ) from None
         if writable and not self.shared:
             started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
