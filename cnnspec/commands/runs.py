@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -9,11 +10,27 @@ from typing import Annotated
 import typer
 
 from cnnspec.commands.common import echo, fail
+from cnnspec.errors import CnnspecError
 
 # `cnnspec runs compare RUN...`: the word that makes `runs` compare (a folder named so is ./compare).
 COMPARE = "compare"
 # Where `cnnspec runs` looks when given no folder: train's default output folder, when there is one.
 DEFAULT_FOLDER = Path("runs")
+
+
+def not_a_folder(path: Path) -> CnnspecError:
+    """The error for a `cnnspec runs` argument that is not a folder: what it is instead."""
+    from cnnspec.atomic import describe_mode
+    from cnnspec.terminal import printable
+
+    hint = "name folders that hold run directories"
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return CnnspecError(f"{printable(str(path))}: no such folder", hint=hint)
+    except OSError as exc:
+        return CnnspecError(f"{printable(str(path))}: cannot be read ({exc.strerror or exc})", hint=hint)
+    return CnnspecError(f"{printable(str(path))} is {describe_mode(mode)}, not a folder", hint=hint)
 
 
 class RunsFormat(StrEnum):
@@ -48,7 +65,6 @@ def runs(
     ] = None,
 ) -> None:
     """List run directories (one row per run), or compare runs: cnnspec runs compare RUN RUN... [-o FILE.png]."""
-    from cnnspec.errors import CnnspecError
     from cnnspec.tracking import report
     from cnnspec.tracking.runs import COLUMNS, compare_runs, list_runs
 
@@ -65,7 +81,10 @@ def runs(
                 raise typer.BadParameter(f"{out}: the curves are written as a PNG: name a FILE.png", param_hint="-o")
             from cnnspec.tracking.plot import plot_comparison
 
-            plot_comparison(comparison, out)
+            try:
+                plot_comparison(comparison, out)
+            except CnnspecError as exc:  # a full disk, a folder that is not writable
+                raise fail(exc) from None
         if format is RunsFormat.json:
             import json
 
@@ -82,7 +101,7 @@ def runs(
     look_in = given or [DEFAULT_FOLDER if DEFAULT_FOLDER.is_dir() else Path(".")]
     for folder in look_in:
         if not folder.is_dir():
-            raise fail(CnnspecError(f"{folder}: no such folder", hint="name folders that hold run directories"))
+            raise fail(not_a_folder(folder))
     rows = list_runs(look_in, sort, reverse)
     if format is RunsFormat.json:
         echo(report.rows_json(rows))

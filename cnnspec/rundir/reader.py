@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cnnspec.atomic import describe_mode
 from cnnspec.errors import CheckpointError
 from cnnspec.rundir.info import (
     RUN_ID_KEY,
@@ -17,6 +19,7 @@ from cnnspec.rundir.info import (
     serving_digest,
 )
 from cnnspec.rundir.paths import RunPaths
+from cnnspec.terminal import printable
 
 if TYPE_CHECKING:
     from cnnspec.builder.graph_module import SpecModule
@@ -82,6 +85,10 @@ def open_run(run: str | Path) -> OpenRun:
     paths = RunPaths(Path(run))
     info = read_info(run)
     if not paths.spec.is_file():
+        if os.path.lexists(paths.spec):  # a FIFO (which would block a read), a folder, a dangling link
+            raise CheckpointError(
+                f"{paths.spec} is {_what(paths.spec)}, not a regular file: the run's spec cannot be read"
+            )
         raise CheckpointError(f"{run} is not a cnnspec run directory (no spec.yaml)")
     spec = load(paths.spec)
     ensure_architecture(info, spec, paths.root, resuming=False)
@@ -91,6 +98,16 @@ def open_run(run: str | Path) -> OpenRun:
     graph = check(spec)
     ensure_record_fits(info, graph, paths)
     return OpenRun(paths, info, spec, graph)
+
+
+def _what(path: Path) -> str:
+    """What a name that is not a regular file is: 'a FIFO (named pipe)', 'a symbolic link to X (missing)'."""
+    try:
+        return describe_mode(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return f"a symbolic link to {printable(os.readlink(path))}, which does not exist"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
 
 
 def ensure_served_as_trained(opened: OpenRun, weights: Path) -> None:

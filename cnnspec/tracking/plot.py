@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnspec.atomic import atomic_write_with
+from cnnspec.rundir.files import writing
 from cnnspec.tracking.runs import Comparison
 
 
 def plot_comparison(comparison: Comparison, out: Path) -> None:
     """Loss and accuracy per epoch, one colour per run: training solid, validation dashed.
 
-    A bare matplotlib Figure (no pyplot: the caller's backend stays as it is), written atomically.
+    A bare matplotlib Figure (no pyplot: the caller's backend stays as it is), written atomically; a
+    failed write (a full disk, a folder that is not writable) is a CheckpointError naming `out`.
     """
     from matplotlib.figure import Figure
 
@@ -38,4 +40,5 @@ def plot_comparison(comparison: Comparison, out: Path) -> None:
         ax.grid(alpha=0.3)
     ax_acc.legend(fontsize="small", loc="lower right")
     fig.tight_layout()
-    atomic_write_with(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    with writing(out):
+        atomic_write_with(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -7,8 +7,6 @@ and the reason, never an exception: `list_runs` reads what it can of every run.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -16,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from cnnspec.errors import CnnspecError
 from cnnspec.rundir.paths import RunPaths
+from cnnspec.terminal import printable
 from cnnspec.tracking.params import flatten
+from cnnspec.tracking.records import read_metrics, read_result
 
 if TYPE_CHECKING:
     from cnnspec.checker.graph import Graph
@@ -27,8 +27,9 @@ MAX_DEPTH = 4  # runs/SWEEP/trial-3 is 2 levels under the folder given
 # Folders the trackers write (copies of a run's files among them), never looked into.
 TRACKER_FOLDERS = frozenset({"mlartifacts", "mlruns", "tensorboard"})
 # Status of a row: trained to the end (result.json), partly (no result.json: running, interrupted or
-# killed), or not readable (the reason is in `problem`).
-DONE, PARTIAL, UNREADABLE = "done", "partial", "unreadable"
+# killed), not readable (run.json or spec.yaml), or damaged (metrics.jsonl or result.json holds what
+# training never writes); the reason is in `problem`.
+DONE, PARTIAL, UNREADABLE, DAMAGED = "done", "partial", "unreadable", "damaged"
 # The columns `--sort` takes, and those that sort best first (highest).
 COLUMNS = (
     "run",
@@ -51,8 +52,8 @@ class RunRow:
     """One run directory, as far as it could be read."""
 
     run: str  # the folder, as found under the folder given
-    status: str  # DONE, PARTIAL or UNREADABLE
-    problem: str | None = None  # why it is unreadable (or what is partial about it)
+    status: str  # DONE, PARTIAL, UNREADABLE or DAMAGED
+    problem: str | None = None  # why it is unreadable or damaged (or what is partial about it)
     name: str | None = None
     architecture: str | None = None  # run.json's architecture hash, its first 12 hex digits
     params: int | None = None
@@ -106,20 +107,26 @@ def read_row(run: Path) -> RunRow:
     info, graph = opened.info, opened.graph
     row.name, row.architecture = info.spec_name, info.architecture_hash[:12]
     row.params, row.macs = graph.total_params, graph.macs
-    history = read_history(opened.paths)
-    row.epochs = len(history)
-    accuracies = [r["val_accuracy"] for r in history if _number(r.get("val_accuracy"))]
+    paths = opened.paths
+    metrics, result = read_metrics(paths.metrics), read_result(paths.result)
+    # A damaged record gives no figure at all: the best of what is left could be a wrong best.
+    damaged = [note for note in (metrics.note(paths.metrics), result.note(paths.result)) if note]
+    if damaged:
+        row.status, row.problem = DAMAGED, "; ".join(damaged)
+        return row
+    row.epochs = len(metrics.records)
+    accuracies = [r["val_accuracy"] for r in metrics.records if r.get("val_accuracy") is not None]
     row.best_val_accuracy = max(accuracies) if accuracies else None
-    result = _json_object(opened.paths.result)
-    if result is None:
+    if not result.exists:
         row.status = PARTIAL
         row.problem = "no result.json: training did not finish (running, interrupted or stopped)"
         return row
+    record = result.records[0]
     row.status = DONE
-    row.epochs = result["epochs"] if isinstance(result.get("epochs"), int) else row.epochs
-    row.test_accuracy = result.get("test_accuracy") if _number(result.get("test_accuracy")) else None
-    row.wall_seconds = result.get("wall_seconds") if _number(result.get("wall_seconds")) else None
-    row.device = result.get("device") if isinstance(result.get("device"), str) else None
+    row.epochs = record.get("epochs", row.epochs)
+    row.test_accuracy = record.get("test_accuracy")
+    row.wall_seconds = record.get("wall_seconds")
+    row.device = record.get("device")
     return row
 
 
@@ -138,32 +145,8 @@ def list_runs(folders: list[Path], sort: str | None = None, reverse: bool = Fals
 
 
 def read_history(paths: RunPaths) -> list[dict[str, Any]]:
-    """metrics.jsonl's epoch records, read leniently (a line that is not a JSON object is skipped)."""
-    try:
-        text = paths.metrics.read_text(encoding="utf-8", errors="replace") if paths.metrics.is_file() else ""
-    except OSError:
-        return []
-    records = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-            records.append(record)
-    return records
-
-
-def _json_object(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """metrics.jsonl's epoch records that pass the checks of cnnspec.tracking.records (the others left out)."""
+    return read_metrics(paths.metrics).records
 
 
 def _first_line(exc: CnnspecError) -> str:
@@ -200,12 +183,18 @@ def compare_runs(runs: list[Path]) -> Comparison:
 
     if len(runs) < 2:
         raise CnnspecError("runs compare needs at least two runs")
+    _refuse_repeats(runs)
     labels = _labels(runs)
     compared = []
     for run, label in zip(runs, labels, strict=True):
         opened = open_run(run)
         graph = check(opened.spec)
-        compared.append(RunCompared(label, read_row(run), opened.spec, graph, read_history(opened.paths)))
+        row = read_row(run)
+        if row.status == DAMAGED:  # its curves and figures would be the damaged ones
+            raise CnnspecError(
+                f"{printable(str(run))} is damaged: {row.problem}", hint="compare runs whose records are whole"
+            )
+        compared.append(RunCompared(label, row, opened.spec, graph, read_history(opened.paths)))
     first = compared[0]
     # The architecture alone: the settings outside model: are the table below, for all the runs at once.
     diffs = [
@@ -215,6 +204,23 @@ def compare_runs(runs: list[Path]) -> Comparison:
     keys = list(dict.fromkeys(k for f in flat for k in f))
     settings = [(k, [f.get(k) for f in flat]) for k in keys if any(f.get(k) != flat[0].get(k) for f in flat)]
     return Comparison(compared, diffs, settings)
+
+
+def _refuse_repeats(runs: list[Path]) -> None:
+    """CnnspecError when two of `runs` are one folder (the same path, a link to it, `./RUN`): a run compared
+    with itself shows no difference, which would read as two runs that agree."""
+    seen: dict[tuple[int, int], Path] = {}
+    for run in runs:
+        try:
+            st = os.stat(run)
+        except OSError:
+            continue  # open_run names a run that is not there
+        first = seen.setdefault((st.st_dev, st.st_ino), run)
+        if first is not run:
+            same = "twice" if str(first) == str(run) else f"twice ({printable(str(first))} and {printable(str(run))})"
+            raise CnnspecError(
+                f"runs compare names the run {printable(str(first))} {same}", hint="name two or more different runs"
+            )
 
 
 def _labels(runs: list[Path]) -> list[str]:

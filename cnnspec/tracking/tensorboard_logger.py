@@ -6,6 +6,10 @@ training loss and accuracy, the learning rate, images/s) every `train.log_every_
 end. Images: `test/confusion_matrix` and `curves` (curves.png). The hyperparameters (the resolved spec,
 flattened) with the final figures are in the HParams tab.
 
+RUN/tensorboard is the run's own folder, as its other files are (cnnspec/rundir/files.py): a symbolic
+link there (or a file, a FIFO) is refused when the logger is made and again before the writer opens, so
+no event is written outside the run; the refusal is the guard's one warning, and the run trains on.
+
 A fresh run purges what an earlier run in the same folder logged (a purge at step 0); a resume
 purges what was logged after its checkpoint, so TensorBoard shows one unbroken run.
 """
@@ -16,6 +20,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnspec.rundir.files import own_path
 from cnnspec.tracking.loggers import Logger
 from cnnspec.tracking.params import hyperparameters, scalar
 
@@ -34,7 +39,9 @@ class TensorBoardLogger(Logger):
 
         self._writer_class = SummaryWriter
         self.spec = spec
+        self.run = run
         self.folder = run / FOLDER
+        own_path(run, self.folder, folder=True)  # a link out of the run: refused before training starts
         self.every = spec.train.log_every_steps
         self.writer: Any = None
         self.optimizer: Any = None
@@ -47,6 +54,7 @@ class TensorBoardLogger(Logger):
         self.last_logged = self.last_step = start.step
         # A fresh run purges every earlier event (step 0 on); a resume those after its checkpoint.
         purge = start.step + 1 if start.step else 0
+        own_path(self.run, self.folder, folder=True)  # again at the moment the writer makes its files
         self.writer = self._writer_class(log_dir=str(self.folder), purge_step=purge)
 
     def on_progress(self, progress: Progress) -> None:

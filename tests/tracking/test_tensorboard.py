@@ -95,3 +95,43 @@ def test_a_resume_goes_on_in_the_same_log(tmp_path: Path) -> None:
     vals = read(out).Scalars("epoch/val_accuracy")
     assert [round(v.value, 6) for v in vals] == [round(r["val_accuracy"], 6) for r in records(out)]
     assert len(vals) == 2 and vals[0].step < vals[1].step
+
+
+def _linked_out(run: Path, outside: Path) -> None:
+    """RUN/tensorboard made a symbolic link to `outside`, a folder of the user's."""
+    outside.mkdir(exist_ok=True)
+    (outside / "mine.txt").write_text("the user's")
+    run.mkdir(exist_ok=True)
+    (run / "tensorboard").symlink_to(outside, target_is_directory=True)
+
+
+def _refused_once(lines: Lines, run: Path) -> None:
+    (warning,) = lines.warnings()
+    assert warning.startswith("warning: tensorboard logging failed (CheckpointError: ")
+    assert f"{run / 'tensorboard'} is a symbolic link to " in warning
+    assert warning.endswith("training goes on without it")
+
+
+def test_a_fresh_run_over_a_linked_tensorboard_folder_gets_no_events(tmp_path: Path) -> None:
+    run, outside = tmp_path / "run", tmp_path / "elsewhere"
+    spec = spec_file(tmp_path)
+    train(spec, run)  # a run there already: a fresh run may go over it
+    _linked_out(run, outside)
+    lines = Lines()
+    train(spec, run, "train.loggers=[tensorboard]", reporter=lines)
+    _refused_once(lines, run)
+    assert sorted(p.name for p in outside.iterdir()) == ["mine.txt"]  # no event file written through the link
+    assert (run / "tensorboard").is_symlink() and (run / "result.json").is_file()  # the run trained
+
+
+def test_a_resume_into_a_linked_tensorboard_folder_gets_no_events(tmp_path: Path) -> None:
+    run, outside = tmp_path / "run", tmp_path / "elsewhere"
+    train(spec_file(tmp_path), run, "train.loggers=[tensorboard]")
+    moved = tmp_path / "events"
+    (run / "tensorboard").rename(moved)
+    _linked_out(run, outside)
+    lines = Lines()
+    cnnspec.train(resume=run, overrides=["train.epochs=2"], progress=lines)
+    _refused_once(lines, run)
+    assert sorted(p.name for p in outside.iterdir()) == ["mine.txt"]
+    assert len(records(run)) == 2
