@@ -45,7 +45,8 @@ def test_weights_copied_in_from_another_run_are_refused(
     run = copy_run("run")
     shutil.copy2(other_run / "checkpoints" / "best.safetensors", run / "checkpoints" / "best.safetensors")
     before = _files(run)
-    args: list[str | Path] = ["train", "--resume", run, "--set", "train.epochs=3"] if command == "resume" else [command, run]
+    resume: list[str | Path] = ["train", "--resume", run, "--set", "train.epochs=3"]
+    args = resume if command == "resume" else [command, run]
     result = cli(*args)
     assert_refused(result, "best.safetensors was trained by another run")
     assert _files(run) == before  # nothing written
