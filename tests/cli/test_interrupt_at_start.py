@@ -130,6 +130,10 @@ def test_after_the_command_a_ctrl_c_no_longer_ends_the_process_by_a_signal() -> 
 
 @pytest.fixture(scope="module")
 def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model for `predict` to read: trained and exported by the library in this process (two
+    `python -m cnnspec` processes cost two more imports of torch and onnx); only predict is interrupted."""
+    import cnnspec
+
     run = tmp_path_factory.mktemp("run") / "run"
     overrides = [
         "data.dataset.name=synthetic",
@@ -138,10 +142,8 @@ def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "train.epochs=1",
         "train.device=cpu",
     ]
-    cmd = [sys.executable, "-m", "cnnspec", "train", "specs/small_cnn.yaml", "--out", str(run), "--quiet"]
-    subprocess.run([*cmd, *(a for o in overrides for a in ("--set", o))], cwd=ROOT, check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "cnnspec", "export", str(run)], cwd=ROOT, check=True, capture_output=True)
-    return run / "model.onnx"
+    cnnspec.train(ROOT / "specs/small_cnn.yaml", out=run, overrides=overrides, progress=False)
+    return cnnspec.export(run)
 
 
 SHORT_DELAYS = [0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45]

@@ -8,7 +8,6 @@ second one meets a live holder every time, not by a race.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 from cnnspec.atomic import STOP_BEFORE_RENAME
 from cnnspec.rundir.lock import locked
 from cnnspec.rundir.paths import LOCK_NAME, RunPaths
-from tests.reliability._reliability_helpers import TINY, assert_refused, cli, report
+from tests.reliability._reliability_helpers import TINY, assert_refused, child_env, cli, report
 
 CNNSPEC = [sys.executable, "-m", "cnnspec"]
 
@@ -29,11 +28,16 @@ CNNSPEC = [sys.executable, "-m", "cnnspec"]
 def _train(spec: Path, out: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CNNSPEC, "train", str(spec), "--out", str(out)],
-        env={**os.environ, **env},
+        env={**child_env(), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _cnnspec(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m cnnspec ARGS` in a child with one intra-op thread, as the folder's other children run."""
+    return subprocess.run([*CNNSPEC, *args], capture_output=True, text=True, env=child_env())
 
 
 def _stopped(pid: int) -> bool:
@@ -74,7 +78,7 @@ def test_a_folder_with_another_tools_run_json_is_refused_and_left_untouched(spec
     (other / "checkpoints" / "epoch3.pth").write_bytes(b"weights of another tool")
     (other / "samples" / "cat_0.jpg").write_bytes(b"\xff\xd8 a photo")
     before = _files(other)
-    proc = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(other)], capture_output=True, text=True)
+    proc = _cnnspec("train", str(spec), "--out", str(other))
     assert proc.returncode == 1
     assert "is a non-empty folder that is not a cnnspec run (its run.json is not a cnnspec run record)" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -82,10 +86,9 @@ def test_a_folder_with_another_tools_run_json_is_refused_and_left_untouched(spec
     assert not (other / LOCK_NAME).exists()
 
 
-def test_replacing_a_run_deletes_only_the_files_cnnspec_wrote(spec: Path, tmp_path: Path) -> None:
+def test_replacing_a_run_deletes_only_the_files_cnnspec_wrote(spec: Path, trained_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
+    shutil.copytree(trained_run, out)  # the first run: a copy of one that a real `cnnspec train` wrote
     written = set(_files(out))
     assert {"run.json", "spec.yaml", "checkpoints/best.safetensors", "checkpoints/last.state.pt"} <= written
     mine = {
@@ -97,7 +100,7 @@ def test_replacing_a_run_deletes_only_the_files_cnnspec_wrote(spec: Path, tmp_pa
     for name, data in mine.items():
         (out / name).write_bytes(data)
     (out / "metrics.jsonl").write_text('{"epoch": 99}\n')  # cnnspec's name: replaced
-    second = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+    second = _cnnspec("train", str(spec), "--out", str(out))
     assert second.returncode == 0, second.stderr
     assert "replacing the previous run" in second.stderr
     after = _files(out)
@@ -110,12 +113,12 @@ def test_a_second_writer_is_refused_with_who_holds_the_run(spec: Path, tmp_path:
     first = _train(spec, out, **{STOP_BEFORE_RENAME: "metrics.jsonl:1"})
     try:
         _wait_stopped(first)
-        second = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+        second = _cnnspec("train", str(spec), "--out", str(out))
         assert second.returncode == 1
         assert f"is being written by another cnnspec process (pid {first.pid} on " in second.stderr
         assert "`cnnspec train`" in second.stderr
         assert "Traceback" not in second.stderr
-        resumed = subprocess.run([*CNNSPEC, "train", "--resume", str(out)], capture_output=True, text=True)
+        resumed = _cnnspec("train", "--resume", str(out))
         assert resumed.returncode == 1 and f"(pid {first.pid} on " in resumed.stderr
         # Nor does anything read the weights it is still changing (issue 14, attack finding C: evaluate
         # and export read them as "best", mid-run, exit 0): refused with the same holder, nothing written.
@@ -151,7 +154,7 @@ def test_a_killed_writer_leaves_no_lock_behind(spec: Path, tmp_path: Path) -> No
     first.kill()
     first.communicate(timeout=60)
     assert (out / LOCK_NAME).exists()  # the file stays; the lock went with the process
-    second = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+    second = _cnnspec("train", str(spec), "--out", str(out))
     assert second.returncode == 0, second.stderr
 
 
@@ -176,7 +179,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = folder / "tiny.yaml"
     spec.write_text(TINY, encoding="utf-8")
     out = folder / "run"
-    proc = subprocess.run([*CNNSPEC, "train", str(spec), "--out", str(out)], capture_output=True, text=True)
+    proc = _cnnspec("train", str(spec), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -202,11 +205,7 @@ def test_a_refused_resume_rewrites_nothing(trained_run: Path, tmp_path: Path, da
         data[len(data) // 2] ^= 0x01
         paths.weights("best").write_bytes(bytes(data))
     before = _files(out)
-    proc = subprocess.run(
-        [*CNNSPEC, "train", "--resume", str(out), "--set", "train.epochs=4", "--set", "optimizer.lr=0.01"],
-        capture_output=True,
-        text=True,
-    )
+    proc = _cnnspec("train", "--resume", str(out), "--set", "train.epochs=4", "--set", "optimizer.lr=0.01")
     assert proc.returncode == 1
     assert message in proc.stderr
     assert "start it again" not in proc.stderr  # following that would replace the run's weights
@@ -228,15 +227,15 @@ def test_a_run_started_from_relative_pretrained_weights_reopens_for_evaluate_exp
     start = cnnspec.build(cnnspec.loads(TINY))
     save_file({k: v.contiguous() for k, v in start.state_dict().items()}, project / "start.safetensors")
     out = tmp_path / "runs" / "tiny"  # elsewhere: spec.yaml's relative path means nothing there
-    trained = subprocess.run(
-        [*CNNSPEC, "train", str(project / "tiny.yaml"), "--out", str(out)], capture_output=True, text=True
-    )
+    trained = _cnnspec("train", str(project / "tiny.yaml"), "--out", str(out))
     assert trained.returncode == 0, trained.stderr
+    # Reopened by the commands in this process: the same folder and working directory as a new
+    # `cnnspec` process, three interpreters (each importing torch) fewer.
     for args in (
         ["evaluate", str(out)],
         ["export", str(out)],
         ["train", "--resume", str(out), "--set", "train.epochs=3"],
     ):
-        proc = subprocess.run([*CNNSPEC, *args], capture_output=True, text=True)
-        assert proc.returncode == 0, (args, proc.stderr)
+        reopened = cli(*args)
+        assert (reopened.code, reopened.exception) == (0, None), (args, reopened.stderr)
     assert [json.loads(line)["epoch"] for line in RunPaths(out).metrics.read_text().splitlines()] == [1, 2, 3]

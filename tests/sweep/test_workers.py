@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sweep_process(spec: Path, out: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # One intra-op thread per worker: two workers of two threads each, beside the other xdist worker,
+    # spin against each other on two cores (the trials are a 1-channel 8×8 CNN).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "cnnspec", "sweep", str(spec), "--out", str(out), *args],
         env=env,

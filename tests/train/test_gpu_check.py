@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def test_gpu_check_dry_writes_every_figure(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=600,
+        # One intra-op thread, as the other training tests' children run: the dry sizes gain nothing from
+        # a second one, and under `pytest -n 2` two threads per child spin against the other worker.
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         cwd=tmp_path,  # the script finds the tree from its own path, not the working folder
     )
     assert done.returncode == 0, done.stdout + done.stderr
