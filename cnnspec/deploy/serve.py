@@ -142,6 +142,12 @@ def load_model(
     return ServedModel(session, meta)
 
 
+def json_text(text: str) -> str:
+    """`text` as JSON can carry it: a file name's bytes that are not UTF-8 (Python's stand-ins for them, which
+    no JSON encoder takes) written as \\xNN escapes, the rest unchanged."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class _Refused(Exception):
     """A request answered with an error status and a JSON body saying why."""
 
@@ -153,9 +159,9 @@ class _Refused(Exception):
         self.unread = unread or status == 413
 
     def response(self) -> JSONResponse:
-        body: dict[str, str] = {"error": self.message}
+        body: dict[str, str] = {"error": json_text(self.message)}
         if self.hint:
-            body["hint"] = self.hint
+            body["hint"] = json_text(self.hint)
         # A body left unread (413, 408) is not read afterwards either: the connection closes after the answer.
         headers = {"connection": "close"} if self.unread else None
         return JSONResponse(body, status_code=self.status, headers=headers)
@@ -499,7 +505,7 @@ def create_app(
                 "status": "ok",
                 "provider": provider,
                 "providers": model.providers,
-                "model": str(model.session.path),
+                "model": json_text(str(model.session.path)),
                 "queue": batcher.depth,
                 "max_queue": options.max_queue,
                 "max_batch": options.max_batch,
