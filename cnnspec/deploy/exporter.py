@@ -125,6 +125,22 @@ def check_target(run: str | Path, target: str | Path, allowed: Collection[str] =
         ) from None
     except OSError as exc:
         raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
+    # No file of the run being exported, nor of any other run, is replaced (its lock included: a
+    # replaced lock would let two trains write one run), but the ones this command writes.
+    linked = hard_link_into(Path(run), final)
+    owner = owning_run(final, allowed) or ((Path(run), linked) if linked and linked not in allowed else None)
+    if owner is not None:
+        root, name = owner
+        same = os.path.realpath(root) == os.path.realpath(run)
+        whose = "the run being exported" if same else f"the run {printable(str(root))}"
+        raise ExportError(
+            f"refused to write {printable(str(target))}: it is {name} of {whose}; cnnspec writes a run's "
+            "own files only from the command that owns them",
+            hint=f"write to a new .onnx file, e.g. --out {Path(run) / sorted(allowed)[0]}"
+            if allowed
+            else "write to a new .onnx file",
+        )
+    # Then the rules for what is not a run's own file: no other run's folder, no file that is not a model.
     other = enclosing_run(final, run)
     if other is not None:  # another run's folder holds that run's own files only: a model there is taken for its own
         raise ExportError(
@@ -140,21 +156,6 @@ def check_target(run: str | Path, target: str | Path, allowed: Collection[str] =
             f"refused to replace {printable(str(target))}: it exists and is not an ONNX model",
             hint="an existing file is replaced only when it is an ONNX model; name a new file, or remove this one "
             "first if it may go",
-        )
-    # No file of the run being exported, nor of any other run, is replaced (its lock included: a
-    # replaced lock would let two trains write one run), but the ones this command writes.
-    linked = hard_link_into(Path(run), final)
-    owner = owning_run(final, allowed) or ((Path(run), linked) if linked and linked not in allowed else None)
-    if owner is not None:
-        root, name = owner
-        same = os.path.realpath(root) == os.path.realpath(run)
-        whose = "the run being exported" if same else f"the run {printable(str(root))}"
-        raise ExportError(
-            f"refused to write {printable(str(target))}: it is {name} of {whose}; cnnspec writes a run's "
-            "own files only from the command that owns them",
-            hint=f"write to a new .onnx file, e.g. --out {Path(run) / sorted(allowed)[0]}"
-            if allowed
-            else "write to a new .onnx file",
         )
     return final
 
