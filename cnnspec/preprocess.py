@@ -42,6 +42,13 @@ PaddingMode = Literal["constant", "reflect", "edge"]
 PADDING_MODES: tuple[PaddingMode, ...] = ("constant", "reflect", "edge")
 # Stored images are 8-bit: step 4 divides by this (the 0–1 scale of ToTensor()).
 PIXEL_SCALE = 255.0
+# The most pixels an image file may have to be read at all: one limit for training's image folders,
+# evaluate, predict, bench and serve, so that an image one of them reads is never refused by another (a
+# run's test folder gets the same accuracy from predict as from evaluate). It is Pillow's own refusal of a
+# decompression bomb (Image.open raises DecompressionBombError above 2 × Image.MAX_IMAGE_PIXELS, 2 ×
+# 89,478,485 by default), which training's loader relies on; predict and serve check it from the header
+# before decoding and ignore Pillow's warning at half of it. About 716 MB as RGBA while it is converted.
+MAX_IMAGE_PIXELS = 178_956_970
 
 # Modes PIL opens with more than 8 bits per sample, and the value that is full scale (1.0) in each.
 # "I" is what PIL gives 16-bit files in some formats (TIFF, PGM): 65535 is white; "F" is taken to

@@ -22,11 +22,11 @@ from torch import nn
 
 from cnnspec.checker.graph import Graph
 from cnnspec.deploy.gate import sample_batch
-from cnnspec.deploy.metadata import ModelMetadata
+from cnnspec.deploy.metadata import ModelMetadata, ensure_exported_from
 from cnnspec.deploy.predict import model_metadata, run_batches
 from cnnspec.deploy.session import CudaOptions, Device, IoBound, Session, open_session
 from cnnspec.errors import Diagnostic, ExportError, Location
-from cnnspec.rundir.info import read_info
+from cnnspec.rundir.info import RunInfo, read_info
 from cnnspec.rundir.lock import locked
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.reader import load_trained
@@ -116,6 +116,7 @@ def bench_pair(
     `io_binding`: both engines read an input already on the device and leave the logits there
     (onnxruntime's IOBinding; torch synchronises the GPU), so no host↔device copy is timed."""
     model = model.eval().to(device)
+    classes = len(meta.class_names)
     rows = []
     for batch in batches:
         x = sample_batch(meta, batch, seed=batch)
@@ -130,7 +131,7 @@ def bench_pair(
             if device == "cuda":
                 torch.cuda.synchronize()
 
-        run_batches(session, x, batch_size=len(x))  # stoppable: a graph that never ends stops at Ctrl-C here
+        run_batches(session, x, classes, batch_size=len(x))  # stoppable: a graph that never ends stops at Ctrl-C here
         onnx_call: Callable[[], object]
         if io_binding:
             onnx_call = _bound_call(session, x)
@@ -138,7 +139,7 @@ def bench_pair(
 
             def onnx_call(x: np.ndarray = x) -> np.ndarray:
                 # Timed without Session.run's Ctrl-C guard (a thread a call); the call before the timing has it.
-                return run_batches(session, x, batch_size=len(x), stoppable=False)
+                return run_batches(session, x, classes, batch_size=len(x), stoppable=False)
 
         with torch.inference_mode():
             torch_timing = time_calls(torch_resident if io_binding else torch_call, min_seconds)
@@ -328,6 +329,7 @@ def bench(
                     min_seconds,
                     notes,
                     settings,
+                    run=(p, trained.info),
                 )
     if not p.is_file():
         raise ExportError(f"{p} is neither a run directory nor an ONNX file")
@@ -350,7 +352,10 @@ def _bench_files(
     min_seconds: float,
     notes: list[str],
     settings: _Settings,
+    run: tuple[Path, RunInfo] | None = None,
 ) -> BenchResult:
+    """`run`: the run folder and record when `onnx_path` is its model.onnx, which must be an export of it
+    (torch runs the run's weights: timing another network beside them would compare two models)."""
     session: Session | None = None
     if where == "cuda":
         try:
@@ -363,6 +368,9 @@ def _bench_files(
     if session is None:
         session = open_session(onnx_path, "cpu", threads=threads)
     meta = model_metadata(session)
+    if run is not None:
+        root, info = run
+        ensure_exported_from(meta, str(onnx_path), str(root), info.spec_hash, info.run_id)
     model, graph = torch_model if torch_model is not None else _torch_for_model(onnx_path, meta, notes)
     ensure_batches_fit(meta, graph, batches, onnx_path)
     if settings.cuda.conv_algo_search is not None and where != "cuda":

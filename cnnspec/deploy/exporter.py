@@ -21,7 +21,7 @@ from cnnspec.preprocess import preprocessing_for
 from cnnspec.rundir.files import own_path
 from cnnspec.rundir.info import read_info
 from cnnspec.rundir.lock import locked
-from cnnspec.rundir.owner import hard_link_into, owning_run
+from cnnspec.rundir.owner import enclosing_run, hard_link_into, owning_run
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.reader import TrainedModel, load_trained
 from cnnspec.spec.dump import dump_spec
@@ -62,6 +62,7 @@ def metadata_for(trained: TrainedModel, exporter: str) -> ModelMetadata:
         architecture_hash=info.architecture_hash,
         cnnspec_version=__version__,
         trained_with=info.cnnspec_version,
+        run_id=info.run_id,
         dataset=info.dataset,
         exporter=exporter,
         weights_dtype="float16" if settings.fp16 else "float32",
@@ -139,7 +140,35 @@ def check_target(run: str | Path, target: str | Path, allowed: Collection[str] =
             if allowed
             else "write to a new .onnx file",
         )
+    # Then the rules for what is not a run's own file: no other run's folder, no file that is not a model.
+    other = enclosing_run(final, run)
+    if other is not None:  # another run's folder holds that run's own files only: a model there is taken for its own
+        raise ExportError(
+            f"refused to write {printable(str(target))}: it is inside the run {printable(str(other))}, not the run "
+            f"being exported ({printable(str(run))}); a run's folder holds only that run's own files",
+            hint=f"write outside any other run's folder, or leave out --out ({Path(run) / sorted(allowed)[0]})"
+            if allowed
+            else "write to a file outside any other run's folder",
+        )
+    own = inside_run(run, target) and Path(target).name in allowed
+    if not own and final.is_file() and not is_onnx_model(final):
+        raise ExportError(
+            f"refused to replace {printable(str(target))}: it exists and is not an ONNX model",
+            hint="an existing file is replaced only when it is an ONNX model; name a new file, or remove this one "
+            "first if it may go",
+        )
     return final
+
+
+def is_onnx_model(path: Path) -> bool:
+    """Whether the file at `path` reads as an ONNX model: a ModelProto with an IR version and a graph (its
+    external data not read). The rule for replacing an existing file with an export: a spec, a notebook or a
+    photo given to --out by mistake fails it at its first bytes (text is not a valid protobuf message)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and friends, or an unreadable file
+        return False
+    return model.ir_version > 0 and model.HasField("graph")
 
 
 def export_run(run: str | Path, out: str | Path | None = None, which: str = "best") -> ExportReport:

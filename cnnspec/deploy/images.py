@@ -21,14 +21,13 @@ import numpy as np
 from cnnspec.checker.weights import MISSING, what_is_at
 from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.errors import DataError
+from cnnspec.preprocess import MAX_IMAGE_PIXELS
 
 # The most pixels an image may have to be decoded for a model that resizes its input (one that does not
-# takes its stored size only, checked before decoding too): 64 megapixels, a large phone or camera photo,
-# at most about 256 MB as RGBA while it is converted. Below Pillow's own warning limit (about 89 M,
-# Image.MAX_IMAGE_PIXELS), so a decompression bomb is refused here, in cnnspec's words, before Pillow warns.
-MAX_IMAGE_PIXELS = 64_000_000
-# Image.open's decompression-bomb warning is made an error while Image.open runs; warnings filters are
-# process-wide, so the (header-only, quick) open is serialised.
+# takes its stored size only, checked before decoding too) is cnnspec's one image limit, training's too
+# (cnnspec.preprocess.MAX_IMAGE_PIXELS). Image.open's decompression-bomb warning (at half of it) is silenced
+# while Image.open runs, as training does; warnings filters are process-wide, so the (header-only, quick)
+# open is serialised.
 _OPENING = threading.Lock()
 
 
@@ -106,11 +105,12 @@ class _Named(io.BytesIO):
 
 
 def _open(source: Path | BinaryIO) -> Any:
-    """Pillow's lazy open (the header only); its DecompressionBombWarning raised as an error, not printed."""
+    """Pillow's lazy open (the header only); its DecompressionBombWarning (below cnnspec's limit) not printed,
+    its DecompressionBombError (above it) raised."""
     from PIL import Image
 
     with _OPENING, warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(source)
 
 
@@ -123,8 +123,8 @@ def check_pixels(width: int, height: int, where: str, meta: ModelMetadata) -> No
     elif width * height > MAX_IMAGE_PIXELS:
         raise ImageTooLarge(
             f"{where} is {width}×{height} = {width * height:,} pixels; images of at most {MAX_IMAGE_PIXELS:,} "
-            f"pixels are decoded (the model resizes them to {pre.image_size[1]}×{pre.image_size[0]})",
-            hint="shrink the image first",
+            f"pixels are read (the model resizes them to {pre.image_size[1]}×{pre.image_size[0]})",
+            hint="shrink the image first (training refuses it too)",
         )
 
 
@@ -138,10 +138,11 @@ def _decode(source: Path | BinaryIO, where: str, meta: ModelMetadata) -> np.ndar
             check_pixels(width, height, where, meta)
             opened.load()
             return preprocessing.image(opened, where)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's limits, in its words
+    except Image.DecompressionBombError as exc:  # over the limit: Pillow refuses it from the header, in its words
         raise ImageTooLarge(
             f"{where} is refused: {exc}",
-            hint="an image this large is more likely a decompression bomb than a photo; shrink it first",
+            hint=f"images of at most {MAX_IMAGE_PIXELS:,} pixels are read (training refuses it too); an image this"
+            " large is more likely a decompression bomb than a photo: shrink it first",
         ) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{where} is not an image Pillow can decode: {exc}") from None

@@ -56,6 +56,7 @@ class ModelMetadata:
     architecture_hash: str | None = None
     cnnspec_version: str | None = None
     trained_with: str | None = None  # cnnspec version that trained the run
+    run_id: str | None = None  # the run's own id (run.json run_id): which run, not only which spec
     dataset: str | None = None
     exporter: str | None = None  # "dynamo" or "torchscript"
     weights_dtype: str = "float32"
@@ -269,7 +270,7 @@ def _check_values(values: dict[str, Any], where: str) -> None:
     for key, allowed in (("layout", (LAYOUT,)), ("interpolation", ("bilinear",)), ("color", ("grey", "rgb"))):
         if key in values and values[key] not in allowed:
             raise bad(key, " or ".join(json.dumps(a) for a in allowed))
-    for key in ("spec_name", "spec_hash", "architecture_hash", "cnnspec_version", "trained_with", "dataset"):
+    for key in ("spec_name", "spec_hash", "architecture_hash", "cnnspec_version", "trained_with", "dataset", "run_id"):
         if values.get(key) is not None and not (isinstance(values[key], str) and len(values[key]) <= MAX_CLASS_NAME):
             raise bad(key, f"null or a string of at most {MAX_CLASS_NAME} characters")
     spec = values.get("spec")
@@ -328,5 +329,35 @@ def _check_preprocessing(pre: object, bad: Any) -> None:
         raise bad("preprocessing", expected)
 
 
-def read_props(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
+def read_props(model: onnx.ModelProto, where: str) -> dict[str, str]:
+    """The model's metadata_props as a dict; ExportError when a key appears twice (which value is meant
+    cannot be known: a reader that takes the last, as a dict does, and one that takes the first disagree)."""
+    props: dict[str, str] = {}
+    for entry in model.metadata_props:
+        if entry.key in props:
+            raise ExportError(
+                f"{where}: metadata key {json.dumps(entry.key)[:80]} appears more than once",
+                hint="the file was not written by `cnnspec export`, or its metadata was changed",
+            )
+        props[entry.key] = entry.value
+    return props
+
+
+def ensure_exported_from(meta: ModelMetadata, where: str, run: str, spec_hash: str, run_id: str | None) -> None:
+    """ExportError, naming both, when the model at `where` (the run's model.onnx) is not an export of the run
+    `run` whose run.json records `spec_hash` and `run_id`: another spec's export, or another run's (when both
+    record a run id; files exported before it was recorded are matched by spec alone). A command that takes a
+    RUN and uses RUN/model.onnx must not measure another network under the run's name."""
+    hint = f"export the run again: cnnspec export {run}"
+    if meta.spec_hash != spec_hash:
+        raise ExportError(
+            f"{where} is not an export of the run {run}: its metadata spec_hash is {meta.spec_hash or '(none)'},"
+            f" the run's run.json spec_hash is {spec_hash}",
+            hint=hint,
+        )
+    if meta.run_id is not None and run_id is not None and meta.run_id != run_id:
+        raise ExportError(
+            f"{where} is not an export of the run {run}: its metadata run_id is {meta.run_id}, the run's run.json"
+            f" run_id is {run_id} (another run of the same spec)",
+            hint=hint,
+        )

@@ -79,7 +79,7 @@ def model_metadata(session: Session) -> ModelMetadata:
     """The cnnspec metadata of an open model, checked against its graph (ExportError when it has
     none, when it is damaged or out of bounds, when the graph is not an image classifier, or when
     its preprocessing disagrees with its other keys or cannot be known)."""
-    meta = from_props(read_props(session.model), str(session.path))
+    meta = from_props(read_props(session.model, str(session.path)), str(session.path))
     check_classifier(session, meta)
     meta.preprocessing = meta.image_preprocessing(str(session.path))  # older files: derived once, here
     return meta
@@ -113,8 +113,15 @@ def check_classifier(session: Session, meta: ModelMetadata) -> None:
         raise ExportError(f"{where}: its output is {y.type} {out}; expected {expected_out}", hint=hint)
 
 
-def run_batches(session: Session, x: np.ndarray, batch_size: int = DEFAULT_BATCH, stoppable: bool = True) -> np.ndarray:
-    """Logits for all of `x` (N, C, H, W), fed in batches the model accepts (`stoppable`: see Session.run)."""
+def run_batches(
+    session: Session, x: np.ndarray, classes: int, batch_size: int = DEFAULT_BATCH, stoppable: bool = True
+) -> np.ndarray:
+    """Logits for all of `x` (N, C, H, W), fed in batches the model accepts (`stoppable`: see Session.run).
+
+    Every batch's output is checked to be one row per image and `classes` columns (one per class name of
+    the metadata): a graph that declares [N, 2] may return any width at run time, and a column without a
+    name (or a name without a column) would be a silent wrong answer. predict, bench, quantize and serve
+    all read logits through here."""
     step = session.static_batch or batch_size
     outputs = []
     for start in range(0, len(x), step):
@@ -122,14 +129,27 @@ def run_batches(session: Session, x: np.ndarray, batch_size: int = DEFAULT_BATCH
         real = len(chunk)
         if session.static_batch is not None and real < step:  # pad a fixed batch axis, drop the padding after
             chunk = np.concatenate([chunk, np.zeros((step - real, *chunk.shape[1:]), dtype=chunk.dtype)])
-        got = session.run(chunk, stoppable)
-        if got.ndim != 2 or got.shape[0] != len(chunk):
-            raise ExportError(
-                f"{session.path} returned an output of shape {list(got.shape)} for a batch of {len(chunk)}; "
-                "expected one row of logits per image"
-            )
-        outputs.append(got[:real])
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
+        outputs.append(check_logits(session.run(chunk, stoppable), len(chunk), classes, session.path)[:real])
+    return np.concatenate(outputs) if outputs else np.zeros((0, classes), dtype=np.float32)
+
+
+def check_logits(got: np.ndarray, batch: int, classes: int, where: str | Path) -> np.ndarray:
+    """`got` when it is the (batch, classes) matrix of logits a run on `batch` images must return;
+    ExportError naming what the model really returned otherwise."""
+    if got.ndim != 2 or got.shape[0] != batch:
+        raise ExportError(
+            f"{where} returned an output of shape {list(got.shape)} for a batch of {batch}; "
+            "expected one row of logits per image"
+        )
+    if got.shape[1] != classes:
+        columns = f"{got.shape[1]} logit{'' if got.shape[1] == 1 else 's'}"
+        raise ExportError(
+            f"{where} returned {columns} per image, but its metadata names {classes} "
+            f"class{'' if classes == 1 else 'es'} (class_names): no answer can be given",
+            hint="the graph's real output does not match its declared shape or its metadata (changed after "
+            "`cnnspec export`?): export the run again",
+        )
+    return got
 
 
 def predict(
@@ -153,7 +173,7 @@ def predict(
     scores: list[np.ndarray] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        logits = run_batches(session, load_batch([f for f, _ in chunk], meta), batch_size)
+        logits = run_batches(session, load_batch([f for f, _ in chunk], meta), len(meta.class_names), batch_size)
         finite = np.isfinite(logits).all(axis=1)
         if not finite.all():  # no class can be named from NaN or inf: say so, never rank them
             file = chunk[int(np.argmin(finite))][0]

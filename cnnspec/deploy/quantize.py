@@ -29,7 +29,7 @@ from cnnspec.atomic import atomic_path
 from cnnspec.deploy.bench import Timing, check_options, ensure_batches_fit, time_calls
 from cnnspec.deploy.exporter import check_target, export_run, inside_run
 from cnnspec.deploy.gate import sample_batch
-from cnnspec.deploy.metadata import ModelMetadata, attach
+from cnnspec.deploy.metadata import ModelMetadata, attach, ensure_exported_from
 from cnnspec.deploy.predict import model_metadata, run_batches
 from cnnspec.deploy.session import Session, open_session
 from cnnspec.errors import DataError, ExportError
@@ -247,8 +247,8 @@ def _quantize(
     }
 
 
-def _classes(session: Session, x: np.ndarray) -> np.ndarray:
-    return run_batches(session, x, batch_size=EVAL_BATCH).argmax(axis=1)  # type: ignore[no-any-return]
+def _classes(session: Session, x: np.ndarray, classes: int) -> np.ndarray:
+    return run_batches(session, x, classes, batch_size=EVAL_BATCH).argmax(axis=1)  # type: ignore[no-any-return]
 
 
 def _accuracy(fp32: Session, int8: Session, source: Any, meta: ModelMetadata) -> tuple[int, float, float, float]:
@@ -258,7 +258,7 @@ def _accuracy(fp32: Session, int8: Session, source: Any, meta: ModelMetadata) ->
     for images, labels in source.batches(None, EVAL_BATCH, torch.device("cpu")):
         x = pre.prepare(images.numpy())
         y = labels.numpy()
-        a, b = _classes(fp32, x), _classes(int8, x)
+        a, b = _classes(fp32, x, len(meta.class_names)), _classes(int8, x, len(meta.class_names))
         right32 += int((a == y).sum())
         right8 += int((b == y).sum())
         same += int((a == b).sum())
@@ -270,14 +270,15 @@ def _accuracy(fp32: Session, int8: Session, source: Any, meta: ModelMetadata) ->
 
 def _speed(fp32: Session, int8: Session, meta: ModelMetadata, batches: Sequence[int], seconds: float) -> list[SpeedRow]:
     rows = []
+    classes = len(meta.class_names)
     for batch in batches:
         x = sample_batch(meta, batch, seed=batch)
         timings = []
         for session in (fp32, int8):
-            run_batches(session, x, batch_size=batch)  # stoppable first call: Ctrl-C stops a graph here
+            run_batches(session, x, classes, batch_size=batch)  # stoppable first call: Ctrl-C stops a graph here
 
             def call(s: Session = session, x: np.ndarray = x, batch: int = batch) -> np.ndarray:
-                return run_batches(s, x, batch_size=batch, stoppable=False)
+                return run_batches(s, x, classes, batch_size=batch, stoppable=False)
 
             timings.append(time_calls(call, seconds))
         rows.append(SpeedRow(batch, timings[0], timings[1]))
@@ -336,11 +337,7 @@ def quantize_run(
     with locked(root, "cnnspec quantize", shared=not inside_run(root, target)):
         fp32 = open_session(fp32_path, "cpu", threads=torch.get_num_threads())
         meta = model_metadata(fp32)
-        if meta.spec_hash != info.spec_hash:
-            raise ExportError(
-                f"{fp32_path} was exported from another spec than the run's (spec_hash differs)",
-                hint=f"export the run again: cnnspec export {root}",
-            )
+        ensure_exported_from(meta, str(fp32_path), str(root), info.spec_hash, info.run_id)
         if meta.weights_dtype not in ("float32", "float16"):
             raise ExportError(f"{fp32_path} holds {meta.weights_dtype} weights already; quantize an fp32 export")
         ensure_batches_fit(meta, None, batches, fp32_path)  # before the calibration's minutes of work

@@ -43,7 +43,7 @@ from cnnspec.deploy.images import ImageTooLarge, decode_bytes, prepare_images
 from cnnspec.deploy.metadata import ModelMetadata
 from cnnspec.deploy.predict import model_metadata, run_batches, softmax, top_classes
 from cnnspec.deploy.serve_metrics import CONTENT_TYPE, ServeMetrics
-from cnnspec.deploy.session import CudaOptions, Device, Session, open_session
+from cnnspec.deploy.session import CudaOptions, Device, Session, open_session, probe_input
 from cnnspec.errors import CnnspecError, DataError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -59,7 +59,7 @@ DEFAULT_READ_TIMEOUT = 30.0
 # At SIGTERM a body still arriving gets this many more seconds, then is answered 503, so a stalled client
 # cannot hold the shutdown; requests already received are all answered, however long their queue.
 DEFAULT_SHUTDOWN_GRACE = 5.0
-# Images (and JSON bodies) decoded at once, each up to images.MAX_IMAGE_PIXELS: memory is bounded by
+# Images (and JSON bodies) decoded at once, each up to preprocess.MAX_IMAGE_PIXELS: memory is bounded by
 # this many decodes, not by the number of clients.
 DECODE_SLOTS = max(1, min(4, os.cpu_count() or 1))
 LOG = logging.getLogger("uvicorn.error")  # uvicorn's own log, at warning level
@@ -118,7 +118,7 @@ class ServedModel:
         return list(self.session.session.get_providers())
 
     def run(self, x: np.ndarray, max_batch: int) -> np.ndarray:  # (N, C, H, W) -> (N, classes)
-        return run_batches(self.session, x, max_batch, stoppable=False)
+        return run_batches(self.session, x, len(self.meta.class_names), max_batch, stoppable=False)
 
 
 def open_model_session(
@@ -133,9 +133,19 @@ def load_model(
     path: str | Path, device: Device = "auto", threads: int | None = None, cuda: CudaOptions | None = None
 ) -> ServedModel:
     """The model at `path`, refused (ExportError) when predict would refuse it: external data that leaves
-    its folder, control flow, no or damaged cnnspec metadata, a graph that is not an image classifier."""
+    its folder, control flow, no or damaged cnnspec metadata, a graph that is not an image classifier, or
+    one whose real output on a probe batch (zeros) has another number of columns than it names classes
+    (each batch is checked again as it runs: a 500 saying so)."""
     session = open_model_session(path, device, threads, cuda)
-    return ServedModel(session, model_metadata(session))
+    meta = model_metadata(session)
+    run_batches(session, probe_input(session.model), len(meta.class_names), batch_size=1)
+    return ServedModel(session, meta)
+
+
+def json_text(text: str) -> str:
+    """`text` as JSON can carry it: a file name's bytes that are not UTF-8 (Python's stand-ins for them, which
+    no JSON encoder takes) written as \\xNN escapes, the rest unchanged."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class _Refused(Exception):
@@ -149,9 +159,9 @@ class _Refused(Exception):
         self.unread = unread or status == 413
 
     def response(self) -> JSONResponse:
-        body: dict[str, str] = {"error": self.message}
+        body: dict[str, str] = {"error": json_text(self.message)}
         if self.hint:
-            body["hint"] = self.hint
+            body["hint"] = json_text(self.hint)
         # A body left unread (413, 408) is not read afterwards either: the connection closes after the answer.
         headers = {"connection": "close"} if self.unread else None
         return JSONResponse(body, status_code=self.status, headers=headers)
@@ -322,10 +332,22 @@ def _array_input(body: bytes, meta: ModelMetadata) -> np.ndarray:
         array = array[None]
     if array.ndim != 4 or list(array.shape[1:]) != [c, h, w] or len(array) == 0:
         raise _Refused(400, "bad_input", f"the JSON array has shape {list(array.shape)}; expected {expected}")
-    x = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise _Refused(400, "bad_input", "the JSON array holds values that are not finite as float32")
-    return x
+    # Checked before the cast to float32: a value beyond float32's range would become inf there, with numpy's
+    # RuntimeWarning printed on the server's stderr. JSON has no NaN or inf, but Python's reader takes them.
+    limit = float(np.finfo(np.float32).max)
+    wide = array.astype(np.float64)
+    if not (np.isfinite(wide).all() and (np.abs(wide) <= limit).all()):
+        flat = np.abs(wide).ravel()
+        bad = int(np.argmax(~np.isfinite(flat) | (flat > limit)))
+        where = "[" + ", ".join(map(str, np.unravel_index(bad, array.shape))) + "]"
+        raise _Refused(
+            400,
+            "bad_input",
+            f"the JSON array holds {wide.ravel()[bad]:g} at {where}: values must be finite numbers within "
+            f"float32's range (±{limit:.6g})",
+            hint=expected,
+        )
+    return np.ascontiguousarray(wide, dtype=np.float32)
 
 
 def _top_k(request: Request) -> int:
@@ -483,7 +505,7 @@ def create_app(
                 "status": "ok",
                 "provider": provider,
                 "providers": model.providers,
-                "model": str(model.session.path),
+                "model": json_text(str(model.session.path)),
                 "queue": batcher.depth,
                 "max_queue": options.max_queue,
                 "max_batch": options.max_batch,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from cnnspec.deploy.control_flow import check_no_control_flow
-from cnnspec.deploy.safety import load_checked
+from cnnspec.deploy.safety import check_external_data, load_checked
 from cnnspec.errors import Diagnostic, ExportError, Location
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def _options(threads: int | None) -> ort.SessionOptions:
 
 
 def _try_cuda(
-    path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions | None = None
+    path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions | None, source: str | bytes
 ) -> ort.InferenceSession | None:
     """A session on the CUDA provider when a device is visible and the provider works, else None (auto)."""
     import onnxruntime as ort
@@ -180,15 +181,17 @@ def _try_cuda(
     if CUDA not in ort.get_available_providers() or not cuda_device_present():
         return None
     try:
-        return _cuda_session(path, threads, probe, cuda or CudaOptions())
+        return _cuda_session(path, threads, probe, cuda or CudaOptions(), source)
     except Exception:  # any failure of the CUDA provider means: use the CPU
         return None
 
 
-def _cuda_session(path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions) -> ort.InferenceSession:
-    """A session asking for the CUDA provider (then the CPU), checked to really run on CUDA and to run one
-    batch; ExportError (one line) when onnxruntime fell back to the CPU, onnxruntime's exception when
-    the session cannot be made or run."""
+def _cuda_session(
+    path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions, source: str | bytes
+) -> ort.InferenceSession:
+    """A session asking for the CUDA provider (then the CPU) on `source` (`model_source`), checked to really
+    run on CUDA and to run one batch; ExportError (one line) when onnxruntime fell back to the CPU,
+    onnxruntime's exception when the session cannot be made or run."""
     import onnxruntime as ort
 
     # Load CUDA/cuDNN from the nvidia-* wheels (torch's) when they are not on the library path;
@@ -197,7 +200,7 @@ def _cuda_session(path: Path, threads: int | None, probe: np.ndarray, cuda: Cuda
         ort.preload_dlls()
     ort.set_default_logger_severity(QUIET)  # a failed CUDA provider logs at error level before falling back
     try:
-        session = ort.InferenceSession(str(path), sess_options=_options(threads), providers=[cuda.provider(), CPU])
+        session = ort.InferenceSession(source, sess_options=_options(threads), providers=[cuda.provider(), CPU])
         require_cuda(session, path)
         options = run_options()
         stoppable_call(lambda: list(session.run(None, {session.get_inputs()[0].name: probe}, options)), options)
@@ -229,6 +232,26 @@ def probe_input(model: onnx.ModelProto) -> np.ndarray:
     return np.zeros(shape, dtype=np.float32)
 
 
+def model_source(path: Path, model: onnx.ModelProto) -> str | bytes:
+    """What onnxruntime opens the model from: its path, or the file's bytes when the path is not valid UTF-8
+    (a name such as b'm\\xfe.onnx': onnxruntime's Python binding takes only a str it can encode as UTF-8,
+    and refuses one holding Python's stand-ins for undecodable bytes with an internal TypeError).
+    ExportError, naming the file, for such a name when the model keeps tensors in external data files
+    (onnxruntime finds those beside a path; bytes have none)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        if check_external_data(model, path):
+            raise ExportError(
+                f"{os.fsencode(name)!r}: the file name is not valid UTF-8, and the model keeps tensors in"
+                " external data files, which onnxruntime opens only beside a UTF-8 path",
+                hint="rename the model file to a UTF-8 name (its data files stay where they are)",
+            ) from None
+        return path.read_bytes()
+    return name
+
+
 def open_session(
     path: str | Path, device: Device = "auto", threads: int | None = None, cuda: CudaOptions | None = None
 ) -> Session:
@@ -242,20 +265,23 @@ def open_session(
     if not model.graph.input or not model.graph.output:
         raise ExportError(f"{p} has no graph input or output")
     check_no_control_flow(model, p)  # a Loop's trip count is the file's to choose: refused before a session
+    source = model_source(p, model)
     if device == "cuda":
-        return Session(_strict_cuda(p, threads, probe_input(model), cuda or CudaOptions()), CUDA, model, p)
+        return Session(_strict_cuda(p, threads, probe_input(model), cuda or CudaOptions(), source), CUDA, model, p)
     if device == "auto":
-        session = _try_cuda(p, threads, probe_input(model), cuda)
+        session = _try_cuda(p, threads, probe_input(model), cuda, source)
         if session is not None:
             return Session(session, CUDA, model, p)
     try:
-        session = ort.InferenceSession(str(p), sess_options=_options(threads), providers=[CPU])
+        session = ort.InferenceSession(source, sess_options=_options(threads), providers=[CPU])
     except Exception as exc:  # onnxruntime raises its own exception types for invalid graphs
         raise ExportError(f"onnxruntime cannot load {p}: {_first_line(exc)}") from None
     return Session(session, CPU, model, p)
 
 
-def _strict_cuda(path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions) -> ort.InferenceSession:
+def _strict_cuda(
+    path: Path, threads: int | None, probe: np.ndarray, cuda: CudaOptions, source: str | bytes
+) -> ort.InferenceSession:
     """The CUDA session `--device cuda` asks for, or ExportError saying why there is none."""
     import onnxruntime as ort
 
@@ -266,7 +292,7 @@ def _strict_cuda(path: Path, threads: int | None, probe: np.ndarray, cuda: CudaO
             hint="install onnxruntime-gpu, or use --device cpu or auto",
         )
     try:
-        return _cuda_session(path, threads, probe, cuda)
+        return _cuda_session(path, threads, probe, cuda, source)
     except ExportError:
         raise
     except Exception as exc:  # the provider loaded but cannot make or run this session

@@ -45,3 +45,16 @@ def hard_link_into(run: Path, path: str | Path) -> str | None:
         if os.path.isfile(own) and os.path.samefile(own, path):
             return name
     return None
+
+
+def enclosing_run(path: str | Path, run: str | Path) -> Path | None:
+    """The cnnspec run folder other than `run` that `path` (symlinks followed) would be written inside, at
+    any depth, if any: a folder on the way up whose run.json is cnnspec's own. The walk stops at `run`
+    itself (a name inside the run being exported is its own business, wherever `run` lives)."""
+    real, own = Path(os.path.realpath(path)), Path(os.path.realpath(run))
+    for folder in real.parents:
+        if folder == own:
+            return None
+        if is_run(folder):
+            return folder
+    return None

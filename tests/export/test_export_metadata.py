@@ -27,7 +27,7 @@ def test_metadata_round_trips_through_metadata_props() -> None:
     entry = model.metadata_props.add()
     entry.key, entry.value = "author", "someone"  # a foreign key survives
     attach(model, meta)
-    props = read_props(model)
+    props = read_props(model, "model")
     assert json.loads(props["class_names"]) == ["cat", "dog"] and props["layout"] == '"NCHW"'
     back = from_props(props, "m.onnx")
     assert back.input_shape == [3, 4, 5] and back.mean == [0.1, 0.2, 0.3] and back.extra == {"author": "someone"}

@@ -79,9 +79,9 @@ def test_int8_agrees_with_fp32_on_99_percent_of_the_digits_test_images(digits_in
 def test_the_int8_file_carries_the_fp32_metadata_and_the_quantization_settings(
     digits_run: Path, digits_int8: QuantizeReport
 ) -> None:
-    fp32 = from_props(read_props(onnx.load(str(digits_run / "model.onnx"))), "fp32")
+    fp32 = from_props(read_props(onnx.load(str(digits_run / "model.onnx")), "fp32"), "fp32")
     int8_model = onnx.load(str(digits_int8.path))
-    int8 = from_props(read_props(int8_model), "int8")
+    int8 = from_props(read_props(int8_model, "int8"), "int8")
     assert int8.weights_dtype == "int8" and int8.parity is None
     for key in ("input_shape", "class_names", "mean", "std", "spec_hash", "spec", "preprocessing", "dataset"):
         assert getattr(int8, key) == getattr(fp32, key), key

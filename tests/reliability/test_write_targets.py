@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from onnx import helper
 
 from cnnspec.atomic import TMP_PREFIX, NotRegularFileError, atomic_write_text
 from cnnspec.rundir.paths import RunPaths
@@ -165,14 +166,16 @@ def test_export_out_through_a_symlink_or_hard_link_to_the_runs_spec_is_refused(
 def test_export_through_a_symlink_writes_its_target_and_keeps_the_link(tiny_run: Path, tmp_path: Path) -> None:
     real = tmp_path / "store" / "model.onnx"
     real.parent.mkdir()
-    real.write_bytes(b"old")
+    old = helper.make_model(helper.make_graph([], "old", [], []))  # an export replaces only an ONNX model
+    real.write_bytes(old.SerializeToString())
+    before = real.read_bytes()
     real.chmod(0o600)
     link = tmp_path / "latest.onnx"
     link.symlink_to(real)
     result = run_cli("export", str(tiny_run), "--out", str(link))
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and os.readlink(link) == str(real)
-    assert real.read_bytes()[:4] != b"old" and real.stat().st_size > 1000
+    assert real.read_bytes() != before and real.stat().st_size > 1000
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
     assert not [p for p in real.parent.iterdir() if p.name.startswith(TMP_PREFIX)]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -16,9 +17,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 
-from tests.serve._serve_helpers import ROOT, Digits, Server, post_image, start_server, stop, wait_for_queue
+from tests.serve._serve_helpers import (
+    ROOT,
+    Digits,
+    Server,
+    env_for,
+    post_image,
+    start_server,
+    stop,
+    wait_for_queue,
+)
 
 WAIT = 60  # seconds: only a hang takes longer
 
@@ -59,7 +71,8 @@ def wait_for_output(server: Server, text: str) -> None:
 
 
 def test_a_decompression_bomb_is_refused_from_its_header(digits: Digits) -> None:
-    bomb, large = one_bit_png(13_000), one_bit_png(9_000)  # 169 and 81 megapixels, a few KB each
+    # 179.56 and 81 megapixels, a few KB each: over and under cnnspec's one limit (178,956,970)
+    bomb, large = one_bit_png(13_400), one_bit_png(9_000)
     assert len(bomb) < 64_000
     server = start_server(digits.model)
     try:
@@ -70,7 +83,8 @@ def test_a_decompression_bomb_is_refused_from_its_header(digits: Digits) -> None
     finally:
         stop(server)
     assert answers[0].status_code == 413, answers[0].text
-    assert "169,000,000 pixels" in answers[0].json()["error"] or "169000000 pixels" in answers[0].json()["error"]
+    assert "179560000 pixels" in answers[0].json()["error"], answers[0].text
+    assert "at most 178,956,970 pixels" in answers[0].json()["hint"], answers[0].text
     # digits was trained without resizing: another size is predict's 400, said before decoding
     assert answers[1].status_code == 400
     assert answers[1].json()["error"].startswith("the request body is 9000×9000 but the model takes 8×8 images")
@@ -104,7 +118,7 @@ for m in (meta, resizing):
 
 def test_the_pixel_cap_is_checked_before_a_pixel_is_decoded(digits: Digits, tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(one_bit_png(9_000))  # 81 M pixels: 81 MB as grey, 243 MB as RGB once decoded
+    bomb.write_bytes(one_bit_png(13_400))  # 179.56 M pixels: 180 MB as grey, 539 MB as RGB once decoded
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", _DECODE, str(digits.model), str(bomb)],
@@ -116,10 +130,11 @@ def test_the_pixel_cap_is_checked_before_a_pixel_is_decoded(digits: Digits, tmp_
     )
     assert proc.returncode == 0, proc.stderr
     fixed, resized = (line.split(" ", 2) for line in proc.stdout.splitlines())
-    assert fixed[0] == "DataError" and "is 9000×9000 but the model takes 8×8 images" in fixed[2]
-    assert resized[0] == "ImageTooLarge"
-    assert resized[2].startswith("bomb.png is 9000×9000 = 81,000,000 pixels; images of at most 64,000,000")
-    # Decoding would have grown the peak by ≥ 81 MB (the grey conversion alone); the header costs nothing.
+    # Over the limit, Pillow refuses it from the header whatever the model (before its size is compared).
+    for refused in (fixed, resized):
+        assert refused[0] == "ImageTooLarge"
+        assert refused[2].startswith("bomb.png is refused: Image size (179560000 pixels) exceeds limit of 178956970")
+    # Decoding would have grown the peak by ≥ 180 MB (the grey conversion alone); the header costs nothing.
     assert int(fixed[1]) < 40_000 and int(resized[1]) < 40_000, proc.stdout
 
 
@@ -213,3 +228,80 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_it_left(digits: Digits, tmp
     out = server.output()
     assert "interrupted again: stopped without waiting; 2 requests it had accepted were cut off unanswered" in out
     assert "Traceback" not in out and "CancelledError" not in out and "answered every request" not in out
+
+
+# --- models whose real output disagrees with their metadata, JSON beyond float32, a non-UTF-8 name ------
+
+
+def test_a_model_whose_real_output_width_is_not_its_class_count_is_refused_at_start(tmp_path: Path) -> None:
+    from tests.reliability._deploy_models import lying_model
+
+    model = tmp_path / "lie.onnx"
+    onnx.save(lying_model(3), str(model))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnspec", "serve", str(model), "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env_for(),
+    )  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=WAIT)  # refused at start: it never listens
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"cnnspec serve started serving the model:\n{proc.communicate()[1]}")
+    assert proc.returncode == 1, stderr
+    assert "returned 3 logits per image, but its metadata names 2 classes" in stderr
+    assert "Traceback" not in stderr and "serving" not in stderr
+
+
+def _array(value: float) -> str:
+    return json.dumps(np.full((3, 16, 16), value, dtype=np.float64).tolist())
+
+
+def test_wrong_output_widths_are_500_and_json_beyond_float32_is_400(tmp_path: Path) -> None:
+    from tests.reliability._deploy_models import switching_model
+
+    model = tmp_path / "switch.onnx"
+    onnx.save(switching_model(), str(model))  # 2 columns for a dark input (the start-up probe), 3 for a bright one
+    server = start_server(model)
+    json_type = {"content-type": "application/json"}
+    try:
+        with server.client() as client:
+            dark = client.post("/predict", content=_array(0.0), headers=json_type)
+            bright = client.post("/predict", content=_array(1.0), headers=json_type)
+            huge = [
+                client.post("/predict", content=_array(0.0).replace("0.0", text, 1), headers=json_type)
+                for text in ("1e39", "-1e39", "1e400")
+            ]
+            largest = client.post("/predict", content=_array(0.0).replace("0.0", "-3.4e38", 1), headers=json_type)
+            health = client.get("/health").status_code
+    finally:
+        stop(server)
+    assert dark.status_code == 200 and [s["class"] for s in dark.json()["predictions"][0]["top"]] == ["cat", "dog"]
+    assert bright.status_code == 500, bright.text
+    assert "returned 3 logits per image, but its metadata names 2 classes" in bright.json()["error"]
+    for answer, shown in zip(huge, ("1e+39", "-1e+39", "inf"), strict=True):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"].startswith(f"the JSON array holds {shown} at [0, 0, 0, 0]: values must be"), (
+            answer.text
+        )
+    assert largest.status_code == 200, largest.text  # within float32's range: taken
+    assert health == 200
+    assert "RuntimeWarning" not in server.output() and "Traceback" not in server.output(), server.output()
+
+
+def test_a_model_file_named_in_bytes_that_are_not_utf8_is_served(tmp_path: Path) -> None:
+    from tests.reliability._deploy_models import switching_model
+
+    raw = os.fsencode(tmp_path) + b"/m\xfe.onnx"
+    onnx.save(switching_model(), os.fsdecode(raw))
+    server = start_server(Path(os.fsdecode(raw)))
+    try:
+        with server.client() as client:
+            answer = client.post("/predict", content=_array(0.0), headers={"content-type": "application/json"})
+            wrong = client.post("/predict", content=_array(1.0), headers={"content-type": "application/json"})
+            health = client.get("/health").json()
+    finally:
+        stop(server)
+    assert answer.status_code == 200, answer.text
+    assert health["model"].endswith("/m\\xfe.onnx"), health  # its bytes, escaped: JSON holds only UTF-8
+    assert wrong.status_code == 500 and "/m\\xfe.onnx returned 3 logits" in wrong.json()["error"], wrong.text
+    assert "incompatible" not in server.output() and "Traceback" not in server.output(), server.output()
