@@ -8,13 +8,39 @@ themselves are in cnnspec/commands/ (app.py lists them).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from typing import NoReturn
 
-from cnnspec.interrupts import catch_ctrl_c, ctrl_c, interrupts_exit
+from cnnspec.interrupts import EXIT_INTERRUPTED, catch_ctrl_c, ctrl_c, interrupts_exit
 
 
 def main() -> None:
     """The console script."""
+    try:
+        run()
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:
+            end_interrupted()
+        raise
+
+
+def end_interrupted() -> NoReturn:
+    """Exit 130 now, without the interpreter's shut-down: Python's own clean-ups (atexit) run, then the
+    process ends. A Ctrl-C that lands while a native library (onnxruntime, gloo) starts its threads can
+    leave one that C++ destroys joinable at shut-down, and `terminate called without an active
+    exception` then aborts the process (exit -6) after it said `interrupted`."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def run() -> None:
     catch_ctrl_c()
     with interrupts_exit():
         try:

@@ -106,6 +106,12 @@ def plain_placeholders(params: list[click.Parameter]) -> None:
             param.metavar = (param.name or "value").upper()
 
 
+# The options whose path a run records (run.json, safetensors' path argument): one that is not UTF-8 is
+# refused before a run starts (a run trained there could not be read back). Paths only read (a model,
+# an image folder) may be any bytes.
+RECORDED_PATHS = frozenset({"out", "resume"})
+
+
 def paths_checked(function: Callable[..., None]) -> Callable[..., None]:
     """`function` with every path it is given checked for its length first, and a path the OS refuses for
     its length while it runs (one it made from them) reported as one line: never a traceback.
@@ -116,13 +122,13 @@ def paths_checked(function: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(function)
     def checked(*args: Any, **kwargs: Any) -> None:
-        for value in kwargs.values():
+        for name, value in kwargs.items():
             for path in value if isinstance(value, list | tuple) else [value]:
                 if isinstance(path, Path):
                     reason = too_long(path)
                     if reason is not None:
                         raise fail(too_long_error(path, reason))
-                    if not is_utf8(path):
+                    if name in RECORDED_PATHS and not is_utf8(path):
                         raise fail(not_utf8_error(path))
         try:
             function(*args, **kwargs)
