@@ -25,7 +25,9 @@ def sweep(
             "--storage", metavar="URL", help="Optuna RDB URL (postgresql://…); default DIR/study.db (SQLite)."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, metavar="N", help="Local worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, metavar="N", help="Local worker processes (at most 4 a CPU core).")
+    ] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the study in DIR (or --storage).")] = False,
 ) -> None:
     """Search hyperparameters and architecture with Optuna; statically impossible candidates are pruned untrained."""
@@ -47,7 +49,11 @@ def sweep(
     except CnnspecError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
-        err.print("stopped; the running trials are marked failed; continue with --resume", markup=False)
+        err.print(
+            "stopped: no new trial started; a trial stopped mid-training is marked failed (it does not count "
+            "toward the trials); continue with --resume",
+            markup=False,
+        )
         raise typer.Exit(130) from None
     stdout.print(render_table(result.rows), markup=False, highlight=False)
     for index, code in enumerate(result.worker_codes):

@@ -124,6 +124,12 @@ class RunLock:
         """Whether this object holds the lock (always False where runs are not locked)."""
         return self._fd is not None
 
+    @property
+    def fd(self) -> int | None:
+        """The lock file's descriptor while held: a process given it (`pass_fds`) holds the lock too,
+        which the OS then releases when the last holder closes it (`cnnspec sweep`'s workers)."""
+        return self._fd
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock

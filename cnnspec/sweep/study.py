@@ -18,11 +18,14 @@ pruned). A worker that dies mid-trial leaves its trial RUNNING; three things end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,9 +61,11 @@ def stale_trial_noted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> N
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """What one `cnnspec sweep` runs: the spec file, the sweep folder, the storage and the trial count."""
+    """What one `cnnspec sweep` runs: the spec file (and its text, read once when the sweep started: an
+    edit of the file mid-sweep changes nothing), the sweep folder, the storage and the trial count."""
 
     spec_path: Path
+    spec_text: str
     out: Path
     storage: str
     trials: int
@@ -72,6 +77,38 @@ class SweepPlan:
 
 def local_storage(out: Path) -> str:
     return f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def refuse_memory_storage(url: str) -> None:
+    """An in-memory SQLite URL (`sqlite://`, `sqlite:///`, `sqlite:///:memory:`) is refused: every
+    process (worker, resume, report) opens the storage anew, so each would see an empty study."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return  # not a URL: _storage says so
+    memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    if parsed.get_backend_name() == "sqlite" and memory:
+        raise CnnspecError(
+            f"--storage {_shown(url)}: an in-memory SQLite database: workers, --resume and the report cannot share it",
+            hint="name a file (sqlite:///sweep.db) or leave --storage out (DIR/study.db)",
+        )
+
+
+@contextlib.contextmanager
+def storage_errors(plan: SweepPlan) -> Iterator[None]:
+    """A storage that fails mid-sweep (a full disk, a server gone) ends the sweep with one line."""
+    import sqlalchemy
+
+    try:
+        yield
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise CnnspecError(
+            f"{_shown(plan.storage)}: the study's storage failed: {first[0] if first else type(exc).__name__}",
+            hint="free disk space (or bring the database server back), then continue with --resume",
+        ) from None
 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:
@@ -131,15 +168,14 @@ def _pruner(sweep: SweepSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def _load(plan: SweepPlan) -> tuple[Spec, str]:
+def load_plan_spec(plan: SweepPlan) -> tuple[Spec, str]:
+    """The plan's spec (from the text read at the start) with its space checked, and its hash."""
     from cnnspec.rundir.info import spec_hash
     from cnnspec.spec.load import loads
-    from cnnspec.spec.source import read_spec_text
 
-    text = read_spec_text(plan.spec_path)
-    spec = loads(text, str(plan.spec_path))
+    spec = loads(plan.spec_text, str(plan.spec_path))
     sweep_of(spec)
-    check_paths(spec, text, str(plan.spec_path))
+    check_paths(spec, plan.spec_text, str(plan.spec_path))
     return spec, spec_hash(spec)
 
 
@@ -147,12 +183,23 @@ def open_study(plan: SweepPlan, *, resume: bool, worker: int = 0) -> tuple[optun
     """The plan's study: created (refused when one exists and not `resume`), or loaded and checked to be this spec's."""
     import optuna
 
-    spec, digest = _load(plan)
+    spec, digest = load_plan_spec(plan)
     sweep = sweep_of(spec)
     storage = _storage(plan.storage)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    others = [n for n in names if n != spec.name]
+    if plan.default_storage and others:  # the folder's trials/, best.yaml and plots are that study's
+        raise CnnspecError(
+            f"{plan.out} holds the sweep of spec {others[0]!r}, not {spec.name!r}",
+            hint="give another --out for this spec's sweep",
+        )
     direction: Literal["maximize", "minimize"] = "maximize" if sweep.objective == "val_accuracy" else "minimize"
-    sampler = optuna.samplers.TPESampler(seed=spec.train.seed * 1000 + worker, n_startup_trials=4)
+    started = 0
+    if spec.name in names:
+        started = len(storage.get_all_trials(storage.get_study_id_from_name(spec.name), deepcopy=False))
+    # Each start draws its own points: a resume's first trial must not repeat trial 0's draw.
+    seed = (spec.train.seed * 1_000_003 + started * 1009 + worker) % 2**32
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
     if spec.name in names:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=_pruner(sweep))
         if not resume and worker == 0:
@@ -204,6 +251,7 @@ class PruningCallback(Callback):
 
 
 def _finished(study: optuna.Study) -> tuple[int, int]:
+    """Trials that count toward `trials` (complete or pruned), and failed ones (failures, Ctrl-C)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -211,18 +259,45 @@ def _finished(study: optuna.Study) -> tuple[int, int]:
     return done, sum(t.state == TrialState.FAIL for t in trials)
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) reached a trial after its last step: it finished, and no new trial starts."""
+
+
+def _failed_elsewhere(study: optuna.Study, number: int | None) -> str | None:
+    """Why the trial this worker was running is FAIL in the storage (another process failed it), or None."""
+    from optuna.trial import TrialState
+
+    if number is None:
+        return None
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state != TrialState.FAIL:
+        return None
+    return str(trial.user_attrs.get("failed") or study.user_attrs.get(f"{STALE_PREFIX}{number}") or "no reason given")
+
+
 def run_worker(plan: SweepPlan, worker: int = 0, *, say: Any = print) -> None:
-    """One worker's loop on the study (which must exist), until the plan's trial count finished."""
+    """One worker's loop on the study (which must exist), until `plan.trials` trials finished (complete
+    or pruned: failed and interrupted ones do not count), or `plan.trials` trials failed in this run.
+
+    A Ctrl-C (SIGINT, SIGTERM) while a trial trains stops it at its next step (its trial FAIL); one that
+    came after its last step lets it finish; either way no new trial starts and SweepInterrupted (a
+    KeyboardInterrupt) is raised. A trial that another process failed meanwhile (a second coordinator,
+    a heartbeat check) ends the worker with a CnnspecError saying so."""
     import optuna
 
     from cnnspec.training.api import train
+    from cnnspec.training.signals import StopFlag
 
     # optuna's own report of a failed trial is a traceback; the loop says what happened itself
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study, spec = open_study(plan, resume=True, worker=worker)
     sweep = sweep_of(spec)
+    interrupted = False
+    current: int | None = None
 
     def objective(trial: optuna.Trial) -> float:
+        nonlocal interrupted, current
+        current = trial.number
         trial.set_user_attr(WORKER_ATTR, worker_id())
         values = suggest(trial, sweep)
         found: Candidate = candidate(spec, values)
@@ -233,8 +308,11 @@ def run_worker(plan: SweepPlan, worker: int = 0, *, say: Any = print) -> None:
             raise optuna.TrialPruned()
         say(f"trial {trial.number}: checked in {found.check_ms:.1f} ms, training {values}")
         cb = PruningCallback(trial, sweep.objective)
+        stop = StopFlag()
         try:
-            run = train(found.spec, plan.out / "trials" / f"{trial.number:04d}", progress=False, callbacks=[cb])
+            run = train(
+                found.spec, plan.out / "trials" / f"{trial.number:04d}", progress=False, callbacks=[cb], stop=stop
+            )
         except CnnspecError as exc:  # a failed training fails the trial, not the sweep
             trial.set_user_attr("failed", exc.format())
             say(f"trial {trial.number}: failed\n{exc.format()}")
@@ -243,18 +321,40 @@ def run_worker(plan: SweepPlan, worker: int = 0, *, say: Any = print) -> None:
             trial.set_user_attr("failed", "interrupted (Ctrl-C)")
             say(f"trial {trial.number}: interrupted; marked failed")
             raise
+        if stop.requested:  # the signal came after the last step: the trial is whole, the sweep ends
+            interrupted = True
+            study.stop()
+            say(f"trial {trial.number}: finished; stopping on Ctrl-C (no new trial starts)")
         trial.set_user_attr("run", str(run))
         assert cb.best is not None  # train.epochs >= 1: on_epoch_end ran
         return cb.best
 
+    _, failed_before = _finished(study)
+
     def enough(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
         done, failed = _finished(study)
-        if done >= plan.trials or failed >= plan.trials:
+        if done >= plan.trials:
+            study.stop()
+        elif failed - failed_before >= plan.trials:  # a spec whose every training fails: do not loop forever
+            say(f"stopping: {failed - failed_before} trials failed in this run (their reasons are in the table)")
             study.stop()
 
-    done, failed = _finished(study)
-    if done < plan.trials and failed < plan.trials:
+    done, _ = _finished(study)
+    if done >= plan.trials:
+        say(f"{done} trials already finished (complete or pruned): nothing to run; ask for more with --trials N")
+        return
+    try:
         study.optimize(objective, callbacks=[enough], catch=(CnnspecError,))
+    except (optuna.exceptions.OptunaError, ValueError, RuntimeError) as exc:
+        why = _failed_elsewhere(study, current)
+        if why is None:
+            raise
+        raise CnnspecError(
+            f"trial {current} was marked failed by another process while this worker ran it ({why.splitlines()[0]})",
+            hint="another cnnspec sweep on the same storage ended it; this worker stops",
+        ) from exc
+    if interrupted:
+        raise SweepInterrupted
 
 
 def fail_orphans(plan: SweepPlan, ended: list[int]) -> list[int]:
@@ -269,7 +369,7 @@ def fail_orphans(plan: SweepPlan, ended: list[int]) -> list[int]:
     from optuna.trial import TrialState
 
     storage = _storage(plan.storage)
-    spec, _ = _load(plan)
+    spec, _ = load_plan_spec(plan)
     study = optuna.load_study(study_name=spec.name, storage=storage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -297,18 +397,42 @@ class WorkerExit:
     code: int  # the exit status; -N: killed by signal N
 
 
-def run_workers(plan: SweepPlan, workers: int) -> list[WorkerExit]:
-    """`workers` local worker processes on the plan's study (created already); how each ended."""
+def run_workers(plan: SweepPlan, workers: int, lock_fd: int | None = None) -> tuple[list[WorkerExit], bool]:
+    """`workers` local worker processes on the plan's study (created already); how each ended, and
+    whether a Ctrl-C reached the coordinator meanwhile.
+
+    `lock_fd`, the sweep folder's lock, is inherited by every worker: the OS releases the lock when the
+    last of them ends, so a coordinator killed while they train leaves the folder locked until they
+    finish. The workers run in their own process group: a Ctrl-C at the terminal reaches the coordinator
+    alone, which passes each signal on once (the first: finish or stop the trial at its next step; a
+    second: stop now)."""
     args = json.dumps(
-        {"spec": str(plan.spec_path), "out": str(plan.out), "storage": plan.storage, "trials": plan.trials}
+        {
+            "spec": str(plan.spec_path),
+            "text": plan.spec_text,
+            "out": str(plan.out),
+            "storage": plan.storage,
+            "trials": plan.trials,
+        }
     )
-    procs = [subprocess.Popen([sys.executable, "-m", "cnnspec.sweep.worker", args, str(i)]) for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cnnspec.sweep.worker", args, str(i)],
+            pass_fds=(lock_fd,) if lock_fd is not None else (),
+            start_new_session=True,
+        )
+        for i in range(workers)
+    ]
     ends = []
+    interrupted = False
     for p in procs:
-        try:
-            ends.append(WorkerExit(p.pid, p.wait()))
-        except KeyboardInterrupt:  # the workers got the Ctrl-C too (one process group): let them finish theirs
-            for q in procs:
-                q.wait()
-            raise
-    return ends
+        while True:
+            try:
+                ends.append(WorkerExit(p.pid, p.wait()))
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+                for q in procs:
+                    if q.poll() is None:
+                        q.send_signal(signal.SIGINT)
+    return ends, interrupted

@@ -1,4 +1,7 @@
-"""`python -m cnnspec.sweep.worker PLAN_JSON INDEX`: one local worker process of `cnnspec sweep --workers N`."""
+"""`python -m cnnspec.sweep.worker PLAN_JSON INDEX`: one local worker process of `cnnspec sweep --workers N`.
+
+It inherits the sweep folder's lock from its coordinator (held until the last worker ends) and the
+spec's text as the coordinator read it (an edit of the file mid-sweep changes nothing)."""
 
 from __future__ import annotations
 
@@ -7,16 +10,20 @@ import sys
 from pathlib import Path
 
 from cnnspec.errors import CnnspecError
-from cnnspec.sweep.study import SweepPlan, run_worker
+from cnnspec.interrupts import catch_ctrl_c
+from cnnspec.sweep.study import SweepPlan, run_worker, storage_errors
 
 
 def main() -> int:
+    catch_ctrl_c()  # a Ctrl-C inside an import (torch's) is held, not raised there
     raw, index = json.loads(sys.argv[1]), int(sys.argv[2])
-    plan = SweepPlan(Path(raw["spec"]), Path(raw["out"]), raw["storage"], int(raw["trials"]))
+    plan = SweepPlan(Path(raw["spec"]), raw["text"], Path(raw["out"]), raw["storage"], int(raw["trials"]))
+    say = lambda text: print(f"[worker {index}] {text}", flush=True)  # noqa: E731
     try:
-        run_worker(plan, index, say=lambda text: print(f"[worker {index}] {text}", flush=True))
+        with storage_errors(plan):
+            run_worker(plan, index, say=say)
     except CnnspecError as exc:
-        print(exc.format(), file=sys.stderr)
+        print(f"[worker {index}] " + exc.format(), file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         return 130

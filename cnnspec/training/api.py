@@ -9,6 +9,7 @@ from typing import Any
 from cnnspec.spec.model import Spec
 from cnnspec.training.callbacks import Callback, checked
 from cnnspec.training.progress import Reporter
+from cnnspec.training.signals import StopFlag
 
 
 def train(
@@ -19,6 +20,7 @@ def train(
     *,
     progress: bool | Reporter | None = None,
     callbacks: Sequence[Callback] = (),
+    stop: StopFlag | None = None,
 ) -> Path:
     """Train a spec and return its run directory.
 
@@ -34,7 +36,9 @@ def train(
     `train.loggers` names are added after them, on rank 0 alone (docs/tracking.md).
 
     Ctrl-C (or SIGTERM) saves the state at the next step boundary and raises
-    `cnnspec.training.signals.TrainingInterrupted` (a KeyboardInterrupt) naming the run.
+    `cnnspec.training.signals.TrainingInterrupted` (a KeyboardInterrupt) naming the run. `stop`: the
+    flag the signals set (default a new one); a caller reads it afterwards to tell a run that finished
+    anyway (the signal came after its last step) from one nobody stopped (`cnnspec sweep` does).
 
     Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK set, WORLD_SIZE > 1) every process calls this
     and they train one model with DistributedDataParallel; rank 0 alone reports and writes
@@ -45,14 +49,14 @@ def train(
     from cnnspec.training.loop import Trainer
     from cnnspec.training.progress import make_reporter
     from cnnspec.training.setup import read_spec_file
-    from cnnspec.training.signals import StopFlag, stop_on_signals
+    from cnnspec.training.signals import stop_on_signals
 
     callbacks = checked(callbacks)  # before anything is written
     # Read once, and before a signal only sets the stop flag: Ctrl-C or SIGTERM ends a wait on a pipe.
     spec_or_text = read_spec_file(spec_or_path)
     dist = from_env()
     reporter = make_reporter(progress if dist.is_main else False)
-    stop = StopFlag()
+    stop = stop if stop is not None else StopFlag()
     stop.on_request = lambda: reporter.message("stopping after this step to save the state (Ctrl-C again to abort)")
     with stop_on_signals(stop), process_group(dist):
         session = prepare_shared(dist, spec_or_text, out, resume, overrides, reporter)

@@ -36,3 +36,46 @@ def test_a_storage_that_cannot_be_opened_is_a_user_error(tmp_path: Path, url: st
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "cannot open the storage" in result.output and found in result.output
     assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_storage_is_refused(tmp_path: Path, url: str) -> None:
+    result = run_cli("sweep", str(write_spec(tmp_path)), "--out", str(tmp_path / "sw"), "--storage", url)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "in-memory SQLite database" in result.output
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE 0 fails every write with EFBIG, as a full disk fails them with ENOSPC."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def no_writes() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of ending the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    spec = write_spec(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnspec", "sweep", str(spec), "--out", str(tmp_path / "sw")],
+        env={**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        preexec_fn=no_writes,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "cannot write" in done.stderr, done.stderr
+
+
+def test_more_workers_than_the_machine_can_run_is_refused(tmp_path: Path) -> None:
+    result = run_cli("sweep", str(write_spec(tmp_path)), "--out", str(tmp_path / "sw"), "--workers", "100000")
+    assert result.exit_code == 1, result.output
+    assert "local workers (4 a CPU core)" in result.output
+    assert not (tmp_path / "sw").exists()
