@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from cnnspec.sweep.study import SweepPlan, local_storage, open_study
 
     out = folder / "to_the_end"
-    plan = SweepPlan(full_spec, out, local_storage(out), trials)
+    plan = SweepPlan(full_spec, full_spec.read_text(encoding="utf-8"), out, local_storage(out), trials)
     out.mkdir(parents=True, exist_ok=True)
     created, _ = open_study(plan, resume=False)
     for t in order:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
     from cnnspec.training.callbacks import Callback
     from cnnspec.training.progress import Reporter
+    from cnnspec.training.signals import StopFlag
     from cnnspec.version import __version__
 
 
@@ -129,16 +130,19 @@ def train(
     *,
     progress: bool | Reporter | None = None,
     callbacks: Sequence[Callback] = (),
+    stop: StopFlag | None = None,
 ) -> Path:
     """Train a spec and return its run directory (see cnnspec.training.api.train for the details).
 
     `resume` continues the run in that directory from its last checkpoint; `overrides` are
     `KEY=VALUE` strings validated like the file. Ctrl-C saves the state at the next step and
     raises cnnspec.training.signals.TrainingInterrupted (a KeyboardInterrupt) naming the run.
+    `stop`: the flag the Ctrl-C sets, given by a caller that wants to see one that came after the
+    last step (a sweep between trials); a fresh one when None.
     """
     from cnnspec.training.api import train as train_spec
 
-    return train_spec(spec_or_path, out, resume, overrides, progress=progress, callbacks=callbacks)
+    return train_spec(spec_or_path, out, resume, overrides, progress=progress, callbacks=callbacks, stop=stop)
 
 
 def evaluate_run(run: str | Path, *, which: str = "best", split: str = "test") -> dict[str, Any]:

@@ -66,6 +66,7 @@ def wait_for_a_trial_in_training(proc: subprocess.Popen[str], out: Path, storage
     import socket
 
     from optuna.trial import TrialState
+    from sqlalchemy.exc import OperationalError
 
     host = socket.gethostname()
     deadline = time.monotonic() + 300
@@ -75,7 +76,7 @@ def wait_for_a_trial_in_training(proc: subprocess.Popen[str], out: Path, storage
         workers = _children(proc.pid)
         try:
             trials = study_trials(out, storage=storage) if (out / "study.db").exists() or storage else []
-        except KeyError:  # the study is not made yet
+        except (KeyError, OperationalError):  # the study is not made yet, or this reader races its tables' making
             trials = []
         for t in trials:
             folder = out / "trials" / f"{t.number:04d}"
