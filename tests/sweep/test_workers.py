@@ -75,7 +75,9 @@ def wait_for_a_trial_in_training(proc: subprocess.Popen[str], out: Path, storage
             raise AssertionError(f"the sweep ended before a worker could be killed:\n{proc.communicate()[0]}")
         workers = _children(proc.pid)
         try:
-            trials = study_trials(out, storage=storage) if (out / "study.db").exists() or storage else []
+            # Read the study only once a trial's folder exists: the study and its tables are made by then
+            # (a reader that opens study.db earlier makes the tables too, racing the sweep's own making).
+            trials = study_trials(out, storage=storage) if (out / "trials").is_dir() else []
         except (KeyError, OperationalError):  # the study is not made yet, or this reader races its tables' making
             trials = []
         for t in trials:
