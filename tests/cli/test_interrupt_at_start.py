@@ -43,7 +43,12 @@ def _interrupted(args: list[str], log: Path, delay: float) -> int:
     imported, and return its exit status."""
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-X", "importtime", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr
+            # -X faulthandler: should the process die by a signal (a native abort), every thread's Python
+            # stack is on stderr, and so in the failure's message.
+            [sys.executable, "-X", "importtime", "-X", "faulthandler", *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
         try:
             _wait_for_entry(proc, log)

@@ -53,7 +53,11 @@ def test_the_workers_hold_the_folder_after_their_coordinator_is_killed(tmp_path:
     assert "Traceback" not in output, output
     from optuna.trial import TrialState
 
-    assert len([t for t in study_trials(out) if t.state == TrialState.COMPLETE]) >= 3, output
+    # The workers ran the sweep to its end: `trials` counts complete and pruned trials (a kernel the static
+    # check rejects is pruned, and the sampler may pick it), so the count of COMPLETE alone may be below 3.
+    counted = [t for t in study_trials(out) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) >= 3, output
+    assert any(t.state == TrialState.COMPLETE for t in counted), output
 
 
 def test_a_trial_failed_by_another_process_ends_its_worker_in_one_line(tmp_path: Path) -> None:
