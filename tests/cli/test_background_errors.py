@@ -65,7 +65,7 @@ def test_the_command_line_installs_the_hooks() -> None:
     code = (
         "import sys, threading, cnnspec.cli as cli\n"
         "sys.argv = ['cnnspec', '--help']\n"
-        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "try:\n    cli.run()\nexcept SystemExit:\n    pass\n"
         "from cnnspec import background\n"
         "print(threading.excepthook is background._thread_hook, sys.unraisablehook is background._unraisable_hook)"
     )

@@ -17,10 +17,10 @@ PROBE = """
 import json, sys
 args, watched = json.loads(sys.argv[1]), set(json.loads(sys.argv[2]))
 sys.argv = ["cnnspec", *args]
-from cnnspec.cli import main
+from cnnspec.cli import run  # main() would end the process before the probe reads it
 code = 0
 try:
-    main()
+    run()
 except SystemExit as exc:
     code = exc.code
 heavy = sorted({m.split(".")[0] for m in sys.modules} & watched)

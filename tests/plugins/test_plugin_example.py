@@ -41,9 +41,9 @@ train: {epochs: 3, seed: 0}
 PROBE = """
 import json, sys
 sys.argv = ["cnnspec", *json.loads(sys.argv[1])]
-from cnnspec.cli import main
+from cnnspec.cli import run  # main() would end the process before the probe reads it
 try:
-    main()
+    run()
     code = 0
 except SystemExit as exc:
     code = exc.code

@@ -220,9 +220,9 @@ def test_impossible_figures_from_a_plugin_rule_are_a_located_error_naming_the_ki
 PROBE = """
 import sys
 sys.argv = ["cnnspec", *sys.argv[1:]]
-from cnnspec.cli import main
+from cnnspec.cli import run  # main() would end the process before the probe reads it
 try:
-    main()
+    run()
 except SystemExit as exc:
     print("EXIT", exc.code, "torch" in sys.modules, file=sys.stderr)
 """

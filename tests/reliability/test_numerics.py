@@ -234,3 +234,27 @@ def test_amp_skipped_steps_are_counted_and_reported_on_a_gpu(spec: Path, tmp_pat
     assert scale == DEFAULT_SCALE * 0.5**4
     assert _scan(tmp_path / "run") == 3
     report("amp-skipped-gpu", injected_overflows=len(steps), counted=result["skipped_steps"], scale=scale)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_one_non_finite_weight_or_buffer_makes_the_model_not_finite(bad: float) -> None:
+    from cnnspec.training.checkpoint import all_finite
+
+    for tensor in ("weight", "running_var"):  # a parameter, then a buffer
+        conv, norm = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)
+        model = nn.Sequential(conv, norm)
+        assert all_finite(model)
+        target = conv.weight if tensor == "weight" else norm.running_var
+        assert target is not None
+        with torch.no_grad():
+            target.reshape(-1)[1] = bad
+        assert not all_finite(model), tensor
+
+
+def test_huge_finite_weights_whose_sum_overflows_are_finite() -> None:
+    from cnnspec.training.checkpoint import all_finite
+
+    model = nn.Linear(4, 4)
+    with torch.no_grad():
+        model.weight.fill_(3.0e38)  # finite; their float32 sum is inf
+    assert not math.isfinite(float(model.weight.sum())) and all_finite(model)

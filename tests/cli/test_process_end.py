@@ -1,0 +1,58 @@
+"""The console script ends its process without the interpreter's tear-down (cnnspec.cli.end_process),
+keeping what the shut-down does that matters: non-daemon threads waited for, atexit callbacks run,
+output flushed, the exit status kept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ENDING = """
+import atexit, sys, threading, time
+from pathlib import Path
+out = Path(sys.argv[1])
+
+class Finalised:
+    def __del__(self):
+        out.joinpath("finalised").write_text("yes")
+
+KEEP = Finalised()  # freed only by the interpreter's tear-down of this module
+atexit.register(lambda: out.joinpath("atexit").write_text("yes"))
+
+def late():
+    time.sleep(0.3)
+    out.joinpath("thread").write_text("yes")
+
+threading.Thread(target=late).start()  # not a daemon: the process waits for it
+sys.stdout.write("unflushed output")  # no newline, no flush
+sys.argv = ["cnnspec", *sys.argv[2:]]
+from cnnspec.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("args", "status"), [(["--version"], 0), (["validate", "no-such-file.yaml"], 1)])
+def test_the_process_ends_with_the_commands_status_after_threads_and_atexit(
+    tmp_path: Path, args: list[str], status: int
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDING, str(tmp_path), *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == status, proc.stderr
+    assert proc.stdout.startswith("unflushed output"), proc.stdout
+    assert (tmp_path / "thread").exists() and (tmp_path / "atexit").exists()
+    assert not (tmp_path / "finalised").exists()  # the tear-down (which would free KEEP) was skipped
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "stderr"), [(None, 0, ""), (3, 3, ""), (256 + 2, 2, ""), ("bad", 1, "bad\n")]
+)
+def test_a_system_exit_code_becomes_the_status_python_would_give(code: object, status: int, stderr: str) -> None:
+    program = f"from cnnspec.cli import end_process\nend_process({code!r})"
+    proc = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (status, stderr)
