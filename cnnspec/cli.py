@@ -42,9 +42,9 @@ def end_process(code: object) -> NoReturn:
     import atexit
     import threading
 
-    for thread in threading.enumerate():  # what Python's own shut-down waits for first
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What Python's own shut-down runs first: the callbacks that tell idle thread pools' workers to end
+    # (concurrent.futures, asyncio's default executor), then a wait for every non-daemon thread.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     if code is None:
         status = 0

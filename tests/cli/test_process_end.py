@@ -1,6 +1,6 @@
 """The console script ends its process without the interpreter's tear-down (cnnspec.cli.end_process),
-keeping what the shut-down does that matters: non-daemon threads waited for, atexit callbacks run,
-output flushed, the exit status kept."""
+keeping what the shut-down does that matters: idle thread pools ended and non-daemon threads waited
+for, atexit callbacks run, output flushed, the exit status kept."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def late():
     out.joinpath("thread").write_text("yes")
 
 threading.Thread(target=late).start()  # not a daemon: the process waits for it
+from concurrent.futures import ThreadPoolExecutor
+POOL = ThreadPoolExecutor(2)  # never shut down: its idle workers are told to end, as at Python's exit
+POOL.submit(print, end="")
 sys.stdout.write("unflushed output")  # no newline, no flush
 sys.argv = ["cnnspec", *sys.argv[2:]]
 from cnnspec.cli import main
