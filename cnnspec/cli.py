@@ -24,6 +24,8 @@ def main() -> NoReturn:
         code: object = 0
     except SystemExit as exc:
         code = exc.code
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        raise SystemExit(code)  # a profiler or coverage writes its figures at the interpreter's exit
     if code == EXIT_INTERRUPTED:
         end_interrupted()
     end_process(code)
@@ -69,9 +71,19 @@ def end_interrupted() -> NoReturn:
 
 
 def _flush_and_exit(status: int) -> NoReturn:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a closed pipe (`| head`) loses nothing cnnspec still holds
-            stream.flush()
+    """Flush stdout and stderr, then end the process. Output that cannot be written (a full disk) is an
+    error, as at Python's own exit (status 120), said on stderr unless the command already failed."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError) as exc:  # ValueError: stdout was closed
+        if status == 0:
+            from cnnspec.commands.common import EXIT_OUTPUT_LOST, say_output_lost
+
+            say_output_lost(exc)
+            status = EXIT_OUTPUT_LOST
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
     os._exit(status)
 
 

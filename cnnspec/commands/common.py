@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import stat
@@ -17,10 +18,34 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+# The exit status of a command whose output could not be written, as Python's own for a failed flush.
+EXIT_OUTPUT_LOST = 120
+
+
 def echo(text: str, *, stderr: bool = False, end: str = "\n") -> None:
-    """Write plain text (no rich: importing it costs more than `cnnspec validate` itself)."""
+    """Write plain text (no rich: importing it costs more than `cnnspec validate` itself).
+
+    Standard output that cannot take it (a full disk, a closed descriptor, a reader gone) ends the
+    command with EXIT_OUTPUT_LOST and one line on stderr; standard error that cannot is left unsaid."""
     stream = sys.stderr if stderr else sys.stdout
-    stream.write(text + end)
+    try:
+        if stream is None:  # started with the descriptor closed (`>&-`)
+            raise ValueError("standard output is closed")
+        stream.write(text + end)
+    except (OSError, ValueError) as exc:
+        if stderr:
+            return
+        say_output_lost(exc)
+        raise typer.Exit(EXIT_OUTPUT_LOST) from None
+
+
+def say_output_lost(exc: BaseException) -> None:
+    """One line on stderr for standard output that could not be written; nothing when its reader went
+    away (`| head`: the reader chose to stop)."""
+    if isinstance(exc, BrokenPipeError):
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr gone too: nothing to say it on
+        sys.stderr.write(f"error: the output could not be written: {exc}\n")
 
 
 def fail(exc: CnnspecError) -> typer.Exit:

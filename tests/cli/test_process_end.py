@@ -4,6 +4,7 @@ for, atexit callbacks run, output flushed, the exit status kept."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,41 @@ def test_a_system_exit_code_becomes_the_status_python_would_give(code: object, s
     program = f"from cnnspec.cli import end_process\nend_process({code!r})"
     proc = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stderr) == (status, stderr)
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+@pytest.mark.parametrize("where", ["a full disk", "a closed descriptor"])
+def test_output_that_cannot_be_written_is_an_error_with_status_120(where: str, buffered: bool) -> None:
+    """Buffered: the text is still in Python's buffer when the command returns (the last flush fails);
+    unbuffered (PYTHONUNBUFFERED=1): the command's own write fails."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | ({} if buffered else UNBUFFERED)
+    with open(os.devnull if where == "a closed descriptor" else "/dev/full", "wb") as target:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cnnspec", "validate", "specs/digits.yaml"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL if where == "a closed descriptor" else target,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env=env,
+            preexec_fn=(lambda: os.close(1)) if where == "a closed descriptor" else None,
+        )
+    assert proc.returncode == 120, proc.stderr
+    assert proc.stderr.startswith("error: the output could not be written: "), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
+
+
+def test_a_profiler_still_writes_its_figures(tmp_path: Path) -> None:
+    figures = tmp_path / "profile.out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(figures), "-m", "cnnspec", "validate", "specs/digits.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert figures.stat().st_size > 0
