@@ -42,7 +42,9 @@ def test_a_refused_sweep_leaves_no_folder(tmp_path: Path) -> None:
 
 
 def test_the_workers_hold_the_folder_after_their_coordinator_is_killed(tmp_path: Path) -> None:
-    spec, out = write_spec(tmp_path, trials=3, epochs=3), tmp_path / "sw"
+    # 10 epochs: a trial trains long enough for the poll to see it (with 3, both trainable trials could end
+    # between two polls on a fast machine, and the sweep with them).
+    spec, out = write_spec(tmp_path, trials=3, epochs=10), tmp_path / "sw"
     proc = sweep_process(spec, out, "--workers", "2")
     wait_for_a_trial_in_training(proc, out)
     os.kill(proc.pid, signal.SIGKILL)
