@@ -97,11 +97,11 @@ def run() -> None:
             # The first validator pydantic builds makes it read every installed package's metadata,
             # looking for plugins (observability hooks): ~20 ms of a `validate` run, for nothing here.
             os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-            # OpenMP threads that wait for work sleep instead of spinning (read once, when torch loads its
-            # OpenMP runtime, so before any import of torch). On cores shared with other processes, torch's
-            # spinning intra-op threads wait on each other: the digits spec trained 13× faster with it under
-            # a load of 6.7 on 2 cores (docs/benchmarks.md, "CPU defaults"). OMP_WAIT_POLICY=ACTIVE restores it.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            # OpenMP threads that wait for work sleep instead of spinning, unless `train` finds the cores
+            # free (cnnspec/cpu_wait.py): read once, when torch loads, so before any import of torch.
+            from cnnspec import cpu_wait
+
+            cpu_wait.prepare()
             from cnnspec.commands.app import app
 
             app()

@@ -268,7 +268,11 @@ class TrainSpec(StrictModel):
     )
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="Cross-entropy label smoothing.")
     grad_clip: Annotated[float, Field(gt=0)] | None = Field(None, description="Clip the gradient norm to this value.")
-    channels_last: bool = Field(False, description="Use the channels-last memory format (faster convs on GPUs).")
+    channels_last: Literal["auto"] | bool = Field(
+        "auto",
+        description="Train in the channels-last memory format (faster convs): auto uses it on a CPU, and on "
+        "CUDA under AMP, for models of built-in layers only (a plugin layer may assume the default layout).",
+    )
     compile: bool = Field(False, description="torch.compile the model.")
     early_stopping: EarlyStopping | None = Field(None, description="Stop when validation stops improving.")
     ema: EmaSpec | None = Field(

@@ -26,11 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnspec import cpu_wait
 from cnnspec.builder.graph_module import SpecModule, build
 from cnnspec.errors import CheckpointError, TrainingError
 from cnnspec.layers.conv import Conv2d
 from cnnspec.preprocess import preprocessing_for
 from cnnspec.rundir.info import serving_digest
+from cnnspec.spec.dispatch import is_builtin
 from cnnspec.training.augment import BatchAugment
 from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TestEnd, TrainStart
 from cnnspec.training.checkpoint import Checkpoints, all_finite
@@ -38,7 +40,7 @@ from cnnspec.training.distributed import LOCAL, Dist, steps_per_epoch
 from cnnspec.training.ema import WeightEma
 from cnnspec.training.evaluation import EvalResult, evaluate_model
 from cnnspec.training.optim import Replan, Schedule, make_optimizer, param_groups
-from cnnspec.training.precision import Precision, resolve
+from cnnspec.training.precision import Precision, resolve, use_channels_last
 from cnnspec.training.progress import Reporter, ReporterCallback
 from cnnspec.training.records import plot_curves, write_json, write_metrics
 from cnnspec.training.setup import Session, check_unfreeze, frozen_nodes
@@ -81,7 +83,11 @@ class Trainer:
         self.strategy = make_strategy(dist, precision.device)
         self.device = self.strategy.device
         self.precision = Precision(self.device, precision.amp)
+        plugins = any(not is_builtin(type(node.layer)) for node in session.graph.nodes)
+        self.channels_last = use_channels_last(self.train_spec, self.precision, plugin_layers=plugins)
         self.sync_every = CUDA_SYNC_EVERY if self.device.type == "cuda" else 1
+        if self.device.type == "cpu" and (wait := cpu_wait.note()) is not None:
+            reporter.message(wait)  # how torch's threads wait, chosen by `cnnspec train` before torch loaded
 
         self.model = self._build_model()
         self.backbones = self._frozen_backbones()
@@ -140,7 +146,7 @@ class Trainer:
             # A resumed run continues from its own weights: model.weights was read when it started.
             model = build(self.session.graph, pretrained=not self.session.resumed)
         model = model.to(self.device)
-        if self.train_spec.channels_last:
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.strategy.prepare_model(model, self.train_spec, self.reporter)
         return model
@@ -245,7 +251,7 @@ class Trainer:
         self, forward: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         x, target = self.callbacks.on_batch(step, *self.augment(images, labels))
-        if self.train_spec.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
             logits = forward(x)
@@ -389,7 +395,7 @@ class Trainer:
             self.augment.normalize,
             batch_size=self.eval_batch_size,
             precision=self.precision,
-            channels_last=self.train_spec.channels_last,
+            channels_last=self.channels_last,
             tta=evaluate.tta if test else (),
             tta_pixels=evaluate.translate_pixels,
         )

@@ -1,0 +1,149 @@
+"""How torch's OpenMP threads wait for work on a CPU (OMP_WAIT_POLICY), chosen before torch loads.
+
+OpenMP reads OMP_WAIT_POLICY once, when torch loads its runtime. Spinning (torch's default: a thread
+out of work spins a while before it sleeps) is the fastest way to wait when each of torch's threads has
+a core to itself, and by far the slowest when other processes use the cores: the spinning thread holds
+the core that the thread it waits for needs. On the 2-core development machine (docs/benchmarks.md,
+"CPU defaults"): sleeping (PASSIVE) trained the digits spec 13.6× faster under a load of 6.7, and
+1.2–1.8× slower on idle cores.
+
+So the `cnnspec` command sets PASSIVE before any command runs (`prepare`), and `cnnspec train`, the
+command whose time is torch's compute, looks again before it imports torch (`choose_for_training`):
+when the other processes left torch's threads a core each over the command's first ~0.2 s (CPU time
+from /proc/stat, less this process's own), it leaves the policy unset, torch's default. Load that
+starts later in a run meets spinning threads, as it would in a plain PyTorch script. A user's own
+OMP_WAIT_POLICY is always kept; without /proc/stat (macOS, Windows) the policy stays PASSIVE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+VARIABLE = "OMP_WAIT_POLICY"
+# The look at the other processes' CPU use lasts at least this long (the kernel counts CPU time in
+# ticks of 10 ms: over 0.2 s on 2 cores, a tick or two either way is 0.05–0.1 of a core).
+WINDOW_SECONDS = 0.2
+# Spinning needs a core per torch thread: other processes may use at most this much of the rest.
+SPARE_CORES = 0.3
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    busy: int  # clock ticks all CPUs spent not idle, since boot
+    own: float  # CPU seconds this process has used
+    at: float  # time.monotonic()
+
+
+@dataclass
+class _State:
+    user_set: bool = True  # until `prepare` has looked
+    start: CpuSample | None = None
+    note: str | None = None  # what choose_for_training decided, for the run's log
+
+
+_state = _State()
+
+
+def prepare() -> None:
+    """At the command's start: remember whether the user set OMP_WAIT_POLICY, take the first CPU
+    sample, and set PASSIVE unless it is set (what every command but `train` keeps)."""
+    _state.user_set = VARIABLE in os.environ
+    _state.start = take_sample()
+    _state.note = None
+    os.environ.setdefault(VARIABLE, "PASSIVE")
+
+
+def choose_for_training(processes: int = 1) -> None:
+    """Before `train` imports torch: spin (torch's default) when the cores are free for torch's threads.
+    Several training processes (`--nproc`, torchrun's WORLD_SIZE) share the cores: they keep PASSIVE."""
+    if _state.user_set or _state.start is None or "torch" in sys.modules:
+        return  # the user's setting, no /proc/stat, or torch loaded already (the policy is read by then)
+    if processes > 1 or os.environ.get("WORLD_SIZE", "1") != "1":
+        return
+    start = _state.start
+    time.sleep(max(0.0, start.at + WINDOW_SECONDS - time.monotonic()))
+    end = take_sample()
+    if end is None:
+        return
+    cores, threads = usable_cores(), torch_threads()
+    others = other_cores(start, end, os.sysconf("SC_CLK_TCK"))
+    if others + threads <= cores + SPARE_CORES:
+        os.environ.pop(VARIABLE, None)
+        _state.note = (
+            f"cpu threads: {threads}, spinning while they wait (the cores were free: other processes used "
+            f"{others:.1f} of {cores:g}; {VARIABLE}=PASSIVE makes them sleep)"
+        )
+    else:
+        _state.note = (
+            f"cpu threads: {threads}, sleeping while they wait ({VARIABLE}=PASSIVE: other processes used "
+            f"{others:.1f} of {cores:g} cores; {VARIABLE}=ACTIVE makes them spin)"
+        )
+
+
+def note() -> str | None:
+    """The line `choose_for_training` left for the run's log, if it chose."""
+    return _state.note
+
+
+def take_sample() -> CpuSample | None:
+    """The CPU time all CPUs have been busy (/proc/stat's first line) and this process's own, now."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 5 or fields[0] != b"cpu":
+        return None
+    try:
+        ticks = [int(v) for v in fields[1:]]
+    except ValueError:
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
+    # guest and guest_nice (fields 9 and 10) are already counted in user and nice
+    busy = sum(ticks[:8]) - idle
+    times = os.times()
+    return CpuSample(busy, times.user + times.system, time.monotonic())
+
+
+def other_cores(start: CpuSample, end: CpuSample, ticks_per_second: int) -> float:
+    """How many cores, on average between the samples, other processes kept busy."""
+    seconds = end.at - start.at
+    if seconds <= 0:
+        return float("inf")
+    others = (end.busy - start.busy) / ticks_per_second - (end.own - start.own)
+    return max(0.0, others / seconds)
+
+
+def affinity_cores() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def usable_cores() -> float:
+    """The CPUs this process may run on, fewer under a cgroup's CPU quota (v2's cpu.max, v1's cfs files)."""
+    cores = float(affinity_cores())
+    with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, int(quota) / int(period))
+    with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
+        v1 = Path("/sys/fs/cgroup/cpu")
+        quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+        if quota_us > 0:
+            cores = min(cores, quota_us / int((v1 / "cpu.cfs_period_us").read_text()))
+    return cores
+
+
+def torch_threads() -> int:
+    """The threads torch will start: OMP_NUM_THREADS when it is a count, else at most one per CPU of the
+    affinity (torch starts one per physical core; a CPU quota does not lower it)."""
+    with contextlib.suppress(ValueError):
+        count = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+        if count > 0:
+            return count
+    return affinity_cores()
