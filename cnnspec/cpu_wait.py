@@ -9,7 +9,7 @@ the core that the thread it waits for needs. On the 2-core development machine (
 
 So the `cnnspec` command sets PASSIVE before any command runs (`prepare`), and `cnnspec train`, the
 command whose time is torch's compute, looks again before it imports torch (`choose_for_training`):
-when the other processes left torch's threads a core each over the command's first ~0.2 s (CPU time
+when the other processes left torch's threads a core each over the command's first ~0.1 s (CPU time
 from /proc/stat, less this process's own), it leaves the policy unset, torch's default. Load that
 starts later in a run meets spinning threads, as it would in a plain PyTorch script. A user's own
 OMP_WAIT_POLICY is always kept; without /proc/stat (macOS, Windows) the policy stays PASSIVE.
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VARIABLE = "OMP_WAIT_POLICY"
-# The look at the other processes' CPU use lasts at least this long (the kernel counts CPU time in
-# ticks of 10 ms: over 0.2 s on 2 cores, a tick or two either way is 0.05–0.1 of a core).
-WINDOW_SECONDS = 0.2
+# The look at the other processes' CPU use lasts at least this long: about what `cnnspec train` takes to
+# reach the look anyway (0.11 s on the development machine), so it rarely waits. The kernel counts CPU
+# time in ticks of 10 ms: over 0.1 s, a tick or two either way is 0.1–0.2 of a core.
+WINDOW_SECONDS = 0.1
 # Spinning needs a core per torch thread: other processes may use at most this much of the rest.
 SPARE_CORES = 0.3
 
@@ -106,8 +107,7 @@ def take_sample() -> CpuSample | None:
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
     # guest and guest_nice (fields 9 and 10) are already counted in user and nice
     busy = sum(ticks[:8]) - idle
-    times = os.times()
-    return CpuSample(busy, times.user + times.system, time.monotonic())
+    return CpuSample(busy, time.process_time(), time.monotonic())
 
 
 def other_cores(start: CpuSample, end: CpuSample, ticks_per_second: int) -> float:

@@ -30,6 +30,7 @@ from cnnspec.training.sources import (
     Identities,
     Source,
     TensorSource,
+    check_image_files,
     image_files,
     refuse_shared_images,
 )
@@ -65,8 +66,11 @@ def load_data(spec: Spec, *, need_train: bool = True, processes: int = 1) -> Dat
     if need_train:  # before a byte of the dataset is allocated
         ensure_fits(spec, graph, resolve(spec.train).device)
     bundle = DATASETS[data.dataset.name].load(spec, data)
-    if need_train and isinstance(bundle.train, FolderSource):
-        bundle = hold_folder(spec, bundle)
+    if isinstance(bundle.train, FolderSource):
+        # Every image file's header, before the run directory is touched: a bad file is named now, not
+        # mid-epoch. hold_folder checks what it does not read from the disk cache (whose key holds every
+        # file's size and mtime: those files were decoded when the cache was written).
+        bundle = hold_folder(spec, bundle) if need_train else _checked(bundle)
     if need_train:
         _check_batches(graph, data, len(bundle.train), processes)
     return bundle
@@ -280,12 +284,16 @@ def load_image_folder(spec: Spec, data: DataSpec) -> DataBundle:
     train = source(train_items)
     assert train is not None  # checked non-empty above
     val, test = source(val_items), source(test_items)
-    # Every file's header, before the run directory is touched: a bad file is named now, not mid-epoch.
-    for split in (train, val, test):
-        if split is not None:
-            split.check_files()
-    bundle = DataBundle(train, val, test, classes, in_memory=False)
+    bundle = DataBundle(train, val, test, classes, in_memory=False)  # headers not checked yet: load_data does
     bundle.folders = _Folders(root, folder_items, split_off, val_from_folder=(root / "val").is_dir())
+    return bundle
+
+
+def _checked(bundle: DataBundle) -> DataBundle:
+    """The bundle, once every file of its streamed splits has a readable image header."""
+    for split in (bundle.train, bundle.val, bundle.test):
+        if isinstance(split, FolderSource):
+            split.check_files()
     return bundle
 
 
@@ -305,6 +313,7 @@ def hold_folder(spec: Spec, bundle: DataBundle) -> DataBundle:
     from cnnspec.training.folder_cache import (
         CacheReport,
         DecodedFolder,
+        cache_file,
         cache_folder,
         check_memory,
         choose_memory,
@@ -327,25 +336,35 @@ def hold_folder(spec: Spec, bundle: DataBundle) -> DataBundle:
     notes: list[str] = []
     if not memory:
         bundle.notes = [CacheReport(False, reason).message()]
-        return bundle
+        return _checked(bundle)
     where = cache_folder(spec)
     report = CacheReport(True, reason, where=where)
+    wanted = {"train": folders.train}
+    if folders.split_off is None and folders.val_from_folder and isinstance(bundle.val, FolderSource):
+        wanted["val"] = bundle.val.items
+    if isinstance(bundle.test, FolderSource):
+        wanted["test"] = bundle.test.items
+    files = {name: cache_file(folders.root / name, items, channels, size, where) for name, items in wanted.items()}
+    # The header of every file the disk cache does not hold, before any is decoded; a cached folder's
+    # files were decoded when its cache file was written (its key holds each file's size and mtime).
+    for name, items in wanted.items():
+        cached = files[name]
+        if cached is None or not cached.is_file():
+            check_image_files(items)
 
-    def load(name: str, items: list[tuple[str, int]]) -> DecodedFolder:
-        images, done = load_folder(name, folders.root / name, items, channels, size, where, notes.append)
-        report.disk[name] = done
+    def load(name: str) -> DecodedFolder:
+        items = wanted[name]
+        images, report.disk[name] = load_folder(name, files[name], items, channels, size, notes.append)
         return DecodedFolder(images, torch.tensor([label for _, label in items], dtype=torch.int64))
 
-    whole = load("train", folders.train)
+    whole = load("train")
     train: DecodedFolder = whole
-    val = None
+    val = load("val") if "val" in wanted else None
     if folders.split_off is not None:
         kept, held = (torch.tensor(idx, dtype=torch.int64) for idx in folders.split_off)
         train = DecodedFolder(whole.images[kept], whole.labels[kept])
         val = DecodedFolder(whole.images[held], whole.labels[held]) if len(held) else None
-    elif folders.val_from_folder and isinstance(bundle.val, FolderSource):
-        val = load("val", bundle.val.items)
-    test = load("test", bundle.test.items) if isinstance(bundle.test, FolderSource) else None
+    test = load("test") if "test" in wanted else None
     return DataBundle(
         train, val, test, bundle.class_names, in_memory=True, notes=[report.message(), *notes], folders=folders
     )

@@ -179,21 +179,22 @@ def write_cached(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None
     atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
-def load_folder(
-    name: str,
-    folder: Path,
-    items: Items,
-    channels: int,
-    size: tuple[int, int],
-    where: Path | None,
-    warn: Callable[[str], None],
-) -> tuple[torch.Tensor, str]:
-    """A folder's images decoded, from the disk cache in `where` when it holds them; and what the
-    disk cache did ("read", "written", "rebuilt", or "decoded" without one)."""
+def cache_file(folder: Path, items: Items, channels: int, size: tuple[int, int], where: Path | None) -> Path | None:
+    """The file in the disk cache `where` that holds (or will hold) the folder's decoded images; None
+    without a disk cache."""
     if where is None:
-        return decode_all(items, channels, size), "decoded"
+        return None
     prefix = hashlib.sha256(str(folder).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    path = where / f"{prefix}-{cache_key(folder, items, channels, size)}.safetensors"
+    return where / f"{prefix}-{cache_key(folder, items, channels, size)}.safetensors"
+
+
+def load_folder(
+    name: str, path: Path | None, items: Items, channels: int, size: tuple[int, int], warn: Callable[[str], None]
+) -> tuple[torch.Tensor, str]:
+    """A folder's images decoded, from the disk cache file `path` (`cache_file`) when it holds them; and
+    what the disk cache did ("read", "written", "rebuilt", or "decoded" without one)."""
+    if path is None:
+        return decode_all(items, channels, size), "decoded"
     done = "written"
     if path.is_file():
         try:
@@ -208,14 +209,15 @@ def load_folder(
     except OSError as exc:
         warn(f"warning: cannot write the decoded-image cache {printable(str(path))} ({printable(str(exc))})")
         return images, "not written"
-    _remove_older(where, prefix, path)
+    _remove_older(path)
     return images, done
 
 
-def _remove_older(where: Path, prefix: str, kept: Path) -> None:
+def _remove_older(kept: Path) -> None:
     """Remove the folder's earlier cache files (its files as they were before a change): one file per
     folder stays. Only names cnnspec gives its cache files are touched (PREFIX-SHA256.safetensors)."""
-    for old in where.glob(f"{prefix}-*.safetensors"):
+    prefix = kept.name.split("-", 1)[0]
+    for old in kept.parent.glob(f"{prefix}-*.safetensors"):
         key = old.name[len(prefix) + 1 : -len(".safetensors")]
         if old != kept and len(key) == 64 and all(c in "0123456789abcdef" for c in key) and old.is_file():
             with contextlib.suppress(OSError):

@@ -304,17 +304,21 @@ class FolderSource:
         return _FolderImages(self.items, self.channels, self.size)[index]
 
     def check_files(self) -> None:
-        """Open every file's header and verify it (cheap: no pixel is decoded); DataError naming each bad one."""
-        problems: list[Diagnostic] = []
-        for path, _ in self.items:
-            try:
-                check_image(path)
-            except DataError as exc:
-                problems += exc.diagnostics
-                if len(problems) == MAX_LISTED:
-                    break
-        if problems:
-            raise DataError(problems)
+        check_image_files(self.items)
+
+
+def check_image_files(items: Sequence[tuple[str, int]]) -> None:
+    """Open every file's header and verify it (cheap: no pixel is decoded); DataError naming each bad one."""
+    problems: list[Diagnostic] = []
+    for path, _ in items:
+        try:
+            check_image(path)
+        except DataError as exc:
+            problems += exc.diagnostics
+            if len(problems) == MAX_LISTED:
+                break
+    if problems:
+        raise DataError(problems)
 
 
 # A channel whose standard deviation over the training split is below one grey level (1/255) is

@@ -201,3 +201,35 @@ def test_memory_that_cannot_fit_is_refused(images: Path, tmp_path: Path) -> None
     check_memory(spec.data, 400, [400])  # fits
     with pytest.raises(DataError, match=r"data\.cache: memory needs 401 B for the decoded images but 400 B is free"):
         check_memory(spec.data, 401, [None, 400])
+
+
+def _damage_keeping_size_and_mtime(path: Path) -> None:
+    """Zero the file's first bytes (the PNG signature), then give it back its modification time."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[:8] = bytes(8)
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_folder_read_from_the_disk_cache_has_its_headers_not_opened_again(images: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    spec = load_with_overrides(_spec(tmp_path, "memory", str(cache)), [])
+    first = load_data(spec)
+    # The same size and modification time: the disk cache's key is unchanged, so its decoded pixels are
+    # what trains; opening the file again (what a cold cache does first) would refuse it.
+    _damage_keeping_size_and_mtime(images / "train" / "a" / "0.png")
+    second = load_data(spec)
+    assert second.notes[0].endswith("train read, test read")
+    assert torch.equal(_all(first.train)[0], _all(second.train)[0])
+    # Without the disk cache the header is read, and the file refused.
+    with pytest.raises(DataError, match="0.png"):
+        load_data(load_with_overrides(_spec(tmp_path, "memory", "none"), []))
+
+
+def test_a_bad_test_image_is_named_before_the_train_folder_is_decoded(images: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (images / "test" / "c" / "2.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="2.png"):
+        load_data(load_with_overrides(_spec(tmp_path, "memory", str(cache)), []))
+    assert not list(cache.glob("*.safetensors"))  # nothing decoded: the train folder's cache file is not written
