@@ -212,8 +212,16 @@ def run_cnnspec(work: Path, data: Path, epochs: int, seed: int, name: str, env: 
     if done.returncode != 0:
         raise SystemExit(f"cnnspec train failed:\n{done.stdout}\n{done.stderr}")
     result = json.loads((run / "result.json").read_text())
-    cache = next((line for line in (done.stdout + done.stderr).splitlines() if line.startswith("data.cache: ")), "")
-    return {"seconds": seconds, "test_accuracy": result["test_accuracy"], "run": str(run), "cache": cache}
+    lines = (done.stdout + done.stderr).splitlines()
+    cache = next((line for line in lines if line.startswith("data.cache: ")), "")
+    threads = next((line for line in lines if line.startswith("cpu threads: ")), "")
+    return {
+        "seconds": seconds,
+        "test_accuracy": result["test_accuracy"],
+        "run": str(run),
+        "cache": cache,
+        "threads": threads,
+    }
 
 
 def run_hand(work: Path, data: Path, epochs: int, seed: int, name: str, env: dict[str, str]) -> dict[str, object]:
@@ -245,7 +253,7 @@ def compare(args: argparse.Namespace, work: Path) -> dict[str, object]:
         print(
             f"pair {i + 1} ({order[0]} first): cnnspec {sides['cnnspec']['seconds']:.1f} s "
             f"(acc {sides['cnnspec']['test_accuracy']:.4f}), hand {sides['hand']['seconds']:.1f} s "
-            f"(acc {sides['hand']['test_accuracy']:.4f}), ratio {pair['ratio']:.2f}; {sides['cnnspec']['cache']}",
+            f"(acc {sides['hand']['test_accuracy']:.4f}), ratio {pair['ratio']:.2f}; {sides['cnnspec']['threads']}",
             flush=True,
         )
     figures = {

@@ -98,10 +98,10 @@ def run() -> None:
             # looking for plugins (observability hooks): ~20 ms of a `validate` run, for nothing here.
             os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
             # OpenMP threads that wait for work sleep instead of spinning, unless `train` finds the cores
-            # free (cnnspec/cpu_wait.py): read once, when torch loads, so before any import of torch.
-            from cnnspec import cpu_wait
+            # free (cnnspec/cpu_tuning.py): read once, when torch loads, so before any import of torch.
+            from cnnspec import cpu_tuning
 
-            cpu_wait.prepare()
+            cpu_tuning.prepare()
             from cnnspec.commands.app import app
 
             app()

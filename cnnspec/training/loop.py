@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnspec import cpu_wait
+from cnnspec import cpu_tuning
 from cnnspec.builder.graph_module import SpecModule, build
 from cnnspec.errors import CheckpointError, TrainingError
 from cnnspec.layers.conv import Conv2d
@@ -86,8 +86,8 @@ class Trainer:
         plugins = any(not is_builtin(type(node.layer)) for node in session.graph.nodes)
         self.channels_last = use_channels_last(self.train_spec, self.precision, plugin_layers=plugins)
         self.sync_every = CUDA_SYNC_EVERY if self.device.type == "cuda" else 1
-        if self.device.type == "cpu" and (wait := cpu_wait.note()) is not None:
-            reporter.message(wait)  # how torch's threads wait, chosen by `cnnspec train` before torch loaded
+        if self.device.type == "cpu" and (tuned := cpu_tuning.note()) is not None:
+            reporter.message(tuned)  # what `cnnspec train` set before torch loaded (cnnspec/cpu_tuning.py)
 
         self.model = self._build_model()
         self.backbones = self._frozen_backbones()

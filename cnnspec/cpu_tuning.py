@@ -1,0 +1,177 @@
+"""How the `cnnspec train` process uses a CPU: how torch's OpenMP threads wait, and what the C allocator
+does with freed memory. Both are process-wide, so the command sets them, not the Python API (whose
+caller's process is not cnnspec's to change); docs/benchmarks.md, "CPU defaults", has the figures.
+
+**Waiting threads (OMP_WAIT_POLICY).** OpenMP reads it once, when torch loads. Spinning (torch's default:
+a thread out of work spins a while before it sleeps) is the fastest way to wait when each of torch's
+threads has a core to itself, and by far the slowest when other processes use the cores: the spinning
+thread holds the core that the thread it waits for needs. On the 2-core development machine, sleeping
+(PASSIVE) trained the digits spec 13.6× faster under a load of 6.7, and 1.2–1.8× slower on idle cores.
+So the command sets PASSIVE before any command runs (`prepare`), and `train` looks again before it
+imports torch (`tune_for_training`): when the other processes left torch's threads a core each over the
+command's first ~0.1 s (CPU time from /proc/stat, less this process's own), it leaves the policy unset,
+torch's default. Load that starts later in a run meets spinning threads, as in a plain PyTorch script.
+A user's own OMP_WAIT_POLICY is always kept; without /proc/stat (macOS, Windows) it stays PASSIVE.
+
+**Freed memory (glibc's mallopt).** glibc gives a block of 128 KiB or more back to the system when it is
+freed (its mmap threshold grows only as far as the sizes it has seen freed), so every training step
+maps the same activation-sized blocks again and takes a page fault per 4 KiB page the first time each
+is written: 14% of the digits-folder spec's step on the development machine. `train` keeps blocks up
+to 32 MiB (glibc's largest threshold) in the heap and the heap's freed top unreturned
+(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD): the process keeps its peak memory until it ends, as a training
+run does anyway. Not glibc (macOS, musl): nothing is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+VARIABLE = "OMP_WAIT_POLICY"
+# The look at the other processes' CPU use lasts at least this long: about what `cnnspec train` takes to
+# reach the look anyway (0.11 s on the development machine), so it rarely waits. The kernel counts CPU
+# time in ticks of 10 ms: over 0.1 s, a tick or two either way is 0.1–0.2 of a core.
+WINDOW_SECONDS = 0.1
+# Spinning needs a core per torch thread: other processes may use at most this much of the rest.
+SPARE_CORES = 0.3
+# mallopt's parameters (glibc's malloc.h) and the largest mmap threshold it accepts on 64 bits.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+TRIM_THRESHOLD_NEVER = 2**31 - 1  # an int: mallopt's value is a C int
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    busy: int  # clock ticks all CPUs spent not idle, since boot
+    own: float  # CPU seconds this process has used
+    at: float  # time.monotonic()
+
+
+@dataclass
+class _State:
+    user_set: bool = True  # until `prepare` has looked
+    start: CpuSample | None = None
+    note: str | None = None  # what tune_for_training did, for the run's log
+
+
+_state = _State()
+
+
+def prepare() -> None:
+    """At the command's start: remember whether the user set OMP_WAIT_POLICY, take the first CPU
+    sample, and set PASSIVE unless it is set (what every command but `train` keeps)."""
+    _state.user_set = VARIABLE in os.environ
+    _state.start = take_sample()
+    _state.note = None
+    os.environ.setdefault(VARIABLE, "PASSIVE")
+
+
+def tune_for_training(processes: int = 1) -> None:
+    """Before `train` imports torch: keep freed memory for reuse, and let torch's threads spin (torch's
+    default) when the cores are free for them. Several training processes (`--nproc`, torchrun's
+    WORLD_SIZE) share the cores: they keep PASSIVE."""
+    wait = _choose_wait(processes)
+    notes = [wait] if wait is not None else []
+    if keep_freed_memory():
+        notes.append("freed memory kept for reuse (glibc)")
+    _state.note = "; ".join(notes) or None
+
+
+def _choose_wait(processes: int) -> str | None:
+    """Leave OMP_WAIT_POLICY unset (spinning) when the cores are free; what it chose, or None."""
+    if _state.user_set or _state.start is None or "torch" in sys.modules:
+        return None  # the user's setting, no /proc/stat, or torch loaded already (the policy is read by then)
+    if processes > 1 or os.environ.get("WORLD_SIZE", "1") != "1":
+        return None
+    start = _state.start
+    time.sleep(max(0.0, start.at + WINDOW_SECONDS - time.monotonic()))
+    end = take_sample()
+    if end is None:
+        return None
+    cores, threads = usable_cores(), torch_threads()
+    others = other_cores(start, end, os.sysconf("SC_CLK_TCK"))
+    used = f"other processes used {others:.1f} of the {cores:g} cores"
+    if others + threads <= cores + SPARE_CORES:
+        os.environ.pop(VARIABLE, None)
+        return f"cpu threads: {threads}, spinning while they wait ({used}; {VARIABLE}=PASSIVE makes them sleep)"
+    return f"cpu threads: {threads}, sleeping while they wait ({VARIABLE}=PASSIVE: {used})"
+
+
+def note() -> str | None:
+    """What `tune_for_training` did, for the run's log (one line)."""
+    return _state.note
+
+
+def keep_freed_memory() -> bool:
+    """glibc: keep freed blocks up to 32 MiB in the heap, and the heap's freed top (True when set)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
+    except (OSError, AttributeError):  # no mallopt: not glibc or musl
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # mallopt answers 1 when it took the value; musl's answers 0 and changes nothing.
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_NEVER))
+
+
+def take_sample() -> CpuSample | None:
+    """The CPU time all CPUs have been busy (/proc/stat's first line) and this process's own, now."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 5 or fields[0] != b"cpu":
+        return None
+    try:
+        ticks = [int(v) for v in fields[1:]]
+    except ValueError:
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait (since Linux 2.5.41)
+    # guest and guest_nice (fields 9 and 10) are already counted in user and nice
+    busy = sum(ticks[:8]) - idle
+    return CpuSample(busy, time.process_time(), time.monotonic())
+
+
+def other_cores(start: CpuSample, end: CpuSample, ticks_per_second: int) -> float:
+    """How many cores, on average between the samples, other processes kept busy."""
+    seconds = end.at - start.at
+    if seconds <= 0:
+        return float("inf")
+    others = (end.busy - start.busy) / ticks_per_second - (end.own - start.own)
+    return max(0.0, others / seconds)
+
+
+def affinity_cores() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def usable_cores() -> float:
+    """The CPUs this process may run on, fewer under a cgroup's CPU quota (v2's cpu.max, v1's cfs files)."""
+    cores = float(affinity_cores())
+    with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, int(quota) / int(period))
+    with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
+        v1 = Path("/sys/fs/cgroup/cpu")
+        quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+        if quota_us > 0:
+            cores = min(cores, quota_us / int((v1 / "cpu.cfs_period_us").read_text()))
+    return cores
+
+
+def torch_threads() -> int:
+    """The threads torch will start: OMP_NUM_THREADS when it is a count, else at most one per CPU of the
+    affinity (torch starts one per physical core; a CPU quota does not lower it)."""
+    with contextlib.suppress(ValueError):
+        count = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+        if count > 0:
+            return count
+    return affinity_cores()
