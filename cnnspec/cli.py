@@ -20,7 +20,7 @@ from cnnspec.interrupts import EXIT_INTERRUPTED, catch_ctrl_c, ctrl_c, interrupt
 def main() -> NoReturn:
     """The console script: run the command, then end the process with its exit status at once."""
     try:
-        run()
+        run(own_process=True)
         code: object = 0
     except SystemExit as exc:
         code = exc.code
@@ -87,7 +87,9 @@ def _flush_and_exit(status: int) -> NoReturn:
     os._exit(status)
 
 
-def run() -> None:
+def run(*, own_process: bool = False) -> None:
+    """The command the arguments name. `own_process`: the process is the command's alone (`main`), so
+    `train` may tune it for the CPU (cnnspec/cpu_tuning.py)."""
     catch_ctrl_c()
     with interrupts_exit():
         try:
@@ -101,7 +103,7 @@ def run() -> None:
             # free (cnnspec/cpu_tuning.py): read once, when torch loads, so before any import of torch.
             from cnnspec import cpu_tuning
 
-            cpu_tuning.prepare()
+            cpu_tuning.prepare(own_process)
             from cnnspec.commands.app import app
 
             app()

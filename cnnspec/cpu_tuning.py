@@ -61,11 +61,13 @@ class _State:
 _state = _State()
 
 
-def prepare() -> None:
-    """At the command's start: remember whether the user set OMP_WAIT_POLICY, take the first CPU
-    sample, and set PASSIVE unless it is set (what every command but `train` keeps)."""
+def prepare(own_process: bool) -> None:
+    """At the command's start: set OMP_WAIT_POLICY=PASSIVE unless it is set (what every command but
+    `train` keeps). `own_process`: the process is the command's alone (the console script, not a caller
+    that goes on after it): then remember whether the user set the policy and take the first CPU
+    sample, for `tune_for_training`, which changes nothing otherwise."""
     _state.user_set = VARIABLE in os.environ
-    _state.start = take_sample()
+    _state.start = take_sample() if own_process else None
     _state.note = None
     os.environ.setdefault(VARIABLE, "PASSIVE")
 
@@ -74,20 +76,21 @@ def tune_for_training(processes: int = 1) -> None:
     """Before `train` imports torch: keep freed memory for reuse, and let torch's threads spin (torch's
     default) when the cores are free for them. Several training processes (`--nproc`, torchrun's
     WORLD_SIZE) share the cores: they keep PASSIVE."""
+    if _state.start is None:
+        return  # not the command's own process (prepare), or no /proc/stat
     wait = _choose_wait(processes)
-    notes = [wait] if wait is not None else []
-    if keep_freed_memory():
-        notes.append("freed memory kept for reuse (glibc)")
-    _state.note = "; ".join(notes) or None
+    kept = keep_freed_memory()
+    if wait is not None:  # the line says what was chosen; a user's own OMP_WAIT_POLICY gets none
+        _state.note = f"{wait}; freed memory kept for reuse" if kept else wait
 
 
 def _choose_wait(processes: int) -> str | None:
     """Leave OMP_WAIT_POLICY unset (spinning) when the cores are free; what it chose, or None."""
-    if _state.user_set or _state.start is None or "torch" in sys.modules:
+    start = _state.start
+    if _state.user_set or start is None or "torch" in sys.modules:
         return None  # the user's setting, no /proc/stat, or torch loaded already (the policy is read by then)
     if processes > 1 or os.environ.get("WORLD_SIZE", "1") != "1":
         return None
-    start = _state.start
     time.sleep(max(0.0, start.at + WINDOW_SECONDS - time.monotonic()))
     end = take_sample()
     if end is None:
@@ -95,15 +98,21 @@ def _choose_wait(processes: int) -> str | None:
     cores, threads = usable_cores(), torch_threads()
     others = other_cores(start, end, os.sysconf("SC_CLK_TCK"))
     used = f"other processes used {others:.1f} of the {cores:g} cores"
-    if others + threads <= cores + SPARE_CORES:
+    if spins(others, threads, cores):
         os.environ.pop(VARIABLE, None)
         return f"cpu threads: {threads}, spinning while they wait ({used}; {VARIABLE}=PASSIVE makes them sleep)"
     return f"cpu threads: {threads}, sleeping while they wait ({VARIABLE}=PASSIVE: {used})"
 
 
-def note() -> str | None:
-    """What `tune_for_training` did, for the run's log (one line)."""
-    return _state.note
+def spins(others: float, threads: int, cores: float) -> bool:
+    """Whether torch's threads should spin: each has a core the other processes leave free."""
+    return others + threads <= cores + SPARE_CORES
+
+
+def take_note() -> str | None:
+    """What `tune_for_training` chose, for the log of the run it was chosen for (one line, given once)."""
+    note, _state.note = _state.note, None
+    return note
 
 
 def keep_freed_memory() -> bool:
@@ -119,10 +128,10 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_NEVER))
 
 
-def take_sample() -> CpuSample | None:
+def take_sample(stat: Path = Path("/proc/stat")) -> CpuSample | None:
     """The CPU time all CPUs have been busy (/proc/stat's first line) and this process's own, now."""
     try:
-        with open("/proc/stat", "rb") as f:
+        with stat.open("rb") as f:
             fields = f.readline().split()
     except OSError:
         return None
@@ -152,15 +161,15 @@ def affinity_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def usable_cores() -> float:
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
     """The CPUs this process may run on, fewer under a cgroup's CPU quota (v2's cpu.max, v1's cfs files)."""
     cores = float(affinity_cores())
     with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
         if quota != "max":
             cores = min(cores, int(quota) / int(period))
     with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
-        v1 = Path("/sys/fs/cgroup/cpu")
+        v1 = cgroup / "cpu"
         quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
         if quota_us > 0:
             cores = min(cores, quota_us / int((v1 / "cpu.cfs_period_us").read_text()))

@@ -86,7 +86,7 @@ class Trainer:
         plugins = any(not is_builtin(type(node.layer)) for node in session.graph.nodes)
         self.channels_last = use_channels_last(self.train_spec, self.precision, plugin_layers=plugins)
         self.sync_every = CUDA_SYNC_EVERY if self.device.type == "cuda" else 1
-        if self.device.type == "cpu" and (tuned := cpu_tuning.note()) is not None:
+        if self.device.type == "cpu" and (tuned := cpu_tuning.take_note()) is not None:
             reporter.message(tuned)  # what `cnnspec train` set before torch loaded (cnnspec/cpu_tuning.py)
 
         self.model = self._build_model()

@@ -17,6 +17,8 @@ from cnnspec.rundir.info import read_info
 from cnnspec.rundir.paths import RunPaths
 from cnnspec.rundir.weights import load_state, read_weights
 from cnnspec.spec.load import loads
+from cnnspec.spec.model import TrainSpec
+from cnnspec.training.precision import Precision, use_channels_last
 from cnnspec.training.progress import PlainReporter, RichReporter
 from tests.train._observe import Recorder
 
@@ -48,6 +50,30 @@ def test_bf16_autocast_and_channels_last_on_cpu(digits_fast: Path, tmp_path: Pat
     assert result["test_accuracy"] > 0.3
     weights = read_weights(RunPaths(run).weights("last"))
     assert all(t.dtype in (torch.float32, torch.int64) for t in weights.values())  # master weights stay fp32
+
+
+@pytest.mark.parametrize(("setting", "channels_last"), [(None, True), ("false", False)])
+def test_a_cpu_run_trains_channels_last_unless_the_spec_says_false(
+    digits_fast: Path, tmp_path: Path, setting: str | None, channels_last: bool
+) -> None:
+    recorder = Recorder()
+    extra = [] if setting is None else [f"train.channels_last={setting}"]
+    cnnspec.train(
+        digits_fast, out=tmp_path / "run", overrides=["train.epochs=1", *extra], progress=False, callbacks=[recorder]
+    )
+    assert recorder.steps and {s.conv_channels_last for s in recorder.steps} == {channels_last}
+
+
+def test_channels_last_auto_is_for_a_cpu_and_for_cuda_under_amp_with_built_in_layers() -> None:
+    def chosen(value: object, device: str, amp: str, plugins: bool = False) -> bool:
+        spec = TrainSpec.model_validate({"channels_last": value})
+        return use_channels_last(spec, Precision(torch.device(device), amp), plugin_layers=plugins)
+
+    assert chosen("auto", "cpu", "off") and chosen("auto", "cpu", "bf16")
+    assert chosen("auto", "cuda", "fp16") and chosen("auto", "cuda", "bf16")
+    assert not chosen("auto", "cuda", "off")  # fp32 on a GPU: no tensor cores to feed
+    assert not chosen("auto", "cpu", "off", plugins=True)  # a plugin's code may `view` the default layout
+    assert chosen(True, "cpu", "off", plugins=True) and not chosen(False, "cpu", "off")
 
 
 def test_cuda_requested_without_cuda_is_an_error(digits_fast: Path, tmp_path: Path) -> None:
