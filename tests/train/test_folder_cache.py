@@ -223,13 +223,13 @@ def test_a_folder_read_from_the_disk_cache_has_its_headers_not_opened_again(imag
     assert second.notes[0].endswith("train read, test read")
     assert torch.equal(_all(first.train)[0], _all(second.train)[0])
     # Without the disk cache the header is read, and the file refused.
-    with pytest.raises(DataError, match="0.png"):
+    with pytest.raises(DataError, match=r"0\.png"):
         load_data(load_with_overrides(_spec(tmp_path, "memory", "none"), []))
 
 
 def test_a_bad_test_image_is_named_before_the_train_folder_is_decoded(images: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     (images / "test" / "c" / "2.png").write_bytes(b"not an image")
-    with pytest.raises(DataError, match="2.png"):
+    with pytest.raises(DataError, match=r"2\.png"):
         load_data(load_with_overrides(_spec(tmp_path, "memory", str(cache)), []))
     assert not list(cache.glob("*.safetensors"))  # nothing decoded: the train folder's cache file is not written
