@@ -5,15 +5,18 @@
     python benchmarks/cpu_defaults.py --no-compile     # leave torch.compile out (its first epoch compiles)
     python benchmarks/cpu_defaults.py --dry            # tiny: every path once
     python benchmarks/cpu_defaults.py --omp            # OMP_WAIT_POLICY unset / PASSIVE / 1 thread, whole processes
+    python benchmarks/cpu_defaults.py --tuning         # `cnnspec train` against it without each of its CPU defaults
 
 Two specs: SmallCNN (`specs/small_cnn.yaml`, 3×32×32) on 2,048 synthetic images and the digits spec
 (`specs/digits.yaml`, 1×8×8, 1,437 training images), each trained in this process by `cnnspec.train`
 for 3 epochs without validation. Training images/s is the mean of the epochs after the first (the first
 warms up, and under compile compiles). Each round runs every configuration once, in a rotated order, so
 a burst of load from other processes falls on different configurations; medians over the rounds and
-their ratio to the baseline (cnnspec's defaults: torch's thread count, no channels_last, no compile) are
-printed. Evaluation: the trained model's test pass (`evaluate_model`'s body) under `torch.no_grad` against
-the same pass under `torch.inference_mode` (what cnnspec uses), images/s over 5 passes, the best of two.
+their ratio to the baseline (cnnspec's defaults: torch's thread count, channels_last, no compile) are
+printed. In this process the command's own settings (cnnspec/cpu_tuning.py: how threads wait, the
+allocator) do not apply; `--tuning` measures them, in whole `cnnspec train` processes. Evaluation:
+the trained model's test pass (`evaluate_model`'s body) under `torch.no_grad` against the same pass
+under `torch.inference_mode` (what cnnspec uses), images/s over 5 passes, the best of two.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def configurations(threads: int, compile: bool) -> dict[str, tuple[int, list[str
     found = {
         f"baseline ({threads} threads)": (threads, []),
         "1 thread": (1, []),
-        "channels_last": (threads, ["train.channels_last=true"]),
+        "channels_last off": (threads, ["train.channels_last=false"]),
     }
     if compile:
         found["compile"] = (threads, ["train.compile=true"])
@@ -105,34 +108,47 @@ def eval_rates(run: Path, passes: int) -> dict[str, float]:
     return rates
 
 
-# --omp: whole `cnnspec train` processes, the OpenMP environment set per run. The command's app is
-# started directly, so that the command's own OMP_WAIT_POLICY default does not apply to the "unset" runs.
-OMP_CONFIGS = {
-    "unset": {},
-    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"},
+# Whole `cnnspec train` processes: (Python code that runs the command, its environment, extra overrides).
+# --omp starts the command's app directly, so that none of the command's own CPU settings
+# (cnnspec/cpu_tuning.py) applies: the OpenMP environment is the run's alone.
+APP = "from cnnspec.commands.app import app; app()"
+MAIN = "from cnnspec.cli import main; main()"
+OMP_CONFIGS: dict[str, tuple[str, dict[str, str], list[str]]] = {
+    "unset": (APP, {}, []),
+    "OMP_WAIT_POLICY=PASSIVE": (APP, {"OMP_WAIT_POLICY": "PASSIVE"}, []),
+    "OMP_NUM_THREADS=1": (APP, {"OMP_NUM_THREADS": "1"}, []),
+}
+# --tuning: the command as it is, and the command without each of its CPU defaults.
+UNTUNED_MEMORY = "from cnnspec import cpu_tuning; cpu_tuning.keep_freed_memory = lambda: False; " + MAIN
+TUNING_CONFIGS: dict[str, tuple[str, dict[str, str], list[str]]] = {
+    "cnnspec train": (MAIN, {}, []),
+    "without keeping freed memory": (UNTUNED_MEMORY, {}, []),
+    "OMP_WAIT_POLICY=PASSIVE": (MAIN, {"OMP_WAIT_POLICY": "PASSIVE"}, []),
+    "train.channels_last=false": (MAIN, {}, ["train.channels_last=false"]),
 }
 
 
-def omp_rates(rounds: int, epochs: int, out: Path) -> dict[str, dict[str, object]]:
-    """Training images/s (epochs after the first) of each spec under each OpenMP setting, alternating."""
+def process_rates(
+    configs: dict[str, tuple[str, dict[str, str], list[str]]], rounds: int, epochs: int, out: Path
+) -> dict[str, dict[str, object]]:
+    """Training images/s (epochs after the first) of each spec in whole processes, one per setting, alternating."""
     import subprocess
     import sys
 
     env_base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     env_base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     figures: dict[str, dict[str, object]] = {}
-    names = list(OMP_CONFIGS)
+    names = list(configs)
     for model, (spec, base) in SPECS.items():
         rates: dict[str, list[float]] = {name: [] for name in names}
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                run = out / "omp" / model
-                sets = [a for o in [*base, f"train.epochs={epochs}"] for a in ("--set", o)]
-                app = "from cnnspec.commands.app import app; app()"
+                code, env, extra = configs[name]
+                run = out / "process" / model
+                sets = [a for o in [*base, *extra, f"train.epochs={epochs}"] for a in ("--set", o)]
                 subprocess.run(
-                    [sys.executable, "-c", app, "train", str(spec), "--out", str(run), "--quiet", *sets],
-                    env={**env_base, **OMP_CONFIGS[name]},
+                    [sys.executable, "-c", code, "train", str(spec), "--out", str(run), "--quiet", *sets],
+                    env={**env_base, **env},
                     check=True,
                     capture_output=True,
                 )
@@ -144,9 +160,9 @@ def omp_rates(rounds: int, epochs: int, out: Path) -> dict[str, dict[str, object
             name: {"median": statistics.median(v), "ratio": statistics.median(v) / base_rate, "runs": v}
             for name, v in rates.items()
         }
-        print(f"\n{model}: median images/s over {rounds} rounds (ratio to unset)")
+        print(f"\n{model}: median images/s over {rounds} rounds (ratio to {names[0]})")
         for name, v in rates.items():
-            print(f"  {name:28s} {statistics.median(v):>10,.0f}  ×{statistics.median(v) / base_rate:.2f}")
+            print(f"  {name:30s} {statistics.median(v):>10,.0f}  ×{statistics.median(v) / base_rate:.2f}")
         print()
     return figures
 
@@ -159,14 +175,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--dry", action="store_true", help="one round, 2 epochs")
     parser.add_argument("--omp", action="store_true", help="compare OpenMP settings over whole processes instead")
+    parser.add_argument(
+        "--tuning", action="store_true", help="the command against the command without each CPU default"
+    )
     args = parser.parse_args()
     if args.dry:
         args.rounds, args.epochs = 1, 2
-    if args.omp:
-        with tempfile.TemporaryDirectory(prefix="cnnspec-cpu-omp-") as tmp:
-            omp = omp_rates(args.rounds, args.epochs, Path(tmp))
+    if args.omp or args.tuning:
+        with tempfile.TemporaryDirectory(prefix="cnnspec-cpu-process-") as tmp:
+            found = process_rates(OMP_CONFIGS if args.omp else TUNING_CONFIGS, args.rounds, args.epochs, Path(tmp))
         if args.json is not None:
-            args.json.write_text(json.dumps(omp, indent=2))
+            args.json.write_text(json.dumps(found, indent=2))
         return
     threads = torch.get_num_threads()
     configs = configurations(threads, not args.no_compile)

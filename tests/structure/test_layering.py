@@ -59,7 +59,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     | {"training.callbacks"},
     "training": F
     | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "metrics", "render"}
-    | {"training.callbacks", "tracking"},
+    | {"training.callbacks", "tracking", "cpu_tuning"},
     # training: the dataset splits `quantize` calibrates on and measures with
     "deploy": F
     | {"layers", "augments", "datasets", "spec", "checker", "preprocess", "builder", "rundir", "training", "metrics"},
@@ -69,10 +69,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "render": F | {"layers", "augments", "datasets", "spec", "checker", "review"},  # summary, diff, doc tables
     "validate": F | {"layers", "augments", "datasets", "spec", "checker", "sweep"},  # sweep: the space's paths
     "extras": {"errors"},  # which extra of the distribution a module comes with
+    # the command's own process's CPU settings; training logs the line it leaves
+    "cpu_tuning": set(),
     # cnnspec sweep: Optuna studies whose trials are training runs
     "sweep": F | {"layers", "augments", "datasets", "spec", "checker", "rundir", "training", "training.callbacks"},
-    "commands": F | {*STAGES, "render", "review", "validate", "extras", "tracking", "sweep"},
-    "cli": F | {"commands"},
+    "commands": F | {*STAGES, "render", "review", "validate", "extras", "tracking", "sweep", "cpu_tuning"},
+    "cli": F | {"commands", "cpu_tuning"},
     "__main__": {"cli"},
     "cnnspec": F | {"spec", "checker", "builder", "training", "deploy"},  # the public API, cnnspec/__init__.py
 }
