@@ -6,20 +6,21 @@ caller's process is not cnnspec's to change); docs/benchmarks.md, "CPU defaults"
 a thread out of work spins a while before it sleeps) is the fastest way to wait when each of torch's
 threads has a core to itself, and by far the slowest when other processes use the cores: the spinning
 thread holds the core that the thread it waits for needs. On the 2-core development machine, sleeping
-(PASSIVE) trained the digits spec 13.6× faster under a load of 6.7, and 1.2–1.8× slower on idle cores.
+(PASSIVE) trained the digits spec 13.6× faster under a load of 6.7, and 1.1–1.8× slower on idle cores.
 So the command sets PASSIVE before any command runs (`prepare`), and `train` looks again before it
 imports torch (`tune_for_training`): when the other processes left torch's threads a core each over the
 command's first ~0.1 s (CPU time from /proc/stat, less this process's own), it leaves the policy unset,
 torch's default. Load that starts later in a run meets spinning threads, as in a plain PyTorch script.
 A user's own OMP_WAIT_POLICY is always kept; without /proc/stat (macOS, Windows) it stays PASSIVE.
 
-**Freed memory (glibc's mallopt).** glibc gives a block of 128 KiB or more back to the system when it is
-freed (its mmap threshold grows only as far as the sizes it has seen freed), so every training step
-maps the same activation-sized blocks again and takes a page fault per 4 KiB page the first time each
-is written: 14% of the digits-folder spec's step on the development machine. `train` keeps blocks up
-to 32 MiB (glibc's largest threshold) in the heap and the heap's freed top unreturned
-(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD): the process keeps its peak memory until it ends, as a training
-run does anyway. Not glibc (macOS, musl): nothing is changed.
+**Freed memory (glibc's mallopt).** glibc gives freed memory back to the system: a block above its mmap
+threshold is unmapped when freed, and the heap's free top is trimmed beyond the trim threshold. Both
+thresholds follow the sizes it has seen freed, but a training step's mix of sizes and threads keeps
+some activation-sized blocks going back, and they return as fresh pages, each faulting when first
+written. `train` keeps blocks up to 32 MiB (glibc's largest threshold) in the heap and never trims it
+(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD; setting either alone turns the other's adjustment off, and was
+slower than neither): the process keeps its peak memory until it ends, as a training run does anyway.
+Not glibc (macOS, musl): nothing is changed.
 """
 
 from __future__ import annotations
