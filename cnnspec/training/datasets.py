@@ -318,6 +318,7 @@ def hold_folder(spec: Spec, bundle: DataBundle) -> DataBundle:
         check_memory,
         choose_memory,
         decoded_bytes,
+        is_cached,
         load_folder,
     )
     from cnnspec.training.memory import available_memory
@@ -349,7 +350,7 @@ def hold_folder(spec: Spec, bundle: DataBundle) -> DataBundle:
     # files were decoded when its cache file was written (its key holds each file's size and mtime).
     for name, items in wanted.items():
         cached = files[name]
-        if cached is None or not cached.is_file():
+        if cached is None or not is_cached(cached):
             check_image_files(items)
 
     def load(name: str) -> DecodedFolder:

@@ -172,11 +172,23 @@ def read_cached(path: Path, items: Items, channels: int, size: tuple[int, int]) 
 
 def write_cached(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
     """Write a cache file atomically: a reader sees the old file or the whole new one."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors = {"images": images.contiguous(), "labels": labels.contiguous()}
     meta = {"sha256": _digest(images, labels), "format": str(CACHE_FORMAT)}
-    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    try:
+        atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    except SafetensorError as exc:  # safetensors' own error for a failed write (a full disk): an OSError here
+        raise OSError(str(exc)) from None
+
+
+def is_cached(path: Path) -> bool:
+    """Whether the disk cache holds `path`; a folder that cannot be searched (another user's) holds nothing."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def cache_file(folder: Path, items: Items, channels: int, size: tuple[int, int], where: Path | None) -> Path | None:
@@ -196,11 +208,15 @@ def load_folder(
     if path is None:
         return decode_all(items, channels, size), "decoded"
     done = "written"
-    if path.is_file():
+    if is_cached(path):
         try:
             return read_cached(path, items, channels, size), "read"
         except ValueError as exc:
             warn(f"warning: the decoded-image cache {printable(str(path))} {exc}; decoding {name} again")
+            done = "rebuilt"
+        except OSError as exc:  # a file that cannot be read (another user's)
+            reason = printable(exc.strerror or str(exc))
+            warn(f"warning: the decoded-image cache {printable(str(path))} cannot be read ({reason}); decoding {name}")
             done = "rebuilt"
     images = decode_all(items, channels, size)
     labels = torch.tensor([label for _, label in items], dtype=torch.int64)
@@ -217,11 +233,12 @@ def _remove_older(kept: Path) -> None:
     """Remove the folder's earlier cache files (its files as they were before a change): one file per
     folder stays. Only names cnnspec gives its cache files are touched (PREFIX-SHA256.safetensors)."""
     prefix = kept.name.split("-", 1)[0]
-    for old in kept.parent.glob(f"{prefix}-*.safetensors"):
-        key = old.name[len(prefix) + 1 : -len(".safetensors")]
-        if old != kept and len(key) == 64 and all(c in "0123456789abcdef" for c in key) and old.is_file():
-            with contextlib.suppress(OSError):
-                old.unlink()
+    with contextlib.suppress(OSError):
+        for old in kept.parent.glob(f"{prefix}-*.safetensors"):
+            key = old.name[len(prefix) + 1 : -len(".safetensors")]
+            if old != kept and len(key) == 64 and all(c in "0123456789abcdef" for c in key) and old.is_file():
+                with contextlib.suppress(OSError):
+                    old.unlink()
 
 
 def check_memory(data: DataSpec, total: int, available: Sequence[int | None]) -> None:

@@ -5,6 +5,10 @@ file is damaged (cnnspec/training/folder_cache.py)."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +237,57 @@ def test_a_bad_test_image_is_named_before_the_train_folder_is_decoded(images: Pa
     with pytest.raises(DataError, match=r"2\.png"):
         load_data(load_with_overrides(_spec(tmp_path, "memory", str(cache)), []))
     assert not list(cache.glob("*.safetensors"))  # nothing decoded: the train folder's cache file is not written
+
+
+@pytest.fixture()
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 KiB tmpfs: the test folder's train cache file (13 KiB of pixels) does not fit (root and mount(8) needed)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_for_the_cache_is_a_warning_and_the_run_goes_on(
+    images: Path, tmp_path: Path, full_disk: Path
+) -> None:
+    spec = load_with_overrides(_spec(tmp_path, "memory", str(full_disk)), [])
+    bundle = load_data(spec)
+    assert bundle.in_memory and ": train not written, test " in bundle.notes[0]
+    assert any(n.startswith("warning: cannot write the decoded-image cache ") for n in bundle.notes[1:])
+    assert [p.name for p in full_disk.iterdir() if p.name.endswith(".tmp")] == []  # no partial file left
+
+
+UNSEARCHABLE = """
+import sys
+from cnnspec.spec.overrides import load_with_overrides
+from cnnspec.training.datasets import load_data
+bundle = load_data(load_with_overrides(sys.argv[1], []))
+print(bundle.notes[0])
+print(*bundle.notes[1:], sep="\\n")
+"""
+
+
+def test_a_cache_folder_that_cannot_be_searched_is_decoded_around(images: Path, tmp_path: Path) -> None:
+    # Another user's cache folder (mode 000): the run decodes, warns that it cannot write there, and trains.
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root's permission to read any folder")
+    cache = tmp_path / "theirs"
+    cache.mkdir(mode=0o000)
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
+    done = subprocess.run(
+        [*drop, sys.executable, "-c", UNSEARCHABLE, str(_spec(tmp_path, "memory", str(cache)))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    cache.chmod(0o700)
+    assert done.returncode == 0, done.stderr
+    first, *warnings = done.stdout.splitlines()
+    assert first.endswith("train not written, test not written")
+    assert warnings and all(w.startswith("warning: cannot write the decoded-image cache ") for w in warnings)
