@@ -67,7 +67,7 @@ def prepare(own_process: bool) -> None:
     `train` keeps). `own_process`: the process is the command's alone (the console script, not a caller
     that goes on after it): then remember whether the user set the policy and take the first CPU
     sample, for `tune_for_training`, which changes nothing otherwise."""
-    _state.user_set = VARIABLE in os.environ
+    _state.user_set = VARIABLE in os.environ or "GOMP_SPINCOUNT" in os.environ  # libgomp's own spin setting wins
     _state.start = take_sample() if own_process else None
     _state.note = None
     os.environ.setdefault(VARIABLE, "PASSIVE")
@@ -90,7 +90,7 @@ def _choose_wait(processes: int) -> str | None:
     start = _state.start
     if _state.user_set or start is None or "torch" in sys.modules:
         return None  # the user's setting, no /proc/stat, or torch loaded already (the policy is read by then)
-    if processes > 1 or os.environ.get("WORLD_SIZE", "1") != "1":
+    if processes > 1 or _torchrun_processes() > 1:
         return None
     time.sleep(max(0.0, start.at + WINDOW_SECONDS - time.monotonic()))
     end = take_sample()
@@ -103,6 +103,16 @@ def _choose_wait(processes: int) -> str | None:
         os.environ.pop(VARIABLE, None)
         return f"cpu threads: {threads}, spinning while they wait ({used}; {VARIABLE}=PASSIVE makes them sleep)"
     return f"cpu threads: {threads}, sleeping while they wait ({VARIABLE}=PASSIVE: {used})"
+
+
+def _torchrun_processes() -> int:
+    """WORLD_SIZE as training reads it (`training.distributed.from_env`: with RANK and LOCAL_RANK)."""
+    if not all(name in os.environ for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE")):
+        return 1
+    try:
+        return int(os.environ["WORLD_SIZE"])
+    except ValueError:
+        return 1  # training refuses it, with its own message
 
 
 def spins(others: float, threads: int, cores: float) -> bool:
@@ -130,13 +140,30 @@ def keep_freed_memory() -> bool:
 
 
 def take_sample(stat: Path = Path("/proc/stat")) -> CpuSample | None:
-    """The CPU time all CPUs have been busy (/proc/stat's first line) and this process's own, now."""
+    """The CPU time the CPUs this process may use have been busy (/proc/stat's `cpuN` lines, or its
+    first line, all CPUs, without them) and this process's own, now."""
     try:
-        with stat.open("rb") as f:
-            fields = f.readline().split()
+        lines = stat.read_bytes().splitlines()
     except OSError:
         return None
-    if len(fields) < 5 or fields[0] != b"cpu":
+    allowed = {f"cpu{n}".encode() for n in allowed_cpus()}
+    mine = [line for line in lines if line.split(b" ", 1)[0] in allowed]
+    chosen = mine or lines[:1]
+    if not chosen:
+        return None
+    busy = 0
+    for line in chosen:
+        ticks = _busy_ticks(line)
+        if ticks is None:
+            return None
+        busy += ticks
+    return CpuSample(busy, time.process_time(), time.monotonic())
+
+
+def _busy_ticks(line: bytes) -> int | None:
+    """A /proc/stat cpu line's clock ticks not idle: user nice system idle iowait irq softirq steal …"""
+    fields = line.split()
+    if len(fields) < 5 or not fields[0].startswith(b"cpu"):
         return None
     try:
         ticks = [int(v) for v in fields[1:]]
@@ -144,8 +171,7 @@ def take_sample(stat: Path = Path("/proc/stat")) -> CpuSample | None:
         return None
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait (since Linux 2.5.41)
     # guest and guest_nice (fields 9 and 10) are already counted in user and nice
-    busy = sum(ticks[:8]) - idle
-    return CpuSample(busy, time.process_time(), time.monotonic())
+    return sum(ticks[:8]) - idle
 
 
 def other_cores(start: CpuSample, end: CpuSample, ticks_per_second: int) -> float:
@@ -157,9 +183,16 @@ def other_cores(start: CpuSample, end: CpuSample, ticks_per_second: int) -> floa
     return max(0.0, others / seconds)
 
 
+def allowed_cpus() -> set[int]:
+    """The CPUs this process may run on (its affinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))
+
+
 def affinity_cores() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """How many CPUs this process may run on."""
+    return len(allowed_cpus())
 
 
 def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
@@ -178,10 +211,10 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
 
 
 def torch_threads() -> int:
-    """The threads torch will start: OMP_NUM_THREADS when it is a count, else at most one per CPU of the
-    affinity (torch starts one per physical core; a CPU quota does not lower it)."""
-    with contextlib.suppress(ValueError):
-        count = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
-        if count > 0:
-            return count
-    return affinity_cores()
+    """The threads torch will start: OMP_NUM_THREADS when it is a count, never more than one per CPU of
+    the affinity (torch's own cap; it starts one per physical core, and a CPU quota does not lower it)."""
+    cores = affinity_cores()
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) > 0:  # isdigit: "3_0" is no count to libgomp, whatever int() says
+        return min(int(first), cores)
+    return cores

@@ -208,11 +208,42 @@ def _check_run(
     # before, as the training loop always did: the same initial weights and random stream.
     torch.manual_seed(spec.train.seed)
     model = build(graph, pretrained=previous is None)  # a resumed run continues from its own weights
+    _check_layout(spec, graph, model)
     labels = _test_labels(data.test) if previous is None else []  # a resumed run keeps the samples it has
     samples = _pick_samples(labels)
     for index in samples:  # names made from the data (class folder names) fit before anything is written
         ensure_fits(RunPaths(root).samples / sample_name(data.class_names[labels[index]], index))
     return _Checked(data, mean, std, model, samples)
+
+
+def _check_layout(spec: Spec, graph: Graph, model: Any) -> None:
+    """train.channels_last: true with a plugin layer (auto leaves those in the default layout): one
+    forward pass of two zero images in that layout now, so that a plugin that cannot take it (`x.view`)
+    is refused in one line before the run directory is written, not with a traceback at the first step."""
+    import torch
+
+    from cnnspec.spec.dispatch import is_builtin
+
+    if spec.train.channels_last is not True or all(is_builtin(type(n.layer)) for n in graph.nodes):
+        return
+    model.eval()
+    try:
+        with torch.no_grad():
+            model.to(memory_format=torch.channels_last)(
+                torch.zeros(2, *graph.input_shape).contiguous(memory_format=torch.channels_last)
+            )
+    except Exception as exc:  # a plugin's own code: any error it raises
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(
+            Diagnostic(
+                f"the model fails in the channels-last memory format: {first}",
+                spec.source.locate(("train", "channels_last")),
+                hint="a plugin layer's code may assume the default layout (x.view: use x.reshape); "
+                "set train.channels_last: auto (or false) to train it in the default layout",
+            )
+        ) from None
+    finally:
+        model.train()
 
 
 def frozen_nodes(graph: Graph) -> list[Node]:

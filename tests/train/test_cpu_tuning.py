@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from cnnspec.cpu_tuning import CpuSample, affinity_cores, other_cores, spins, take_sample, usable_cores
+from cnnspec.cpu_tuning import (
+    CpuSample,
+    affinity_cores,
+    allowed_cpus,
+    other_cores,
+    spins,
+    take_sample,
+    torch_threads,
+    usable_cores,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +35,7 @@ def test_threads_spin_only_when_each_has_a_core_the_others_leave_free() -> None:
     assert not spins(others=0.4, threads=2, cores=2)
     assert not spins(others=1.0, threads=2, cores=2)  # one busy process: a thread would wait on a shared core
     assert spins(others=1.0, threads=1, cores=2)
-    assert not spins(others=0.0, threads=4, cores=2)  # more threads than cores (OMP_NUM_THREADS=4)
+    assert not spins(others=0.0, threads=3, cores=2)  # more threads than cores
     assert not spins(others=0.0, threads=2, cores=1.5)  # a CPU quota of 1.5 cores
 
 
@@ -43,13 +52,20 @@ def test_other_processes_use_is_all_cpus_busy_time_less_this_process_own() -> No
     ("line", "busy"),
     [
         # user nice system idle iowait irq softirq steal guest guest_nice: busy is all but idle and iowait
-        ("cpu  100 5 20 900 7 1 2 3 40 0", 131),
-        ("cpu  100 5 20 900", 125),  # a kernel before iowait was counted
+        ("100 5 20 900 7 1 2 3 40 0", 131),
+        ("100 5 20 900", 125),  # a kernel before iowait was counted
     ],
 )
-def test_proc_stat_busy_time_is_read_from_its_first_line(tmp_path: Path, line: str, busy: int) -> None:
+def test_busy_time_is_the_sum_over_the_cpus_this_process_may_use(tmp_path: Path, line: str, busy: int) -> None:
+    # Each CPU this process may use, plus one it may not (cpu4096) that is far busier: only the first count.
+    allowed = sorted(allowed_cpus())
+    lines = ["cpu  1 1 1 1 1 1 1 1 1 1", *(f"cpu{n} {line}" for n in allowed), "cpu4096 99999 0 0 1 0 0 0 0 0 0"]
     stat = tmp_path / "stat"
-    stat.write_text(f"{line}\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    stat.write_text("\n".join([*lines, "intr 1 2 3", ""]))
+    sample = take_sample(stat)
+    assert sample is not None and sample.busy == busy * len(allowed)
+    # Without per-CPU lines: the first line, all CPUs.
+    stat.write_text(f"cpu  {line}\nintr 1 2 3\n")
     sample = take_sample(stat)
     assert sample is not None and sample.busy == busy
 
@@ -60,6 +76,17 @@ def test_an_unreadable_proc_stat_gives_no_sample(tmp_path: Path, text: str) -> N
     stat.write_text(text)
     assert take_sample(stat) is None
     assert take_sample(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "threads"), [("1", 1), ("4,2", None), ("64", None), ("3_0", None), ("0", None), ("x", None), ("", None)]
+)
+def test_torch_threads_are_omp_num_threads_capped_at_the_cpus(
+    monkeypatch: pytest.MonkeyPatch, value: str, threads: int | None
+) -> None:
+    # torch runs no more threads than CPUs (OMP_NUM_THREADS=4 on 2 cores: 2); "3_0" is no count to libgomp.
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert torch_threads() == (threads if threads is not None else affinity_cores())
 
 
 @pytest.mark.parametrize(
@@ -111,6 +138,17 @@ def test_a_users_wait_policy_is_kept() -> None:
         found = _child(TUNE.format(processes=1), {"OMP_WAIT_POLICY": policy})
         assert found["policy"] == policy
         assert found["note"] is None  # nothing chosen: the run's log has no line about it
+    # libgomp's own spin count decides over the policy: the user chose, so nothing is said either.
+    assert _child(TUNE.format(processes=1), {"GOMP_SPINCOUNT": "infinite"})["note"] is None
+
+
+def test_world_size_counts_only_in_torchrun_s_whole_environment(busy_cores: None) -> None:
+    # WORLD_SIZE alone does not make a run distributed (training reads RANK and LOCAL_RANK with it):
+    # the threads are chosen for one process, here beside busy cores.
+    alone = _child(TUNE.format(processes=1), {"WORLD_SIZE": "2"})
+    assert alone["note"] is not None and "sleeping while they wait" in alone["note"]
+    torchrun = _child(TUNE.format(processes=1), {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
+    assert torchrun == {"policy": "PASSIVE", "note": None}
 
 
 def test_several_training_processes_keep_their_threads_sleeping() -> None:
