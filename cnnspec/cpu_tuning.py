@@ -7,11 +7,13 @@ a thread out of work spins a while before it sleeps) is the fastest way to wait 
 threads has a core to itself, and by far the slowest when other processes use the cores: the spinning
 thread holds the core that the thread it waits for needs. On the 2-core development machine, sleeping
 (PASSIVE) trained the digits spec 13.6× faster under a load of 6.7, and 1.1–1.8× slower on idle cores.
-So the command sets PASSIVE before any command runs (`prepare`), and `train` looks again before it
-imports torch (`tune_for_training`): when the other processes left torch's threads a core each over the
-command's first ~0.1 s (CPU time from /proc/stat, less this process's own), it leaves the policy unset,
-torch's default. Load that starts later in a run meets spinning threads, as in a plain PyTorch script.
-A user's own OMP_WAIT_POLICY is always kept; without /proc/stat (macOS, Windows) it stays PASSIVE.
+So the command sets PASSIVE before any command runs (`prepare`), and `train` (and `bench`, which
+times torch against onnxruntime's spinning threads) looks again before it imports torch
+(`tune_for_compute`): when the other processes left torch's threads a core each over the command's
+first ~0.1 s (CPU time from /proc/stat's lines of the CPUs it may use, less this process's own), it
+leaves the policy unset, torch's default. Load that starts later in a run meets spinning threads, as
+in a plain PyTorch script. A user's own OMP_WAIT_POLICY (or GOMP_SPINCOUNT) is always kept; without
+/proc/stat (macOS, Windows) it stays PASSIVE.
 
 **Freed memory (glibc's mallopt).** glibc gives freed memory back to the system: a block above its mmap
 threshold is unmapped when freed, and the heap's free top is trimmed beyond the trim threshold. Both
@@ -56,7 +58,7 @@ class CpuSample:
 class _State:
     user_set: bool = True  # until `prepare` has looked
     start: CpuSample | None = None
-    note: str | None = None  # what tune_for_training did, for the run's log
+    note: str | None = None  # what tune_for_compute did, for the run's log
 
 
 _state = _State()
@@ -66,17 +68,17 @@ def prepare(own_process: bool) -> None:
     """At the command's start: set OMP_WAIT_POLICY=PASSIVE unless it is set (what every command but
     `train` keeps). `own_process`: the process is the command's alone (the console script, not a caller
     that goes on after it): then remember whether the user set the policy and take the first CPU
-    sample, for `tune_for_training`, which changes nothing otherwise."""
+    sample, for `tune_for_compute`, which changes nothing otherwise."""
     _state.user_set = VARIABLE in os.environ or "GOMP_SPINCOUNT" in os.environ  # libgomp's own spin setting wins
     _state.start = take_sample() if own_process else None
     _state.note = None
     os.environ.setdefault(VARIABLE, "PASSIVE")
 
 
-def tune_for_training(processes: int = 1) -> None:
-    """Before `train` imports torch: keep freed memory for reuse, and let torch's threads spin (torch's
-    default) when the cores are free for them. Several training processes (`--nproc`, torchrun's
-    WORLD_SIZE) share the cores: they keep PASSIVE."""
+def tune_for_compute(processes: int = 1) -> None:
+    """Before a command whose time is torch's compute (`train`, `bench`) imports torch: keep freed memory
+    for reuse, and let torch's threads spin (torch's default) when the cores are free for them. Several
+    training processes (`--nproc`, torchrun's WORLD_SIZE) share the cores: they keep PASSIVE."""
     if _state.start is None:
         return  # not the command's own process (prepare), or no /proc/stat
     wait = _choose_wait(processes)
@@ -121,7 +123,7 @@ def spins(others: float, threads: int, cores: float) -> bool:
 
 
 def take_note() -> str | None:
-    """What `tune_for_training` chose, for the log of the run it was chosen for (one line, given once)."""
+    """What `tune_for_compute` chose, for the log of the run it was chosen for (one line, given once)."""
     note, _state.note = _state.note, None
     return note
 

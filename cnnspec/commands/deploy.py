@@ -132,6 +132,10 @@ def bench(
     ] = None,
 ) -> None:
     """torch eager vs onnxruntime on the same input: latency (median, p90), throughput and their ratio."""
+    from cnnspec import cpu_tuning
+
+    # torch's threads wait as `train`'s would (onnxruntime's own threads spin): before torch loads.
+    cpu_tuning.tune_for_compute()
     from cnnspec.deploy.bench import bench as run_bench
     from cnnspec.deploy.session import CONV_ALGO_SEARCHES, CudaOptions
     from cnnspec.errors import CnnspecError

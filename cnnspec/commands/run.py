@@ -57,7 +57,7 @@ def train(
     """Train a spec; writes checkpoints, metrics.jsonl, result.json and curves.png to the run directory."""
     from cnnspec import cpu_tuning
 
-    cpu_tuning.tune_for_training(processes=nproc or 1)  # before torch loads (the imports below)
+    cpu_tuning.tune_for_compute(processes=nproc or 1)  # before torch loads (the imports below)
     from cnnspec.errors import CnnspecError
     from cnnspec.training.api import train as run_training
     from cnnspec.training.distributed import PeerFailed, from_env

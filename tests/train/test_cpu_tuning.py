@@ -128,7 +128,7 @@ TUNE = """
 import json, os
 from cnnspec import cpu_tuning
 cpu_tuning.prepare(own_process=True)
-cpu_tuning.tune_for_training({processes})
+cpu_tuning.tune_for_compute({processes})
 print(json.dumps({{"policy": os.environ.get("OMP_WAIT_POLICY"), "note": cpu_tuning.take_note()}}))
 """
 
@@ -215,5 +215,5 @@ def test_a_caller_that_goes_on_after_the_command_is_not_tuned() -> None:
     # neither the wait policy nor the allocator of a process that is not the command's own changes.
     code = TUNE.format(processes=1).replace("prepare(own_process=True)", "prepare(own_process=False)")
     assert _child(code) == {"policy": "PASSIVE", "note": None}
-    untouched = "(cpu_tuning.prepare(own_process=False), cpu_tuning.tune_for_training())"
+    untouched = "(cpu_tuning.prepare(own_process=False), cpu_tuning.tune_for_compute())"
     assert _child(HEAP_USE.format(setup=untouched, size=16 * 2**20))["mapped"] == 1
