@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from cnnspec.errors import Location
 from cnnspec.layers import LayerKind, Shape
+from cnnspec.spec.dispatch import is_builtin
 
 if TYPE_CHECKING:
     from cnnspec.spec.model import Spec
@@ -57,6 +58,11 @@ class Graph:
     @property
     def macs(self) -> int:
         return sum(n.macs for n in self.nodes)
+
+    @property
+    def has_plugin_layers(self) -> bool:
+        """Whether a layer's kind comes from a plugin, whose code cnnspec has not seen (its layout needs)."""
+        return any(not is_builtin(type(n.layer)) for n in self.nodes)
 
     def node(self, node_id: str) -> Node:
         for n in self.nodes:

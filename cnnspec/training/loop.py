@@ -32,7 +32,6 @@ from cnnspec.errors import CheckpointError, TrainingError
 from cnnspec.layers.conv import Conv2d
 from cnnspec.preprocess import preprocessing_for
 from cnnspec.rundir.info import serving_digest
-from cnnspec.spec.dispatch import is_builtin
 from cnnspec.training.augment import BatchAugment
 from cnnspec.training.callbacks import Callback, CallbackList, Progress, Step, TestEnd, TrainStart
 from cnnspec.training.checkpoint import Checkpoints, all_finite
@@ -83,7 +82,7 @@ class Trainer:
         self.strategy = make_strategy(dist, precision.device)
         self.device = self.strategy.device
         self.precision = Precision(self.device, precision.amp)
-        plugins = any(not is_builtin(type(node.layer)) for node in session.graph.nodes)
+        plugins = session.graph.has_plugin_layers
         self.channels_last = use_channels_last(self.train_spec, self.precision, plugin_layers=plugins)
         self.sync_every = CUDA_SYNC_EVERY if self.device.type == "cuda" else 1
         if self.device.type == "cpu" and (tuned := cpu_tuning.take_note()) is not None:

@@ -222,9 +222,7 @@ def _check_layout(spec: Spec, graph: Graph, model: Any) -> None:
     is refused in one line before the run directory is written, not with a traceback at the first step."""
     import torch
 
-    from cnnspec.spec.dispatch import is_builtin
-
-    if spec.train.channels_last is not True or all(is_builtin(type(n.layer)) for n in graph.nodes):
+    if spec.train.channels_last is not True or not graph.has_plugin_layers:
         return
     model.eval()
     try:
